@@ -1,0 +1,43 @@
+"""The ``netguard`` command: a thin entry point over the library.
+
+Each area registers its commands from its own module; heavy imports (pysnmp, SQLAlchemy,
+aiomqtt) happen inside the commands so that ``netguard tickets list`` starts fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from netguard.cli import config_cmd, daemon, db, demo, iot, probes, tickets
+
+app = typer.Typer(
+    name="netguard",
+    help="Network assurance and home-quarantine sensor monitoring for emergency network teams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+config_cmd.register(app)
+probes.register(app)
+daemon.register(app)
+demo.register(app)
+app.add_typer(tickets.app, name="tickets")
+app.add_typer(db.app, name="db")
+iot.register(app)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from netguard import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,129 @@
+"""Helpers every CLI command shares: config loading, async running, error mapping, output.
+
+Exit codes: 0 success, 1 operational failure, 2 bad config or usage, 3 unknown id,
+4 refused action (e.g. an invalid ticket transition), 5 outdated database schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from netguard.config import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_NOT_FOUND = 3
+EXIT_REFUSED = 4
+EXIT_SCHEMA = 5
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="NETGUARD_CONFIG",
+                 help="netguard YAML config (default: ./netguard.yaml if present, "
+                      "else embedded defaults)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def resolve_config_path(path: Path | None) -> Path | None:
+    """The config file to use: the given one, else ./netguard.yaml when it exists."""
+    if path is not None:
+        return path
+    default = Path("netguard.yaml")
+    return default if default.exists() else None
+
+
+def load_config(path: Path | None) -> Settings:
+    """Load settings and register their secrets with the log filter."""
+    from netguard.config import load_settings
+    from netguard.logsetup import SECRETS, collect_secrets
+
+    settings = load_settings(resolve_config_path(path))
+    SECRETS.add(collect_secrets(settings))
+    return settings
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    """Print ``error: message`` to stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
+    """Map netguard errors to a one-line message and a documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        from netguard.errors import (
+            ConfigError,
+            InvalidTransitionError,
+            NetguardError,
+            NotFoundError,
+            SchemaOutdatedError,
+        )
+
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            raise fail(str(exc), EXIT_CONFIG) from None
+        except NotFoundError as exc:
+            raise fail(str(exc), EXIT_NOT_FOUND) from None
+        except InvalidTransitionError as exc:
+            raise fail(str(exc), EXIT_REFUSED) from None
+        except SchemaOutdatedError as exc:
+            raise fail(str(exc), EXIT_SCHEMA) from None
+        except NetguardError as exc:
+            raise fail(str(exc), EXIT_FAILURE) from None
+
+    return wrapper
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+def print_json(data: Any) -> None:
+    """Write JSON to stdout (datetimes as ISO 8601)."""
+    sys.stdout.write(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
+    sys.stdout.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def operator_name(by: str | None) -> str:
+    """Who acts: ``--by``, else ``NETGUARD_OPERATOR``, else the login name."""
+    if by:
+        return by
+    env = os.environ.get("NETGUARD_OPERATOR")
+    if env:
+        return env
+    try:
+        return os.getlogin()
+    except OSError:
+        import getpass
+
+        return getpass.getuser()

@@ -1,0 +1,212 @@
+"""Typed configuration: load YAML once, expand secrets, validate, fail with a precise path.
+
+Each area owns its section model (``netguard.probes.config``, ``netguard.tickets.config``,
+``netguard.iot.config``, ``netguard.store.config``, ``netguard.daemon.config``); this
+module assembles them into :class:`Settings` and turns pydantic errors into
+``path: message`` lines such as ``targets[2].snmp.auth_protocol: unknown protocol 'sha999'``.
+
+Secrets may be written inline, as ``${ENV_VAR}`` (with ``${ENV_VAR:-default}``), or as a
+sibling ``<key>_file`` naming a file whose stripped content is the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
+from netguard.errors import ConfigError
+from netguard.iot.config import IotConfig
+from netguard.probes.config import TargetConfig
+from netguard.store.config import StoreConfig
+from netguard.tickets.config import TicketsConfig
+
+EMBEDDED = "<embedded>"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Settings(BaseModel):
+    """The whole validated configuration of one netguard instance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    targets: list[TargetConfig] = Field(default_factory=list)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    tickets: TicketsConfig = Field(default_factory=TicketsConfig)
+    iot: IotConfig = Field(default_factory=IotConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> Settings:
+        seen: set[str] = set()
+        for i, target in enumerate(self.targets):
+            if target.id in seen:
+                raise ValueError(f"targets[{i}].id: duplicate target id {target.id!r}")
+            seen.add(target.id)
+        by_id = {t.id: t for t in self.targets}
+        for i, target in enumerate(self.targets):
+            if target.upstream is None:
+                continue
+            if target.upstream not in by_id:
+                raise ValueError(
+                    f"targets[{i}].upstream: unknown target {target.upstream!r}"
+                )
+            # Walk the chain; a cycle would make root-cause grouping loop forever.
+            chain = [target.id]
+            node: str | None = target.upstream
+            while node is not None:
+                if node in chain:
+                    raise ValueError(
+                        f"targets[{i}].upstream: dependency cycle {' -> '.join([*chain, node])}"
+                    )
+                chain.append(node)
+                node = by_id[node].upstream
+        return self
+
+    def target(self, target_id: str) -> TargetConfig:
+        """Return the target with this id.
+
+        Raises:
+            NotFoundError: No target has that id.
+        """
+        from netguard.errors import NotFoundError
+
+        for target in self.targets:
+            if target.id == target_id:
+                return target
+        raise NotFoundError("target", target_id)
+
+
+def load_settings(path: str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None
+                  ) -> Settings:
+    """Load and validate a configuration file.
+
+    Args:
+        path: The YAML file. ``None`` gives the embedded defaults (an empty estate).
+        env: Environment for ``${VAR}`` expansion; defaults to ``os.environ``.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or does not validate. The error
+            lists every problem with its path inside the file.
+    """
+    if path is None:
+        return settings_from_data({}, source=EMBEDDED, env=env)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read file: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["<root>: expected a mapping of sections"])
+    return settings_from_data(data, source=source, env=env, base_dir=Path(path).parent)
+
+
+def settings_from_data(
+    data: Mapping[str, Any],
+    *,
+    source: str = EMBEDDED,
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Validate an already-parsed configuration mapping (see :func:`load_settings`)."""
+    problems: list[str] = []
+    resolved = _resolve_secrets(data, "", env if env is not None else os.environ,
+                                base_dir or Path.cwd(), problems)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        return Settings.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(source, _format_errors(exc)) from None
+
+
+def _join(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _resolve_secrets(node: Any, path: str, env: Mapping[str, str], base_dir: Path,
+                     problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            key_s = str(key)
+            here = _join(path, key_s)
+            if key_s.endswith("_file") and key_s[:-5] in _FILE_SECRET_KEYS:
+                target_key = key_s[:-5]
+                if target_key in node:
+                    problems.append(f"{here}: give either {target_key} or {key_s}, not both")
+                    continue
+                file_path = Path(str(_resolve_secrets(value, here, env, base_dir, problems)))
+                if not file_path.is_absolute():
+                    file_path = base_dir / file_path
+                try:
+                    out[target_key] = file_path.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    problems.append(f"{here}: cannot read secret file {str(file_path)!r}: "
+                                    f"{exc.strerror or exc}")
+                continue
+            out[key_s] = _resolve_secrets(value, here, env, base_dir, problems)
+        return out
+    if isinstance(node, list):
+        return [_resolve_secrets(v, _join(path, i), env, base_dir, problems)
+                for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+        return _ENV_REF.sub(substitute, node)
+    return node
+
+
+# Keys that may be given as ``<key>_file``. Kept explicit so that ordinary path options
+# such as ``ca_file`` are never mistaken for secrets.
+_FILE_SECRET_KEYS = frozenset({
+    "community", "auth_key", "priv_key", "password", "secret", "token", "url",
+})
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        path = ""
+        for part in err["loc"]:
+            path = _join(path, part)
+        message = str(err["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if message.startswith(prefix):
+                message = message[len(prefix):]
+        if err["type"] == "extra_forbidden":
+            message = "unknown option"
+        # Model-level validators already put the path in the message.
+        if not path or message.startswith(("targets[", "iot.", "tickets.")):
+            lines.append(message)
+        else:
+            lines.append(f"{path}: {message}")
+    return lines

@@ -1,0 +1,1 @@
+"""The long-lived process: composition root, scheduling, metrics and health over HTTP."""

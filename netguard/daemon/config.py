@@ -1,0 +1,60 @@
+"""Configuration of the daemon process, its HTTP endpoint and its logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class BasicAuth(BaseModel):
+    """HTTP basic auth for ``/metrics``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str
+    password: SecretStr
+
+
+class HttpTls(BaseModel):
+    """TLS for the metrics endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_file: Path
+    key_file: Path
+
+
+class MetricsConfig(BaseModel):
+    """The ``/metrics``, ``/healthz`` and ``/readyz`` endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9108"
+    basic_auth: BasicAuth | None = None
+    tls: HttpTls | None = None
+
+
+class LoggingConfig(BaseModel):
+    """Log format and level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # auto: human on a terminal, JSON otherwise (journald, log shippers).
+    format: Literal["auto", "human", "json"] = "auto"
+
+
+class DaemonConfig(BaseModel):
+    """Process-wide timings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
+    poll_jitter_seconds: float = Field(default=2.0, ge=0)
+    misfire_grace_seconds: float = Field(default=30.0, gt=0)
+    max_concurrent_polls: int = Field(default=64, ge=1)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    trap_listen: str | None = None

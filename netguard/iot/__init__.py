@@ -1,0 +1,1 @@
+"""Home-quarantine door sensors: MQTT intake, codecs, registry, rules, outbox, audit log."""

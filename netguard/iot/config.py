@@ -1,0 +1,132 @@
+"""Configuration of the MQTT intake, door-sensor rules and alert delivery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+PayloadFormat = Literal["native", "zigbee2mqtt", "shelly"]
+
+
+class TlsConfig(BaseModel):
+    """TLS towards the broker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Only for test brokers with self-made certificates; never in production.
+    insecure: bool = False
+
+
+class Subscription(BaseModel):
+    """One topic filter and the payload format expected on it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    format: PayloadFormat = "native"
+    qos: Literal[0, 1, 2] = 1
+
+
+def _default_subscriptions() -> list[Subscription]:
+    return [
+        Subscription(topic="netguard/sensors/+/event", format="native"),
+        Subscription(topic="zigbee2mqtt/+", format="zigbee2mqtt"),
+        Subscription(topic="zigbee2mqtt/+/availability", format="zigbee2mqtt"),
+        Subscription(topic="shellies/+/sensor/+", format="shelly"),
+        Subscription(topic="shellies/+/online", format="shelly"),
+    ]
+
+
+class MqttConfig(BaseModel):
+    """Broker connection and subscriptions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsConfig | None = None
+    # Stable id: with a persistent session the broker queues QoS1 messages while we are down.
+    client_id: str = "netguard"
+    protocol: Literal["3.1.1", "5"] = "5"
+    session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    keepalive_seconds: int = Field(default=30, ge=5)
+    shared_group: str | None = None
+    subscriptions: list[Subscription] = Field(default_factory=_default_subscriptions)
+    max_payload_bytes: int = Field(default=4096, gt=0)
+    reconnect_min_seconds: float = Field(default=0.5, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    alert_topic_prefix: str = "netguard/alerts"
+
+
+class NotifierConfig(BaseModel):
+    """A named delivery channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: Literal["webhook", "wecom", "dingtalk", "mqtt", "console"]
+    # Robot and webhook URLs embed their access keys, so they are secrets.
+    url: SecretStr | None = None
+    secret: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    rate_per_minute: int = Field(default=20, ge=1)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> NotifierConfig:
+        if self.type in ("webhook", "wecom", "dingtalk") and self.url is None:
+            raise ValueError(f"notifier {self.name!r} of type {self.type} needs a url")
+        return self
+
+
+class CommunityRoute(BaseModel):
+    """Which notifiers (and which staff) a community's alerts go to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    community: str
+    notifiers: list[str]
+    recipients: list[str] = Field(default_factory=list)
+
+
+class RulesConfig(BaseModel):
+    """Door-sensor alert rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    heartbeat_timeout_seconds: float = Field(default=3600.0, gt=0)
+    battery_low_percent: float = Field(default=20.0, ge=0, le=100)
+    battery_clear_percent: float = Field(default=30.0, ge=0, le=100)
+    renotify_minutes: list[float] = Field(default_factory=lambda: [5.0, 15.0, 30.0])
+
+
+class IotConfig(BaseModel):
+    """Everything about door sensors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mqtt: MqttConfig = Field(default_factory=lambda: MqttConfig(enabled=False))
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
+    routes: list[CommunityRoute] = Field(default_factory=list)
+    retention_days: float = Field(default=180.0, gt=0)
+    outbox_max_attempts: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _routes_name_notifiers(self) -> IotConfig:
+        names = {n.name for n in self.notifiers}
+        if len(names) != len(self.notifiers):
+            raise ValueError("iot.notifiers: notifier names must be unique")
+        for i, route in enumerate(self.routes):
+            for name in route.notifiers:
+                if name not in names:
+                    raise ValueError(f"iot.routes[{i}].notifiers: unknown notifier {name!r}")
+        return self

@@ -1,0 +1,1 @@
+"""Door-sensor tables (being built)."""

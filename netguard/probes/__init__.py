@@ -1,0 +1,1 @@
+"""SNMP probing: transport, vendor profiles as data, decoding, counter maths, assessment."""

@@ -1,0 +1,201 @@
+"""Configuration of SNMP targets: address, credentials, profile, thresholds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+LinkKind = Literal["fiber", "wireless", "private_line", "cabin_5g", "pon"]
+LINK_KINDS: tuple[LinkKind, ...] = ("fiber", "wireless", "private_line", "cabin_5g", "pon")
+
+AUTH_PROTOCOLS = ("none", "md5", "sha", "sha224", "sha256", "sha384", "sha512")
+PRIV_PROTOCOLS = ("none", "des", "aes128", "aes192", "aes256")
+
+TargetIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+
+
+class SnmpConfig(BaseModel):
+    """SNMP credentials for one target (v1, v2c or v3 USM)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal["1", "2c", "3"] = "2c"
+    community: SecretStr | None = None
+    user: str | None = None
+    auth_protocol: str = "none"
+    auth_key: SecretStr | None = None
+    priv_protocol: str = "none"
+    priv_key: SecretStr | None = None
+    context_name: str = ""
+    # Needed only to accept v3 traps from this agent (pysnmp drops them otherwise).
+    engine_id: str | None = None
+    max_repetitions: int = Field(default=25, ge=1, le=200)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        # YAML reads `version: 3` as an int and `version: 2c` as a string.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(int(value))
+        return value
+
+    @field_validator("auth_protocol")
+    @classmethod
+    def _known_auth(cls, value: str) -> str:
+        value = value.lower()
+        if value not in AUTH_PROTOCOLS:
+            raise ValueError(f"unknown protocol {value!r} (one of {', '.join(AUTH_PROTOCOLS)})")
+        return value
+
+    @field_validator("priv_protocol")
+    @classmethod
+    def _known_priv(cls, value: str) -> str:
+        value = value.lower()
+        if value not in PRIV_PROTOCOLS:
+            raise ValueError(f"unknown protocol {value!r} (one of {', '.join(PRIV_PROTOCOLS)})")
+        return value
+
+    @field_validator("engine_id")
+    @classmethod
+    def _hex_engine_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.lower().removeprefix("0x").replace(":", "")
+        try:
+            bytes.fromhex(text)
+        except ValueError:
+            raise ValueError(f"engine id {value!r} is not hexadecimal") from None
+        return text
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SnmpConfig:
+        if self.version in ("1", "2c"):
+            if self.community is None:
+                raise ValueError(f"SNMPv{self.version} needs a community")
+            return self
+        if not self.user:
+            raise ValueError("SNMPv3 needs a user")
+        if self.auth_protocol != "none" and not self.auth_key:
+            raise ValueError(f"auth_protocol {self.auth_protocol} needs an auth_key")
+        if self.priv_protocol != "none":
+            if self.auth_protocol == "none":
+                raise ValueError("privacy (priv_protocol) needs authentication too")
+            if not self.priv_key:
+                raise ValueError(f"priv_protocol {self.priv_protocol} needs a priv_key")
+        for name in ("auth_key", "priv_key"):
+            key = getattr(self, name)
+            if key is not None and len(key.get_secret_value()) < 8:
+                # RFC 3414 requires at least 8 characters; agents reject shorter keys.
+                raise ValueError(f"{name} must be at least 8 characters")
+        return self
+
+
+class Thresholds(BaseModel):
+    """Raise/clear thresholds; ``None`` means "use the kind's default".
+
+    Power values are in dBm, ratios in 0..1. Each bad condition is raised after
+    ``raise_after`` consecutive bad polls and cleared after ``clear_after`` good ones,
+    judged against the separate ``*_clear`` threshold (hysteresis).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rx_power_low_dbm: float | None = None
+    rx_power_low_clear_dbm: float | None = None
+    rx_power_down_dbm: float | None = None
+    signal_low_dbm: float | None = None
+    signal_low_clear_dbm: float | None = None
+    snr_low_db: float | None = None
+    snr_low_clear_db: float | None = None
+    utilisation_high_ratio: float | None = None
+    utilisation_high_clear_ratio: float | None = None
+    error_rate_high_per_s: float | None = None
+    error_rate_high_clear_per_s: float | None = None
+    battery_runtime_low_minutes: float | None = None
+    battery_runtime_low_clear_minutes: float | None = None
+    battery_charge_low_percent: float | None = None
+    battery_charge_low_clear_percent: float | None = None
+    onu_offline_ratio: float | None = None
+    onu_offline_clear_ratio: float | None = None
+    raise_after: int | None = Field(default=None, ge=1)
+    clear_after: int | None = Field(default=None, ge=1)
+
+
+class ExtraOid(BaseModel):
+    """An OID a target adds to (or overrides in) its profile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    oid: str = Field(pattern=r"^\.?[0-9]+(\.[0-9]+)*$")
+    scale: float = 1.0
+    table: bool = False
+
+
+class TargetConfig(BaseModel):
+    """One polled link or site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: TargetIdStr
+    kind: LinkKind
+    address: str
+    site: str | None = None
+    upstream: str | None = None
+    profile: str | None = None
+    snmp: SnmpConfig = Field(default_factory=lambda: SnmpConfig(community=SecretStr("public")))
+    interval_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=2.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=10)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    oids: list[ExtraOid] = Field(default_factory=list)
+    interfaces: list[str] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: object) -> object:
+        if isinstance(value, str) and value not in LINK_KINDS:
+            raise ValueError(f"unknown kind {value!r} (one of {', '.join(LINK_KINDS)})")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, port = split_address(value)
+        if not host:
+            raise ValueError(f"address {value!r} has no host")
+        if not 0 < port < 65536:
+            raise ValueError(f"address {value!r}: port out of range")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The agent's host name or IP address."""
+        return split_address(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        """The agent's UDP port (161 unless given)."""
+        return split_address(self.address)[1]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """Split ``host[:port]`` (or ``[v6]:port``) into host and port; the port defaults to 161.
+
+    Raises:
+        ValueError: The port is not a number.
+    """
+    text = address.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":") or "161"
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, "161"
+    try:
+        return host, int(port_text)
+    except ValueError:
+        raise ValueError(f"address {address!r}: port {port_text!r} is not a number") from None

@@ -1,0 +1,176 @@
+"""The database handle shared by the daemon and the CLI.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (durable across a process crash, which
+is what "an event is durable before it is acknowledged" needs; only an OS crash can lose
+the last commits) and a busy timeout so that the CLI and the daemon can write side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, make_url
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from netguard.errors import SchemaOutdatedError, StoreUnavailableError
+from netguard.store.config import StoreConfig
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    """An Alembic config pointing at netguard's migrations and the given database URL."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Alembic's ini interpolation treats % specially; URL-encoded passwords contain it.
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with this code."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(config: StoreConfig) -> AsyncEngine:
+    """Create the async engine for ``config`` with netguard's connection settings."""
+    url = config.sqlalchemy_url()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=config.pool_size, pool_pre_ping=True)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The Alembic revision the database is at, or ``None`` for an empty database."""
+
+    def read(conn: Connection) -> str | None:
+        return MigrationContext.configure(conn).get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)
+
+
+async def upgrade(config: StoreConfig, revision: str = "head") -> None:
+    """Run migrations up to ``revision`` (Alembic runs them in a worker thread)."""
+    cfg = alembic_config(config.sqlalchemy_url())
+    await asyncio.to_thread(command.upgrade, cfg, revision)
+
+
+async def downgrade(config: StoreConfig, revision: str) -> None:
+    """Run migrations down to ``revision``."""
+    cfg = alembic_config(config.sqlalchemy_url())
+    await asyncio.to_thread(command.downgrade, cfg, revision)
+
+
+class Store:
+    """The database: an async context manager owning the engine.
+
+    Args:
+        config: Where the database is.
+        check_schema: Refuse to open an outdated schema (``auto_upgrade`` upgrades instead).
+
+    Example::
+
+        async with Store(settings.store) as store:
+            async with store.session() as session:
+                ...
+    """
+
+    def __init__(self, config: StoreConfig, *, check_schema: bool = True) -> None:
+        self.config = config
+        self._check_schema = check_schema
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine; only valid inside ``async with``."""
+        if self._engine is None:
+            raise RuntimeError("Store used outside `async with`")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    async def __aenter__(self) -> Store:
+        self._engine = create_engine(self.config)
+        try:
+            if self._check_schema:
+                await self._ensure_schema()
+        except BaseException:
+            await self._engine.dispose()
+            self._engine = None
+            raise
+        self._sessions = async_sessionmaker(self._engine, class_=AsyncSession,
+                                            expire_on_commit=False)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessions = None
+
+    async def _ensure_schema(self) -> None:
+        head = head_revision()
+        try:
+            current = await current_revision(self.engine)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise StoreUnavailableError(f"cannot reach the database: {exc}") from exc
+        if current == head:
+            return
+        if self.config.auto_upgrade:
+            await upgrade(self.config)
+            return
+        raise SchemaOutdatedError(current, head)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A new session; commit explicitly, it rolls back on error."""
+        if self._sessions is None:
+            raise RuntimeError("Store used outside `async with`")
+        async with self._sessions() as session:
+            yield session
+
+    async def ping(self) -> bool:
+        """True when a trivial query succeeds (for ``/readyz``)."""
+        from sqlalchemy import text
+
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (OperationalError, DBAPIError, OSError):
+            return False
+        return True

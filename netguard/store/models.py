@@ -1,0 +1,6 @@
+"""Imports every table module so that SQLModel.metadata is complete (for Alembic)."""
+
+from netguard.iot import models as iot_models
+from netguard.tickets import models as ticket_models
+
+__all__ = ["iot_models", "ticket_models"]

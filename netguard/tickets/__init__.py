@@ -1,0 +1,1 @@
+"""Fault tickets: idempotent opening, lifecycle, auto-resolve, root-cause grouping, audit."""

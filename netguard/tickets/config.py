@@ -1,0 +1,41 @@
+"""Configuration of the ticket service: severities, site criticality, SLAs, timings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Severity = Literal["critical", "major", "minor", "warning"]
+Criticality = Literal["normal", "quarantine_hotel", "hospital", "test_site", "government"]
+
+
+class SiteConfig(BaseModel):
+    """A site and how critical it is; critical sites raise ticket severity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    criticality: Criticality = "normal"
+    label: str | None = None
+
+
+class TicketsConfig(BaseModel):
+    """Ticket lifecycle timings and severity policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id_prefix: str = Field(default="NG", pattern=r"^[A-Z]{1,8}$")
+    # A cleared fault resolves its ticket only after staying clear this long.
+    resolve_hold_seconds: float = Field(default=300.0, ge=0)
+    # A recurrence within this window after resolution reopens the same ticket.
+    reopen_window_seconds: float = Field(default=3600.0, ge=0)
+    sla_minutes: dict[Severity, float] = Field(
+        default_factory=lambda: {"critical": 60.0, "major": 240.0, "minor": 1440.0,
+                                 "warning": 4320.0})
+    # How many severity steps a site's criticality raises a ticket (critical is the cap).
+    criticality_raise: dict[Criticality, int] = Field(
+        default_factory=lambda: {"normal": 0, "quarantine_hotel": 1, "hospital": 1,
+                                 "test_site": 1, "government": 1})
+    sites: list[SiteConfig] = Field(default_factory=list)
+    page_size: int = Field(default=50, ge=1)

@@ -1,0 +1,1 @@
+"""Ticket tables (being built)."""

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, installing what it needs first: Debian packages (snmpd, snmp,
+# mosquitto, prometheus, postgresql) when missing, and netguard with its dev extras in .venv.
+# Then lint (ruff), types (mypy strict) and pytest. Arguments go to pytest.
+set -euo pipefail
+source "$(dirname "$0")/bootstrap.sh"
+cd "$ng_root"
+
+ng_apt_install snmpd snmp mosquitto prometheus postgresql
+ng_venv dev
+
+# Tests make throwaway databases on a local PostgreSQL (NETGUARD_TEST_PG overrides).
+if [ -z "${NETGUARD_TEST_PG:-}" ]; then
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        echo "netguard: starting PostgreSQL" >&2
+        pg_ver="$(ls /etc/postgresql | sort -V | tail -n 1)"
+        $ng_sudo pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main start
+        for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+    fi
+    # Trust auth on loopback is how this machine ships; elsewhere give NETGUARD_TEST_PG.
+    if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+        if [ -z "$ng_sudo" ]; then ng_as_pg=(runuser -u postgres --); else ng_as_pg=(sudo -u postgres); fi
+        "${ng_as_pg[@]}" psql -qc "ALTER USER postgres PASSWORD 'postgres'" >/dev/null
+        export NETGUARD_TEST_PG="postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+    fi
+fi
+
+.venv/bin/ruff check netguard tests bench
+.venv/bin/mypy
+.venv/bin/pytest "$@"

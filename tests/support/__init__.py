@@ -1,0 +1,1 @@
+"""Test support: free ports, condition waits, and real servers started per test session."""
