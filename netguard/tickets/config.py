@@ -10,6 +10,12 @@ Severity = Literal["critical", "major", "minor", "warning"]
 Criticality = Literal["normal", "quarantine_hotel", "hospital", "test_site", "government"]
 
 
+_DEFAULT_SLA: dict[Severity, float] = {
+    "critical": 60.0, "major": 240.0, "minor": 1440.0, "warning": 4320.0}
+_DEFAULT_RAISE: dict[Criticality, int] = {
+    "normal": 0, "quarantine_hotel": 1, "hospital": 1, "test_site": 1, "government": 1}
+
+
 class SiteConfig(BaseModel):
     """A site and how critical it is; critical sites raise ticket severity."""
 
@@ -30,12 +36,9 @@ class TicketsConfig(BaseModel):
     resolve_hold_seconds: float = Field(default=300.0, ge=0)
     # A recurrence within this window after resolution reopens the same ticket.
     reopen_window_seconds: float = Field(default=3600.0, ge=0)
-    sla_minutes: dict[Severity, float] = Field(
-        default_factory=lambda: {"critical": 60.0, "major": 240.0, "minor": 1440.0,
-                                 "warning": 4320.0})
+    sla_minutes: dict[Severity, float] = Field(default_factory=lambda: dict(_DEFAULT_SLA))
     # How many severity steps a site's criticality raises a ticket (critical is the cap).
     criticality_raise: dict[Criticality, int] = Field(
-        default_factory=lambda: {"normal": 0, "quarantine_hotel": 1, "hospital": 1,
-                                 "test_site": 1, "government": 1})
+        default_factory=lambda: dict(_DEFAULT_RAISE))
     sites: list[SiteConfig] = Field(default_factory=list)
     page_size: int = Field(default=50, ge=1)

@@ -60,7 +60,7 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         """Send a signal to the server."""
         assert self.proc is not None
         self.proc.send_signal(sig)

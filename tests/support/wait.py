@@ -23,7 +23,7 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: f
     return last
 
 
-async def async_wait_until(predicate: Callable[[], Awaitable[T]], *, timeout: float = 10.0,
+async def async_wait_until(predicate: Callable[[], Awaitable[T]], *, timeout: float = 10.0,  # noqa: ASYNC109 (a deadline, mirrors wait_until)
                            interval: float = 0.02, what: str = "condition") -> T:
     """Async version of :func:`wait_until` for coroutine predicates."""
     deadline = time.monotonic() + timeout
