@@ -1,0 +1,104 @@
+"""The demo's scripted faults: what happens when, in the first minute.
+
+The script is data (:data:`TIMELINE`); :func:`run_timeline` plays it against an
+:class:`Actuator` that changes the simulated agents and sensors. Time comes from an
+injected sleep function so tests can play the script instantly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+Action = Literal[
+    "rx_power_low", "rx_power_normal",
+    "on_battery", "on_mains",
+    "onus_lost", "onus_restored",
+    "radio_degraded", "radio_normal",
+    "agent_down", "agent_up",
+    "door_open", "door_closed",
+    "sensor_silent",
+    "battery_low",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One scripted change.
+
+    Attributes:
+        at_seconds: Seconds after the demo starts.
+        action: What changes.
+        subject: The target id (SNMP actions) or sensor id (door actions).
+        description: One line for the live view.
+    """
+
+    at_seconds: float
+    action: Action
+    subject: str
+    description: str
+
+    def __post_init__(self) -> None:
+        if self.at_seconds < 0:
+            raise ValueError(f"step at {self.at_seconds}s: time must not be negative")
+
+
+TIMELINE: tuple[Step, ...] = (
+    Step(4, "rx_power_low", "fib-field-hospital", "field hospital fiber: rx power falls"),
+    Step(6, "on_battery", "cab-stadium", "stadium 5G cabin: mains lost, on battery"),
+    Step(8, "door_open", "door-riverside-02", "riverside household 02: door opens"),
+    Step(10, "onus_lost", "pon-riverside", "riverside OLT: ONUs drop off"),
+    Step(12, "radio_degraded", "wl-lake-camp", "lake camp radio: signal degrades"),
+    Step(14, "battery_low", "door-hillview-03", "hillview household 03: sensor battery low"),
+    Step(16, "agent_down", "pl-east-uplink", "east uplink down: east clinic and school dark"),
+    Step(18, "sensor_silent", "door-old-town-01", "old-town household 01: sensor goes silent"),
+    Step(26, "rx_power_normal", "fib-field-hospital", "field hospital fiber: rx power recovers"),
+    Step(30, "door_closed", "door-riverside-02", "riverside household 02: door closed again"),
+    Step(34, "agent_up", "pl-east-uplink", "east uplink restored"),
+    Step(38, "onus_restored", "pon-riverside", "riverside OLT: ONUs back online"),
+    Step(42, "radio_normal", "wl-lake-camp", "lake camp radio: signal recovers"),
+    Step(46, "on_mains", "cab-stadium", "stadium 5G cabin: mains restored"),
+)
+
+
+class Actuator(Protocol):
+    """Applies a scripted step to the simulated world."""
+
+    async def apply(self, step: Step) -> None:
+        """Make ``step`` happen."""
+        ...
+
+
+async def run_timeline(steps: Sequence[Step], actuator: Actuator, *,
+                       elapsed: Callable[[], float],
+                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                       on_step: Callable[[Step], None] | None = None) -> None:
+    """Play ``steps`` in time order.
+
+    A step that fails is logged and skipped: one broken simulated agent must not stop
+    the rest of the demo.
+
+    Args:
+        steps: The script.
+        actuator: What applies each step.
+        elapsed: Seconds since the demo started.
+        sleep: Waits (injected so tests need not wait).
+        on_step: Called after each step is applied.
+    """
+    for step in sorted(steps, key=lambda s: s.at_seconds):
+        delay = step.at_seconds - elapsed()
+        if delay > 0:
+            await sleep(delay)
+        try:
+            await actuator.apply(step)
+        except Exception:
+            log.exception("demo step failed: %s", step.description)
+            continue
+        log.info("demo: %s", step.description)
+        if on_step is not None:
+            on_step(step)
