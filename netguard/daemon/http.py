@@ -1,0 +1,155 @@
+"""The HTTP endpoint: ``/metrics`` (optional basic auth and TLS), ``/healthz``, ``/readyz``.
+
+``/metrics`` captures a snapshot on the event loop (cheap: references only) and renders
+it in a worker thread, so a slow or large scrape never stalls polling or MQTT intake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+
+from aiohttp import web
+
+from netguard.daemon.config import MetricsConfig
+from netguard.daemon.metrics import CONTENT_TYPE, MetricsSnapshot, Renderer
+from netguard.errors import ConfigError
+from netguard.probes.config import split_address
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split ``host:port`` of ``metrics.listen``.
+
+    Raises:
+        ConfigError: No port or a bad one.
+    """
+    try:
+        host, port = split_address(listen)
+    except ValueError as exc:
+        raise ConfigError("metrics.listen", [str(exc)]) from None
+    if ":" not in listen or not 0 <= port < 65536:
+        raise ConfigError("metrics.listen", [f"metrics.listen: expected host:port, got {listen!r}"])
+    return host, port
+
+
+def _ssl_context(config: MetricsConfig) -> ssl.SSLContext | None:
+    if config.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(config.tls.cert_file), str(config.tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("metrics.tls", [f"metrics.tls: cannot load certificate: {exc}"]) from exc
+    return context
+
+
+class MetricsServer:
+    """An async context manager serving metrics and health on ``config.listen``.
+
+    Args:
+        config: Listen address, basic auth and TLS.
+        snapshot: Returns the current metrics snapshot; called on the event loop.
+        readiness: Returns named checks (``store``, ``broker``, ``scheduler``); all must be
+            true for ``/readyz`` to answer 200.
+    """
+
+    def __init__(self, config: MetricsConfig, snapshot: Callable[[], MetricsSnapshot],
+                 readiness: ReadinessCheck) -> None:
+        self.config = config
+        self._snapshot = snapshot
+        self._readiness = readiness
+        self._renderer = Renderer()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._scheme = "https" if config.tls else "http"
+        self._host, self._wanted_port = parse_listen(config.listen)
+        self.scrapes = 0
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:9108`` (the bound port when 0 was asked)."""
+        if self._port is None:
+            raise RuntimeError("MetricsServer is not running")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{self._scheme}://{host}:{self._port}"
+
+    async def __aenter__(self) -> MetricsServer:
+        context = _ssl_context(self.config)
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._wanted_port, ssl_context=context,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError("metrics.listen", [
+                f"metrics.listen: cannot listen on {self.config.listen}: {exc.strerror or exc}"
+            ]) from exc
+        self._runner = runner
+        server = site._server  # aiohttp keeps the bound sockets only here
+        sockets = getattr(server, "sockets", None) or []
+        self._port = int(sockets[0].getsockname()[1]) if sockets else self._wanted_port
+        log.info("metrics endpoint listening", extra={"url": self.url})
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+        self._port = None
+
+    def _authorised(self, request: web.Request) -> bool:
+        auth = self.config.basic_auth
+        if auth is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        # Compare both parts in constant time, without short-circuiting on the user name.
+        user_ok = hmac.compare_digest(user.encode(), auth.username.encode())
+        pass_ok = hmac.compare_digest(password.encode(),
+                                      auth.password.get_secret_value().encode())
+        return bool(sep) and user_ok and pass_ok
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.Response(status=401, text="unauthorised\n",
+                                headers={"WWW-Authenticate": 'Basic realm="netguard"'})
+        snapshot = self._snapshot()
+        body = await asyncio.to_thread(self._renderer.render, snapshot)
+        self.scrapes += 1
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        try:
+            checks = dict(await self._readiness())
+        except Exception:
+            log.exception("readiness check failed")
+            checks = {"readiness": False}
+        ready = all(checks.values())
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)

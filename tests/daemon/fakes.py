@@ -1,0 +1,105 @@
+"""Plain frozen dataclasses shaped like the probes' status snapshot, for metrics tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from netguard.daemon.metrics import MetricsSnapshot, TargetInfo
+
+
+@dataclass(frozen=True)
+class Itf:
+    name: str
+    oper_up: bool | None = True
+    in_octets: int | None = 1000
+    out_octets: int | None = 2000
+    in_utilisation: float | None = 0.25
+    out_utilisation: float | None = 0.5
+    in_errors: int | None = 1
+    out_errors: int | None = 2
+    in_discards: int | None = 3
+    out_discards: int | None = 4
+
+
+@dataclass(frozen=True)
+class Optical:
+    name: str
+    rx_dbm: float | None = -12.5
+    tx_dbm: float | None = 2.0
+
+
+@dataclass(frozen=True)
+class Radio:
+    signal_dbm: float | None = -61.0
+    noise_dbm: float | None = -95.0
+    snr_db: float | None = 34.0
+
+
+@dataclass(frozen=True)
+class Ups:
+    battery_status: str | None = "normal"
+    charge_percent: float | None = 95.0
+    minutes_remaining: float | None = 42.0
+    seconds_on_battery: float | None = 0.0
+    on_battery: bool | None = False
+    input_voltage: float | None = 230.0
+    temperature_celsius: float | None = 28.5
+
+
+@dataclass(frozen=True)
+class Onu:
+    onu: str
+    rx_dbm: float | None = -20.0
+
+
+@dataclass(frozen=True)
+class PonPort:
+    port: str
+    onus_online: int = 2
+    onus_total: int = 2
+    onus: tuple[Onu, ...] = ()
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str = "up"
+    up: bool = True
+    poll_duration: float | None = 0.012
+    last_success_at: datetime | None = datetime(2026, 1, 1, tzinfo=UTC)
+    interfaces: tuple[Itf, ...] = ()
+    optical: tuple[Optical, ...] = ()
+    radio: Radio | None = None
+    ups: Ups | None = None
+    pon: tuple[PonPort, ...] = field(default_factory=tuple)
+
+
+KINDS = ("fiber", "wireless", "private_line", "cabin_5g", "pon")
+
+
+def status_for(kind: str, i: int = 0) -> Status:
+    """A realistic status of one target of ``kind``."""
+    itfs = (Itf(f"ge-0/0/{i % 4}"), Itf("uplink"))
+    if kind == "fiber":
+        return Status(interfaces=itfs, optical=(Optical("xe-1"), Optical("xe-2")))
+    if kind == "wireless":
+        return Status(interfaces=itfs[:1], radio=Radio())
+    if kind == "cabin_5g":
+        return Status(interfaces=itfs[:1], ups=Ups())
+    if kind == "pon":
+        onus = tuple(Onu(str(n)) for n in range(4))
+        return Status(interfaces=itfs[:1], pon=(PonPort("0/1/0", 4, 4, onus),
+                                               PonPort("0/1/1", 3, 4, onus[:3])))
+    return Status(interfaces=itfs)
+
+
+def estate(n: int) -> MetricsSnapshot:
+    """A snapshot of ``n`` targets spread over every kind and 50 sites."""
+    targets = {}
+    info = {}
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        tid = f"{kind}-{i:05d}"
+        targets[tid] = status_for(kind, i)
+        info[tid] = TargetInfo(kind, f"site-{i % 50}")
+    return MetricsSnapshot(targets=targets, info=info)  # type: ignore[arg-type]

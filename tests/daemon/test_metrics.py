@@ -1,0 +1,153 @@
+"""Metrics over snapshots: values, units, label sets, and the two renderers agreeing."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from netguard.daemon.metrics import (
+    DaemonStats,
+    IotView,
+    MetricsSnapshot,
+    Renderer,
+    SnapshotCollector,
+    TargetInfo,
+    TicketCountsView,
+    render,
+)
+from tests.daemon.fakes import Itf, Status, Ups, estate, status_for
+
+
+def _snapshot() -> MetricsSnapshot:
+    base = estate(10)
+    return dataclasses.replace(
+        base,
+        tickets=TicketCountsView(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
+        iot=IotView(mqtt_connected=True, door_events={"open": 5, "close": 4},
+                    sensors_online=7, sensors_offline=1, sensors_low_battery=2, alerts_open=1,
+                    alerts_delivered=3, alerts_failed=1, dead_letters=2),
+        daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
+                           scheduler_running=True),
+    )
+
+
+def _registry(snapshot: MetricsSnapshot) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    SnapshotCollector(lambda: snapshot, registry)
+    return registry
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def test_per_target_values_and_base_units() -> None:
+    snap = _snapshot()
+    reg = _registry(snap)
+    labels = {"target": "cabin_5g-00003", "kind": "cabin_5g", "site": "site-3"}
+    assert reg.get_sample_value("netguard_target_up", labels) == 1.0
+    assert reg.get_sample_value("netguard_ups_battery_charge_ratio", labels) == pytest.approx(0.95)
+    assert reg.get_sample_value("netguard_ups_battery_runtime_seconds", labels) == 42 * 60
+    assert reg.get_sample_value("netguard_ups_battery_status", {**labels, "status": "normal"}) == 1
+    assert reg.get_sample_value("netguard_ups_battery_status", {**labels, "status": "low"}) == 0
+    fiber = {"target": "fiber-00000", "kind": "fiber", "site": "site-0"}
+    assert reg.get_sample_value("netguard_optical_rx_power_dbm", {**fiber, "sensor": "xe-1"}) \
+        == -12.5
+    assert reg.get_sample_value("netguard_interface_received_bytes_total",
+                                {**fiber, "interface": "uplink"}) == 1000
+    assert reg.get_sample_value("netguard_interface_errors_total",
+                                {**fiber, "interface": "uplink", "direction": "out"}) == 2
+    pon = {"target": "pon-00004", "kind": "pon", "site": "site-4"}
+    assert reg.get_sample_value("netguard_pon_onus_online", {**pon, "port": "0/1/1"}) == 3
+    assert reg.get_sample_value("netguard_pon_onu_rx_power_dbm",
+                                {**pon, "port": "0/1/0", "onu": "3"}) == -20.0
+    assert reg.get_sample_value("netguard_target_last_success_timestamp_seconds", fiber) == \
+        datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+
+def test_global_values() -> None:
+    reg = _registry(_snapshot())
+    assert reg.get_sample_value("netguard_tickets_open",
+                                {"category": "fiber", "severity": "critical"}) == 2
+    assert reg.get_sample_value("netguard_tickets_overdue",
+                                {"category": "pon", "severity": "major"}) == 1
+    assert reg.get_sample_value("netguard_door_events_total", {"type": "open"}) == 5
+    assert reg.get_sample_value("netguard_sensors_low_battery") == 2
+    assert reg.get_sample_value("netguard_alert_delivery_failures_total") == 1
+    assert reg.get_sample_value("netguard_mqtt_connected") == 1
+    assert reg.get_sample_value("netguard_scheduler_overruns_total") == 3
+    assert reg.get_sample_value("netguard_polls_total", {"result": "failure"}) == 1
+    assert reg.get_sample_value("netguard_targets", {"state": "up"}) == 10
+    assert reg.get_sample_value("netguard_targets", {"state": "down"}) == 0
+    info = [s for f in reg.collect() if f.name == "netguard_build_info" for s in f.samples]
+    assert info[0].labels["version"]
+
+
+def test_no_created_series() -> None:
+    text = render(_snapshot()).decode()
+    assert "_created" not in text
+    assert "_created" not in generate_latest(_registry(_snapshot())).decode()
+
+
+def test_fast_renderer_agrees_with_collector() -> None:
+    snap = _snapshot()
+    fast = _samples(render(snap).decode())
+    reference = _samples(generate_latest(_registry(snap)).decode())
+    assert fast == reference
+    assert len(fast) > 200
+
+
+def test_cache_reuses_unchanged_and_refreshes_changed_targets() -> None:
+    snap = _snapshot()
+    renderer = Renderer()
+    first = renderer.render(snap)
+    assert renderer.render(snap) == first
+    targets = dict(snap.targets)
+    targets["cabin_5g-00003"] = Status(state="down", up=False, ups=Ups(on_battery=True),
+                                       interfaces=(Itf("x"),))
+    del targets["fiber-00000"]
+    changed = _samples(renderer.render(dataclasses.replace(snap, targets=targets)).decode())
+    key = frozenset({"target": "cabin_5g-00003", "kind": "cabin_5g", "site": "site-3"}.items())
+    assert changed[("netguard_target_up", key)] == 0
+    assert changed[("netguard_ups_on_battery", key)] == 1
+    assert not any(("target", "fiber-00000") in labels for _, labels in changed)
+
+
+def test_label_values_are_escaped() -> None:
+    tid = 'we"ird\\id'
+    snap = MetricsSnapshot(targets={tid: status_for("private_line")},  # type: ignore[dict-item]
+                           info={tid: TargetInfo("private_line", "line\nbreak")})
+    samples = _samples(render(snap).decode())
+    key = frozenset({"target": tid, "kind": "private_line", "site": "line\nbreak"}.items())
+    assert samples[("netguard_target_up", key)] == 1
+
+
+def test_unknown_state_and_missing_readings() -> None:
+    tid = "t1"
+    status = Status(state="testing", up=False, poll_duration=None, last_success_at=None)
+    snap = MetricsSnapshot(targets={tid: status}, info={})  # type: ignore[dict-item]
+    reg = _registry(snap)
+    labels = {"target": tid, "kind": "unknown", "site": ""}
+    assert reg.get_sample_value("netguard_target_state", {**labels, "state": "testing"}) == 1
+    assert reg.get_sample_value("netguard_target_state", {**labels, "state": "up"}) == 0
+    assert reg.get_sample_value("netguard_target_poll_duration_seconds", labels) is None
+    assert reg.get_sample_value("netguard_target_last_success_timestamp_seconds", labels) is None
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_check_metrics_is_clean() -> None:
+    result = subprocess.run(["promtool", "check", "metrics"], input=render(_snapshot()),
+                            capture_output=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == b""
+    assert result.stderr.strip() == b""
