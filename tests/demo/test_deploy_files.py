@@ -1,0 +1,63 @@
+"""The systemd unit is valid and its stop timeout covers netguard's graceful shutdown."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netguard.daemon.config import DaemonConfig
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "config" / "systemd" / "netguard.service"
+NETGUARD = Path(sys.executable).parent / "netguard"
+
+
+def _service_section() -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    section = ""
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line
+            continue
+        if section == "[Service]":
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def test_unit_is_hardened_and_stops_after_the_shutdown_timeout() -> None:
+    service = _service_section()
+    assert service["User"] == ["netguard"]
+    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict",
+                       "PrivateTmp": "yes", "Restart": "on-failure"}.items():
+        assert service[key] == [value], key
+    assert "/var/lib/netguard" in service["ReadWritePaths"][0]
+    assert any("kill -HUP $MAINPID" in v for v in service["ExecReload"])
+    assert any(" run --config " in v for v in service["ExecStart"])
+    stop = float(service["TimeoutStopSec"][0])
+    assert stop > DaemonConfig().shutdown_timeout_seconds
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    unit = tmp_path / "netguard.service"
+    unit.write_text(UNIT.read_text().replace("/opt/netguard/.venv/bin/netguard", str(NETGUARD)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Unknown key" not in result.stderr
+
+
+def test_unit_parses_as_ini() -> None:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(UNIT.read_text())
+    assert parser.has_section("Install")
+    assert parser["Install"]["WantedBy"] == "multi-user.target"

@@ -1,0 +1,103 @@
+"""config/netguard.example.yaml stays valid and keeps showing every option."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from netguard.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config" / "netguard.example.yaml"
+NETGUARD = Path(sys.executable).parent / "netguard"
+
+# The example reads these; any value will do for validation.
+ENV = {
+    "NETGUARD_SNMP_AUTH_KEY": "example-auth-key",
+    "NETGUARD_MQTT_PASSWORD": "example-mqtt-password",
+    "NETGUARD_DINGTALK_URL": "https://oapi.dingtalk.com/robot/send?access_token=x",
+    "NETGUARD_DINGTALK_SECRET": "SECexample",
+    "NETGUARD_METRICS_PASSWORD": "example-metrics-password",
+}
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    """The example's secret files, written where the example expects them via a copy."""
+    (tmp_path / "community").write_text("public\n")
+    (tmp_path / "snmp-priv-key").write_text("example-priv-key\n")
+    (tmp_path / "riverside-wecom-url").write_text(
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x\n")
+    return tmp_path
+
+
+def _localised_example(secrets_dir: Path) -> Path:
+    text = EXAMPLE.read_text(encoding="utf-8").replace("/etc/netguard/secrets/",
+                                                      f"{secrets_dir}/")
+    path = secrets_dir / "netguard.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_check_config_passes_on_the_example(secrets_dir: Path) -> None:
+    path = _localised_example(secrets_dir)
+    result = subprocess.run([str(NETGUARD), "check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **ENV}, check=False)
+    assert result.returncode == 0, result.stderr
+    assert ": OK" in result.stdout
+    assert "13 targets" in result.stdout or "targets: 13" in result.stdout
+
+
+def test_example_has_each_kind_and_sets_every_option(secrets_dir: Path) -> None:
+    settings = load_settings(_localised_example(secrets_dir), env=ENV)
+    kinds = {t.kind for t in settings.targets}
+    assert kinds == {"fiber", "wireless", "private_line", "cabin_5g", "pon"}
+    for kind in kinds:
+        assert sum(1 for t in settings.targets if t.kind == kind) >= 2
+    missing = _unset_options(settings, EXAMPLE.read_text(encoding="utf-8"))
+    assert not missing, f"options not shown in the example: {missing}"
+
+
+def test_example_without_secrets_names_the_missing_variables(secrets_dir: Path) -> None:
+    path = _localised_example(secrets_dir)
+    result = subprocess.run([str(NETGUARD), "check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k not in ENV},
+                            check=False)
+    assert result.returncode == 2
+    assert "NETGUARD_MQTT_PASSWORD is not set" in result.stderr
+
+
+def _unset_options(settings: Settings, text: str) -> list[str]:
+    """Every field of every config model must appear (as ``name:``) somewhere in the text."""
+    missing: list[str] = []
+    seen: set[type[BaseModel]] = set()
+
+    def visit(model: type[BaseModel], path: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            # Secret options may be given as <name>_file instead.
+            if f"{name}:" not in text and f"{name}_file:" not in text:
+                missing.append(f"{path}.{name}")
+            for sub in _models_in(field.annotation):
+                visit(sub, f"{path}.{name}")
+
+    visit(type(settings), "")
+    return missing
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()):
+        out.extend(_models_in(arg))
+    return out
