@@ -20,8 +20,8 @@ NETGUARD = Path(sys.executable).parent / "netguard"
 def _service_section() -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     section = ""
-    for line in UNIT.read_text().splitlines():
-        line = line.strip()
+    for raw in UNIT.read_text().splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("["):
