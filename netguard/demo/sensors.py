@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +27,7 @@ from netguard.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 SensorFormat = Literal["native", "zigbee2mqtt"]
+NativeEvent = Literal["open", "close", "heartbeat", "battery"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +63,22 @@ class Message:
     retain: bool = False
 
 
-def native_message(household: Household, state: SensorState, now: datetime) -> Message:
-    """The native netguard payload for ``state`` (see docs/iot.md for the schema)."""
-    body: dict[str, Any] = {
-        "sensor_id": household.sensor_id,
-        "seq": state.seq,
-        "ts": now.isoformat(),
-        "door": "closed" if state.closed else "open",
-        "battery_percent": state.battery_percent,
-    }
+def native_message(household: Household, state: SensorState, now: datetime, *,
+                   event: NativeEvent = "heartbeat", boot: str | None = None) -> Message:
+    """The native netguard payload (schema version 1, see docs/iot.md).
+
+    Args:
+        household: Whose sensor.
+        state: What it reports.
+        now: Device time.
+        event: ``open``, ``close``, ``heartbeat`` or ``battery``.
+        boot: Changes when the device restarts its sequence numbers.
+    """
+    body: dict[str, Any] = {"v": 1, "sensor": household.sensor_id, "event": event,
+                            "seq": state.seq, "battery": state.battery_percent,
+                            "ts": now.isoformat()}
+    if boot is not None:
+        body["boot"] = boot
     return Message(f"netguard/sensors/{household.sensor_id}/event",
                    json.dumps(body, separators=(",", ":")).encode())
 
@@ -95,10 +104,15 @@ def zigbee2mqtt_availability(household: Household, online: bool) -> Message:
     return Message(f"zigbee2mqtt/{household.sensor_id}/availability", body, retain=True)
 
 
-def state_message(household: Household, state: SensorState, now: datetime) -> Message:
-    """The report of ``household``'s sensor in its own format."""
+def state_message(household: Household, state: SensorState, now: datetime, *,
+                  event: NativeEvent = "heartbeat", boot: str | None = None) -> Message:
+    """The report of ``household``'s sensor in its own format.
+
+    Zigbee2MQTT devices always send their whole state, so ``event`` matters only for
+    native sensors.
+    """
     if household.format == "native":
-        return native_message(household, state, now)
+        return native_message(household, state, now, event=event, boot=boot)
     return zigbee2mqtt_message(household, state)
 
 
@@ -123,13 +137,16 @@ class DoorSensorSim:
 
     def __init__(self, households: Sequence[Household], host: str, port: int, *,
                  heartbeat_seconds: float = 5.0, clock: Clock | None = None,
-                 client_id: str = "netguard-demo-sensors") -> None:
+                 client_id: str = "netguard-demo-sensors", boot: str | None = None) -> None:
         self._sensors = {h.sensor_id: _Sensor(h) for h in households}
         self._host = host
         self._port = port
         self._heartbeat = heartbeat_seconds
         self._clock = clock or SystemClock()
         self._client_id = client_id
+        # Native sensors number their messages per boot; a new boot id per run keeps a
+        # reused demo folder from mistaking this run's messages for redeliveries.
+        self._boot = boot or uuid.uuid4().hex[:12]
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
@@ -192,11 +209,12 @@ class DoorSensorSim:
                                        retain=message.retain)
             self.published += 1
 
-    async def _report(self, sensor: _Sensor) -> None:
+    async def _report(self, sensor: _Sensor, event: NativeEvent = "heartbeat") -> None:
         if sensor.silent:
             return
         sensor.state = replace(sensor.state, seq=sensor.state.seq + 1)
-        await self._publish(state_message(sensor.household, sensor.state, self._clock.now()))
+        await self._publish(state_message(sensor.household, sensor.state, self._clock.now(),
+                                          event=event, boot=self._boot))
 
     async def report_all(self) -> None:
         """Publish every non-silent sensor's state once."""
@@ -207,13 +225,13 @@ class DoorSensorSim:
         """Open or close a household's door and report it at once."""
         sensor = self._sensors[sensor_id]
         sensor.state = replace(sensor.state, closed=closed)
-        await self._report(sensor)
+        await self._report(sensor, "close" if closed else "open")
 
     async def set_battery(self, sensor_id: str, percent: int) -> None:
         """Change a sensor's battery level and report it at once."""
         sensor = self._sensors[sensor_id]
         sensor.state = replace(sensor.state, battery_percent=max(0, min(100, percent)))
-        await self._report(sensor)
+        await self._report(sensor, "battery")
 
     async def go_silent(self, sensor_id: str) -> None:
         """Stop a sensor's reports, as a dead battery or a broken radio would.

@@ -61,10 +61,11 @@ def test_timeline_covers_the_issue_and_fits_in_a_minute() -> None:
 
 def test_native_payload_bytes() -> None:
     now = datetime(2026, 11, 29, 14, 0, tzinfo=UTC)
-    message = native_message(NATIVE, SensorState(closed=False, battery_percent=15, seq=7), now)
+    message = native_message(NATIVE, SensorState(closed=False, battery_percent=15, seq=7), now,
+                             event="open", boot="b1")
     assert message.topic == "netguard/sensors/door-1/event"
-    assert message.payload == (b'{"sensor_id":"door-1","seq":7,"ts":"2026-11-29T14:00:00+00:00",'
-                               b'"door":"open","battery_percent":15}')
+    assert message.payload == (b'{"v":1,"sensor":"door-1","event":"open","seq":7,"battery":15,'
+                               b'"ts":"2026-11-29T14:00:00+00:00","boot":"b1"}')
 
 
 def test_zigbee2mqtt_payload_bytes() -> None:
@@ -156,7 +157,7 @@ async def test_sensor_sim_publishes_door_battery_and_silence() -> None:
                 if topic == "zigbee2mqtt/door-2" and body["contact"] is False:
                     seen_open = True
                 if topic.startswith("netguard/sensors/door-1") and \
-                            body["battery_percent"] == 12:
+                            body["battery"] == 12:
                     seen_low = True
                     after_silence["door-1"] = -1  # the report just before silence
                     continue
