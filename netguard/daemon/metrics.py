@@ -51,15 +51,15 @@ class InterfaceView(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def oper_up(self) -> bool | None: ...
+    def oper_status(self) -> int | None: ...
+    @property
+    def speed_bps(self) -> int | None: ...
     @property
     def in_octets(self) -> int | None: ...
     @property
     def out_octets(self) -> int | None: ...
     @property
-    def in_utilisation(self) -> float | None: ...
-    @property
-    def out_utilisation(self) -> float | None: ...
+    def utilisation(self) -> float | None: ...
     @property
     def in_errors(self) -> int | None: ...
     @property
@@ -74,7 +74,7 @@ class OpticalView(Protocol):
     """One transceiver's power readings."""
 
     @property
-    def name(self) -> str: ...
+    def sensor(self) -> str: ...
     @property
     def rx_dbm(self) -> float | None: ...
     @property
@@ -96,7 +96,7 @@ class UpsView(Protocol):
     """A 5G cabin's UPS readings."""
 
     @property
-    def battery_status(self) -> str | None: ...
+    def battery_status(self) -> int | None: ...
     @property
     def charge_percent(self) -> float | None: ...
     @property
@@ -134,14 +134,20 @@ class PonPortView(Protocol):
 
 
 class TargetView(Protocol):
-    """The probes' per-target status snapshot."""
+    """The probes' per-target status snapshot (``netguard.probes.state.TargetStatus``)."""
 
+    @property
+    def target(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def site(self) -> str | None: ...
     @property
     def state(self) -> str | Enum: ...
     @property
-    def up(self) -> bool: ...
+    def reachable(self) -> bool: ...
     @property
-    def poll_duration(self) -> float | None: ...
+    def poll_duration_seconds(self) -> float | None: ...
     @property
     def last_success_at(self) -> datetime | None: ...
     @property
@@ -154,14 +160,6 @@ class TargetView(Protocol):
     def ups(self) -> UpsView | None: ...
     @property
     def pon(self) -> Sequence[PonPortView]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TargetInfo:
-    """A target's static labels (from config; they never change while running)."""
-
-    kind: str
-    site: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +203,6 @@ class MetricsSnapshot:
     """Everything one scrape exports; immutable, safe to read from another thread."""
 
     targets: Mapping[str, TargetView]
-    info: Mapping[str, TargetInfo]
     tickets: TicketCountsView | None = None
     iot: IotView | None = None
     daemon: DaemonStats = field(default_factory=DaemonStats)
@@ -213,8 +210,9 @@ class MetricsSnapshot:
 
 
 # The states a target can be in; exported as a state set so that dashboards can count them.
-TARGET_STATES: tuple[str, ...] = ("up", "degraded", "down", "unknown")
-BATTERY_STATES: tuple[str, ...] = ("unknown", "normal", "low", "depleted")
+TARGET_STATES: tuple[str, ...] = ("up", "degraded", "down", "unreachable")
+# upsBatteryStatus (UPS-MIB) codes and their names.
+BATTERY_STATES: dict[int, str] = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
 
 
 # --------------------------------------------------------------------------- metric specs
@@ -285,7 +283,7 @@ def _optical(attr: str) -> Callable[[TargetView], Iterator[Sample]]:
         for sensor in t.optical:
             value = getattr(sensor, attr)
             if value is not None:
-                yield (sensor.name,), float(value)
+                yield (sensor.sensor,), float(value)
     return read
 
 
@@ -310,11 +308,25 @@ def _ups(attr: str, scale: float = 1.0) -> Callable[[TargetView], Iterator[Sampl
 def _ups_battery_status(t: TargetView) -> Iterator[Sample]:
     if t.ups is None:
         return
-    current = t.ups.battery_status or "unknown"
-    for status in BATTERY_STATES:
-        yield (status,), 1.0 if status == current else 0.0
-    if current not in BATTERY_STATES:
-        yield (current,), 1.0
+    code = t.ups.battery_status
+    if code is None:
+        return
+    for known, status in BATTERY_STATES.items():
+        yield (status,), 1.0 if known == code else 0.0
+    if code not in BATTERY_STATES:
+        yield (f"code-{code}",), 1.0
+
+
+def _oper_up(t: TargetView) -> Iterator[Sample]:
+    for itf in t.interfaces:
+        if itf.oper_status is not None:
+            yield (itf.name,), 1.0 if itf.oper_status == 1 else 0.0
+
+
+def _speed(t: TargetView) -> Iterator[Sample]:
+    for itf in t.interfaces:
+        if itf.speed_bps is not None:
+            yield (itf.name,), itf.speed_bps / 8
 
 
 def _pon(attr: str) -> Callable[[TargetView], Iterator[Sample]]:
@@ -415,25 +427,28 @@ SPECS: tuple[MetricSpec, ...] = (
        (), _start_time),
     # Per target health.
     _t("netguard_target_up", "gauge", "1 if the target's last poll got an answer, else 0.",
-       (), lambda t: (((), 1.0 if t.up else 0.0),)),
+       (), lambda t: (((), 1.0 if t.reachable else 0.0),)),
     _t("netguard_target_state", "gauge", "The target's assessed state (state set: 1 for the "
        "current state).", ("state",), _target_state),
     _t("netguard_target_poll_duration_seconds", "gauge", "How long the last poll took.",
-       (), lambda t: _opt(t.poll_duration)),
+       (), lambda t: _opt(t.poll_duration_seconds)),
     _t("netguard_target_last_success_timestamp_seconds", "gauge",
        "When the target last answered a poll, Unix time.", (), _last_success),
     _g("netguard_targets", "gauge", "Targets by assessed state.", ("state",),
        _targets_by_state),
     # Interfaces.
-    _t("netguard_interface_oper_up", "gauge", "1 if ifOperStatus is up, else 0.",
-       ("interface",), _interfaces("oper_up")),
+    _t("netguard_interface_oper_up", "gauge", "1 if ifOperStatus is up(1), else 0.",
+       ("interface",), _oper_up),
+    _t("netguard_interface_speed_bytes_per_second", "gauge",
+       "Interface speed (ifHighSpeed or ifSpeed) in bytes per second.",
+       ("interface",), _speed),
     _t("netguard_interface_received_bytes_total", "counter",
        "Bytes received (ifHCInOctets).", ("interface",), _interfaces("in_octets")),
     _t("netguard_interface_transmitted_bytes_total", "counter",
        "Bytes transmitted (ifHCOutOctets).", ("interface",), _interfaces("out_octets")),
     _t("netguard_interface_utilisation_ratio", "gauge",
-       "Traffic rate over link speed during the last poll interval, 0..1.",
-       ("interface", "direction"), _interfaces_dir("in_utilisation", "out_utilisation")),
+       "Busier direction's traffic rate over link speed during the last poll interval, 0..1.",
+       ("interface",), _interfaces("utilisation")),
     _t("netguard_interface_errors_total", "counter", "Errored packets (ifIn/OutErrors).",
        ("interface", "direction"), _interfaces_dir("in_errors", "out_errors")),
     _t("netguard_interface_discards_total", "counter", "Discarded packets (ifIn/OutDiscards).",
@@ -527,8 +542,7 @@ def collect_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         if spec.per_target:
             family = _family(spec, TARGET_LABELS + spec.labels)
             for target_id, status in snapshot.targets.items():
-                info = snapshot.info.get(target_id) or TargetInfo("unknown", None)
-                base = (target_id, info.kind, info.site or "")
+                base = (target_id, status.kind, status.site or "")
                 for extra, value in spec.read(status):
                     family.add_metric(base + extra, value)
         else:
@@ -581,10 +595,9 @@ def _number(value: float) -> str:
     return repr(value)
 
 
-def _target_labels(target_id: str, info: TargetInfo | None) -> str:
-    kind = info.kind if info else "unknown"
-    site = (info.site or "") if info else ""
-    return f'target="{_escape(target_id)}",kind="{_escape(kind)}",site="{_escape(site)}"'
+def _target_labels(target_id: str, status: TargetView) -> str:
+    return (f'target="{_escape(target_id)}",kind="{_escape(status.kind)}",'
+            f'site="{_escape(status.site or "")}"')
 
 
 def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample]) -> str:
@@ -609,7 +622,6 @@ _TARGET_SPECS = tuple(spec for spec in SPECS if spec.per_target)
 @dataclass(frozen=True, slots=True)
 class _Rendered:
     status: TargetView
-    info: TargetInfo | None
     chunks: tuple[str, ...]
 
 
@@ -632,13 +644,11 @@ class Renderer:
         """The text exposition of ``snapshot``."""
         old = self._entries
         fresh: dict[str, _Rendered] = {}
-        info = snapshot.info
         for target_id, status in snapshot.targets.items():
-            target_info = info.get(target_id)
             entry = old.get(target_id)
-            if entry is None or entry.status is not status or entry.info != target_info:
-                base = _target_labels(target_id, target_info)
-                entry = _Rendered(status, target_info, tuple(
+            if entry is None or entry.status is not status:
+                base = _target_labels(target_id, status)
+                entry = _Rendered(status, tuple(
                     _lines(spec.name, base, spec.labels, spec.read(status))
                     for spec in _TARGET_SPECS))
             fresh[target_id] = entry

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from netguard.daemon.metrics import MetricsSnapshot, TargetInfo
+from netguard.daemon.metrics import MetricsSnapshot
 
 
 @dataclass(frozen=True)
 class Itf:
     name: str
-    oper_up: bool | None = True
+    oper_status: int | None = 1
+    speed_bps: int | None = 1_000_000_000
     in_octets: int | None = 1000
     out_octets: int | None = 2000
-    in_utilisation: float | None = 0.25
-    out_utilisation: float | None = 0.5
+    utilisation: float | None = 0.5
     in_errors: int | None = 1
     out_errors: int | None = 2
     in_discards: int | None = 3
@@ -24,7 +24,7 @@ class Itf:
 
 @dataclass(frozen=True)
 class Optical:
-    name: str
+    sensor: str
     rx_dbm: float | None = -12.5
     tx_dbm: float | None = 2.0
 
@@ -38,7 +38,7 @@ class Radio:
 
 @dataclass(frozen=True)
 class Ups:
-    battery_status: str | None = "normal"
+    battery_status: int | None = 2
     charge_percent: float | None = 95.0
     minutes_remaining: float | None = 42.0
     seconds_on_battery: float | None = 0.0
@@ -63,9 +63,12 @@ class PonPort:
 
 @dataclass(frozen=True)
 class Status:
+    target: str = "t"
+    kind: str = "private_line"
+    site: str | None = None
     state: str = "up"
-    up: bool = True
-    poll_duration: float | None = 0.012
+    reachable: bool = True
+    poll_duration_seconds: float | None = 0.012
     last_success_at: datetime | None = datetime(2026, 1, 1, tzinfo=UTC)
     interfaces: tuple[Itf, ...] = ()
     optical: tuple[Optical, ...] = ()
@@ -77,29 +80,27 @@ class Status:
 KINDS = ("fiber", "wireless", "private_line", "cabin_5g", "pon")
 
 
-def status_for(kind: str, i: int = 0) -> Status:
+def status_for(kind: str, i: int = 0, site: str | None = None) -> Status:
     """A realistic status of one target of ``kind``."""
     itfs = (Itf(f"ge-0/0/{i % 4}"), Itf("uplink"))
+    base = Status(target=f"{kind}-{i:05d}", kind=kind, site=site, interfaces=itfs[:1])
     if kind == "fiber":
-        return Status(interfaces=itfs, optical=(Optical("xe-1"), Optical("xe-2")))
+        return replace(base, interfaces=itfs, optical=(Optical("xe-1"), Optical("xe-2")))
     if kind == "wireless":
-        return Status(interfaces=itfs[:1], radio=Radio())
+        return replace(base, radio=Radio())
     if kind == "cabin_5g":
-        return Status(interfaces=itfs[:1], ups=Ups())
+        return replace(base, ups=Ups())
     if kind == "pon":
         onus = tuple(Onu(str(n)) for n in range(4))
-        return Status(interfaces=itfs[:1], pon=(PonPort("0/1/0", 4, 4, onus),
-                                               PonPort("0/1/1", 3, 4, onus[:3])))
-    return Status(interfaces=itfs)
+        return replace(base, pon=(PonPort("0/1/0", 4, 4, onus),
+                                  PonPort("0/1/1", 3, 4, onus[:3])))
+    return replace(base, interfaces=itfs)
 
 
 def estate(n: int) -> MetricsSnapshot:
     """A snapshot of ``n`` targets spread over every kind and 50 sites."""
     targets = {}
-    info = {}
     for i in range(n):
-        kind = KINDS[i % len(KINDS)]
-        tid = f"{kind}-{i:05d}"
-        targets[tid] = status_for(kind, i)
-        info[tid] = TargetInfo(kind, f"site-{i % 50}")
-    return MetricsSnapshot(targets=targets, info=info)  # type: ignore[arg-type]
+        status = status_for(KINDS[i % len(KINDS)], i, f"site-{i % 50}")
+        targets[status.target] = status
+    return MetricsSnapshot(targets=targets)

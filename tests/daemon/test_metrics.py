@@ -17,7 +17,6 @@ from netguard.daemon.metrics import (
     MetricsSnapshot,
     Renderer,
     SnapshotCollector,
-    TargetInfo,
     TicketCountsView,
     render,
 )
@@ -60,6 +59,10 @@ def test_per_target_values_and_base_units() -> None:
     assert reg.get_sample_value("netguard_ups_battery_runtime_seconds", labels) == 42 * 60
     assert reg.get_sample_value("netguard_ups_battery_status", {**labels, "status": "normal"}) == 1
     assert reg.get_sample_value("netguard_ups_battery_status", {**labels, "status": "low"}) == 0
+    uplink = {"target": "fiber-00000", "kind": "fiber", "site": "site-0", "interface": "uplink"}
+    assert reg.get_sample_value("netguard_interface_oper_up", uplink) == 1
+    assert reg.get_sample_value("netguard_interface_speed_bytes_per_second", uplink) == 125e6
+    assert reg.get_sample_value("netguard_interface_utilisation_ratio", uplink) == 0.5
     fiber = {"target": "fiber-00000", "kind": "fiber", "site": "site-0"}
     assert reg.get_sample_value("netguard_optical_rx_power_dbm", {**fiber, "sensor": "xe-1"}) \
         == -12.5
@@ -113,8 +116,9 @@ def test_cache_reuses_unchanged_and_refreshes_changed_targets() -> None:
     first = renderer.render(snap)
     assert renderer.render(snap) == first
     targets = dict(snap.targets)
-    targets["cabin_5g-00003"] = Status(state="down", up=False, ups=Ups(on_battery=True),
-                                       interfaces=(Itf("x"),))
+    targets["cabin_5g-00003"] = Status(target="cabin_5g-00003", kind="cabin_5g", site="site-3",
+                                       state="down", reachable=False,
+                                       ups=Ups(on_battery=True), interfaces=(Itf("x"),))
     del targets["fiber-00000"]
     changed = _samples(renderer.render(dataclasses.replace(snap, targets=targets)).decode())
     key = frozenset({"target": "cabin_5g-00003", "kind": "cabin_5g", "site": "site-3"}.items())
@@ -125,8 +129,7 @@ def test_cache_reuses_unchanged_and_refreshes_changed_targets() -> None:
 
 def test_label_values_are_escaped() -> None:
     tid = 'we"ird\\id'
-    snap = MetricsSnapshot(targets={tid: status_for("private_line")},  # type: ignore[dict-item]
-                           info={tid: TargetInfo("private_line", "line\nbreak")})
+    snap = MetricsSnapshot(targets={tid: status_for("private_line", site="line\nbreak")})
     samples = _samples(render(snap).decode())
     key = frozenset({"target": tid, "kind": "private_line", "site": "line\nbreak"}.items())
     assert samples[("netguard_target_up", key)] == 1
@@ -134,10 +137,12 @@ def test_label_values_are_escaped() -> None:
 
 def test_unknown_state_and_missing_readings() -> None:
     tid = "t1"
-    status = Status(state="testing", up=False, poll_duration=None, last_success_at=None)
-    snap = MetricsSnapshot(targets={tid: status}, info={})  # type: ignore[dict-item]
+    status = Status(state="testing", reachable=False, poll_duration_seconds=None,
+                    last_success_at=None, ups=Ups(battery_status=9))
+    snap = MetricsSnapshot(targets={tid: status})
     reg = _registry(snap)
-    labels = {"target": tid, "kind": "unknown", "site": ""}
+    labels = {"target": tid, "kind": "private_line", "site": ""}
+    assert reg.get_sample_value("netguard_ups_battery_status", {**labels, "status": "code-9"}) == 1
     assert reg.get_sample_value("netguard_target_state", {**labels, "state": "testing"}) == 1
     assert reg.get_sample_value("netguard_target_state", {**labels, "state": "up"}) == 0
     assert reg.get_sample_value("netguard_target_poll_duration_seconds", labels) is None
