@@ -1,0 +1,129 @@
+"""The demo's live status view: targets by state, tickets, alerts, and where to look next.
+
+:func:`render` turns a :class:`DemoSnapshot` (plain data) into a rich renderable, so the
+view is tested without a terminal. On a terminal the runner shows it with ``rich.live``;
+otherwise it prints :func:`status_line` now and then, which logs and tests can read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLES: Mapping[str, str] = {"up": "green", "degraded": "yellow", "down": "red",
+                                   "unreachable": "magenta", "pending": "dim"}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetLine:
+    """One target as the view shows it."""
+
+    target: str
+    kind: str
+    site: str
+    state: str
+    reason: str = ""
+    suppressed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSnapshot:
+    """Everything the live view shows, read once per refresh."""
+
+    elapsed_seconds: float
+    duration_seconds: float | None
+    targets: tuple[TargetLine, ...]
+    tickets_open: int = 0
+    tickets_resolved: int = 0
+    tickets_children: int = 0
+    alerts_open: int = 0
+    alerts_received: int = 0
+    door_events: int = 0
+    steps: tuple[str, ...] = ()
+    metrics_url: str | None = None
+    config_path: str = ""
+    sink_file: str = ""
+    mqtt_url: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def states(self) -> dict[str, int]:
+        """Number of targets in each state."""
+        counts: dict[str, int] = {}
+        for line in self.targets:
+            counts[line.state] = counts.get(line.state, 0) + 1
+        return counts
+
+
+def next_commands(config_path: str) -> list[str]:
+    """The commands to try in another terminal while the demo runs."""
+    return [
+        f"netguard tickets list --config {config_path}",
+        f"netguard alerts list --config {config_path}",
+    ]
+
+
+def status_line(snapshot: DemoSnapshot) -> str:
+    """A one-line summary for non-terminal output."""
+    states = ", ".join(f"{n} {s}" for s, n in sorted(snapshot.states().items()))
+    return (f"[{snapshot.elapsed_seconds:5.1f}s] targets: {states or 'none'} | tickets: "
+            f"{snapshot.tickets_open} open ({snapshot.tickets_children} children), "
+            f"{snapshot.tickets_resolved} resolved | alerts: {snapshot.alerts_open} open, "
+            f"{snapshot.alerts_received} received by the webhook sink")
+
+
+def _targets_table(targets: Sequence[TargetLine]) -> Table:
+    table = Table(title="Targets", expand=True, show_lines=False)
+    table.add_column("target")
+    table.add_column("kind")
+    table.add_column("site")
+    table.add_column("state")
+    table.add_column("why", overflow="fold")
+    for line in targets:
+        style = STATE_STYLES.get(line.state, "")
+        why = line.reason
+        if line.suppressed_by:
+            why = f"(upstream {line.suppressed_by}) {why}".strip()
+        table.add_row(line.target, line.kind, line.site, Text(line.state, style=style), why)
+    return table
+
+
+def render(snapshot: DemoSnapshot) -> RenderableType:
+    """The whole view as one rich renderable."""
+    clock = f"{snapshot.elapsed_seconds:.0f}s"
+    if snapshot.duration_seconds is not None:
+        clock += f" of {snapshot.duration_seconds:.0f}s"
+    states = snapshot.states()
+    summary = Text()
+    summary.append(f"netguard demo  {clock}   ", style="bold")
+    for state in ("up", "degraded", "down", "unreachable", "pending"):
+        if states.get(state):
+            summary.append(f"{states[state]} {state}  ", style=STATE_STYLES[state])
+    counters = Table.grid(padding=(0, 2))
+    counters.add_row("tickets open", str(snapshot.tickets_open),
+                     "of which children", str(snapshot.tickets_children),
+                     "resolved", str(snapshot.tickets_resolved))
+    counters.add_row("alerts open", str(snapshot.alerts_open),
+                     "alerts received by the sink", str(snapshot.alerts_received),
+                     "door events", str(snapshot.door_events))
+    timeline = Text("\n".join(snapshot.steps[-6:]) or "waiting for the first scripted fault")
+    where = Table.grid(padding=(0, 1))
+    where.add_row("metrics", snapshot.metrics_url or "disabled")
+    where.add_row("MQTT broker", snapshot.mqtt_url)
+    where.add_row("alerts file", snapshot.sink_file)
+    where.add_row("config", snapshot.config_path)
+    for note in snapshot.notes:
+        where.add_row("note", note)
+    try_next = Text("\n".join(next_commands(snapshot.config_path)), style="cyan")
+    return Group(
+        summary,
+        _targets_table(snapshot.targets),
+        Panel(counters, title="Tickets and alerts"),
+        Panel(timeline, title="Scripted faults"),
+        Panel(where, title="Where to look"),
+        Panel(try_next, title="Try in another terminal (Ctrl-C here stops the demo)"),
+    )

@@ -1,0 +1,69 @@
+"""The generated demo config validates and round-trips; the live view renders its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from netguard.config import load_settings
+from netguard.demo.config import AgentAddress, DemoEndpoints, build_config_data, write_config
+from netguard.demo.fleet import FLEET, HOUSEHOLDS
+from netguard.demo.timeline import TIMELINE
+from netguard.demo.view import DemoSnapshot, TargetLine, render, status_line
+
+
+def _endpoints() -> DemoEndpoints:
+    agents = {t.id: AgentAddress(f"127.0.0.1:{20000 + i}", t.id) for i, t in enumerate(FLEET)}
+    return DemoEndpoints(agents, "127.0.0.1", 18830, "3.1.1", "http://127.0.0.1:18000/alerts",
+                         19108)
+
+
+def test_config_validates_and_round_trips(tmp_path: Path) -> None:
+    data = build_config_data(tmp_path, _endpoints(), profiles={"wl-lake-camp": "x-profile"})
+    settings = write_config(tmp_path / "netguard.yaml", data)
+    again = load_settings(tmp_path / "netguard.yaml")
+    assert again == settings
+    assert settings.store.path == tmp_path / "netguard.db"
+    assert settings.iot.mqtt.protocol == "3.1.1"
+    assert settings.metrics.listen == "127.0.0.1:19108"
+    assert settings.target("wl-lake-camp").profile == "x-profile"
+    assert settings.target("fib-east-clinic").upstream == "pl-east-uplink"
+    # Every community routes to the sink, and a silent sensor is noticed within the minute.
+    assert {r.community for r in settings.iot.routes} == {h.community for h in HOUSEHOLDS}
+    silent_at = next(s.at_seconds for s in TIMELINE if s.action == "sensor_silent")
+    assert silent_at + settings.iot.rules.heartbeat_timeout_seconds + 5 < 60
+    assert max(t.interval_seconds for t in settings.targets) <= 5
+
+
+def test_config_can_disable_metrics(tmp_path: Path) -> None:
+    endpoints = _endpoints()
+    data = build_config_data(tmp_path, DemoEndpoints(endpoints.agents, "h", 1, "5", "http://x/",
+                                                     None))
+    assert data["metrics"]["enabled"] is False
+
+
+def test_render_shows_targets_counts_and_next_command() -> None:
+    snapshot = DemoSnapshot(
+        elapsed_seconds=21.0, duration_seconds=60.0,
+        targets=(TargetLine("fib-a", "fiber", "hq", "degraded", "rx power -28.0 dBm"),
+                 TargetLine("cab-b", "cabin_5g", "east", "unreachable", "timeout",
+                            suppressed_by="pl-up"),
+                 TargetLine("pl-up", "private_line", "pop", "unreachable", "timeout")),
+        tickets_open=3, tickets_resolved=1, tickets_children=2, alerts_open=2,
+        alerts_received=4, steps=("east uplink down",), metrics_url="http://127.0.0.1:1/metrics",
+        config_path="/tmp/d/netguard.yaml", sink_file="/tmp/d/alerts.jsonl",
+        mqtt_url="mqtt://127.0.0.1:2")
+    console = Console(record=True, width=140, color_system=None)
+    console.print(render(snapshot))
+    text = console.export_text()
+    assert "21s of 60s" in text
+    assert "1 degraded" in text
+    assert "2 unreachable" in text
+    assert "(upstream pl-up) timeout" in text
+    assert "netguard tickets list --config /tmp/d/netguard.yaml" in text
+    assert "http://127.0.0.1:1/metrics" in text
+    assert "east uplink down" in text
+    line = status_line(snapshot)
+    assert "3 open (2 children), 1 resolved" in line
+    assert "4 received" in line
