@@ -1,0 +1,150 @@
+"""The poll scheduler: intervals, overruns, concurrency bound and graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from netguard.daemon.scheduler import PollScheduler
+from tests.support.wait import async_wait_until
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    interval_seconds: float
+
+
+@dataclass(frozen=True)
+class Result:
+    reachable: bool
+
+
+class Poller:
+    """Records polls; a poll of a target in ``hold`` blocks until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.running = 0
+        self.peak = 0
+        self.hold: dict[str, asyncio.Event] = {}
+        self.finished: list[str] = []
+
+    async def __call__(self, target_id: str) -> Result:
+        self.calls.append(target_id)
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            if target_id in self.hold:
+                await self.hold[target_id].wait()
+            else:
+                await asyncio.sleep(0)
+            self.finished.append(target_id)
+        finally:
+            self.running -= 1
+        return Result(reachable=not target_id.startswith("dead"))
+
+
+async def test_polls_every_target_repeatedly_and_counts_results() -> None:
+    poller = Poller()
+    sched = PollScheduler([Target("a", 0.1), Target("dead-b", 0.1)], poller,
+                          jitter_seconds=0.05, misfire_grace_seconds=5)
+    sched.start()
+    try:
+        assert sched.running
+        await async_wait_until(
+            lambda: _ready(poller.calls.count("a") >= 3 and poller.calls.count("dead-b") >= 3),
+            what="three polls of each target")
+    finally:
+        await sched.stop(1.0)
+    assert not sched.running
+    stats = sched.stats()
+    assert stats.polls["success"] >= 3
+    assert stats.polls["failure"] >= 3
+    assert stats.targets_scheduled == 2
+
+
+async def test_slow_poll_is_an_overrun_not_an_overlap() -> None:
+    poller = Poller()
+    poller.hold["slow"] = asyncio.Event()
+    sched = PollScheduler([Target("slow", 0.05)], poller, jitter_seconds=0,
+                          misfire_grace_seconds=5)
+    sched.start()
+    try:
+        await async_wait_until(lambda: _ready(sched.overruns >= 2), what="two overruns")
+        assert poller.calls == ["slow"]
+        assert poller.peak == 1
+        assert sched.poll_now("slow") is False
+    finally:
+        poller.hold["slow"].set()
+        await sched.stop(1.0)
+
+
+async def test_concurrency_is_bounded() -> None:
+    poller = Poller()
+    gate = asyncio.Event()
+    targets = [Target(f"t{i}", 60) for i in range(10)]
+    for t in targets:
+        poller.hold[t.id] = gate
+    sched = PollScheduler(targets, poller, jitter_seconds=0, max_concurrency=3)
+    sched.start()
+    try:
+        await async_wait_until(lambda: _ready(poller.running == 3), what="three polls running")
+        assert sched.inflight == 10  # the other seven wait for the semaphore
+        gate.set()
+        await async_wait_until(lambda: _ready(len(poller.finished) == 10), what="all polls")
+        assert poller.peak == 3
+    finally:
+        await sched.stop(1.0)
+
+
+async def test_stop_lets_polls_finish_then_cancels_the_late_ones() -> None:
+    poller = Poller()
+    finishing = asyncio.Event()
+    poller.hold["quick"] = finishing
+    poller.hold["stuck"] = asyncio.Event()  # never set
+    sched = PollScheduler([Target("quick", 60), Target("stuck", 60)], poller, jitter_seconds=0)
+    sched.start()
+    await async_wait_until(lambda: _ready(poller.running == 2), what="both polls running")
+    asyncio.get_running_loop().call_later(0.05, finishing.set)
+    await sched.stop(0.5)
+    assert "quick" in poller.finished
+    assert "stuck" not in poller.finished
+    assert sched.polls["cancelled"] == 1
+    assert sched.inflight == 0
+    assert not sched.running
+
+
+async def test_poll_now_brings_a_poll_forward() -> None:
+    poller = Poller()
+    sched = PollScheduler([Target("a", 3600)], poller, jitter_seconds=0)
+    sched.start()
+    try:
+        await async_wait_until(lambda: _ready(poller.finished == ["a"]), what="first poll")
+        assert sched.poll_now("a") is True
+        assert sched.poll_now("unknown") is False
+        await async_wait_until(lambda: _ready(len(poller.finished) == 2), what="second poll")
+    finally:
+        await sched.stop(1.0)
+
+
+async def test_a_crashing_poll_is_counted_and_the_scheduler_goes_on() -> None:
+    calls = 0
+
+    async def crash(_target_id: str) -> Result:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("boom")
+
+    sched = PollScheduler([Target("a", 0.05)], crash, jitter_seconds=0)
+    sched.start()
+    try:
+        await async_wait_until(lambda: _ready(calls >= 2), what="two crashing polls")
+        assert sched.polls["error"] >= 2
+        assert sched.running
+    finally:
+        await sched.stop(1.0)
+
+
+async def _ready(value: bool) -> bool:
+    return value
