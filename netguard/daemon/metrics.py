@@ -162,12 +162,13 @@ class TargetView(Protocol):
     def pon(self) -> Sequence[PonPortView]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class TicketCountsView:
+class TicketCountsView(Protocol):
     """Open and overdue tickets by (category, severity)."""
 
-    open: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    overdue: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    @property
+    def open(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def overdue(self) -> Mapping[tuple[str, str], int]: ...
 
 
 @dataclass(frozen=True, slots=True)

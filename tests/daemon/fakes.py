@@ -77,6 +77,12 @@ class Status:
     pon: tuple[PonPort, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Counts:
+    open: dict[tuple[str, str], int] = field(default_factory=dict)
+    overdue: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
 KINDS = ("fiber", "wireless", "private_line", "cabin_5g", "pon")
 
 

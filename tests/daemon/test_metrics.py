@@ -17,17 +17,16 @@ from netguard.daemon.metrics import (
     MetricsSnapshot,
     Renderer,
     SnapshotCollector,
-    TicketCountsView,
     render,
 )
-from tests.daemon.fakes import Itf, Status, Ups, estate, status_for
+from tests.daemon.fakes import Counts, Itf, Status, Ups, estate, status_for
 
 
 def _snapshot() -> MetricsSnapshot:
     base = estate(10)
     return dataclasses.replace(
         base,
-        tickets=TicketCountsView(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
+        tickets=Counts(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
         iot=IotView(mqtt_connected=True, door_events={"open": 5, "close": 4},
                     sensors_online=7, sensors_offline=1, sensors_low_battery=2, alerts_open=1,
                     alerts_delivered=3, alerts_failed=1, dead_letters=2),
