@@ -148,3 +148,21 @@ class NotifyTransientError(NotifyError, TransientError):
 
 class AuditError(NetguardError):
     """The event log's hash chain does not verify."""
+
+
+class TicketConflictError(TicketError):
+    """The action would make a second active ticket for the same fault key.
+
+    Attributes:
+        ticket_id: The human ticket id.
+        action: The refused action.
+    """
+
+    def __init__(self, ticket_id: str, action: str, reason: str) -> None:
+        self.ticket_id = ticket_id
+        self.action = action
+        super().__init__(f"cannot {action} {ticket_id}: {reason}")
+
+
+class DemoError(NetguardError):
+    """The demo could not set up its simulated estate (agents, broker, sink)."""

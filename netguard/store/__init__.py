@@ -1,5 +1,23 @@
-"""Persistence: one async SQLAlchemy engine (SQLite WAL or PostgreSQL) and Alembic migrations."""
+"""Persistence: one async SQLAlchemy engine (SQLite WAL or PostgreSQL) and Alembic migrations.
 
-from netguard.store.db import Store, current_revision, head_revision, upgrade
+The names are loaded on first use so that importing :mod:`netguard.store.config` (which
+every config load does) does not pull in SQLAlchemy and Alembic: ``netguard tickets list``
+must start in well under half a second.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from netguard.store.db import Store, current_revision, head_revision, upgrade
 
 __all__ = ["Store", "current_revision", "head_revision", "upgrade"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from netguard.store import db
+
+        return getattr(db, name)
+    raise AttributeError(f"module 'netguard.store' has no attribute {name!r}")

@@ -40,5 +40,7 @@ class TicketsConfig(BaseModel):
     # How many severity steps a site's criticality raises a ticket (critical is the cap).
     criticality_raise: dict[Criticality, int] = Field(
         default_factory=lambda: dict(_DEFAULT_RAISE))
+    # A suppressed child whose upstream has no ticket after this long gets its own.
+    orphan_grace_seconds: float = Field(default=300.0, ge=0)
     sites: list[SiteConfig] = Field(default_factory=list)
     page_size: int = Field(default=50, ge=1)

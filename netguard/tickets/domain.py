@@ -1,0 +1,282 @@
+"""Ticket value objects and the lifecycle rules, free of any database code.
+
+A ticket moves ``open -> acknowledged -> resolved -> closed`` and can be reopened. Which
+operator action is allowed in which state is the table :data:`ALLOWED_ACTIONS`; the
+service consults it and names the allowed actions when it refuses one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from netguard.faults import FaultSeverity
+
+
+class TicketState(StrEnum):
+    """Where a ticket is in its lifecycle."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+    @property
+    def active(self) -> bool:
+        """True while the fault is being worked on (at most one such ticket per key)."""
+        return self in (TicketState.OPEN, TicketState.ACKNOWLEDGED)
+
+
+class TicketAction(StrEnum):
+    """What an operator can do to a ticket."""
+
+    ACKNOWLEDGE = "acknowledge"
+    ASSIGN = "assign"
+    COMMENT = "comment"
+    RESOLVE = "resolve"
+    CLOSE = "close"
+    REOPEN = "reopen"
+
+
+ALLOWED_ACTIONS: dict[TicketState, tuple[TicketAction, ...]] = {
+    TicketState.OPEN: (TicketAction.ACKNOWLEDGE, TicketAction.ASSIGN, TicketAction.COMMENT,
+                       TicketAction.RESOLVE),
+    TicketState.ACKNOWLEDGED: (TicketAction.ASSIGN, TicketAction.COMMENT, TicketAction.RESOLVE),
+    TicketState.RESOLVED: (TicketAction.COMMENT, TicketAction.CLOSE, TicketAction.REOPEN),
+    TicketState.CLOSED: (TicketAction.COMMENT, TicketAction.REOPEN),
+}
+"""The operator actions allowed in each state."""
+
+ACTION_TARGET: dict[TicketAction, TicketState | None] = {
+    TicketAction.ACKNOWLEDGE: TicketState.ACKNOWLEDGED,
+    TicketAction.ASSIGN: None,
+    TicketAction.COMMENT: None,
+    TicketAction.RESOLVE: TicketState.RESOLVED,
+    TicketAction.CLOSE: TicketState.CLOSED,
+    TicketAction.REOPEN: TicketState.OPEN,
+}
+"""The state an action leads to (``None``: the state does not change)."""
+
+
+def allowed_actions(state: TicketState) -> list[str]:
+    """The names of the actions allowed in ``state``, in a stable order."""
+    return [a.value for a in ALLOWED_ACTIONS[state]]
+
+
+def states_allowing(action: TicketAction) -> tuple[TicketState, ...]:
+    """The states in which ``action`` is allowed."""
+    return tuple(s for s, actions in ALLOWED_ACTIONS.items() if action in actions)
+
+
+SEVERITIES: tuple[FaultSeverity, ...] = ("critical", "major", "minor", "warning")
+"""Most urgent first; a severity's index is its rank (the queue sorts on it)."""
+
+
+def severity_rank(severity: str) -> int:
+    """0 for critical up to 3 for warning.
+
+    Raises:
+        ValueError: Not a known severity.
+    """
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        raise ValueError(f"unknown severity {severity!r}; expected one of "
+                         f"{', '.join(SEVERITIES)}") from None
+
+
+def raise_severity(severity: FaultSeverity, steps: int) -> FaultSeverity:
+    """Raise ``severity`` by ``steps`` towards critical (critical is the cap)."""
+    return SEVERITIES[max(0, severity_rank(severity) - max(0, steps))]
+
+
+_REF = re.compile(r"^(?:[A-Za-z]{1,8}-)?0*(\d{1,18})$")
+
+
+def format_ref(ticket_id: int, prefix: str = "NG") -> str:
+    """The human id of a ticket: ``NG-000123``.
+
+    It is derived from the integer primary key, so it is unique under any concurrency.
+    """
+    return f"{prefix}-{ticket_id:06d}"
+
+
+def parse_ref(text: str) -> int:
+    """The primary key in a human id (``NG-000123``, ``ng-123`` or ``123``).
+
+    Raises:
+        ValueError: ``text`` is not a ticket id.
+    """
+    match = _REF.match(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"not a ticket id: {text!r} (expected e.g. NG-000123)")
+    return int(match.group(1))
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A snapshot of one ticket as stored.
+
+    ``overdue`` is computed when the ticket is read: active and past its SLA due time.
+    """
+
+    id: int
+    ref: str
+    fault_key: str | None
+    source: str
+    category: str
+    target: str | None
+    site: str | None
+    severity: FaultSeverity
+    state: TicketState
+    summary: str
+    reasons: tuple[str, ...]
+    first_seen: datetime
+    last_seen: datetime
+    opened_at: datetime
+    cleared_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    updated_at: datetime
+    occurrences: int
+    flaps: int
+    reopens: int
+    assignee: str | None
+    sla_due: datetime
+    overdue: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stable, JSON-ready field names (``id`` is the human id)."""
+        return {name: _plain(getattr(self, name)) for name in TICKET_FIELDS}
+
+
+TICKET_FIELDS: tuple[str, ...] = (
+    "id", "fault_key", "source", "category", "target", "site", "severity", "state",
+    "summary", "reasons", "first_seen", "last_seen", "opened_at", "cleared_at",
+    "acknowledged_at", "resolved_at", "closed_at", "updated_at", "occurrences", "flaps",
+    "reopens", "assignee", "sla_due", "overdue",
+)
+"""The exported fields, in order (``--json`` and CSV columns)."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    """One audit record of a ticket."""
+
+    at: datetime
+    actor: str
+    action: str
+    old_state: str | None
+    new_state: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"at": self.at.isoformat(), "actor": self.actor, "action": self.action,
+                "old_state": self.old_state, "new_state": self.new_state,
+                "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFault:
+    """A fault suppressed under a ticket because its upstream is down."""
+
+    fault_key: str
+    target: str
+    upstream_target: str
+    state: str
+    severity: str
+    summary: str
+    first_seen: datetime
+    last_seen: datetime
+    ended_at: datetime | None
+    occurrences: int
+    promoted_to: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"fault_key": self.fault_key, "target": self.target,
+                "upstream_target": self.upstream_target, "state": self.state,
+                "severity": self.severity, "summary": self.summary,
+                "first_seen": self.first_seen.isoformat(),
+                "last_seen": self.last_seen.isoformat(),
+                "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+                "occurrences": self.occurrences, "promoted_to": self.promoted_to}
+
+
+@dataclass(frozen=True, slots=True)
+class TicketDetail:
+    """A ticket with its child faults and its full history."""
+
+    ticket: Ticket
+    children: tuple[ChildFault, ...]
+    events: tuple[TicketEvent, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields: the ticket's, plus ``children`` and ``events``."""
+        data = self.ticket.to_dict()
+        data["children"] = [c.to_dict() for c in self.children]
+        data["events"] = [e.to_dict() for e in self.events]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilter:
+    """Which tickets to list or export; empty tuples mean "any".
+
+    Attributes:
+        states: The states to include; ``None`` means every state except closed.
+        since: Only tickets opened at or after this time.
+        overdue: Only active tickets past their SLA due time.
+        limit: At most this many (``None``: all of them).
+    """
+
+    states: tuple[TicketState, ...] | None = None
+    categories: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    since: datetime | None = None
+    overdue: bool = False
+    limit: int | None = 50
+
+    def __post_init__(self) -> None:
+        for severity in self.severities:
+            severity_rank(severity)
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be at least 1")
+        if self.since is not None and self.since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What one :meth:`TicketService.sweep` did (human ids)."""
+
+    resolved: tuple[str, ...] = ()
+    overdue: tuple[str, ...] = ()
+    promoted: tuple[str, ...] = ()
+    adopted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TicketCounts:
+    """Active tickets, and overdue ones, by ``(category, severity)`` (for metrics)."""
+
+    open: dict[tuple[str, str], int] = field(default_factory=dict)
+    overdue: dict[tuple[str, str], int] = field(default_factory=dict)
