@@ -166,3 +166,7 @@ class TicketConflictError(TicketError):
 
 class DemoError(NetguardError):
     """The demo could not set up its simulated estate (agents, broker, sink)."""
+
+
+class DemoError(NetguardError):
+    """The demo could not set up its simulated estate (agents, broker, sink)."""
