@@ -1,0 +1,121 @@
+"""Counter maths: deltas across wraps, reset detection, rates. Pure functions only.
+
+A counter delta is taken modulo 2^32 or 2^64, which handles one wrap between polls.
+A sample pair is *not comparable* (no rate at all, never a spike) when the agent
+rebooted or the counters were reset: sysUpTime went back, snmpEngineBoots changed, or
+the interface's ifCounterDiscontinuityTime changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from netguard.probes.state import InterfaceReading, LinkSample
+
+COUNTER32_MODULUS = 1 << 32
+COUNTER64_MODULUS = 1 << 64
+
+
+def counter_delta(previous: int, current: int, bits: int = 64) -> int:
+    """The increase of a counter between two readings, allowing one wrap.
+
+    Args:
+        previous: The earlier raw value.
+        current: The later raw value.
+        bits: 32 for Counter32, 64 for Counter64.
+
+    Returns:
+        ``(current - previous) mod 2**bits``.
+    """
+    if bits not in (32, 64):
+        raise ValueError(f"counters are 32 or 64 bits, not {bits}")
+    return (current - previous) % (1 << bits)
+
+
+def reset_reason(previous: LinkSample, current: LinkSample) -> str | None:
+    """Why two samples of a target cannot be compared, or ``None`` if they can."""
+    if previous.sys_uptime_ticks is not None and current.sys_uptime_ticks is not None \
+            and current.sys_uptime_ticks < previous.sys_uptime_ticks:
+        return "sysUpTime went back (agent restarted)"
+    if previous.engine_boots is not None and current.engine_boots is not None \
+            and current.engine_boots != previous.engine_boots:
+        return "snmpEngineBoots changed (agent restarted)"
+    return None
+
+
+def rate(previous: int | None, current: int | None, seconds: float,
+         bits: int = 64) -> float | None:
+    """Per-second rate of a counter, or ``None`` when either reading is missing."""
+    if previous is None or current is None or seconds <= 0:
+        return None
+    return counter_delta(previous, current, bits) / seconds
+
+
+def interface_rates(previous: InterfaceReading, current: InterfaceReading,
+                    seconds: float) -> InterfaceReading:
+    """``current`` with bps, utilisation and error/discard rates filled in.
+
+    Rates stay ``None`` when the interface's counters were reset (its
+    ifCounterDiscontinuityTime changed) or switched width (32 <-> 64 bit).
+    """
+    if previous.discontinuity_time != current.discontinuity_time \
+            or previous.counter_bits != current.counter_bits:
+        return current
+    bits = current.counter_bits
+    in_oct = rate(previous.in_octets, current.in_octets, seconds, bits)
+    out_oct = rate(previous.out_octets, current.out_octets, seconds, bits)
+    in_bps = None if in_oct is None else in_oct * 8
+    out_bps = None if out_oct is None else out_oct * 8
+    utilisation = None
+    if current.speed_bps and in_bps is not None and out_bps is not None:
+        utilisation = max(in_bps, out_bps) / current.speed_bps
+    # Error and discard counters are Counter32 in IF-MIB whatever the octet width.
+    return dataclasses.replace(
+        current,
+        in_bps=in_bps,
+        out_bps=out_bps,
+        utilisation=utilisation,
+        in_error_rate=rate(previous.in_errors, current.in_errors, seconds, 32),
+        out_error_rate=rate(previous.out_errors, current.out_errors, seconds, 32),
+        in_discard_rate=rate(previous.in_discards, current.in_discards, seconds, 32),
+        out_discard_rate=rate(previous.out_discards, current.out_discards, seconds, 32),
+    )
+
+
+def apply_rates(previous: LinkSample | None, current: LinkSample,
+                seconds: float) -> tuple[LinkSample, str | None]:
+    """Fill in interface rates from the previous sample of the same target.
+
+    Args:
+        previous: The last successful sample, if any.
+        current: The new sample.
+        seconds: Time between the two polls, preferably from sysUpTime.
+
+    Returns:
+        The sample with rates, and the reason rates were skipped (reboot) or ``None``.
+    """
+    if previous is None:
+        return current, None
+    reason = reset_reason(previous, current)
+    if reason is not None:
+        return current, reason
+    before: Mapping[int, InterfaceReading] = {i.index: i for i in previous.interfaces}
+    updated = tuple(
+        interface_rates(before[i.index], i, seconds) if i.index in before else i
+        for i in current.interfaces
+    )
+    return dataclasses.replace(current, interfaces=updated), None
+
+
+def elapsed_seconds(previous: LinkSample, current: LinkSample, wall_seconds: float) -> float:
+    """Seconds between two samples: the agent's sysUpTime when usable, else wall time.
+
+    sysUpTime is measured where the counters are, so network jitter does not bend
+    the rates; it is in hundredths of a second.
+    """
+    if previous.sys_uptime_ticks is not None and current.sys_uptime_ticks is not None:
+        ticks = current.sys_uptime_ticks - previous.sys_uptime_ticks
+        if ticks > 0:
+            return ticks / 100.0
+    return wall_seconds

@@ -1,0 +1,310 @@
+"""Turn raw SNMP values (already plain Python) into a :class:`LinkSample`. No I/O.
+
+Inputs are keyed by metric name: scalars map to one value, columns map a row index
+(tuple of ints) to a value. A value is ``int`` (INTEGER, Counter, Gauge, TimeTicks),
+``bytes`` (OCTET STRING), ``str`` (OID, IpAddress) or ``None`` (absent: noSuchObject,
+noSuchInstance). A value of the wrong type is not a crash: it becomes a problem line
+such as ``ups_charge_percent: expected a number, got text 'abc'`` and is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from netguard.probes.profiles import Metric, Profile
+from netguard.probes.state import (
+    InterfaceReading,
+    LinkSample,
+    OnuReading,
+    OpticalReading,
+    PonPortReading,
+    RadioReading,
+    UpsReading,
+)
+
+RawValue = int | bytes | str | None
+Index = tuple[int, ...]
+Columns = Mapping[str, Mapping[Index, RawValue]]
+
+_ENT_SENSOR_DBM = 14  # Cisco's extension of EntitySensorDataType; others report "other" (1)
+
+
+@dataclass
+class _Reader:
+    """Converts values by metric, collecting problems instead of raising."""
+
+    profile: Profile
+    scalars: Mapping[str, RawValue]
+    columns: Columns
+    problems: list[str] = field(default_factory=list)
+
+    def _metric(self, name: str) -> Metric | None:
+        return self.profile.metric(name)
+
+    def number(self, name: str, value: RawValue, where: str = "") -> float | None:
+        metric = self._metric(name)
+        if value is None or metric is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            self.problems.append(f"{name}{where}: expected a number, got text {shown!r:.40}")
+            return None
+        if value in metric.invalid:
+            return None
+        # Rounding keeps 0.01-dBm scaled values printable (-2.3, not -2.3000000000000003).
+        return round(value * metric.scale, 6)
+
+    def integer(self, name: str, value: RawValue, where: str = "") -> int | None:
+        metric = self._metric(name)
+        if value is None or metric is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            self.problems.append(f"{name}{where}: expected a number, got text {shown!r:.40}")
+            return None
+        return value
+
+    def scalar_number(self, name: str) -> float | None:
+        return self.number(name, self.scalars.get(name))
+
+    def scalar_int(self, name: str) -> int | None:
+        return self.integer(name, self.scalars.get(name))
+
+    def column(self, name: str) -> Mapping[Index, RawValue]:
+        return self.columns.get(name, {})
+
+
+def text(value: RawValue) -> str:
+    """OCTET STRING or OID as text (invalid UTF-8 replaced, NULs stripped)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace").rstrip("\x00")
+    return str(value)
+
+
+def _index_text(index: Index) -> str:
+    return ".".join(str(i) for i in index)
+
+
+def decode_sample(profile: Profile, scalars: Mapping[str, RawValue], columns: Columns,
+                  *, interfaces: Sequence[str] | None = None) -> LinkSample:
+    """Decode one poll's raw values according to the target's profile.
+
+    Args:
+        profile: The target's resolved profile.
+        scalars: Scalar values by metric name.
+        columns: Walked columns by metric name.
+        interfaces: Only keep interfaces with these names (``None``: all).
+
+    Returns:
+        The sample; undecodable values are listed in ``problems``.
+    """
+    r = _Reader(profile, scalars, columns)
+    sample_interfaces = _interfaces(r, interfaces)
+    if_names = {i.index: i.name for i in sample_interfaces}
+    if_names_all = {idx[0]: text(v) for idx, v in r.column("if_name").items() if len(idx) == 1}
+    known = _KNOWN_SCALARS | _KNOWN_COLUMNS
+    extra: list[tuple[str, float | str | None]] = []
+    for metric in profile.metrics:
+        if metric.name in known:
+            continue
+        if metric.table:
+            for idx, value in sorted(r.column(metric.name).items()):
+                extra.append((f"{metric.name}.{_index_text(idx)}", _extra_value(r, metric, value)))
+        else:
+            extra.append((metric.name, _extra_value(r, metric, scalars.get(metric.name))))
+    uptime = r.scalar_int("sys_uptime")
+    return LinkSample(
+        sys_uptime_ticks=uptime,
+        engine_boots=r.scalar_int("engine_boots"),
+        sys_name=text(scalars.get("sys_name")) or None,
+        sys_descr=text(scalars.get("sys_descr")) or None,
+        interfaces=sample_interfaces,
+        optical=_optical(r),
+        radio=_radio(r),
+        ups=_ups(r),
+        pon=_pon(r, {**if_names_all, **if_names}),
+        extra=tuple(extra),
+        problems=tuple(r.problems),
+    )
+
+
+def _extra_value(r: _Reader, metric: Metric, value: RawValue) -> float | str | None:
+    if metric.text or isinstance(value, bytes | str):
+        return text(value) if value is not None else None
+    return r.number(metric.name, value)
+
+
+_KNOWN_SCALARS = frozenset({
+    "sys_descr", "sys_uptime", "sys_name", "engine_boots",
+    "radio_signal_dbm", "radio_noise_dbm", "radio_snr_db",
+    "ups_battery_status", "ups_seconds_on_battery", "ups_minutes_remaining",
+    "ups_charge_percent", "ups_temperature_celsius", "ups_output_source",
+    "ups_alarms_present",
+})
+_KNOWN_COLUMNS = frozenset({
+    "if_descr", "if_speed", "if_admin_status", "if_oper_status", "if_in_octets",
+    "if_in_discards", "if_in_errors", "if_out_octets", "if_out_discards", "if_out_errors",
+    "if_name", "if_hc_in_octets", "if_hc_out_octets", "if_high_speed", "if_alias",
+    "if_counter_discontinuity_time",
+    "ent_sensor_type", "ent_sensor_scale", "ent_sensor_precision", "ent_sensor_value",
+    "ent_physical_name", "optical_rx_dbm", "optical_tx_dbm",
+    "ups_input_voltage", "pon_ont_status", "pon_ont_rx_dbm",
+})
+
+
+def _interfaces(r: _Reader, only: Sequence[str] | None) -> tuple[InterfaceReading, ...]:
+    indexes: set[int] = set()
+    for name in ("if_descr", "if_oper_status", "if_name"):
+        indexes.update(idx[0] for idx in r.column(name) if len(idx) == 1)
+    wanted = set(only) if only is not None else None
+    out: list[InterfaceReading] = []
+    for index in sorted(indexes):
+        key = (index,)
+
+        def col(name: str, key: Index = key) -> RawValue:
+            return r.column(name).get(key)
+
+        name = text(col("if_name")) or text(col("if_descr")) or f"if{index}"
+        if wanted is not None and name not in wanted:
+            continue
+        where = f"[{name}]"
+        hc_in = r.integer("if_hc_in_octets", col("if_hc_in_octets"), where)
+        hc_out = r.integer("if_hc_out_octets", col("if_hc_out_octets"), where)
+        bits = 64
+        in_octets, out_octets = hc_in, hc_out
+        if hc_in is None or hc_out is None:
+            bits = 32
+            in_octets = r.integer("if_in_octets", col("if_in_octets"), where)
+            out_octets = r.integer("if_out_octets", col("if_out_octets"), where)
+        high = r.integer("if_high_speed", col("if_high_speed"), where)
+        speed = r.integer("if_speed", col("if_speed"), where)
+        # ifSpeed saturates at 2^32-1 above 4.29 Gb/s; ifHighSpeed (Mb/s) is then right.
+        speed_bps = high * 1_000_000 if high else speed
+        out.append(InterfaceReading(
+            index=index,
+            name=name,
+            alias=text(col("if_alias")),
+            admin_status=r.integer("if_admin_status", col("if_admin_status"), where),
+            oper_status=r.integer("if_oper_status", col("if_oper_status"), where),
+            in_octets=in_octets,
+            out_octets=out_octets,
+            in_errors=r.integer("if_in_errors", col("if_in_errors"), where),
+            out_errors=r.integer("if_out_errors", col("if_out_errors"), where),
+            in_discards=r.integer("if_in_discards", col("if_in_discards"), where),
+            out_discards=r.integer("if_out_discards", col("if_out_discards"), where),
+            speed_bps=speed_bps,
+            counter_bits=bits,
+            discontinuity_time=r.integer("if_counter_discontinuity_time",
+                                         col("if_counter_discontinuity_time"), where),
+        ))
+    return tuple(out)
+
+
+def _split_direction(name: str) -> tuple[str, str | None]:
+    """``"Te1/1 Rx Power"`` -> (``"Te1/1"``, ``"rx"``)."""
+    words = name.replace("-", " ").replace("_", " ").split()
+    direction = None
+    kept: list[str] = []
+    for word in words:
+        low = word.lower()
+        if low in ("rx", "receive", "received", "input"):
+            direction = "rx"
+        elif low in ("tx", "transmit", "transmitted", "output"):
+            direction = "tx"
+        elif low not in ("power", "sensor", "optical", "lane"):
+            kept.append(word)
+    return " ".join(kept) or name, direction
+
+
+def _optical(r: _Reader) -> tuple[OpticalReading, ...]:
+    names = r.column("ent_physical_name")
+    readings: dict[str, dict[str, float | None]] = {}
+    # Vendor tables that give rx and tx per entity directly (Huawei).
+    rx_col, tx_col = r.column("optical_rx_dbm"), r.column("optical_tx_dbm")
+    for idx in sorted(set(rx_col) | set(tx_col)):
+        sensor = text(names.get(idx)) or f"entity-{_index_text(idx)}"
+        where = f"[{sensor}]"
+        readings[sensor] = {"rx": r.number("optical_rx_dbm", rx_col.get(idx), where),
+                            "tx": r.number("optical_tx_dbm", tx_col.get(idx), where)}
+    # ENTITY-SENSOR-MIB: one sensor per direction, paired by name.
+    values = r.column("ent_sensor_value")
+    for idx in sorted(values):
+        kind = r.integer("ent_sensor_type", r.column("ent_sensor_type").get(idx))
+        full = text(names.get(idx)) or f"sensor-{_index_text(idx)}"
+        port, direction = _split_direction(full)
+        if direction is None or kind not in (None, 1, _ENT_SENSOR_DBM):
+            continue
+        raw = r.integer("ent_sensor_value", values[idx], f"[{full}]")
+        if raw is None:
+            continue
+        scale = r.integer("ent_sensor_scale", r.column("ent_sensor_scale").get(idx)) or 9
+        precision = r.integer("ent_sensor_precision",
+                              r.column("ent_sensor_precision").get(idx)) or 0
+        value = raw * 10.0 ** ((scale - 9) * 3) / 10.0 ** precision
+        readings.setdefault(port, {"rx": None, "tx": None})[direction] = round(value, 6)
+    return tuple(OpticalReading(sensor=s, rx_dbm=v["rx"], tx_dbm=v["tx"])
+                 for s, v in readings.items())
+
+
+def _radio(r: _Reader) -> RadioReading | None:
+    if not any(r.profile.metric(n) for n in ("radio_signal_dbm", "radio_noise_dbm",
+                                              "radio_snr_db")):
+        return None
+    signal = r.scalar_number("radio_signal_dbm")
+    noise = r.scalar_number("radio_noise_dbm")
+    snr = r.scalar_number("radio_snr_db")
+    if snr is None and signal is not None and noise is not None:
+        snr = signal - noise
+    return RadioReading(signal_dbm=signal, noise_dbm=noise, snr_db=snr)
+
+
+def _ups(r: _Reader) -> UpsReading | None:
+    if r.profile.metric("ups_battery_status") is None:
+        return None
+    seconds = r.scalar_number("ups_seconds_on_battery")
+    source = r.scalar_int("ups_output_source")
+    on_battery: bool | None = None
+    if source is not None:
+        on_battery = source == 5  # upsOutputSource battery(5)
+    elif seconds is not None:
+        on_battery = seconds > 0
+    voltage = None
+    for idx, value in sorted(r.column("ups_input_voltage").items()):
+        voltage = r.number("ups_input_voltage", value, f"[{_index_text(idx)}]")
+        if voltage is not None:
+            break
+    return UpsReading(
+        battery_status=r.scalar_int("ups_battery_status"),
+        charge_percent=r.scalar_number("ups_charge_percent"),
+        minutes_remaining=r.scalar_number("ups_minutes_remaining"),
+        seconds_on_battery=seconds,
+        input_voltage=voltage,
+        temperature_celsius=r.scalar_number("ups_temperature_celsius"),
+        on_battery=on_battery,
+    )
+
+
+def _pon(r: _Reader, if_names: Mapping[int, str]) -> tuple[PonPortReading, ...]:
+    status = r.column("pon_ont_status")
+    if not status:
+        return ()
+    rx = r.column("pon_ont_rx_dbm")
+    ports: dict[int, list[OnuReading]] = {}
+    for idx in sorted(status):
+        if len(idx) < 2:
+            r.problems.append(f"pon_ont_status.{_index_text(idx)}: index is not port.onu")
+            continue
+        port, onu = idx[0], _index_text(idx[1:])
+        state = r.integer("pon_ont_status", status[idx], f"[{port}.{onu}]")
+        online = state == 1
+        power = r.number("pon_ont_rx_dbm", rx.get(idx), f"[{port}.{onu}]") if online else None
+        ports.setdefault(port, []).append(OnuReading(onu=onu, online=online, rx_dbm=power))
+    return tuple(
+        PonPortReading(port=if_names.get(port) or str(port),
+                       onus_online=sum(1 for o in onus if o.online),
+                       onus_total=len(onus), onus=tuple(onus))
+        for port, onus in sorted(ports.items())
+    )

@@ -1,0 +1,181 @@
+"""Vendor and link-kind profiles, kept as YAML data in ``netguard/probes/profiles/``.
+
+A profile lists metrics: a well-known ``name`` the decoder understands (``if_oper_status``,
+``optical_rx_dbm``, ``ups_battery_status``, ...), a numeric ``oid``, whether it is a table
+column (walked) or a scalar (fetched with GET), a ``scale`` and optional ``invalid`` raw
+values meaning "no reading". Profiles ``include`` others; later metrics replace earlier
+ones of the same name. A target picks a profile with ``profile:`` (default per kind) and
+adds or overrides metrics with ``oids:``; names the decoder does not know are reported
+under ``extra``. Adding a vendor needs a YAML file, no code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from netguard.errors import ConfigError
+from netguard.probes.config import ExtraOid, LinkKind, TargetConfig
+
+DEFAULT_PROFILES: Mapping[LinkKind, str] = {
+    "fiber": "fiber-standard",
+    "wireless": "wireless-ubiquiti",
+    "private_line": "private-line",
+    "cabin_5g": "cabin-ups",
+    "pon": "pon-huawei",
+}
+
+
+class MetricSpec(BaseModel):
+    """One OID a profile reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    oid: str = Field(pattern=r"^\.?[0-9]+(\.[0-9]+)+$")
+    table: bool = False
+    scale: float = 1.0
+    type: Literal["number", "text"] = "number"
+    invalid: tuple[int, ...] = ()
+
+
+class ProfileSpec(BaseModel):
+    """A profile file as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    kinds: tuple[LinkKind, ...] = ()
+    include: tuple[str, ...] = ()
+    metrics: tuple[MetricSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A resolved metric with its OID as a tuple of ints (cheap prefix checks)."""
+
+    name: str
+    oid: str
+    oid_tuple: tuple[int, ...]
+    table: bool
+    scale: float
+    text: bool
+    invalid: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A resolved profile: includes expanded, target overrides applied."""
+
+    name: str
+    scalars: tuple[Metric, ...]
+    columns: tuple[Metric, ...]
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """Scalars then columns."""
+        return self.scalars + self.columns
+
+    def metric(self, name: str) -> Metric | None:
+        """The metric of that name, if the profile reads it."""
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        return None
+
+
+def _builtin_dir() -> Path:
+    return Path(str(resources.files("netguard.probes") / "profiles"))
+
+
+class ProfileLibrary:
+    """Profiles found in one or more directories (the built-in one first).
+
+    Args:
+        extra_dirs: Directories with more ``*.yaml`` profiles; a file with the same
+            ``name`` as a built-in one replaces it.
+    """
+
+    def __init__(self, extra_dirs: Iterable[Path] = ()) -> None:
+        self._specs: dict[str, ProfileSpec] = {}
+        for directory in (_builtin_dir(), *extra_dirs):
+            for path in sorted(directory.glob("*.yaml")):
+                spec = _read_spec(path)
+                self._specs[spec.name] = spec
+
+    def names(self) -> list[str]:
+        """All profile names."""
+        return sorted(self._specs)
+
+    def spec(self, name: str) -> ProfileSpec:
+        """The profile as written.
+
+        Raises:
+            ConfigError: No profile has that name.
+        """
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise ConfigError("profiles", [
+                f"unknown profile {name!r} (one of {', '.join(self.names())})"]) from None
+
+    def resolve(self, name: str, overrides: Sequence[ExtraOid] = ()) -> Profile:
+        """Expand includes and apply a target's ``oids:`` overrides."""
+        merged: dict[str, MetricSpec] = {}
+        self._expand(name, merged, ())
+        for extra in overrides:
+            merged[extra.name] = MetricSpec(name=_safe_name(extra.name), oid=extra.oid,
+                                            table=extra.table, scale=extra.scale)
+        metrics = [_resolve_metric(m) for m in merged.values()]
+        return Profile(name=name,
+                       scalars=tuple(m for m in metrics if not m.table),
+                       columns=tuple(m for m in metrics if m.table))
+
+    def for_target(self, target: TargetConfig) -> Profile:
+        """The resolved profile a target uses (its ``profile:`` or its kind's default)."""
+        return self.resolve(target.profile or DEFAULT_PROFILES[target.kind], target.oids)
+
+    def _expand(self, name: str, merged: dict[str, MetricSpec], seen: tuple[str, ...]) -> None:
+        if name in seen:
+            raise ConfigError("profiles", [f"include cycle {' -> '.join([*seen, name])}"])
+        spec = self.spec(name)
+        for inc in spec.include:
+            self._expand(inc, merged, (*seen, name))
+        for metric in spec.metrics:
+            merged[metric.name] = metric
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()) or "extra"
+
+
+def _resolve_metric(spec: MetricSpec) -> Metric:
+    oid = spec.oid.lstrip(".")
+    return Metric(name=spec.name, oid=oid, oid_tuple=tuple(int(p) for p in oid.split(".")),
+                  table=spec.table, scale=spec.scale, text=spec.type == "text",
+                  invalid=frozenset(spec.invalid))
+
+
+def _read_spec(path: Path) -> ProfileSpec:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return ProfileSpec.model_validate(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(str(path), [f"cannot read profile: {exc}"]) from exc
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(str(path), problems) from None
+
+
+@functools.cache
+def default_library() -> ProfileLibrary:
+    """The built-in profiles (loaded once)."""
+    return ProfileLibrary()

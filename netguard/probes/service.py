@@ -1,0 +1,247 @@
+"""The probe service: poll targets over one shared SNMP engine, assess, emit faults.
+
+``ProbeService`` is what the daemon and the CLI use::
+
+    async with ProbeService(settings.targets) as probes:
+        outcome = await probes.poll("olt-hechuan-1")
+        outcome.status.state, outcome.events
+        probes.statuses()  # cheap immutable snapshot, for the metrics collector
+
+A poll never raises for agent problems: a dead agent gives ``unreachable`` with a
+reason, a refused v3 login gives ``unreachable`` with the USM error as reason, and
+undecodable values become ``problems`` while the rest of the poll is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, TracebackType
+
+from netguard.clock import Clock, SystemClock
+from netguard.errors import NotFoundError, ProbeError
+from netguard.probes.assess import Assessor
+from netguard.probes.config import TargetConfig
+from netguard.probes.counters import apply_rates, elapsed_seconds
+from netguard.probes.decode import decode_sample
+from netguard.probes.profiles import Profile, ProfileLibrary, default_library
+from netguard.probes.state import LinkSample, PollOutcome, TargetStatus
+from netguard.probes.transport import AgentSession, SnmpTransport, fetch
+
+log = logging.getLogger("netguard.probes")
+
+_OUTAGE_STATES = ("down", "unreachable")
+
+
+@dataclasses.dataclass
+class _Slot:
+    """Everything the service keeps per target."""
+
+    target: TargetConfig
+    profile: Profile
+    assessor: Assessor
+    lock: asyncio.Lock
+    session: AgentSession | None = None
+    last_sample: LinkSample | None = None
+    last_sample_mono: float = 0.0
+
+
+class ProbeService:
+    """Polls SNMP targets; an async context manager owning one pysnmp ``SnmpEngine``.
+
+    Args:
+        targets: The targets it may poll (upstream links are looked up among them).
+        clock: Time source (``SystemClock`` by default).
+        max_concurrency: Polls in flight at once; more wait their turn.
+        profiles: Where profiles come from (the built-in library by default).
+    """
+
+    def __init__(self, targets: Sequence[TargetConfig], *, clock: Clock | None = None,
+                 max_concurrency: int = 64, profiles: ProfileLibrary | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._library = profiles or default_library()
+        self._slots: dict[str, _Slot] = {}
+        for target in targets:
+            self._slots[target.id] = _Slot(
+                target=target,
+                profile=self._library.for_target(target),
+                assessor=Assessor.for_target(target),
+                lock=asyncio.Lock(),
+            )
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._transport: SnmpTransport | None = None
+        self._statuses: Mapping[str, TargetStatus] = MappingProxyType({
+            t.id: TargetStatus(target=t.id, kind=t.kind, site=t.site, upstream=t.upstream,
+                               reasons=("not polled yet",))
+            for t in targets
+        })
+        self.polls = 0
+        self.failures = 0
+
+    async def __aenter__(self) -> ProbeService:
+        self._transport = await SnmpTransport().__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._transport is not None:
+            await self._transport.__aexit__(exc_type, exc, tb)
+            self._transport = None
+
+    @property
+    def targets(self) -> list[TargetConfig]:
+        """The configured targets."""
+        return [s.target for s in self._slots.values()]
+
+    def statuses(self) -> Mapping[str, TargetStatus]:
+        """The latest status of every target: an immutable snapshot, never blocks."""
+        return self._statuses
+
+    def status(self, target_id: str) -> TargetStatus:
+        """The latest status of one target.
+
+        Raises:
+            NotFoundError: Unknown target id.
+        """
+        try:
+            return self._statuses[target_id]
+        except KeyError:
+            raise NotFoundError("target", target_id) from None
+
+    def _slot(self, target_id: str) -> _Slot:
+        try:
+            return self._slots[target_id]
+        except KeyError:
+            raise NotFoundError("target", target_id) from None
+
+    def suppressor(self, target: TargetConfig) -> str | None:
+        """The upstream target whose outage explains ``target``'s faults, if any.
+
+        The nearest upstream that is down or unreachable is blamed, unless it is itself
+        suppressed, in which case its root cause is passed on.
+        """
+        if target.upstream is None:
+            return None
+        upstream = self._statuses.get(target.upstream)
+        if upstream is None:
+            return None
+        if upstream.suppressed_by is not None:
+            return upstream.suppressed_by
+        if upstream.state in _OUTAGE_STATES:
+            return upstream.target
+        return None
+
+    async def poll(self, target_id: str) -> PollOutcome:
+        """Poll one target once, assess it and publish its new status.
+
+        Raises:
+            NotFoundError: Unknown target id (the only error it raises).
+        """
+        slot = self._slot(target_id)
+        if self._transport is None:
+            raise RuntimeError("ProbeService is not open; use `async with`")
+        async with slot.lock, self._semaphore:
+            return await self._poll(slot, self._transport)
+
+    async def _poll(self, slot: _Slot, transport: SnmpTransport) -> PollOutcome:
+        target = slot.target
+        if slot.session is None:
+            slot.session = transport.agent(target)
+        started = time.perf_counter()
+        mono = self._clock.monotonic()
+        sample: LinkSample | None = None
+        failure = ""
+        try:
+            scalars, columns = await fetch(slot.session, slot.profile.scalars,
+                                           slot.profile.columns)
+            sample = decode_sample(slot.profile, scalars, columns,
+                                   interfaces=target.interfaces)
+        except ProbeError as exc:
+            failure = str(exc).removeprefix(f"{target.id}: ")
+        except Exception as exc:  # a library bug must not stop the poller
+            log.exception("%s: poll failed unexpectedly", target.id)
+            failure = f"poll failed: {type(exc).__name__}: {exc}"
+        duration = time.perf_counter() - started
+        now = self._clock.now()
+        reset_note = None
+        if sample is not None:
+            previous = slot.last_sample
+            if previous is not None:
+                seconds = elapsed_seconds(previous, sample, mono - slot.last_sample_mono)
+                sample, reset_note = apply_rates(previous, sample, seconds)
+            slot.last_sample = sample
+            slot.last_sample_mono = mono
+        suppressed_by = self.suppressor(target)
+        verdict = slot.assessor.assess(sample, now=now, suppressed_by=suppressed_by,
+                                       unreachable_reason=failure)
+        old = self._statuses[target.id]
+        self.polls += 1
+        problems: tuple[str, ...] = ()
+        if sample is not None:
+            problems = sample.problems + ((reset_note,) if reset_note else ())
+            for problem in sample.problems:
+                log.warning("%s: %s", target.id, problem)
+        else:
+            self.failures += 1
+            log.info("%s: unreachable: %s", target.id, failure)
+        status = TargetStatus(
+            target=target.id,
+            kind=target.kind,
+            site=target.site,
+            upstream=target.upstream,
+            reachable=sample is not None,
+            state=verdict.state,
+            reasons=verdict.reasons + tuple(p for p in problems if p not in verdict.reasons),
+            sys_uptime_seconds=None if sample is None or sample.sys_uptime_ticks is None
+            else sample.sys_uptime_ticks / 100.0,
+            poll_duration_seconds=round(duration, 6),
+            last_poll_at=now,
+            last_success_at=now if sample is not None else old.last_success_at,
+            flaps=verdict.flaps,
+            suppressed_by=suppressed_by,
+            interfaces=sample.interfaces if sample else (),
+            optical=sample.optical if sample else (),
+            radio=sample.radio if sample else None,
+            ups=sample.ups if sample else None,
+            pon=sample.pon if sample else (),
+            extra=sample.extra if sample else (),
+            sys_name=sample.sys_name if sample else old.sys_name,
+            problems=problems,
+            polls=old.polls + 1,
+            failures=old.failures + (0 if sample is not None else 1),
+            active_faults=verdict.active,
+        )
+        # Copy-on-write: readers hold the old mapping, which never changes under them.
+        self._statuses = MappingProxyType({**self._statuses, target.id: status})
+        for event in verdict.events:
+            log.info("%s: %s %s", target.id, type(event).__name__, event.key)
+        return PollOutcome(status=status, events=verdict.events)
+
+    async def poll_all(self) -> list[PollOutcome]:
+        """Poll every target concurrently (bounded by ``max_concurrency``).
+
+        Upstream targets are polled first, level by level, so children see the fresh
+        state of their upstream when judging suppression.
+        """
+        outcomes: list[PollOutcome] = []
+        for level in self._levels():
+            results = await asyncio.gather(*(self.poll(t) for t in level))
+            outcomes.extend(results)
+        return outcomes
+
+    def _levels(self) -> list[list[str]]:
+        depth: dict[str, int] = {}
+
+        def depth_of(tid: str) -> int:
+            if tid not in depth:
+                up = self._slots[tid].target.upstream
+                depth[tid] = 0 if up is None or up not in self._slots else depth_of(up) + 1
+            return depth[tid]
+
+        levels: dict[int, list[str]] = {}
+        for tid in self._slots:
+            levels.setdefault(depth_of(tid), []).append(tid)
+        return [levels[d] for d in sorted(levels)]
