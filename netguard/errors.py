@@ -168,5 +168,5 @@ class DemoError(NetguardError):
     """The demo could not set up its simulated estate (agents, broker, sink)."""
 
 
-class DemoError(NetguardError):
-    """The demo could not set up its simulated estate (agents, broker, sink)."""
+class RegistryError(NetguardError):
+    """A change to the door-sensor registry was refused (duplicate id, bad time span)."""

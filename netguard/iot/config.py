@@ -64,6 +64,8 @@ class MqttConfig(BaseModel):
     reconnect_min_seconds: float = Field(default=0.5, gt=0)
     reconnect_max_seconds: float = Field(default=30.0, gt=0)
     alert_topic_prefix: str = "netguard/alerts"
+    # MQTT 5 Receive Maximum: QoS1 messages the broker may have in flight towards us.
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
 
 
 class NotifierConfig(BaseModel):
@@ -92,6 +94,7 @@ class CommunityRoute(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # ``*`` is the route for communities without their own.
     community: str
     notifiers: list[str]
     recipients: list[str] = Field(default_factory=list)
@@ -119,6 +122,15 @@ class IotConfig(BaseModel):
     routes: list[CommunityRoute] = Field(default_factory=list)
     retention_days: float = Field(default=180.0, gt=0)
     outbox_max_attempts: int = Field(default=50, ge=1)
+    outbox_backoff_min_seconds: float = Field(default=1.0, gt=0)
+    outbox_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    # Alerts that go into one robot message when a channel is at its rate limit.
+    outbox_batch_max: int = Field(default=20, ge=1)
+    # Optional HMAC key for the event log's hash chain: without it anyone with write
+    # access to the database could recompute the chain after forging a row.
+    audit_key: SecretStr | None = None
+    # Messages committed (and then acknowledged) together; bounds unacknowledged ones.
+    intake_batch_max: int = Field(default=500, ge=1)
 
     @model_validator(mode="after")
     def _routes_name_notifiers(self) -> IotConfig:

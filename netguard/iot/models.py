@@ -1,1 +1,170 @@
-"""Door-sensor tables (being built)."""
+"""Door-sensor tables: registry, the hash-chained event log, alerts and the outbox.
+
+Every timestamp is a timezone-aware UTC ``DateTime(timezone=True)``; SQLite hands them back
+naive, so readers pass them through :func:`netguard.clock.as_utc`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> sa.Column[datetime]:
+    return sa.Column(sa.DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class Household(SQLModel, table=True):
+    """A household under (possible) home quarantine; personal data is kept minimal."""
+
+    __tablename__ = "iot_household"
+
+    id: str = Field(primary_key=True, max_length=64)
+    community: str = Field(index=True, max_length=64)
+    label: str = Field(default="", max_length=200)
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class QuarantinePeriod(SQLModel, table=True):
+    """One quarantine period of a household; ``end_at`` is None while it is open-ended."""
+
+    __tablename__ = "iot_quarantine_period"
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: str = Field(foreign_key="iot_household.id", index=True, max_length=64)
+    start_at: datetime = Field(sa_column=_ts())
+    end_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class AllowedWindow(SQLModel, table=True):
+    """A window in which the door may open without an alert (e.g. a scheduled test visit)."""
+
+    __tablename__ = "iot_allowed_window"
+
+    id: int | None = Field(default=None, primary_key=True)
+    household_id: str = Field(foreign_key="iot_household.id", index=True, max_length=64)
+    start_at: datetime = Field(sa_column=_ts())
+    end_at: datetime = Field(sa_column=_ts())
+    reason: str = Field(default="", max_length=200)
+
+
+class Sensor(SQLModel, table=True):
+    """A sensor bound to a household, and its last known state.
+
+    ``address`` is the name the sensor has on the bus: the native sensor id, the
+    Zigbee2MQTT friendly name or the Shelly device id.
+    """
+
+    __tablename__ = "iot_sensor"
+    __table_args__ = (sa.UniqueConstraint("format", "address", name="uq_iot_sensor_address"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    household_id: str = Field(foreign_key="iot_household.id", index=True, max_length=64)
+    kind: str = Field(default="door", max_length=32)
+    format: str = Field(max_length=16)
+    address: str = Field(max_length=128)
+    created_at: datetime = Field(sa_column=_ts())
+    last_seen_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    battery: float | None = None
+    contact: str | None = Field(default=None, max_length=8)
+    online: bool = True
+    tamper: bool = False
+
+
+class Event(SQLModel, table=True):
+    """One received MQTT message, append-only and hash-chained.
+
+    Accepted events and dead letters share the chain, so that nothing received is ever
+    silently dropped. ``digest`` is the SHA-256 of the row's content and ``hash`` is
+    ``sha256(prev_hash + digest)``; a retention purge clears the content but keeps
+    ``digest``, so the chain still verifies.
+    """
+
+    __tablename__ = "iot_event"
+    __table_args__ = (
+        sa.UniqueConstraint("chain", "chain_seq", name="uq_iot_event_chain_seq"),
+        sa.Index("ix_iot_event_household_time", "household_id", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(max_length=64)
+    chain_seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    identity: str = Field(unique=True, max_length=200)
+    received_at: datetime = Field(sa_column=_ts(index=True))
+    topic: str = Field(default="", max_length=512)
+    payload: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    sensor_id: str | None = Field(default=None, max_length=64, index=True)
+    household_id: str | None = Field(default=None, max_length=64)
+    kind: str = Field(max_length=16)
+    contact: str | None = Field(default=None, max_length=8)
+    battery: float | None = None
+    device_time: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    mqtt_mid: int | None = None
+    dead_reason: str | None = Field(default=None, max_length=32)
+    detail: str | None = Field(default=None, max_length=500)
+    purged: bool = False
+    digest: str = Field(max_length=64)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class ChainCheckpoint(SQLModel, table=True):
+    """Where a chain starts after a retention purge deleted its oldest rows."""
+
+    __tablename__ = "iot_chain_checkpoint"
+
+    chain: str = Field(primary_key=True, max_length=64)
+    chain_seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    hash: str = Field(max_length=64)
+    purged_at: datetime = Field(sa_column=_ts())
+
+
+class Alert(SQLModel, table=True):
+    """One alert; at most one is open (``closed_at IS NULL``) per (sensor, type)."""
+
+    __tablename__ = "iot_alert"
+    __table_args__ = (
+        sa.Index("uq_iot_alert_open", "sensor_id", "type", unique=True,
+                 sqlite_where=sa.text("closed_at IS NULL"),
+                 postgresql_where=sa.text("closed_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sensor_id: str = Field(max_length=64)
+    household_id: str = Field(max_length=64, index=True)
+    community: str = Field(max_length=64)
+    type: str = Field(max_length=16)
+    severity: str = Field(max_length=16)
+    reasons: str = Field(default="[]", max_length=2000)
+    count: int = 1
+    first_seen: datetime = Field(sa_column=_ts())
+    last_seen: datetime = Field(sa_column=_ts())
+    cleared_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    closed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    acked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    acked_by: str | None = Field(default=None, max_length=100)
+    notify_count: int = 0
+    next_notify_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One alert notification waiting for (or done with) delivery through one notifier."""
+
+    __tablename__ = "iot_outbox"
+    __table_args__ = (sa.Index("ix_iot_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(index=True)
+    notifier: str = Field(max_length=64)
+    community: str = Field(max_length=64)
+    reason: str = Field(max_length=16)
+    body: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    created_at: datetime = Field(sa_column=_ts())
+    next_attempt_at: datetime = Field(sa_column=_ts())
+    delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_error: str | None = Field(default=None, max_length=500)

@@ -1,0 +1,151 @@
+"""The MQTT intake: a persistent session whose messages are acknowledged only when stored.
+
+aiomqtt (through paho) normally sends PUBACK before our code sees a message, so a crash
+would lose acknowledged messages. The intake therefore turns on paho's manual
+acknowledgement, hands each batch to a handler that commits it, and only then sends the
+PUBACKs, in order. Unacknowledged messages stay in the broker's session (fixed client id,
+MQTT 5 ``clean_start=False`` plus SessionExpiryInterval, or 3.1.1 ``clean_session=False``)
+and come back, flagged DUP, after a reconnect. MQTT 5 Receive Maximum bounds how many
+unacknowledged messages the broker sends us at once, which also bounds our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from netguard.clock import Clock, SystemClock
+from netguard.errors import NetguardError
+from netguard.iot.config import MqttConfig
+from netguard.iot.events import RawMessage
+from netguard.iot.mqtt import client_kwargs
+from netguard.iot.outbox import backoff_seconds
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Sequence[RawMessage]], Awaitable[object]]
+
+
+class IntakeDisconnectedError(NetguardError):
+    """The broker connection dropped while consuming."""
+
+
+class MqttIntake:
+    """Consumes the configured subscriptions and feeds batches to ``handler``.
+
+    Args:
+        config: Broker, credentials, TLS, subscriptions.
+        handler: Stores a batch durably; it must raise if it did not.
+        batch_max: Most messages committed (and acknowledged) together.
+        clock: Receive timestamps.
+    """
+
+    def __init__(self, config: MqttConfig, handler: BatchHandler, *, batch_max: int = 500,
+                 clock: Clock | None = None, rng: random.Random | None = None) -> None:
+        self._config = config
+        self._handler = handler
+        self._batch_max = batch_max
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+        self.connected = False
+        self.connects = 0
+        self.received = 0
+        self.acked = 0
+
+    def topic_filters(self) -> list[tuple[str, int]]:
+        """The filters to subscribe to (with the shared-subscription prefix if any)."""
+        group = self._config.shared_group
+        return [(f"$share/{group}/{s.topic}" if group else s.topic, s.qos)
+                for s in self._config.subscriptions]
+
+    async def run(self) -> None:
+        """Connect, consume, and reconnect with exponential backoff and jitter, forever."""
+        import aiomqtt
+
+        failures = 0
+        while True:
+            try:
+                await self._session()
+            except (aiomqtt.MqttError, IntakeDisconnectedError) as exc:
+                log.warning("MQTT connection lost: %s", exc,
+                            extra={"broker": f"{self._config.host}:{self._config.port}"})
+            except NetguardError as exc:
+                # The store refused the batch: drop the connection so that the broker
+                # redelivers everything unacknowledged once we are back.
+                log.warning("storing MQTT batch failed, reconnecting: %s", exc)
+            finally:
+                self.connected = False
+            failures = 1 if self._was_up else failures + 1
+            await asyncio.sleep(backoff_seconds(failures, self._config.reconnect_min_seconds,
+                                                self._config.reconnect_max_seconds, self._rng))
+
+    _was_up = False
+
+    async def _session(self) -> None:
+        import aiomqtt
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        self._was_up = False
+        kwargs = client_kwargs(self._config, self._config.client_id, persistent=True,
+                               receive_maximum=self._config.receive_maximum)
+        client = aiomqtt.Client(**kwargs)
+        paho = client._client
+        paho.manual_ack_set(True)
+        queue: asyncio.Queue[RawMessage | None] = asyncio.Queue()
+        clock = self._clock
+
+        def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
+            queue.put_nowait(RawMessage(topic=msg.topic, payload=bytes(msg.payload),
+                                        received_at=clock.now(), qos=int(msg.qos),
+                                        mid=int(msg.mid), dup=bool(msg.dup),
+                                        retain=bool(msg.retain)))
+
+        aiomqtt_on_disconnect = paho.on_disconnect
+        assert aiomqtt_on_disconnect is not None
+
+        def on_disconnect(*args: Any) -> None:
+            aiomqtt_on_disconnect(*args)
+            queue.put_nowait(None)
+
+        paho.on_message = on_message
+        paho.on_disconnect = on_disconnect
+        async with client:
+            self.connected = True
+            self._was_up = True
+            self.connects += 1
+            log.info("MQTT connected", extra={"broker": f"{self._config.host}:"
+                                                        f"{self._config.port}",
+                                              "client_id": self._config.client_id})
+            v5 = self._config.protocol == "5"
+            for topic, qos in self.topic_filters():
+                # Retain handling 1: retained messages only for a new subscription, so a
+                # reconnect to our persistent session does not replay them.
+                options = SubscribeOptions(qos=qos, retainHandling=1) if v5 else None
+                await client.subscribe(topic, qos=qos, options=options)
+            await self._consume(queue, paho)
+
+    async def _consume(self, queue: asyncio.Queue[RawMessage | None], paho: Any) -> None:
+        while True:
+            first = await queue.get()
+            if first is None:
+                raise IntakeDisconnectedError("broker connection closed")
+            batch = [first]
+            closed = False
+            while len(batch) < self._batch_max and not queue.empty():
+                item = queue.get_nowait()
+                if item is None:
+                    closed = True
+                    break
+                batch.append(item)
+            self.received += len(batch)
+            await self._handler(batch)
+            if closed:
+                # The PUBACKs would go nowhere; the broker redelivers these (DUP set).
+                raise IntakeDisconnectedError("broker connection closed")
+            for message in batch:
+                if message.qos > 0 and message.mid is not None:
+                    paho.ack(message.mid, message.qos)
+            self.acked += len(batch)

@@ -1,0 +1,116 @@
+"""What every notifier shares: the notification value, the Notifier port, HTTP posting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from netguard.errors import NotifyError, NotifyTransientError
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One alert notification, as stored in the outbox body."""
+
+    alert_id: int
+    reason: str
+    type: str
+    severity: str
+    community: str
+    household: str
+    sensor: str
+    reasons: tuple[str, ...]
+    count: int
+    first_seen: str
+    recipients: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> str:
+        """The outbox body."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Notification:
+        """Read an outbox body back."""
+        data = json.loads(text)
+        data["reasons"] = tuple(data["reasons"])
+        data["recipients"] = tuple(data.get("recipients", ()))
+        return cls(**data)
+
+    def headline(self) -> str:
+        """One line for humans."""
+        again = " (reminder)" if self.reason == "renotify" else ""
+        return (f"[{self.severity}] {self.type} household {self.household} "
+                f"sensor {self.sensor}{again}")
+
+
+class Notifier(Protocol):
+    """A delivery channel. ``send`` delivers a batch as one message, or raises."""
+
+    name: str
+
+    async def send(self, batch: Sequence[Notification]) -> None:
+        """Deliver ``batch`` as one message.
+
+        Raises:
+            NotifyTransientError: Worth retrying (receiver down, 5xx, rate limited).
+            NotifyError: Will not succeed as is (4xx, refused by the robot).
+        """
+        ...
+
+
+def markdown_lines(batch: Sequence[Notification]) -> str:
+    """A markdown rendering of a batch, shared by the robot notifiers."""
+    parts: list[str] = []
+    if len(batch) > 1:
+        parts.append(f"**{len(batch)} door-sensor alerts**\n")
+    for n in batch:
+        parts.append(f"### {n.headline()}")
+        parts.append(f"- community: {n.community}, count: {n.count}, since {n.first_seen}")
+        parts.extend(f"- {reason}" for reason in n.reasons)
+        parts.append(f"- alert id {n.alert_id}: `netguard alerts ack {n.alert_id}`")
+    return "\n".join(parts)
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes without splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", errors="ignore") + "..."
+
+
+async def post_json(http: aiohttp.ClientSession, url: str, body: Mapping[str, Any], *,
+                    name: str, timeout_s: float, headers: Mapping[str, str] | None = None,
+                    robot: bool = False, rate_codes: frozenset[int] = frozenset()) -> None:
+    """POST JSON and classify the outcome.
+
+    Args:
+        robot: The receiver answers 200 with ``{"errcode": N}`` (WeCom, DingTalk); a
+            non-zero errcode is a failure, transient when it is in ``rate_codes``.
+    """
+    try:
+        async with http.post(url, json=body, headers=dict(headers or {}),
+                             timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            text = await resp.text()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # The URL embeds the robot key, so only the exception type is reported.
+        raise NotifyTransientError(f"{name}: {type(exc).__name__}") from None
+    if status == 429 or status >= 500:
+        raise NotifyTransientError(f"{name}: HTTP {status}")
+    if status >= 400:
+        raise NotifyError(f"{name}: HTTP {status}")
+    if robot:
+        try:
+            code = int(json.loads(text).get("errcode", 0))
+        except (ValueError, AttributeError):
+            raise NotifyTransientError(f"{name}: unreadable robot answer") from None
+        if code in rate_codes:
+            raise NotifyTransientError(f"{name}: rate limited (errcode {code})")
+        if code != 0:
+            raise NotifyError(f"{name}: robot refused (errcode {code})")

@@ -1,0 +1,41 @@
+"""WeCom (企业微信) group robot, markdown messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiohttp
+
+from netguard.iot.config import NotifierConfig
+from netguard.iot.notifiers.base import Notification, markdown_lines, post_json, truncate_utf8
+
+WECOM_MARKDOWN_LIMIT = 4096
+# 45009: the robot's send frequency limit was exceeded.
+WECOM_RATE_CODES = frozenset({45009})
+
+
+def wecom_body(batch: Sequence[Notification]) -> dict[str, object]:
+    """The robot request body (markdown, at most 4096 bytes)."""
+    content = markdown_lines(batch)
+    mentions = sorted({r for n in batch for r in n.recipients})
+    if mentions:
+        content += "\n" + " ".join(f"<@{m}>" for m in mentions)
+    return {"msgtype": "markdown",
+            "markdown": {"content": truncate_utf8(content, WECOM_MARKDOWN_LIMIT)}}
+
+
+class WecomNotifier:
+    """Posts to a WeCom group robot webhook."""
+
+    def __init__(self, config: NotifierConfig, http: aiohttp.ClientSession) -> None:
+        assert config.url is not None
+        self.name = config.name
+        self._config = config
+        self._url = config.url.get_secret_value()
+        self._http = http
+
+    async def send(self, batch: Sequence[Notification]) -> None:
+        """Post the batch as one markdown message."""
+        await post_json(self._http, self._url, wecom_body(batch), name=self.name,
+                        timeout_s=self._config.timeout_seconds, robot=True,
+                        rate_codes=WECOM_RATE_CODES)

@@ -1,0 +1,226 @@
+"""The persistent outbox: alert notifications survive restarts and receivers that are down.
+
+Rows are written in the same transaction as the alert that caused them, so an alert can
+never exist without its notification. :class:`OutboxWorker` delivers due rows, retries
+with exponential backoff and jitter, keeps each channel under its messages-per-minute
+limit by folding waiting alerts into one message, and records status and attempts.
+Delivery is at-least-once: a crash between a 2xx answer and the status update sends that
+message again after restart (and only then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from netguard.clock import Clock
+from netguard.errors import NotifyError, NotifyTransientError
+from netguard.iot.config import CommunityRoute, IotConfig
+from netguard.iot.models import OutboxMessage
+from netguard.iot.notifiers.base import Notification, Notifier
+from netguard.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def route_for(routes: Sequence[CommunityRoute], community: str) -> CommunityRoute | None:
+    """The community's route, else the ``*`` route, else None."""
+    fallback = None
+    for route in routes:
+        if route.community == community:
+            return route
+        if route.community == "*":
+            fallback = route
+    return fallback
+
+
+def enqueue(session: AsyncSession, notification: Notification,
+            routes: Sequence[CommunityRoute], now: datetime) -> int:
+    """Add one outbox row per notifier routed for the notification's community.
+
+    Returns:
+        The number of rows added (0 when the community has no route: logged).
+    """
+    route = route_for(routes, notification.community)
+    if route is None:
+        log.warning("no notifier route for community %s; alert %d is only stored",
+                    notification.community, notification.alert_id)
+        return 0
+    if route.recipients:
+        notification = dataclasses.replace(notification, recipients=tuple(route.recipients))
+    body = notification.to_json()
+    for name in route.notifiers:
+        session.add(OutboxMessage(alert_id=notification.alert_id, notifier=name,
+                                  community=notification.community,
+                                  reason=notification.reason, body=body, created_at=now,
+                                  next_attempt_at=now))
+    return len(route.notifiers)
+
+
+class RateLimiter:
+    """At most ``per_minute`` sends in any sliding 60 s window (monotonic seconds)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._sent: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self._sent and now - self._sent[0] >= 60.0:
+            self._sent.popleft()
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until a send is allowed (0 when allowed now)."""
+        self._trim(now)
+        if len(self._sent) < self.per_minute:
+            return 0.0
+        return 60.0 - (now - self._sent[0])
+
+    def record(self, now: float) -> None:
+        """Count one send."""
+        self._sent.append(now)
+
+
+def backoff_seconds(attempts: int, low: float, high: float,
+                    rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: ``low * 2**(attempts-1)`` capped at ``high``,
+    then scaled by a random factor in [0.5, 1] so that retries do not synchronise."""
+    base = min(high, low * 2.0 ** max(0, attempts - 1))
+    return float(base * (0.5 + 0.5 * (rng or random).random()))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Delivery counters since start."""
+
+    delivered: int = 0
+    failed: int = 0
+    attempts: int = 0
+    messages_sent: int = 0
+
+
+class OutboxWorker:
+    """Delivers due outbox rows; run :meth:`run` as a background task and :meth:`wake` it.
+
+    Args:
+        store: The database.
+        notifiers: Notifiers by name.
+        config: Limits, backoff and attempts.
+        clock: Time for the stored timestamps and due times.
+    """
+
+    def __init__(self, store: Store, notifiers: Mapping[str, Notifier], config: IotConfig,
+                 clock: Clock, *, rng: random.Random | None = None) -> None:
+        self._store = store
+        self._notifiers = dict(notifiers)
+        self._config = config
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+        rates = {n.name: n.rate_per_minute for n in config.notifiers}
+        self._limiters = {name: RateLimiter(rates.get(name, 20)) for name in self._notifiers}
+        self._wake = asyncio.Event()
+        self.stats = OutboxStats()
+        self.pending = 0
+
+    def wake(self) -> None:
+        """Look for due rows now (called after a commit that added rows)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver forever (until cancelled)."""
+        while True:
+            self._wake.clear()
+            try:
+                delay = await self.deliver_due()
+            except (OSError, sa.exc.SQLAlchemyError) as exc:
+                log.warning("outbox pass failed, retrying: %s", type(exc).__name__)
+                delay = 1.0
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    async def deliver_due(self) -> float:
+        """One delivery pass over the due rows.
+
+        Returns:
+            Seconds until the next pass is worth making (capped at 1 s).
+        """
+        now = self._clock.now()
+        async with self._store.session() as session:
+            rows = list((await session.exec(
+                select(OutboxMessage)
+                .where(col(OutboxMessage.status) == "pending",
+                       col(OutboxMessage.next_attempt_at) <= now)
+                .order_by(col(OutboxMessage.id)).limit(1000))).all())
+            self.pending = int((await session.exec(
+                select(func.count()).select_from(OutboxMessage)
+                .where(col(OutboxMessage.status) == "pending"))).one())
+        by_notifier: dict[str, list[OutboxMessage]] = {}
+        for row in rows:
+            by_notifier.setdefault(row.notifier, []).append(row)
+        delay = 1.0
+        async with asyncio.TaskGroup() as tg:
+            for name, group in by_notifier.items():
+                wait = self._limiters[name].wait_time(self._clock.monotonic()) \
+                    if name in self._limiters else 0.0
+                if wait > 0:
+                    delay = min(delay, wait)
+                    continue
+                tg.create_task(self._deliver(name, group[: self._config.outbox_batch_max]),
+                               name=f"netguard[outbox].{name}")
+        if any(len(g) > self._config.outbox_batch_max for g in by_notifier.values()):
+            delay = 0.0
+        return delay
+
+    async def _deliver(self, name: str, rows: list[OutboxMessage]) -> None:
+        notifier = self._notifiers.get(name)
+        error: NotifyError | None
+        if notifier is None:
+            error = NotifyError(f"notifier {name!r} is not configured")
+        else:
+            self._limiters[name].record(self._clock.monotonic())
+            try:
+                await notifier.send([Notification.from_json(r.body) for r in rows])
+                error = None
+            except NotifyError as exc:
+                error = exc
+        now = self._clock.now()
+        delivered = failed = 0
+        async with self._store.session() as session:
+            for row in rows:
+                row.attempts += 1
+                if error is None:
+                    row.status, row.delivered_at, row.last_error = "delivered", now, None
+                    delivered += 1
+                else:
+                    row.last_error = str(error)[:500]
+                    give_up = (not isinstance(error, NotifyTransientError)
+                               or row.attempts >= self._config.outbox_max_attempts)
+                    if give_up:
+                        row.status = "failed"
+                        failed += 1
+                    else:
+                        row.next_attempt_at = now + timedelta(seconds=backoff_seconds(
+                            row.attempts, self._config.outbox_backoff_min_seconds,
+                            self._config.outbox_backoff_max_seconds, self._rng))
+                session.add(row)
+            await session.commit()
+        if error is not None:
+            log.warning("alert delivery via %s failed: %s", name, error,
+                        extra={"notifier": name, "alerts": len(rows), "gave_up": failed})
+        s = self.stats
+        self.stats = OutboxStats(delivered=s.delivered + delivered, failed=s.failed + failed,
+                                 attempts=s.attempts + len(rows),
+                                 messages_sent=s.messages_sent + 1)

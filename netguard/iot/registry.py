@@ -1,0 +1,243 @@
+"""Households, quarantine periods, allowed windows and sensors: the operator's registry.
+
+The CLI and the daemon share these functions; the intake keeps an in-memory
+:class:`RegistryView` that it reloads when the registry changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from netguard.clock import as_utc
+from netguard.errors import NotFoundError, RegistryError
+from netguard.iot.events import check_sensor_id
+from netguard.iot.models import AllowedWindow, Household, QuarantinePeriod, Sensor
+from netguard.iot.rules import HouseholdRules, Period, SensorState
+
+FORMATS = ("native", "zigbee2mqtt", "shelly")
+
+
+async def add_household(session: AsyncSession, household_id: str, community: str, *,
+                        label: str = "", start: datetime | None = None,
+                        end: datetime | None = None, now: datetime) -> Household:
+    """Register a household, optionally with a first quarantine period."""
+    check_sensor_id(household_id, "household id")
+    if await session.get(Household, household_id) is not None:
+        raise RegistryError(f"household {household_id!r} already exists")
+    household = Household(id=household_id, community=community, label=label, created_at=now)
+    session.add(household)
+    if start is not None:
+        await session.flush()
+        await add_quarantine(session, household_id, start, end)
+    return household
+
+
+async def get_household(session: AsyncSession, household_id: str) -> Household:
+    """The household, or NotFoundError."""
+    household = await session.get(Household, household_id)
+    if household is None:
+        raise NotFoundError("household", household_id)
+    return household
+
+
+async def add_quarantine(session: AsyncSession, household_id: str, start: datetime,
+                         end: datetime | None) -> QuarantinePeriod:
+    """Add a quarantine period ``[start, end)``."""
+    await get_household(session, household_id)
+    if end is not None and end <= start:
+        raise RegistryError("a quarantine period must end after it starts")
+    period = QuarantinePeriod(household_id=household_id, start_at=start, end_at=end)
+    session.add(period)
+    return period
+
+
+async def add_window(session: AsyncSession, household_id: str, start: datetime,
+                     end: datetime, reason: str = "") -> AllowedWindow:
+    """Allow the door to open in ``[start, end)`` (e.g. a scheduled test visit)."""
+    await get_household(session, household_id)
+    if end <= start:
+        raise RegistryError("an allowed window must end after it starts")
+    window = AllowedWindow(household_id=household_id, start_at=start, end_at=end,
+                           reason=reason)
+    session.add(window)
+    return window
+
+
+async def end_quarantine(session: AsyncSession, household_id: str, at: datetime) -> int:
+    """End the household's open (or future-ending) quarantine periods at ``at``."""
+    await get_household(session, household_id)
+    periods = (await session.exec(select(QuarantinePeriod).where(
+        col(QuarantinePeriod.household_id) == household_id))).all()
+    ended = 0
+    for period in periods:
+        if period.end_at is None or as_utc(period.end_at) > at:
+            period.end_at = max(at, as_utc(period.start_at))
+            session.add(period)
+            ended += 1
+    if not ended:
+        raise RegistryError(f"household {household_id!r} has no open quarantine period")
+    return ended
+
+
+async def add_sensor(session: AsyncSession, sensor_id: str, household_id: str, *,
+                     fmt: str = "native", address: str | None = None, kind: str = "door",
+                     now: datetime) -> Sensor:
+    """Bind a sensor to a household; ``address`` defaults to the sensor id."""
+    check_sensor_id(sensor_id)
+    if fmt not in FORMATS:
+        raise RegistryError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    await get_household(session, household_id)
+    address = check_sensor_id(address or sensor_id, "sensor address")
+    if await session.get(Sensor, sensor_id) is not None:
+        raise RegistryError(f"sensor {sensor_id!r} already exists")
+    taken = (await session.exec(select(Sensor).where(col(Sensor.format) == fmt,
+                                                     col(Sensor.address) == address))).first()
+    if taken is not None:
+        raise RegistryError(f"{fmt} address {address!r} is already sensor {taken.id!r}")
+    sensor = Sensor(id=sensor_id, household_id=household_id, kind=kind, format=fmt,
+                    address=address, created_at=now)
+    session.add(sensor)
+    return sensor
+
+
+def _ts(value: str, what: str, row: int) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RegistryError(f"row {row}: {what} is not ISO 8601: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise RegistryError(f"row {row}: {what} needs a UTC offset: {value!r}")
+    return parsed
+
+
+async def import_households(session: AsyncSession, text: str, now: datetime) -> int:
+    """Import households from CSV with header ``id,community,label,start,end``
+    (optional ``sensor,format,address`` columns bind a sensor). All or nothing."""
+    reader = csv.DictReader(io.StringIO(text))
+    required = {"id", "community"}
+    if reader.fieldnames is None or not required <= set(reader.fieldnames):
+        raise RegistryError("CSV needs a header with at least: id,community")
+    count = 0
+    for i, row in enumerate(reader, start=2):
+        try:
+            start = _ts(row.get("start") or "", "start", i)
+            end = _ts(row.get("end") or "", "end", i)
+            await add_household(session, row["id"].strip(), row["community"].strip(),
+                                label=(row.get("label") or "").strip(), start=start, end=end,
+                                now=now)
+            sensor = (row.get("sensor") or "").strip()
+            if sensor:
+                await session.flush()
+                await add_sensor(session, sensor, row["id"].strip(),
+                                 fmt=(row.get("format") or "native").strip(),
+                                 address=(row.get("address") or "").strip() or None, now=now)
+        except (ValueError, RegistryError) as exc:
+            message = str(exc)
+            raise RegistryError(message if message.startswith("row ")
+                                else f"row {i}: {message}") from None
+        count += 1
+    return count
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else as_utc(value).isoformat()
+
+
+async def household_dict(session: AsyncSession, household: Household,
+                         now: datetime) -> dict[str, Any]:
+    """A JSON-ready view of a household with its periods, windows and sensors."""
+    periods = (await session.exec(select(QuarantinePeriod).where(
+        col(QuarantinePeriod.household_id) == household.id)
+        .order_by(col(QuarantinePeriod.start_at)))).all()
+    windows = (await session.exec(select(AllowedWindow).where(
+        col(AllowedWindow.household_id) == household.id)
+        .order_by(col(AllowedWindow.start_at)))).all()
+    sensors = (await session.exec(select(Sensor).where(
+        col(Sensor.household_id) == household.id).order_by(col(Sensor.id)))).all()
+    quarantined = any(Period(as_utc(p.start_at), p.end_at and as_utc(p.end_at)).contains(now)
+                      for p in periods)
+    return {
+        "id": household.id, "community": household.community, "label": household.label,
+        "quarantined": quarantined,
+        "quarantines": [{"start": _iso(p.start_at), "end": _iso(p.end_at)} for p in periods],
+        "allowed_windows": [{"start": _iso(w.start_at), "end": _iso(w.end_at),
+                             "reason": w.reason} for w in windows],
+        "sensors": [s.id for s in sensors],
+    }
+
+
+def sensor_dict(sensor: Sensor) -> dict[str, Any]:
+    """A JSON-ready view of a sensor and its last known state."""
+    return {
+        "id": sensor.id, "household": sensor.household_id, "kind": sensor.kind,
+        "format": sensor.format, "address": sensor.address,
+        "last_seen": _iso(sensor.last_seen_at), "battery": sensor.battery,
+        "contact": sensor.contact, "online": sensor.online, "tamper": sensor.tamper,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SensorEntry:
+    """A registered sensor as the intake needs it."""
+
+    sensor_id: str
+    household_id: str
+    fmt: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryView:
+    """An immutable in-memory copy of the registry for the intake's hot path."""
+
+    sensors: dict[tuple[str, str], SensorEntry] = field(default_factory=dict)
+    households: dict[str, HouseholdRules] = field(default_factory=dict)
+    states: dict[str, SensorState] = field(default_factory=dict)
+
+    def lookup(self, fmt: str, address: str) -> SensorEntry | None:
+        """The sensor with this bus address in this format."""
+        return self.sensors.get((fmt, address))
+
+
+async def load_view(session: AsyncSession) -> RegistryView:
+    """Read the whole registry (households, periods, windows, sensors and their state)."""
+    periods: dict[str, list[Period]] = {}
+    for p in (await session.exec(select(QuarantinePeriod))).all():
+        periods.setdefault(p.household_id, []).append(
+            Period(as_utc(p.start_at), None if p.end_at is None else as_utc(p.end_at)))
+    windows: dict[str, list[Period]] = {}
+    for w in (await session.exec(select(AllowedWindow))).all():
+        windows.setdefault(w.household_id, []).append(
+            Period(as_utc(w.start_at), as_utc(w.end_at)))
+    households = {
+        h.id: HouseholdRules(h.id, h.community, tuple(periods.get(h.id, ())),
+                             tuple(windows.get(h.id, ())))
+        for h in (await session.exec(select(Household))).all()}
+    sensors: dict[tuple[str, str], SensorEntry] = {}
+    states: dict[str, SensorState] = {}
+    for s in (await session.exec(select(Sensor))).all():
+        sensors[(s.format, s.address)] = SensorEntry(s.id, s.household_id, s.format, s.address)
+        contact = s.contact if s.contact in ("open", "closed") else None
+        states[s.id] = SensorState(
+            sensor_id=s.id, household_id=s.household_id,
+            last_seen=None if s.last_seen_at is None else as_utc(s.last_seen_at),
+            battery=s.battery, contact=contact,  # type: ignore[arg-type]
+            online=s.online, tamper=s.tamper, since=as_utc(s.created_at))
+    return RegistryView(sensors, households, states)
+
+
+def states_to_rows(states: Iterable[SensorState]) -> list[dict[str, Any]]:
+    """Bulk-update parameters for the sensors' persisted state."""
+    return [{"id": s.sensor_id, "last_seen_at": s.last_seen, "battery": s.battery,
+             "contact": s.contact, "online": s.online, "tamper": s.tamper} for s in states]

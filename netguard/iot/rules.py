@@ -1,0 +1,192 @@
+"""Alert rules as pure functions of (sensor state, event, household, now).
+
+The rules never touch the store: they return the sensor's next state and a list of
+:class:`RaiseAlert` / :class:`ClearAlert` actions, which :mod:`netguard.iot.alerts` applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from netguard.iot.config import RulesConfig
+from netguard.iot.events import AlertType, Contact, DoorEvent, EventKind
+
+SEVERITY = {
+    AlertType.DOOR_OPEN: "critical",
+    AlertType.TAMPER: "major",
+    AlertType.OFFLINE: "major",
+    AlertType.BATTERY_LOW: "warning",
+}
+# Offline and battery alerts close by themselves when the condition ends; a door opening
+# or a tamper needs a human to acknowledge it even after the door shut again.
+AUTO_CLOSE = frozenset({AlertType.OFFLINE, AlertType.BATTERY_LOW})
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A half-open time span ``[start, end)``; ``end`` None means open-ended."""
+
+    start: datetime
+    end: datetime | None = None
+
+    def contains(self, now: datetime) -> bool:
+        """True when ``now`` lies in the span."""
+        return self.start <= now and (self.end is None or now < self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdRules:
+    """What the rules need to know about a household."""
+
+    household_id: str
+    community: str
+    quarantines: tuple[Period, ...] = ()
+    allowed: tuple[Period, ...] = ()
+
+    def quarantined(self, now: datetime) -> bool:
+        """True during an active quarantine period."""
+        return any(p.contains(now) for p in self.quarantines)
+
+    def allowed_window(self, now: datetime) -> Period | None:
+        """The allowed window ``now`` falls in, if any."""
+        return next((w for w in self.allowed if w.contains(now)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorState:
+    """What netguard last knew about a sensor."""
+
+    sensor_id: str
+    household_id: str
+    last_seen: datetime | None = None
+    battery: float | None = None
+    contact: Contact | None = None
+    online: bool = True
+    tamper: bool = False
+    # Baseline for the heartbeat timeout of a sensor never heard from.
+    since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseAlert:
+    """Open an alert, or bump the open one of the same (sensor, type)."""
+
+    type: AlertType
+    severity: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClearAlert:
+    """The condition behind an alert ended."""
+
+    type: AlertType
+    reason: str
+
+
+AlertAction = RaiseAlert | ClearAlert
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The result of one rule evaluation."""
+
+    state: SensorState
+    actions: tuple[AlertAction, ...] = field(default=())
+
+
+def _raise(kind: AlertType, *reasons: str) -> RaiseAlert:
+    return RaiseAlert(kind, SEVERITY[kind], reasons)
+
+
+def evaluate(state: SensorState, event: DoorEvent, household: HouseholdRules,
+             rules: RulesConfig, now: datetime) -> Evaluation:
+    """Apply every rule to one event.
+
+    Args:
+        state: The sensor's state before the event.
+        event: The decoded event.
+        household: The sensor's household (quarantine periods, allowed windows).
+        rules: Thresholds.
+        now: The receive time; rules never trust the sensor's own clock.
+    """
+    actions: list[AlertAction] = []
+    new = dataclasses.replace(state, last_seen=now)
+    if event.kind is EventKind.OFFLINE:
+        new = dataclasses.replace(new, online=False)
+        if state.online:
+            actions.append(_raise(AlertType.OFFLINE, "availability topic reports offline"))
+    elif not state.online:
+        new = dataclasses.replace(new, online=True)
+        actions.append(ClearAlert(AlertType.OFFLINE, f"sensor back ({event.kind.value})"))
+
+    if event.contact is not None:
+        # Native "open" events report each opening; state reports (Z2M, Shelly, native
+        # ``door``) are republished, so there an opening is a change to "open".
+        opening = event.contact == "open" and (event.edge or state.contact != "open")
+        new = dataclasses.replace(new, contact=event.contact)
+        if opening:
+            actions.extend(_door_opened(household, now))
+        elif event.contact == "closed" and state.contact != "closed":
+            actions.append(ClearAlert(AlertType.DOOR_OPEN, "door closed"))
+
+    if event.battery is not None:
+        new = dataclasses.replace(new, battery=event.battery)
+        if event.battery < rules.battery_low_percent:
+            actions.append(_raise(AlertType.BATTERY_LOW,
+                                  f"battery {event.battery:g}% below "
+                                  f"{rules.battery_low_percent:g}%"))
+        elif event.battery >= rules.battery_clear_percent and (
+                state.battery is None or state.battery < rules.battery_clear_percent):
+            actions.append(ClearAlert(AlertType.BATTERY_LOW,
+                                      f"battery {event.battery:g}% (replaced)"))
+
+    if event.tamper is not None:
+        new = dataclasses.replace(new, tamper=event.tamper)
+        if event.tamper:
+            actions.append(_raise(AlertType.TAMPER, "tamper switch triggered"))
+        elif state.tamper:
+            actions.append(ClearAlert(AlertType.TAMPER, "tamper switch restored"))
+    return Evaluation(new, tuple(actions))
+
+
+def _door_opened(household: HouseholdRules, now: datetime) -> list[AlertAction]:
+    if not household.quarantined(now):
+        return []
+    window = household.allowed_window(now)
+    if window is not None:
+        return []
+    return [_raise(AlertType.DOOR_OPEN, f"door opened at {now.isoformat(timespec='seconds')} "
+                                        f"during quarantine of household "
+                                        f"{household.household_id}")]
+
+
+def check_heartbeat(state: SensorState, rules: RulesConfig, now: datetime) -> Evaluation:
+    """Mark a sensor offline when it has been silent longer than the heartbeat timeout."""
+    seen = state.last_seen or state.since
+    if not state.online or seen is None:
+        return Evaluation(state)
+    silent = now - seen
+    if silent < timedelta(seconds=rules.heartbeat_timeout_seconds):
+        return Evaluation(state)
+    return Evaluation(
+        dataclasses.replace(state, online=False),
+        (_raise(AlertType.OFFLINE, f"no message for {int(silent.total_seconds())} s "
+                                   f"(timeout {rules.heartbeat_timeout_seconds:g} s)"),),
+    )
+
+
+def next_notify_at(first_seen: datetime, notify_count: int,
+                   schedule: Sequence[float]) -> datetime | None:
+    """When an unacknowledged alert re-notifies next, or None when the schedule is spent.
+
+    ``schedule`` holds minutes after the first notification (e.g. 5, 15, 30), and
+    ``notify_count`` counts the notifications sent so far (the first one included).
+    """
+    index = notify_count - 1
+    if index < 0 or index >= len(schedule):
+        return None
+    return first_seen + timedelta(minutes=schedule[index])

@@ -1,0 +1,523 @@
+"""The door-sensor service: intake -> durable hash-chained log -> rules -> alerts -> outbox.
+
+:class:`IotService` is the one object the daemon, the demo and the benches use. Each batch
+of messages is decoded (pure codecs), deduplicated, chained, and committed in *one*
+transaction together with the sensor states, the alert changes and the outbox rows the
+rules produced; only after that commit are the MQTT messages acknowledged. A crash at any
+point therefore either loses nothing or redelivers messages that deduplication drops.
+
+Deduplication identities:
+
+* native payloads: ``n:<sensor>:<boot>:<seq>`` (a database unique key);
+* Zigbee2MQTT and Shelly payloads carry no sequence number, and identical payloads
+  legitimately repeat, so a content hash cannot tell a redelivery from a new report.
+  What can: the broker redelivers an unacknowledged message on the same persistent
+  session with the DUP flag set and the *same packet id*. Because we acknowledge right
+  after each commit, only the last ``receive_maximum`` messages can be unacknowledged, so
+  a DUP message whose (packet id, topic, payload) matches one of our last
+  2 x ``receive_maximum`` stored messages is that message again. Everything else is new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from netguard.clock import Clock, SystemClock
+from netguard.config import Settings
+from netguard.errors import PayloadError, StoreError
+from netguard.iot import alerts as alert_store
+from netguard.iot.codecs import decode, topic_matches
+from netguard.iot.eventlog import ChainWriter, purge
+from netguard.iot.events import AlertType, DoorEvent, RawMessage
+from netguard.iot.intake import MqttIntake
+from netguard.iot.models import Alert, Event, Sensor
+from netguard.iot.notifiers import Notifier, build_notifier
+from netguard.iot.notifiers.base import Notification
+from netguard.iot.outbox import OutboxWorker, enqueue
+from netguard.iot.registry import RegistryView, load_view, states_to_rows
+from netguard.iot.rules import (
+    AlertAction,
+    ClearAlert,
+    RaiseAlert,
+    SensorState,
+    check_heartbeat,
+    evaluate,
+)
+from netguard.store import Store
+
+log = logging.getLogger(__name__)
+
+IngestStatus = Literal["stored", "duplicate", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What happened to one message."""
+
+    status: IngestStatus
+    kind: str | None = None
+    reason: str | None = None
+    sensor_id: str | None = None
+    alerts_raised: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IotSnapshot:
+    """Counters and gauges for metrics; built without I/O.
+
+    Attributes:
+        mqtt_connected: The intake holds a broker connection.
+        door_events: Events stored since start, by kind (``open``, ``close``, ...).
+        duplicates: Redeliveries dropped since start.
+        dead_letters: Messages dead-lettered since start, by reason.
+        sensors_online / sensors_offline / sensors_low_battery: Current sensor counts.
+        alerts_open: Open alerts by (type, community).
+        deliveries_delivered / deliveries_failed: Outbox rows since start.
+        outbox_pending: Rows waiting for delivery (as of the last outbox pass).
+    """
+
+    mqtt_connected: bool = False
+    door_events: Mapping[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    dead_letters: Mapping[str, int] = field(default_factory=dict)
+    sensors_online: int = 0
+    sensors_offline: int = 0
+    sensors_low_battery: int = 0
+    alerts_open: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    deliveries_delivered: int = 0
+    deliveries_failed: int = 0
+    outbox_pending: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: RawMessage
+    received_at: datetime
+    event: DoorEvent | None = None
+    error: PayloadError | None = None
+    sensor_id: str | None = None
+    household_id: str | None = None
+    identity: str = ""
+    dedupe_key: tuple[int, str, str] | None = None
+
+
+class IotService:
+    """The door-sensor service (an async context manager).
+
+    Args:
+        settings: The whole configuration (``settings.iot`` is used).
+        store: An open store at the current schema.
+        clock: Time source; inject a ManualClock in tests.
+        notifiers: Override the notifiers built from config (tests, benches).
+
+    Example::
+
+        async with Store(settings.store) as store, IotService(settings, store) as iot:
+            await iot.sweep()
+    """
+
+    def __init__(self, settings: Settings, store: Store, *, clock: Clock | None = None,
+                 notifiers: Mapping[str, Notifier] | None = None) -> None:
+        self.settings = settings
+        self.config = settings.iot
+        self.store = store
+        self.clock = clock or SystemClock()
+        key = self.config.audit_key
+        self._key = None if key is None else key.get_secret_value().encode("utf-8")
+        self._chain = ChainWriter(self.config.mqtt.client_id, self._key)
+        self._view = RegistryView()
+        self._lock = asyncio.Lock()
+        self._notifier_override = notifiers
+        self._recent: OrderedDict[tuple[int, str, str], str] = OrderedDict()
+        self._recent_max = 2 * self.config.mqtt.receive_maximum
+        self._events: Counter[str] = Counter()
+        self._dead: Counter[str] = Counter()
+        self._duplicates = 0
+        self._alerts_open: dict[tuple[str, str], int] = {}
+        self._last_reload = float("-inf")
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.intake: MqttIntake | None = None
+        self.outbox: OutboxWorker | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> IotService:
+        async with self.store.session() as session:
+            await self._chain.load(session)
+            self._view = await load_view(session)
+            await self._load_recent(session)
+            await self._count_alerts(session)
+        self._last_reload = self.clock.monotonic()
+        await self._stack.__aenter__()
+        try:
+            notifiers = await self._build_notifiers()
+            self.outbox = OutboxWorker(self.store, notifiers, self.config, self.clock)
+            tg = await self._stack.enter_async_context(asyncio.TaskGroup())
+            self._tasks.append(tg.create_task(self.outbox.run(), name="netguard[iot].outbox"))
+            if self.config.mqtt.enabled:
+                self.intake = MqttIntake(self.config.mqtt, self.ingest_batch,
+                                         batch_max=self.config.intake_batch_max,
+                                         clock=self.clock)
+                self._tasks.append(tg.create_task(self.intake.run(),
+                                                  name="netguard[mqtt].intake"))
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        # Stop the intake first: messages not yet committed stay unacknowledged in the
+        # broker's session and come back next time. Each batch commits in one
+        # transaction, so there is nothing half-written to flush.
+        for task in self._tasks:
+            task.cancel()
+        await self._stack.aclose()
+        self._tasks.clear()
+
+    async def _build_notifiers(self) -> dict[str, Notifier]:
+        if self._notifier_override is not None:
+            return dict(self._notifier_override)
+        import aiohttp
+
+        http = await self._stack.enter_async_context(aiohttp.ClientSession())
+        return {n.name: build_notifier(n, http, self.config.mqtt)
+                for n in self.config.notifiers}
+
+    async def _load_recent(self, session: AsyncSession) -> None:
+        rows = (await session.exec(
+            select(Event.mqtt_mid, Event.topic, Event.payload, Event.identity)
+            .where(col(Event.chain) == self._chain.chain, col(Event.mqtt_mid).is_not(None))
+            .order_by(col(Event.chain_seq).desc()).limit(self._recent_max))).all()
+        for mid, topic, payload, identity in reversed(rows):
+            if payload is not None and mid is not None:
+                self._remember((int(mid), topic, _sha(payload)), identity)
+
+    def _remember(self, key: tuple[int, str, str], identity: str) -> None:
+        self._recent[key] = identity
+        self._recent.move_to_end(key)
+        while len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def mqtt_connected(self) -> bool:
+        """True while the intake holds a broker connection."""
+        return self.intake is not None and self.intake.connected
+
+    async def ready(self) -> bool:
+        """Ready to serve: the store answers and, if MQTT is enabled, we are connected."""
+        if self.config.mqtt.enabled and not self.mqtt_connected:
+            return False
+        return await self.store.ping()
+
+    def snapshot(self) -> IotSnapshot:
+        """The current counters (no I/O)."""
+        states = list(self._view.states.values())
+        low = self.config.rules.battery_low_percent
+        stats = self.outbox.stats if self.outbox else None
+        return IotSnapshot(
+            mqtt_connected=self.mqtt_connected,
+            door_events=dict(self._events),
+            duplicates=self._duplicates,
+            dead_letters=dict(self._dead),
+            sensors_online=sum(1 for s in states if s.online),
+            sensors_offline=sum(1 for s in states if not s.online),
+            sensors_low_battery=sum(1 for s in states
+                                    if s.battery is not None and s.battery < low),
+            alerts_open=dict(self._alerts_open),
+            deliveries_delivered=stats.delivered if stats else 0,
+            deliveries_failed=stats.failed if stats else 0,
+            outbox_pending=self.outbox.pending if self.outbox else 0,
+        )
+
+    # ------------------------------------------------------------------ intake
+
+    async def ingest(self, topic: str, payload: bytes) -> IngestResult:
+        """Run one message through the pipeline without a broker (demo, benches, tests)."""
+        return (await self.ingest_batch([RawMessage(topic, payload)]))[0]
+
+    async def ingest_batch(self, messages: Sequence[RawMessage]) -> list[IngestResult]:
+        """Decode, deduplicate, store, evaluate and commit a batch in one transaction.
+
+        Returns when the batch is durable (then it is safe to acknowledge).
+
+        Raises:
+            StoreError: The database refused the batch; nothing of it was stored.
+        """
+        async with self._lock:
+            try:
+                return await self._ingest_locked(messages)
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"storing events failed: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}") from exc
+
+    def _format_for(self, topic: str) -> str | None:
+        for sub in self.config.mqtt.subscriptions:
+            if topic_matches(sub.topic, topic):
+                return sub.format
+        return None
+
+    async def _decode(self, pending: _Pending) -> None:
+        message = pending.message
+        fmt = self._format_for(message.topic)
+        if fmt is None:
+            pending.error = PayloadError("unsupported_topic",
+                                         f"no subscription format for topic {message.topic!r}")
+            return
+        try:
+            event = decode(fmt, message.topic, message.payload,
+                           max_bytes=self.config.mqtt.max_payload_bytes)
+        except PayloadError as exc:
+            pending.error = exc
+            return
+        entry = self._view.lookup(fmt, event.address)
+        if entry is None and self.clock.monotonic() - self._last_reload > 2.0:
+            # The CLI may have just registered it.
+            await self._reload_view()
+            entry = self._view.lookup(fmt, event.address)
+        if entry is None:
+            pending.error = PayloadError("unknown_sensor",
+                                         f"no {fmt} sensor registered at {event.address!r}")
+            return
+        pending.event = event
+        pending.sensor_id = entry.sensor_id
+        pending.household_id = entry.household_id
+        if event.seq is not None:
+            pending.identity = f"n:{event.address}:{event.boot or ''}:{event.seq}"
+
+    async def _reload_view(self) -> None:
+        async with self.store.session() as session:
+            fresh = await load_view(session)
+        # Keep in-memory states: they are at least as new as the stored ones.
+        fresh.states.update({k: v for k, v in self._view.states.items() if k in fresh.states})
+        self._view = fresh
+        self._last_reload = self.clock.monotonic()
+
+    async def _ingest_locked(self, messages: Sequence[RawMessage]) -> list[IngestResult]:
+        now = self.clock.now()
+        batch = [_Pending(m, m.received_at or now) for m in messages]
+        for pending in batch:
+            await self._decode(pending)
+        duplicates = await self._find_duplicates(batch)
+
+        rows: list[dict[str, Any]] = []
+        states: dict[str, SensorState] = {}
+        actions: list[tuple[_Pending, AlertAction]] = []
+        for i, pending in enumerate(batch):
+            if i in duplicates:
+                continue
+            rows.append(self._row(pending))
+            if pending.event is None or pending.sensor_id is None:
+                continue
+            household = self._view.households.get(pending.household_id or "")
+            if household is None:
+                continue
+            state = states.get(pending.sensor_id) or self._view.states.get(
+                pending.sensor_id) or SensorState(pending.sensor_id, household.household_id)
+            result = evaluate(state, pending.event, household, self.config.rules,
+                              pending.received_at)
+            states[pending.sensor_id] = result.state
+            actions.extend((pending, a) for a in result.actions)
+
+        head = self._chain.link(rows)
+        raised: dict[int, list[int]] = {}
+        async with self.store.session() as session:
+            if rows:
+                await session.exec(sa.insert(Event), params=rows)
+            if states:
+                await session.exec(sa.update(Sensor), params=states_to_rows(states.values()))
+            notified = 0
+            for pending, action in actions:
+                alert_id, new = await self._apply(session, pending.sensor_id or "",
+                                                  action, pending.received_at)
+                if alert_id is not None and new:
+                    raised.setdefault(id(pending), []).append(alert_id)
+                    notified += 1
+            await session.commit()
+        self._chain.commit(head)
+        self._view.states.update(states)
+        if notified and self.outbox is not None:
+            self.outbox.wake()
+        if actions:
+            async with self.store.session() as session:
+                await self._count_alerts(session)
+        return self._results(batch, duplicates, raised)
+
+    def _row(self, p: _Pending) -> dict[str, Any]:
+        m, ev = p.message, p.event
+        if not p.identity:
+            p.identity = f"m:{self._chain.chain}:{uuid.uuid4().hex}"
+        row: dict[str, Any] = {
+            "identity": p.identity, "received_at": p.received_at, "topic": m.topic,
+            "payload": m.payload, "sensor_id": p.sensor_id, "household_id": p.household_id,
+            "kind": "dead", "contact": None, "battery": None, "device_time": None,
+            "seq": None, "mqtt_mid": m.mid, "dead_reason": None, "detail": None,
+        }
+        if ev is not None:
+            row.update(kind=ev.kind.value, contact=ev.contact, battery=ev.battery,
+                       device_time=ev.device_time, seq=ev.seq)
+        elif p.error is not None:
+            row.update(dead_reason=p.error.reason, detail=str(p.error)[:500])
+        return row
+
+    async def _find_duplicates(self, batch: list[_Pending]) -> set[int]:
+        duplicates: set[int] = set()
+        seen: set[str] = set()
+        native = [p.identity for p in batch if p.identity]
+        existing: set[str] = set()
+        if native:
+            async with self.store.session() as session:
+                found = await session.exec(select(Event.identity).where(
+                    col(Event.identity).in_(native)))
+                existing = set(found.all())
+        for i, p in enumerate(batch):
+            m = p.message
+            if m.mid is not None:
+                p.dedupe_key = (m.mid, m.topic, _sha(m.payload))
+            if p.identity:
+                if p.identity in existing or p.identity in seen:
+                    duplicates.add(i)
+                seen.add(p.identity)
+            elif m.dup and p.dedupe_key is not None and p.dedupe_key in self._recent:
+                duplicates.add(i)
+        return duplicates
+
+    def _results(self, batch: list[_Pending], duplicates: set[int],
+                 raised: dict[int, list[int]]) -> list[IngestResult]:
+        results: list[IngestResult] = []
+        for i, p in enumerate(batch):
+            if p.dedupe_key is not None and i not in duplicates:
+                self._remember(p.dedupe_key, p.identity)
+            if i in duplicates:
+                self._duplicates += 1
+                results.append(IngestResult("duplicate", sensor_id=p.sensor_id))
+            elif p.error is not None:
+                self._dead[p.error.reason] += 1
+                log.warning("dead letter: %s", p.error,
+                            extra={"reason": p.error.reason, "topic": p.message.topic[:200]})
+                results.append(IngestResult("dead", reason=p.error.reason))
+            else:
+                assert p.event is not None
+                self._events[p.event.kind.value] += 1
+                results.append(IngestResult("stored", kind=p.event.kind.value,
+                                            sensor_id=p.sensor_id,
+                                            alerts_raised=tuple(raised.get(id(p), ()))))
+        return results
+
+    # ------------------------------------------------------------------ alerts
+
+    async def _apply(self, session: AsyncSession, sensor_id: str, action: AlertAction,
+                     now: datetime) -> tuple[int | None, bool]:
+        state = self._view.states.get(sensor_id)
+        household_id = state.household_id if state else ""
+        entry = next((e for e in self._view.sensors.values() if e.sensor_id == sensor_id),
+                     None)
+        if entry is not None:
+            household_id = entry.household_id
+        household = self._view.households.get(household_id)
+        community = household.community if household else ""
+        if isinstance(action, ClearAlert):
+            return await alert_store.clear_alert(session, sensor_id, action, now), False
+        assert isinstance(action, RaiseAlert)
+        target = alert_store.AlertTarget(sensor_id, household_id, community)
+        alert_id, new = await alert_store.raise_alert(
+            session, self.store.dialect, target, action, now=now,
+            schedule=self.config.rules.renotify_minutes)
+        if new:
+            enqueue(session, Notification(
+                alert_id=alert_id, reason="raised", type=action.type.value,
+                severity=action.severity, community=community, household=household_id,
+                sensor=sensor_id, reasons=action.reasons, count=1,
+                first_seen=now.isoformat()), self.config.routes, now)
+        return alert_id, new
+
+    async def _count_alerts(self, session: AsyncSession) -> None:
+        rows = (await session.exec(
+            select(Alert.type, Alert.community, func.count())
+            .where(col(Alert.closed_at).is_(None))
+            .group_by(col(Alert.type), col(Alert.community)))).all()
+        self._alerts_open = {(str(t), str(c)): int(n) for t, c, n in rows}
+
+    async def acknowledge(self, alert_id: int, actor: str) -> dict[str, Any]:
+        """Acknowledge an alert for ``actor`` (see :func:`alerts.acknowledge`)."""
+        async with self.store.session() as session:
+            alert = await alert_store.acknowledge(session, alert_id, actor, self.clock.now())
+            await session.commit()
+            await self._count_alerts(session)
+            return alert_store.alert_dict(alert)
+
+    # ------------------------------------------------------------------ sweep
+
+    async def sweep(self) -> None:
+        """Periodic work: heartbeat timeouts, re-notifications, retention purge.
+
+        The daemon calls it every ``daemon.sweep_interval_seconds``; tests call it with a
+        ManualClock.
+        """
+        async with self._lock:
+            try:
+                await self._sweep_locked()
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"iot sweep failed: {type(exc).__name__}") from exc
+
+    async def _sweep_locked(self) -> None:
+        await self._reload_view()
+        now = self.clock.now()
+        changed: dict[str, SensorState] = {}
+        actions: list[tuple[str, AlertAction]] = []
+        for sensor_id, state in self._view.states.items():
+            result = check_heartbeat(state, self.config.rules, now)
+            if result.actions:
+                changed[sensor_id] = result.state
+                actions.extend((sensor_id, a) for a in result.actions)
+        notified = 0
+        async with self.store.session() as session:
+            if changed:
+                await session.exec(sa.update(Sensor), params=states_to_rows(changed.values()))
+            for sensor_id, action in actions:
+                _, new = await self._apply(session, sensor_id, action, now)
+                notified += new
+            for alert in await alert_store.due_renotify(session, now):
+                assert alert.id is not None
+                notified += enqueue(session, Notification(
+                    alert_id=alert.id, reason="renotify", type=alert.type,
+                    severity=alert.severity, community=alert.community,
+                    household=alert.household_id, sensor=alert.sensor_id,
+                    reasons=tuple(alert_store.alert_dict(alert)["reasons"]),
+                    count=alert.count, first_seen=alert_store.alert_dict(alert)["first_seen"]),
+                    self.config.routes, now)
+                alert_store.mark_renotified(alert, self.config.rules.renotify_minutes, now)
+                session.add(alert)
+            cutoff = now - timedelta(days=self.config.retention_days)
+            redacted, deleted = await purge(session, cutoff=cutoff, now=now)
+            await session.commit()
+            await self._count_alerts(session)
+        self._view.states.update(changed)
+        if redacted or deleted:
+            log.info("retention purge", extra={"redacted": redacted, "deleted": deleted})
+        if notified and self.outbox is not None:
+            self.outbox.wake()
+
+
+def _sha(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+__all__ = ["AlertType", "IngestResult", "IotService", "IotSnapshot"]
