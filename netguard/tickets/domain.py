@@ -88,6 +88,15 @@ def severity_rank(severity: str) -> int:
                          f"{', '.join(SEVERITIES)}") from None
 
 
+def as_severity(text: str) -> FaultSeverity:
+    """Validate a severity name.
+
+    Raises:
+        ValueError: Not a known severity.
+    """
+    return SEVERITIES[severity_rank(text)]
+
+
 def raise_severity(severity: FaultSeverity, steps: int) -> FaultSeverity:
     """Raise ``severity`` by ``steps`` towards critical (critical is the cap)."""
     return SEVERITIES[max(0, severity_rank(severity) - max(0, steps))]
@@ -151,7 +160,9 @@ class Ticket:
 
     def to_dict(self) -> dict[str, Any]:
         """Stable, JSON-ready field names (``id`` is the human id)."""
-        return {name: _plain(getattr(self, name)) for name in TICKET_FIELDS}
+        data = {name: _plain(getattr(self, name)) for name in TICKET_FIELDS}
+        data["id"] = self.ref
+        return data
 
 
 TICKET_FIELDS: tuple[str, ...] = (

@@ -1,0 +1,151 @@
+"""Ticket output for operators: plain tables, the history view, CSV and JSON streams.
+
+Plain text (no rich) keeps ``netguard tickets list`` fast to start and easy to grep. The
+JSON and CSV field names are :data:`~netguard.tickets.domain.TICKET_FIELDS` and are stable.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+from netguard.clock import as_utc
+from netguard.tickets.domain import TICKET_FIELDS, Ticket, TicketDetail
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``--since``: a duration back from now (``30m``, ``6h``, ``2d``) or an ISO time.
+
+    A time without an offset is taken as UTC.
+
+    Raises:
+        ValueError: Neither form.
+    """
+    text = text.strip()
+    match = _DURATION.match(text)
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(f"--since {text!r}: expected a duration like 30m, 6h, 2d or an "
+                         "ISO time like 2026-11-29T08:00") from None
+
+
+def age(since: datetime, now: datetime) -> str:
+    """A compact age: ``45s``, ``12m``, ``3h``, ``5d``."""
+    seconds = max(0, int((now - since).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+_COLUMNS = ("ID", "SEVERITY", "STATE", "CATEGORY", "WHERE", "AGE", "SEEN", "ASSIGNEE",
+            "SUMMARY")
+
+
+def _cells(ticket: Ticket, now: datetime) -> tuple[str, ...]:
+    where = ticket.target or ticket.site or "-"
+    if ticket.site and ticket.target:
+        where = f"{ticket.target}@{ticket.site}"
+    state = ticket.state.value + ("!" if ticket.overdue else "")
+    summary = ticket.summary if len(ticket.summary) <= 60 else ticket.summary[:59] + "…"
+    return (ticket.ref, ticket.severity, state, ticket.category, where,
+            age(ticket.opened_at, now), str(ticket.occurrences), ticket.assignee or "-",
+            summary)
+
+
+def table(tickets: Iterable[Ticket], now: datetime) -> str:
+    """A fixed-width table; ``!`` after the state marks an overdue ticket."""
+    rows = [_COLUMNS, *(_cells(t, now) for t in tickets)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
+    lines = []
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def detail(item: TicketDetail, now: datetime) -> str:
+    """The ``show`` view: fields, children, then the full history."""
+    t = item.ticket
+    lines = [
+        f"{t.ref}  {t.severity.upper()}  {t.state.value}"
+        + ("  OVERDUE" if t.overdue else ""),
+        f"  summary:     {t.summary}",
+        f"  category:    {t.category}",
+        f"  target:      {t.target or '-'}",
+        f"  site:        {t.site or '-'}",
+        f"  fault key:   {t.fault_key or '(manual)'}",
+        f"  assignee:    {t.assignee or '-'}",
+        f"  opened:      {_when(t.opened_at)} ({age(t.opened_at, now)} ago)",
+        f"  first seen:  {_when(t.first_seen)}",
+        f"  last seen:   {_when(t.last_seen)}",
+        f"  sla due:     {_when(t.sla_due)}",
+        f"  occurrences: {t.occurrences}   flaps: {t.flaps}   reopens: {t.reopens}",
+    ]
+    if t.cleared_at:
+        lines.append(f"  cleared:     {_when(t.cleared_at)} (resolving after the hold)")
+    if t.resolved_at:
+        lines.append(f"  resolved:    {_when(t.resolved_at)}")
+    if t.closed_at:
+        lines.append(f"  closed:      {_when(t.closed_at)}")
+    for reason in t.reasons:
+        lines.append(f"  reason:      {reason}")
+    if item.children:
+        lines.append(f"children ({len(item.children)}):")
+        for c in item.children:
+            extra = f" -> {c.promoted_to}" if c.promoted_to else ""
+            lines.append(f"  {c.fault_key}  {c.state}{extra}  {c.summary}")
+    lines.append("history:")
+    for e in item.events:
+        change = (f"{e.old_state or '-'} -> {e.new_state}"
+                  if e.new_state and e.old_state != e.new_state else "")
+        text = "  ".join(p for p in (_when(e.at), e.actor, e.action, change, e.message) if p)
+        lines.append(f"  {text}")
+    return "\n".join(lines)
+
+
+def csv_row(ticket: Ticket) -> list[Any]:
+    """One CSV row in :data:`TICKET_FIELDS` order (reasons joined with ``; ``)."""
+    data = ticket.to_dict()
+    data["reasons"] = "; ".join(ticket.reasons)
+    return ["" if data[f] is None else data[f] for f in TICKET_FIELDS]
+
+
+async def write_csv(tickets: AsyncIterator[Ticket], out: TextIO) -> int:
+    """Stream tickets as CSV with a header row; returns how many were written."""
+    writer = csv.writer(out)
+    writer.writerow(TICKET_FIELDS)
+    count = 0
+    async for ticket in tickets:
+        writer.writerow(csv_row(ticket))
+        count += 1
+    return count
+
+
+async def write_json(tickets: AsyncIterator[Ticket], out: TextIO) -> int:
+    """Stream tickets as one JSON array, one ticket per line; returns the count."""
+    out.write("[")
+    count = 0
+    async for ticket in tickets:
+        out.write(",\n" if count else "\n")
+        out.write(json.dumps(ticket.to_dict(), ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
