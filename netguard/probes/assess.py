@@ -307,7 +307,8 @@ class Assessor:
         active = [(k, t) for k, t in self.tracks.items() if t.active]
         reasons = [t.reason for _, t in active]
         pending = [f"{t.reason} (pending {t.bad}/{self.limits.raise_after})"
-                   for t in self.tracks.values() if not t.active and t.bad > 0]
+                   for k, t in self.tracks.items()
+                   if not t.active and t.bad > 0 and k != (AGENT, UNREACHABLE)]
         if sample is None:
             state: TargetState = "unreachable"
             unreachable = self.tracks[(AGENT, UNREACHABLE)].reason
