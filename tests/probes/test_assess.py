@@ -30,7 +30,8 @@ def test_kind_defaults_and_target_override() -> None:
 def test_raise_after_n_bad_polls_clear_after_m_good_with_separate_threshold() -> None:
     a = Assessor.for_target(_target(raise_after=2, clear_after=2))
     v1 = a.assess(_fiber(-27.4), now=NOW)
-    assert v1.state == "up" and v1.events == ()
+    assert v1.state == "up"
+    assert v1.events == ()
     assert any("pending 1/2" in r for r in v1.reasons)
     v2 = a.assess(_fiber(-27.4), now=NOW)
     assert v2.state == "degraded"
@@ -38,16 +39,19 @@ def test_raise_after_n_bad_polls_clear_after_m_good_with_separate_threshold() ->
     assert isinstance(opened, FaultOpened)
     assert opened.key == FaultKey("f1", "sensor:Te1/1", "rx_power_low")
     assert opened.reasons == ("Te1/1 rx power -27.4 dBm below -25.0",)
-    assert opened.category == "fiber" and opened.site == "s1"
+    assert opened.category == "fiber"
+    assert opened.site == "s1"
     # -24.5 is above the raise threshold but below the clear threshold (-24): stays raised.
     for _ in range(3):
         v = a.assess(_fiber(-24.5), now=NOW)
-        assert v.state == "degraded" and v.events == ()
+        assert v.state == "degraded"
+        assert v.events == ()
     assert a.assess(_fiber(-10.0), now=NOW).events == ()
     v = a.assess(_fiber(-10.0), now=NOW)
     assert v.state == "up"
     (cleared,) = v.events
-    assert isinstance(cleared, FaultCleared) and cleared.key == opened.key
+    assert isinstance(cleared, FaultCleared)
+    assert cleared.key == opened.key
 
 
 def test_flaps_are_counted() -> None:
@@ -57,7 +61,8 @@ def test_flaps_are_counted() -> None:
         a.assess(_fiber(-5.0), now=NOW)
     v = a.assess(_fiber(-27.0), now=NOW)
     assert v.flaps == 3
-    assert isinstance(v.events[0], FaultOpened) and v.events[0].flaps == 3
+    assert isinstance(v.events[0], FaultOpened)
+    assert v.events[0].flaps == 3
 
 
 def test_no_light_is_down_not_low() -> None:
@@ -70,11 +75,14 @@ def test_no_light_is_down_not_low() -> None:
 def test_unreachable_is_a_fault_and_state_is_immediate() -> None:
     a = Assessor.for_target(_target(raise_after=2, clear_after=1))
     v = a.assess(None, now=NOW, unreachable_reason="no response")
-    assert v.state == "unreachable" and v.reasons == ("no response",) and v.events == ()
+    assert v.state == "unreachable"
+    assert v.reasons == ("no response",)
+    assert v.events == ()
     v = a.assess(None, now=NOW, unreachable_reason="no response")
     (opened,) = v.events
     assert opened.key == FaultKey("f1", "agent", "unreachable")
-    assert isinstance(opened, FaultOpened) and opened.severity == "critical"
+    assert isinstance(opened, FaultOpened)
+    assert opened.severity == "critical"
     v = a.assess(_fiber(-5.0), now=NOW)
     assert v.state == "up"
     assert [type(e) for e in v.events] == [FaultCleared]
@@ -83,18 +91,22 @@ def test_unreachable_is_a_fault_and_state_is_immediate() -> None:
 def test_suppression_change_reannounces_active_faults() -> None:
     a = Assessor.for_target(_target(raise_after=1, clear_after=1))
     (first,) = a.assess(None, now=NOW).events
-    assert isinstance(first, FaultOpened) and first.suppressed_by is None
+    assert isinstance(first, FaultOpened)
+    assert first.suppressed_by is None
     (again,) = a.assess(None, now=NOW, suppressed_by="olt-1").events
-    assert isinstance(again, FaultOpened) and again.suppressed_by == "olt-1"
+    assert isinstance(again, FaultOpened)
+    assert again.suppressed_by == "olt-1"
     assert a.assess(None, now=NOW, suppressed_by="olt-1").events == ()
     (lifted,) = a.assess(None, now=NOW).events
-    assert isinstance(lifted, FaultOpened) and lifted.suppressed_by is None
+    assert isinstance(lifted, FaultOpened)
+    assert lifted.suppressed_by is None
 
 
 def test_new_fault_under_down_upstream_is_suppressed_from_the_start() -> None:
     a = Assessor.for_target(_target(raise_after=1))
     (opened,) = a.assess(None, now=NOW, suppressed_by="olt-1").events
-    assert isinstance(opened, FaultOpened) and opened.suppressed_by == "olt-1"
+    assert isinstance(opened, FaultOpened)
+    assert opened.suppressed_by == "olt-1"
 
 
 def test_ups_on_battery_and_depleted() -> None:
@@ -104,7 +116,8 @@ def test_ups_on_battery_and_depleted() -> None:
     v = a.assess(LinkSample(ups=UpsReading(battery_status=2, charge_percent=90,
                                            minutes_remaining=60, seconds_on_battery=30,
                                            on_battery=True)), now=NOW)
-    assert v.state == "degraded" and v.reasons == ("cabin on battery for 30 s",)
+    assert v.state == "degraded"
+    assert v.reasons == ("cabin on battery for 30 s",)
     v = a.assess(LinkSample(ups=UpsReading(battery_status=4, charge_percent=2,
                                            minutes_remaining=1, on_battery=True)), now=NOW)
     assert v.state == "down"
@@ -116,7 +129,8 @@ def test_pon_onus_offline_ratio() -> None:
                      thresholds=Thresholds(raise_after=1, clear_after=1))
     a = Assessor.for_target(t)
     v = a.assess(LinkSample(pon=(PonPortReading("GPON 0/1/0", 5, 8),)), now=NOW)
-    assert v.state == "degraded" and v.reasons == ("PON GPON 0/1/0: 3 of 8 ONUs offline",)
+    assert v.state == "degraded"
+    assert v.reasons == ("PON GPON 0/1/0: 3 of 8 ONUs offline",)
     v = a.assess(LinkSample(pon=(PonPortReading("GPON 0/1/0", 0, 8),)), now=NOW)
     assert v.state == "down"
     v = a.assess(LinkSample(pon=(PonPortReading("GPON 0/1/0", 8, 8),)), now=NOW)

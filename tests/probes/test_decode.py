@@ -29,9 +29,12 @@ def test_target_oids_override_and_add() -> None:
                                 ExtraOid(name="cpu load", oid="1.3.6.1.4.1.9.2.1.58.0")])
     profile = LIB.for_target(target)
     rx = profile.metric("optical_rx_dbm")
-    assert rx is not None and rx.oid == "1.3.6.1.4.1.9.9.1" and rx.scale == 0.1
+    assert rx is not None
+    assert rx.oid == "1.3.6.1.4.1.9.9.1"
+    assert rx.scale == 0.1
     cpu = profile.metric("cpu_load")
-    assert cpu is not None and not cpu.table
+    assert cpu is not None
+    assert not cpu.table
     sample = decode_sample(profile, {"cpu_load": 42}, {"optical_rx_dbm": {(7,): -123}})
     assert dict(sample.extra) == {"cpu_load": 42.0}
     assert sample.optical[0].rx_dbm == pytest.approx(-12.3)
@@ -52,7 +55,8 @@ def test_vendor_profile_added_as_data(tmp_path: Path) -> None:
         "  - {name: radio_signal_dbm, oid: 1.3.6.1.4.1.99999.1.0, scale: 0.1}\n")
     lib = ProfileLibrary([tmp_path])
     sample = decode_sample(lib.resolve("acme-radio"), {"radio_signal_dbm": -612}, {})
-    assert sample.radio is not None and sample.radio.signal_dbm == pytest.approx(-61.2)
+    assert sample.radio is not None
+    assert sample.radio.signal_dbm == pytest.approx(-61.2)
 
 
 def test_interfaces_prefer_hc_counters_and_high_speed() -> None:
@@ -135,4 +139,5 @@ def test_pon_ports_named_by_ifname_with_onu_power() -> None:
 def test_radio_snr_computed_from_signal_and_noise() -> None:
     sample = decode_sample(LIB.resolve("wireless-ubiquiti"),
                            {"radio_signal_dbm": -60, "radio_noise_dbm": -92}, {})
-    assert sample.radio is not None and sample.radio.snr_db == 32
+    assert sample.radio is not None
+    assert sample.radio.snr_db == 32
