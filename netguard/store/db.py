@@ -12,12 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -27,11 +23,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from netguard.errors import SchemaOutdatedError, StoreUnavailableError
 from netguard.store.config import StoreConfig
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def alembic_config(url: str) -> AlembicConfig:
     """An Alembic config pointing at netguard's migrations and the given database URL."""
+    # Alembic is imported on use: it costs ~0.2 s, and CLI commands must start fast.
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Alembic's ini interpolation treats % specially; URL-encoded passwords contain it.
@@ -41,6 +43,8 @@ def alembic_config(url: str) -> AlembicConfig:
 
 def head_revision() -> str:
     """The newest migration revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     head = script.get_current_head()
     assert head is not None
@@ -72,6 +76,8 @@ def create_engine(config: StoreConfig) -> AsyncEngine:
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The Alembic revision the database is at, or ``None`` for an empty database."""
 
+    from alembic.runtime.migration import MigrationContext
+
     def read(conn: Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -81,12 +87,16 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def upgrade(config: StoreConfig, revision: str = "head") -> None:
     """Run migrations up to ``revision`` (Alembic runs them in a worker thread)."""
+    from alembic import command
+
     cfg = alembic_config(config.sqlalchemy_url())
     await asyncio.to_thread(command.upgrade, cfg, revision)
 
 
 async def downgrade(config: StoreConfig, revision: str) -> None:
     """Run migrations down to ``revision``."""
+    from alembic import command
+
     cfg = alembic_config(config.sqlalchemy_url())
     await asyncio.to_thread(command.downgrade, cfg, revision)
 
