@@ -378,7 +378,7 @@ def quarantine() -> dict[str, Any]:
                 Panel("Sensors offline", [Query("sum(netguard_sensors_offline)")], **stat),
                 Panel("Low battery", [Query("sum(netguard_sensors_low_battery)")], **stat),
                 Panel("Alerts open", [Query("sum(netguard_alerts_open)")], **stat),
-                Panel("Dead letters", [Query("sum(netguard_dead_letters)")], **stat),
+                Panel("Outbox pending", [Query("sum(netguard_outbox_pending)")], **stat),
                 Panel("MQTT connected", [Query("min(netguard_mqtt_connected)")], **stat),
             ]),
             Row("Events and alerts", [
@@ -395,9 +395,14 @@ def quarantine() -> dict[str, Any]:
                     Query(f"sum(rate(netguard_alert_delivery_failures_total[{RATE}]))",
                           "failed"),
                 ], unit="ops"),
-                Panel("Rejected payloads by reason", [Query(
-                    f"sum by (reason) (rate(netguard_mqtt_payload_errors_total[{RATE}]))",
-                    "{{reason}}")], unit="ops"),
+                Panel("Dead letters by reason", [Query(
+                    f"sum by (reason) (increase(netguard_dead_letters_total[{RATE}]))",
+                    "{{reason}}")], description="MQTT messages set aside as undecodable, "
+                    "oversized or from unknown sensors."),
+                Panel("Open alerts by type and community", [Query(
+                    "sum by (type, community) (netguard_alerts_open)", "{{type}} {{community}}")]),
+                Panel("Redelivered messages dropped", [Query(
+                    f"increase(netguard_door_event_duplicates_total[{RATE}])", "duplicates")]),
             ]),
         ],
         [],

@@ -32,6 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from netguard import __version__
+from netguard.iot.events import EventKind
+from netguard.probes.config import LINK_KINDS
 
 MetricType = Literal["gauge", "counter"]
 Labels = tuple[str, ...]
@@ -42,7 +44,8 @@ TARGET_LABELS: Labels = ("target", "kind", "site")
 
 # --------------------------------------------------------------------------- snapshot views
 # Structural views of what the other areas hand us. They name only the attributes the
-# metrics read, so this module never imports probes, tickets or iot internals.
+# metrics read, so this module imports no service code, only the domain vocabularies
+# (link kinds, door event kinds) used to export zeros.
 
 
 class InterfaceView(Protocol):
@@ -171,20 +174,31 @@ class TicketCountsView(Protocol):
     def overdue(self) -> Mapping[tuple[str, str], int]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class IotView:
-    """Door sensors, alerts and the MQTT intake, as counted by the IoT service."""
+class IotView(Protocol):
+    """Door sensors, alerts and the MQTT intake (``netguard.iot.service.IotSnapshot``)."""
 
-    mqtt_connected: bool = False
-    door_events: Mapping[str, int] = field(default_factory=dict)
-    sensors_online: int = 0
-    sensors_offline: int = 0
-    sensors_low_battery: int = 0
-    alerts_open: int = 0
-    alerts_delivered: int = 0
-    alerts_failed: int = 0
-    dead_letters: int = 0
-    payload_errors: Mapping[str, int] = field(default_factory=dict)
+    @property
+    def mqtt_connected(self) -> bool: ...
+    @property
+    def door_events(self) -> Mapping[str, int]: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def dead_letters(self) -> Mapping[str, int]: ...
+    @property
+    def sensors_online(self) -> int: ...
+    @property
+    def sensors_offline(self) -> int: ...
+    @property
+    def sensors_low_battery(self) -> int: ...
+    @property
+    def alerts_open(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def deliveries_delivered(self) -> int: ...
+    @property
+    def deliveries_failed(self) -> int: ...
+    @property
+    def outbox_pending(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +226,8 @@ class MetricsSnapshot:
 
 # The states a target can be in; exported as a state set so that dashboards can count them.
 TARGET_STATES: tuple[str, ...] = ("up", "degraded", "down", "unreachable")
+SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning")
+DOOR_EVENT_TYPES: tuple[str, ...] = tuple(kind.value for kind in EventKind)
 # upsBatteryStatus (UPS-MIB) codes and their names.
 BATTERY_STATES: dict[int, str] = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
 
@@ -349,19 +365,23 @@ def _last_success(t: TargetView) -> Iterator[Sample]:
         yield (), t.last_success_at.timestamp()
 
 
-def _by_pair(counts: Mapping[tuple[str, str], int]) -> Iterator[Sample]:
-    for (category, severity), n in sorted(counts.items()):
-        yield (category, severity), float(n)
+def _by_pair(counts: Mapping[tuple[str, str], int],
+             zeros: Iterable[tuple[str, str]] = ()) -> Iterator[Sample]:
+    merged = dict.fromkeys(zeros, 0) | dict(counts)
+    for (first, second), n in sorted(merged.items()):
+        yield (first, second), float(n)
 
 
-def _by_key(counts: Mapping[str, int]) -> Iterator[Sample]:
-    for key, n in sorted(counts.items()):
+def _by_key(counts: Mapping[str, int], zeros: Iterable[str] = ()) -> Iterator[Sample]:
+    merged = dict.fromkeys(zeros, 0) | dict(counts)
+    for key, n in sorted(merged.items()):
         yield (key,), float(n)
 
 
 def _iot(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
     def read(s: MetricsSnapshot) -> Iterator[Sample]:
-        yield (), float(getattr(s.iot or IotView(), attr))
+        if s.iot is not None:
+            yield (), float(getattr(s.iot, attr))
     return read
 
 
@@ -390,21 +410,33 @@ def _polls(s: MetricsSnapshot) -> Iterator[Sample]:
 
 
 def _door_events(s: MetricsSnapshot) -> Iterator[Sample]:
-    yield from _by_key((s.iot or IotView()).door_events)
+    if s.iot is not None:
+        yield from _by_key(s.iot.door_events, DOOR_EVENT_TYPES)
 
 
-def _payload_errors(s: MetricsSnapshot) -> Iterator[Sample]:
-    yield from _by_key((s.iot or IotView()).payload_errors)
+def _dead_letters(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.iot is not None:
+        yield from _by_key(s.iot.dead_letters)
+
+
+def _alerts_open(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.iot is not None:
+        yield from _by_pair(s.iot.alerts_open)
+
+
+# Every (category, severity) pair is exported, zeros included, so that a dashboard shows
+# 0 rather than "no data" and rate()/alerts see a series before the first ticket.
+_TICKET_KEYS = tuple((kind, sev) for kind in LINK_KINDS for sev in SEVERITIES)
 
 
 def _tickets_open(s: MetricsSnapshot) -> Iterator[Sample]:
     if s.tickets is not None:
-        yield from _by_pair(s.tickets.open)
+        yield from _by_pair(s.tickets.open, _TICKET_KEYS)
 
 
 def _tickets_overdue(s: MetricsSnapshot) -> Iterator[Sample]:
     if s.tickets is not None:
-        yield from _by_pair(s.tickets.overdue)
+        yield from _by_pair(s.tickets.overdue, _TICKET_KEYS)
 
 
 def _start_time(s: MetricsSnapshot) -> Iterator[Sample]:
@@ -500,16 +532,19 @@ SPECS: tuple[MetricSpec, ...] = (
        (), _iot("sensors_offline")),
     _g("netguard_sensors_low_battery", "gauge", "Door sensors reporting a low battery.",
        (), _iot("sensors_low_battery")),
-    _g("netguard_alerts_open", "gauge", "Door alerts not yet resolved.",
-       (), _iot("alerts_open")),
+    _g("netguard_door_event_duplicates_total", "counter",
+       "Redelivered MQTT messages recognised and dropped.", (), _iot("duplicates")),
+    _g("netguard_alerts_open", "gauge", "Door alerts not yet resolved, by type and community.",
+       ("type", "community"), _alerts_open),
     _g("netguard_alert_deliveries_total", "counter", "Alert notifications delivered.",
-       (), _iot("alerts_delivered")),
+       (), _iot("deliveries_delivered")),
     _g("netguard_alert_delivery_failures_total", "counter",
-       "Alert notifications given up on after retries.", (), _iot("alerts_failed")),
-    _g("netguard_dead_letters", "gauge", "Messages parked in the dead-letter table.",
-       (), _iot("dead_letters")),
-    _g("netguard_mqtt_payload_errors_total", "counter", "MQTT payloads rejected, by reason.",
-       ("reason",), _payload_errors),
+       "Alert notifications given up on after retries.", (), _iot("deliveries_failed")),
+    _g("netguard_outbox_pending", "gauge", "Alert notifications waiting for delivery.",
+       (), _iot("outbox_pending")),
+    _g("netguard_dead_letters_total", "counter",
+       "MQTT messages set aside as undecodable or unknown, by reason.",
+       ("reason",), _dead_letters),
     _g("netguard_mqtt_connected", "gauge", "1 while connected to the MQTT broker.",
        (), _iot("mqtt_connected")),
     # The daemon itself.

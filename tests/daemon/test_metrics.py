@@ -13,23 +13,26 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from netguard.daemon.metrics import (
     DaemonStats,
-    IotView,
     MetricsSnapshot,
     Renderer,
     SnapshotCollector,
     render,
 )
-from tests.daemon.fakes import Counts, Itf, Status, Ups, estate, status_for
+from netguard.iot.service import IotSnapshot
+from netguard.tickets.domain import TicketCounts
+from tests.daemon.fakes import estate, status_for, ups
 
 
 def _snapshot() -> MetricsSnapshot:
     base = estate(10)
     return dataclasses.replace(
         base,
-        tickets=Counts(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
-        iot=IotView(mqtt_connected=True, door_events={"open": 5, "close": 4},
-                    sensors_online=7, sensors_offline=1, sensors_low_battery=2, alerts_open=1,
-                    alerts_delivered=3, alerts_failed=1, dead_letters=2),
+        tickets=TicketCounts(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
+        iot=IotSnapshot(mqtt_connected=True, door_events={"open": 5, "close": 4},
+                        sensors_online=7, sensors_offline=1, sensors_low_battery=2,
+                        alerts_open={("door_open", "east"): 1}, deliveries_delivered=3,
+                        deliveries_failed=1, dead_letters={"malformed": 2}, duplicates=4,
+                        outbox_pending=5),
         daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
                            scheduler_running=True),
     )
@@ -86,6 +89,15 @@ def test_global_values() -> None:
     assert reg.get_sample_value("netguard_door_events_total", {"type": "open"}) == 5
     assert reg.get_sample_value("netguard_sensors_low_battery") == 2
     assert reg.get_sample_value("netguard_alert_delivery_failures_total") == 1
+    assert reg.get_sample_value("netguard_alerts_open",
+                                {"type": "door_open", "community": "east"}) == 1
+    assert reg.get_sample_value("netguard_dead_letters_total", {"reason": "malformed"}) == 2
+    assert reg.get_sample_value("netguard_door_event_duplicates_total") == 4
+    assert reg.get_sample_value("netguard_outbox_pending") == 5
+    # Zeros are exported too, so dashboards show 0 rather than "no data".
+    assert reg.get_sample_value("netguard_door_events_total", {"type": "tamper"}) == 0
+    assert reg.get_sample_value("netguard_tickets_open",
+                                {"category": "wireless", "severity": "minor"}) == 0
     assert reg.get_sample_value("netguard_mqtt_connected") == 1
     assert reg.get_sample_value("netguard_scheduler_overruns_total") == 3
     assert reg.get_sample_value("netguard_polls_total", {"result": "failure"}) == 1
@@ -115,9 +127,8 @@ def test_cache_reuses_unchanged_and_refreshes_changed_targets() -> None:
     first = renderer.render(snap)
     assert renderer.render(snap) == first
     targets = dict(snap.targets)
-    targets["cabin_5g-00003"] = Status(target="cabin_5g-00003", kind="cabin_5g", site="site-3",
-                                       state="down", reachable=False,
-                                       ups=Ups(on_battery=True), interfaces=(Itf("x"),))
+    targets["cabin_5g-00003"] = status_for("cabin_5g", 3, "site-3", state="down",
+                                           reachable=False, ups=ups(on_battery=True))
     del targets["fiber-00000"]
     changed = _samples(renderer.render(dataclasses.replace(snap, targets=targets)).decode())
     key = frozenset({"target": "cabin_5g-00003", "kind": "cabin_5g", "site": "site-3"}.items())
@@ -136,8 +147,9 @@ def test_label_values_are_escaped() -> None:
 
 def test_unknown_state_and_missing_readings() -> None:
     tid = "t1"
-    status = Status(state="testing", reachable=False, poll_duration_seconds=None,
-                    last_success_at=None, ups=Ups(battery_status=9))
+    status = status_for("private_line", state="testing", reachable=False,
+                        poll_duration_seconds=None, last_success_at=None,
+                        ups=ups(battery_status=9))
     snap = MetricsSnapshot(targets={tid: status})
     reg = _registry(snap)
     labels = {"target": tid, "kind": "private_line", "site": ""}

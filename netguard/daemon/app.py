@@ -1,0 +1,347 @@
+"""The composition root: startup, serve, graceful shutdown.
+
+:class:`Daemon` opens the store, the probe, ticket and IoT services and the HTTP endpoint
+(startup, in ``async with``), then :meth:`Daemon.serve` runs the poll scheduler and the
+periodic sweeps under one ``TaskGroup`` until asked to stop, and finally shuts down within
+``daemon.shutdown_timeout_seconds``: running polls get most of that budget to finish and
+hand their fault events to the ticket service, then the services close (the IoT service
+drains its outbox and event log on exit).
+
+The services are reached through small Protocols (the "ports" below), so the daemon's own
+behaviour is tested with simple stand-ins and the real services are wired in
+:mod:`netguard.daemon.wiring`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Protocol
+
+from netguard.clock import Clock, SystemClock
+from netguard.config import Settings
+from netguard.daemon.http import MetricsServer
+from netguard.daemon.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
+from netguard.daemon.scheduler import PollScheduler
+from netguard.faults import FaultEvent
+
+log = logging.getLogger(__name__)
+
+# How long a readiness probe may wait for the store before calling it unreachable.
+READY_TIMEOUT_SECONDS = 2.0
+# Fault events kept for retry while the store is down; beyond this the oldest are dropped
+# (and counted) rather than growing without bound. The probes re-raise still-active
+# faults after a restart, so a dropped FaultOpened is recovered at the latest then.
+MAX_EVENT_BACKLOG = 100_000
+
+
+# --------------------------------------------------------------------------- ports
+
+
+class PollOutcomeView(Protocol):
+    """What one poll produced."""
+
+    @property
+    def status(self) -> TargetView: ...
+    @property
+    def events(self) -> Sequence[FaultEvent]: ...
+
+
+class ProbesPort(Protocol):
+    """The probe service (``netguard.probes.service.ProbeService``)."""
+
+    def statuses(self) -> Mapping[str, TargetView]: ...
+    async def poll(self, target_id: str) -> PollOutcomeView: ...
+
+
+class TicketsPort(Protocol):
+    """The ticket service (``netguard.tickets.service.TicketService``)."""
+
+    async def handle(self, event: FaultEvent) -> object: ...
+    async def sweep(self) -> object: ...
+    async def counts(self) -> TicketCountsView: ...
+
+
+class IotPort(Protocol):
+    """The door-sensor service (``netguard.iot.service.IotService``)."""
+
+    async def sweep(self) -> object: ...
+    def snapshot(self) -> IotView: ...
+    @property
+    def mqtt_connected(self) -> bool: ...
+
+
+class StorePort(Protocol):
+    """The database handle."""
+
+    async def ping(self) -> bool: ...
+
+
+@dataclass
+class Services:
+    """The opened services the daemon runs (each already entered on the exit stack)."""
+
+    store: StorePort
+    probes: ProbesPort
+    tickets: TicketsPort
+    iot: IotPort | None = None
+
+
+ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],
+                         Awaitable[Services]]
+"""Opens the services on the exit stack; the last argument is the trap re-poll hook."""
+
+PollListener = Callable[[PollOutcomeView], None]
+
+
+async def _default_opener(settings: Settings, clock: Clock, stack: AsyncExitStack,
+                          on_trap: Callable[[str], object]) -> Services:
+    from netguard.daemon.wiring import open_services
+
+    return await open_services(settings, clock, stack, on_trap)
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+class Daemon:
+    """The long-lived netguard process.
+
+    Args:
+        settings: The validated configuration.
+        clock: Time source handed to the services (``SystemClock`` by default).
+        open_services: Opens store, probes, tickets and IoT; the real services by default.
+
+    Example::
+
+        async with Daemon(settings) as daemon:
+            await daemon.serve(stop_event)
+
+    Attributes:
+        store, probes, tickets, iot: The running services (``iot`` is ``None`` when MQTT
+            is disabled).
+        metrics_url: Base URL of the HTTP endpoint, ``None`` when disabled.
+        on_poll: Callables invoked (on the event loop) with every poll outcome, e.g. by the
+            demo's live view. They must not block; exceptions are logged and ignored.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 open_services: ServiceOpener | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._open_services = open_services or _default_opener
+        self._stack: AsyncExitStack | None = None
+        self._services: Services | None = None
+        self._http: MetricsServer | None = None
+        self.metrics_url: str | None = None
+        self.on_poll: list[PollListener] = []
+        daemon = settings.daemon
+        self.scheduler = PollScheduler(
+            settings.targets, self._poll, jitter_seconds=daemon.poll_jitter_seconds,
+            misfire_grace_seconds=daemon.misfire_grace_seconds,
+            max_concurrency=daemon.max_concurrent_polls)
+        self._backlog: deque[FaultEvent] = deque()
+        self._ticket_counts: TicketCountsView | None = None
+        self._started_at = time.time()
+        self.sweep_errors = 0
+        self.events_dropped = 0
+        self.events_handled = 0
+
+    # -- services ------------------------------------------------------------------------
+
+    def _require(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("Daemon used outside `async with`")
+        return self._services
+
+    @property
+    def store(self) -> StorePort:
+        """The store."""
+        return self._require().store
+
+    @property
+    def probes(self) -> ProbesPort:
+        """The probe service."""
+        return self._require().probes
+
+    @property
+    def tickets(self) -> TicketsPort:
+        """The ticket service."""
+        return self._require().tickets
+
+    @property
+    def iot(self) -> IotPort | None:
+        """The IoT service, or ``None`` when MQTT is disabled."""
+        return self._require().iot
+
+    # -- startup -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Daemon:
+        started = time.monotonic()
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self._services = await self._open_services(self.settings, self.clock, stack,
+                                                       self.scheduler.poll_now)
+            await self._refresh_ticket_counts()
+            if self.settings.metrics.enabled:
+                self._http = await stack.enter_async_context(
+                    MetricsServer(self.settings.metrics, self.metrics_snapshot, self.readiness))
+                self.metrics_url = self._http.url
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            self._services = None
+            raise
+        self._stack = stack
+        log.info("netguard started", extra={
+            "targets": len(self.settings.targets),
+            "startup_seconds": round(time.monotonic() - started, 3),
+            "metrics_url": self.metrics_url or "disabled"})
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        # Whatever is still queued for the ticket service gets one last chance.
+        with contextlib.suppress(Exception):
+            await self._drain_backlog()
+        await stack.__aexit__(exc_type, exc, tb)
+        self._services = None
+        self.metrics_url = None
+        log.info("netguard stopped")
+
+    # -- serve ---------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Poll, sweep and serve metrics until ``stop`` is set, then stop polling gracefully.
+
+        Running polls get up to 80% of ``daemon.shutdown_timeout_seconds`` to finish
+        (their fault events still reach the ticket service); the rest is cancelled. The
+        services themselves close when the ``async with`` block exits.
+        """
+        self._require()
+        budget = self.settings.daemon.shutdown_timeout_seconds
+        self.scheduler.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps")
+                await stop.wait()
+        finally:
+            log.info("shutting down", extra={"inflight_polls": self.scheduler.inflight})
+            await self.scheduler.stop(budget * 0.8)
+
+    async def _sweep_loop(self, stop: asyncio.Event) -> None:
+        interval = self.settings.daemon.sweep_interval_seconds
+        while not stop.is_set():
+            await self.sweep()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+
+    async def sweep(self) -> None:
+        """One round of periodic work; a failing part is logged, counted and skipped.
+
+        Retries fault events the store refused earlier, runs the ticket sweep
+        (auto-resolve, SLA overdue), the IoT sweep (offline sensors, outbox retries,
+        retention) and refreshes the ticket counts the metrics export.
+        """
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("fault backlog", self._drain_backlog),
+            ("tickets", self.tickets.sweep),
+        ]
+        iot = self.iot
+        if iot is not None:
+            steps.append(("iot", iot.sweep))
+        steps.append(("ticket counts", self._refresh_ticket_counts))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                self.sweep_errors += 1
+                log.exception("sweep failed", extra={"sweep": name})
+
+    # -- polling -------------------------------------------------------------------------
+
+    async def _poll(self, target_id: str) -> TargetView:
+        outcome = await self.probes.poll(target_id)
+        if outcome.events:
+            await self._deliver(outcome.events)
+        for listener in self.on_poll:
+            try:
+                listener(outcome)
+            except Exception:
+                log.exception("poll listener failed")
+        return outcome.status
+
+    async def _deliver(self, events: Sequence[FaultEvent]) -> None:
+        # Events for one fault must reach the tickets in order, so once anything waits in
+        # the backlog, new events queue behind it instead of overtaking.
+        if self._backlog:
+            self._queue(events)
+            return
+        for i, event in enumerate(events):
+            try:
+                await self.tickets.handle(event)
+                self.events_handled += 1
+            except Exception:
+                log.exception("ticket service refused a fault event; will retry",
+                              extra={"fault": str(event.key)})
+                self._queue(events[i:])
+                return
+
+    def _queue(self, events: Sequence[FaultEvent]) -> None:
+        for event in events:
+            if len(self._backlog) >= MAX_EVENT_BACKLOG:
+                self._backlog.popleft()
+                self.events_dropped += 1
+            self._backlog.append(event)
+
+    async def _drain_backlog(self) -> None:
+        while self._backlog:
+            await self.tickets.handle(self._backlog[0])
+            self._backlog.popleft()
+            self.events_handled += 1
+
+    @property
+    def backlog(self) -> int:
+        """Fault events waiting for the ticket service."""
+        return len(self._backlog)
+
+    # -- metrics and health ------------------------------------------------------------
+
+    async def _refresh_ticket_counts(self) -> None:
+        self._ticket_counts = await self.tickets.counts()
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """What ``/metrics`` exports now: references to immutable snapshots only."""
+        services = self._require()
+        stats = replace(self.scheduler.stats(), sweep_errors=self.sweep_errors)
+        return MetricsSnapshot(
+            targets=services.probes.statuses(),
+            tickets=self._ticket_counts,
+            iot=services.iot.snapshot() if services.iot is not None else None,
+            daemon=stats,
+            started_at=self._started_at,
+        )
+
+    async def readiness(self) -> dict[str, bool]:
+        """Named readiness checks: ``store``, ``scheduler`` and (with MQTT) ``broker``."""
+        services = self._require()
+        checks = {"scheduler": self.scheduler.running}
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                checks["store"] = await services.store.ping()
+        except TimeoutError:
+            checks["store"] = False
+        if services.iot is not None and self.settings.iot.mqtt.enabled:
+            checks["broker"] = services.iot.mqtt_connected
+        return checks

@@ -1,0 +1,58 @@
+"""Open the real services for :class:`netguard.daemon.app.Daemon`, in dependency order.
+
+Kept apart from the daemon so that the daemon's own behaviour can be tested with
+stand-ins, and so that importing the daemon does not pull in pysnmp or aiomqtt.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+from netguard.clock import Clock
+from netguard.config import Settings
+from netguard.daemon.app import Services
+
+log = logging.getLogger(__name__)
+
+
+async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
+                        on_trap: Callable[[str], object]) -> Services:
+    """Open store, probes, tickets, IoT and (when configured) the trap receiver on ``stack``.
+
+    The stack closes them in reverse order: the trap receiver and the IoT service (which
+    stops its intake and outbox) first, the store last.
+
+    Raises:
+        SchemaOutdatedError: The database needs ``netguard db upgrade``.
+        StoreUnavailableError: The database cannot be reached at startup.
+    """
+    from netguard.iot.service import IotService
+    from netguard.probes.service import ProbeService
+    from netguard.store import Store
+    from netguard.tickets.service import TicketService
+
+    store = await stack.enter_async_context(Store(settings.store))
+    probes = await stack.enter_async_context(ProbeService(
+        settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls))
+    tickets = TicketService(store, settings.tickets, clock=clock)
+    iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
+    if settings.daemon.trap_listen:
+        await _open_traps(settings, stack, on_trap)
+    return Services(store=store, probes=probes, tickets=tickets, iot=iot)
+
+
+async def _open_traps(settings: Settings, stack: AsyncExitStack,
+                      on_trap: Callable[[str], object]) -> None:
+    try:
+        # Imported by name: the receiver is optional, and an estate without traps should
+        # not pay for it.
+        traps = importlib.import_module("netguard.probes.traps")
+    except ModuleNotFoundError:
+        log.warning("daemon.trap_listen is set, but this build has no trap receiver")
+        return
+    receiver = traps.TrapReceiver(settings.daemon.trap_listen, settings.targets, on_trap)
+    await stack.enter_async_context(receiver)
+    log.info("trap receiver listening", extra={"listen": settings.daemon.trap_listen})
