@@ -152,7 +152,7 @@ class AgentSession:
         tid = self.target.id
         if isinstance(indication, errind.RequestTimedOut):
             hint = " (a wrong community looks the same)" if self.target.snmp.version != "3" \
-                else ""
+                else " (a wrong SNMPv3 privacy key looks the same)"
             return AgentUnreachableError(
                 tid, f"no response from {self.target.address} within "
                 f"{self.target.timeout_seconds:g} s x {self.tries} tries{hint}")
