@@ -18,10 +18,9 @@ pytestmark = pytest.mark.integration
 EXPECTED = {"normal": "up", "degraded": "degraded", "down": "down"}
 
 
-async def _poll_until(probes: ProbeService, tid: str, state: str,
-                      timeout: float = 10.0) -> TargetStatus:
+async def _poll_until(probes: ProbeService, tid: str, state: str) -> TargetStatus:
     """Poll until the target reaches ``state`` (rates need two samples some time apart)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 10.0
     while True:
         status = (await probes.poll(tid)).status
         if status.state == state or time.monotonic() > deadline:
@@ -84,8 +83,8 @@ async def test_vendor_presets(sim: SnmpSim) -> None:
                                     sim.target("wireless-cambium"))) as probes:
         huawei = (await probes.poll("fiber-huawei")).status
         cambium = (await probes.poll("wireless-cambium")).status
-    assert [(o.sensor, o.rx_dbm, o.tx_dbm) for o in huawei.optical][0] == \
-        ("GigabitEthernet0/0/1", -8.5, -2.3)
+    optic = huawei.optical[0]
+    assert (optic.sensor, optic.rx_dbm, optic.tx_dbm) == ("GigabitEthernet0/0/1", -8.5, -2.3)
     assert cambium.radio is not None
     assert (cambium.radio.signal_dbm, cambium.radio.snr_db) == (-58.0, 30.0)
 
