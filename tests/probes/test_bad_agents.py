@@ -1,0 +1,106 @@
+"""Acceptance 5: a dead agent, a rebooting agent and a value of the wrong type."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netguard.probes.service import ProbeService
+from netguard.probes.state import TargetStatus
+from netguard.sim import SimRecord, SnmpSim, build_agent
+from tests.probes.conftest import FAST, targets
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT, RETRIES, MARGIN = 0.5, 1, 0.5
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Iterator[SnmpSim]:
+    """An agent in its own simulator, so it can die alone."""
+    with SnmpSim([build_agent("victim", "fiber")], tmp_path / "victim") as s:
+        yield s
+
+
+async def test_dead_agent_is_unreachable_in_time_and_others_keep_schedule(
+        sim: SnmpSim, victim: SnmpSim) -> None:
+    dead = victim.target("victim", timeout_seconds=TIMEOUT, retries=RETRIES, thresholds=FAST)
+    live = sim.target("fiber-normal", "live", timeout_seconds=TIMEOUT, retries=RETRIES)
+    async with ProbeService(targets(dead, live)) as probes:
+        assert (await probes.poll("victim")).status.reachable
+        victim.kill()
+
+        live_polls: list[TargetStatus] = []
+
+        async def keep_polling_live() -> None:
+            deadline = time.monotonic() + TIMEOUT * (RETRIES + 1)
+            while time.monotonic() < deadline:
+                live_polls.append((await probes.poll("live")).status)
+
+        started = time.monotonic()
+        outcome, _ = await asyncio.gather(probes.poll("victim"), keep_polling_live())
+        took = time.monotonic() - started
+
+    status = outcome.status
+    assert status.state == "unreachable"
+    assert status.reachable is False
+    assert status.reasons[0].startswith(f"no response from {victim.address} within 0.5 s x 2")
+    assert [e.key.condition for e in outcome.events] == ["unreachable"]
+    assert took <= TIMEOUT * (RETRIES + 1) + MARGIN
+    assert status.poll_duration_seconds is not None
+    assert status.poll_duration_seconds >= TIMEOUT * (RETRIES + 1) * 0.9
+    # The live target kept being polled at full speed while the dead one timed out.
+    assert len(live_polls) >= 5
+    assert all(p.reachable for p in live_polls)
+    assert max(p.poll_duration_seconds or 0 for p in live_polls) < TIMEOUT
+
+
+async def test_reboot_shows_no_traffic_spike(tmp_path: Path) -> None:
+    with SnmpSim([build_agent("reboot", "fiber")], tmp_path / "reboot") as s:
+        async with ProbeService(targets(s.target("reboot"))) as probes:
+            # Let uptime and counters grow so the reboot visibly winds both back.
+            first = (await probes.poll("reboot")).status
+            status = first
+            deadline = time.monotonic() + 15
+            while (status.sys_uptime_seconds or 0) < 1.5 and time.monotonic() < deadline:
+                status = (await probes.poll("reboot")).status
+            assert status.interfaces[0].in_bps is not None
+            normal_bps = status.interfaces[0].in_bps
+            before = status.interfaces[0].in_octets
+            s.restart()
+            after = (await probes.poll("reboot")).status
+            assert after.reachable
+            assert after.interfaces[0].in_octets is not None
+            assert before is not None
+            assert after.interfaces[0].in_octets < before  # counters really went back
+            assert all(i.in_bps is None and i.out_bps is None for i in after.interfaces)
+            assert "sysUpTime went back (agent restarted)" in after.problems
+            # The next poll has rates again, of the normal size.
+            status = after
+            while status.interfaces[0].in_bps is None and time.monotonic() < deadline:
+                status = (await probes.poll("reboot")).status
+            assert status.interfaces[0].in_bps is not None
+            assert status.interfaces[0].in_bps < normal_bps * 3
+
+
+async def test_wrong_type_gives_a_reason_and_the_poll_continues(tmp_path: Path) -> None:
+    agent = build_agent("odd-cabin", "cabin_5g")
+    charge = "1.3.6.1.2.1.33.1.2.4.0"
+    agent.records = [SimRecord(r.oid, 4, "full") if r.oid == charge else r
+                     for r in agent.records]
+    with SnmpSim([agent], tmp_path / "odd") as s:
+        async with ProbeService(targets(s.target("odd-cabin"))) as probes:
+            status = (await probes.poll("odd-cabin")).status
+            again = (await probes.poll("odd-cabin")).status
+    assert status.reachable
+    assert status.state == "up"
+    assert "ups_charge_percent: expected a number, got text 'full'" in status.reasons
+    assert status.ups is not None
+    assert status.ups.charge_percent is None
+    assert status.ups.minutes_remaining == 90
+    assert status.interfaces
+    assert again.polls == 2
