@@ -1,0 +1,382 @@
+"""``netguard demo``: the whole mission on one machine, in about a minute.
+
+The runner starts, in order: the simulated SNMP agents, the MQTT broker (embedded amqtt
+unless ``mqtt_url`` is given), the webhook sink, a generated config (written to
+``<dir>/netguard.yaml``), the store with the quarantined households registered, the
+netguard daemon itself, and the door-sensor simulator. Then it plays the scripted
+faults while a live view shows what netguard makes of them, until ``stop`` is set (Ctrl-C)
+or the duration ends. Everything is stopped in reverse order, child processes included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from rich.console import Console
+
+from netguard.clock import SystemClock
+from netguard.config import Settings
+from netguard.demo.agents import SimulatedAgents
+from netguard.demo.broker import EmbeddedBroker, free_tcp_port
+from netguard.demo.config import DemoEndpoints, build_config_data, write_config
+from netguard.demo.fleet import FLEET, HOUSEHOLDS
+from netguard.demo.sensors import DoorSensorSim, Household
+from netguard.demo.sink import WebhookSink
+from netguard.demo.timeline import TIMELINE, Step, run_timeline
+from netguard.demo.view import DemoSnapshot, TargetLine, next_commands, render, status_line
+from netguard.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 9108
+LOW_BATTERY_PERCENT = 9
+# Files of a previous run that would confuse this one (tickets, alerts, sink records).
+_STALE_FILES = ("netguard.db", "netguard.db-wal", "netguard.db-shm", "alerts.jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """A broker given by URL: ``mqtt://[user[:password]@]host[:port]``."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """Parse ``--mqtt-url``.
+
+    Raises:
+        ConfigError: Not an ``mqtt://`` URL with a host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise ConfigError("--mqtt-url", [f"{url!r}: expected mqtt://[user[:password]@]host"
+                                         f"[:port] (TLS brokers: use a config file)"])
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        raise ConfigError("--mqtt-url", [f"{url!r}: the port is not a number"]) from None
+    return MqttTarget(parts.hostname, port,
+                      unquote(parts.username) if parts.username else None,
+                      unquote(parts.password) if parts.password else None)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What ``netguard demo`` was asked to do.
+
+    Attributes:
+        directory: Where config, database, logs and alert records go.
+        duration: Stop after this many seconds (``None``: run until Ctrl-C).
+        mqtt_url: Use this broker instead of the embedded one.
+        metrics_port: Port of ``/metrics`` (``None``: 9108 if free, else any free port).
+        live: Show the live view when the console is a terminal.
+        timeline: The scripted faults.
+    """
+
+    directory: Path
+    duration: float | None = None
+    mqtt_url: str | None = None
+    metrics_port: int | None = None
+    live: bool = True
+    timeline: Sequence[Step] = TIMELINE
+
+
+@dataclass
+class DemoSummary:
+    """What happened, for the final message (and tests)."""
+
+    config_path: Path
+    sink_file: Path
+    metrics_url: str | None = None
+    steps: list[str] = field(default_factory=list)
+    agent_pids: list[int] = field(default_factory=list)
+    last: DemoSnapshot | None = None
+
+
+class _Agents(Protocol):
+    async def apply(self, step: Step) -> None: ...
+
+
+class DemoActuator:
+    """Applies scripted steps: door steps to the sensors, the rest to the SNMP agents."""
+
+    def __init__(self, agents: _Agents, sensors: DoorSensorSim) -> None:
+        self._agents = agents
+        self._sensors = sensors
+
+    async def apply(self, step: Step) -> None:
+        """Make ``step`` happen."""
+        if step.action == "door_open":
+            await self._sensors.set_door(step.subject, closed=False)
+        elif step.action == "door_closed":
+            await self._sensors.set_door(step.subject, closed=True)
+        elif step.action == "sensor_silent":
+            await self._sensors.go_silent(step.subject)
+        elif step.action == "battery_low":
+            await self._sensors.set_battery(step.subject, LOW_BATTERY_PERCENT)
+        else:
+            await self._agents.apply(step)
+
+
+def _metrics_port(requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    with contextlib.suppress(OSError):
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", DEFAULT_METRICS_PORT))
+            return DEFAULT_METRICS_PORT
+    return free_tcp_port()
+
+
+def _prepare_directory(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    # Keep a demo folder inside a git checkout out of `git status`.
+    ignore = directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    for name in _STALE_FILES:
+        (directory / name).unlink(missing_ok=True)
+
+
+async def register_households(settings: Settings, households: Sequence[Household],
+                              now: datetime) -> None:
+    """Migrate the demo store and register every household, quarantined from ``now``."""
+    from netguard.iot import registry
+    from netguard.store import Store, upgrade
+
+    await upgrade(settings.store)
+    async with Store(settings.store) as store, store.session() as session:
+        for household in households:
+            await registry.add_household(session, household.household_id, household.community,
+                                         label=household.address, start=now, now=now)
+            await session.flush()
+            await registry.add_sensor(session, household.sensor_id, household.household_id,
+                                      fmt=household.format, now=now)
+        await session.commit()
+
+
+class StoreCounts:
+    """Reads ticket and alert counts for the live view through its own connection."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._store: Any = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> StoreCounts:
+        from netguard.store import Store
+
+        self._store = await self._stack.enter_async_context(Store(self._settings.store))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def read(self) -> dict[str, int]:
+        """Ticket counts by state, children, open alerts, door events (0 when unknown)."""
+        from sqlalchemy import text
+
+        queries = {
+            "children": "SELECT COUNT(*) FROM ticket_child",
+            "alerts_open": "SELECT COUNT(*) FROM iot_alert WHERE closed_at IS NULL",
+            "door_events": "SELECT COUNT(*) FROM iot_event",
+        }
+        out: dict[str, int] = {"open": 0, "resolved": 0}
+        async with self._store.session() as session:
+            try:
+                rows = (await session.execute(text(
+                    "SELECT state, COUNT(*) FROM ticket GROUP BY state"))).all()
+            except Exception:  # the view must survive whatever the store says
+                log.debug("ticket counts unavailable", exc_info=True)
+                rows = []
+            for state, count in rows:
+                key = "resolved" if state in ("resolved", "closed") else "open"
+                out[key] += int(count)
+            for name, sql in queries.items():
+                try:
+                    out[name] = int((await session.execute(text(sql))).scalar_one())
+                except Exception:
+                    log.debug("%s unavailable", name, exc_info=True)
+                    out[name] = 0
+        return out
+
+
+def _target_lines(daemon: Any) -> tuple[TargetLine, ...]:
+    statuses = daemon.probes.statuses()
+    lines = []
+    for target in FLEET:
+        status = statuses.get(target.id)
+        if status is None:
+            lines.append(TargetLine(target.id, target.kind, target.site, "pending"))
+            continue
+        state = getattr(status.state, "value", status.state)
+        reasons = tuple(getattr(status, "reasons", ()) or ())
+        lines.append(TargetLine(target.id, target.kind, target.site, str(state),
+                                "; ".join(reasons)[:120],
+                                getattr(status, "suppressed_by", None)))
+    return tuple(lines)
+
+
+class _Run:
+    """One demo run: the started parts and what the view shows."""
+
+    def __init__(self, options: DemoOptions, console: Console,
+                 on_snapshot: Callable[[DemoSnapshot], None] | None) -> None:
+        self.options = options
+        self.console = console
+        self.on_snapshot = on_snapshot
+        self.directory = options.directory.resolve()
+        self.summary = DemoSummary(self.directory / "netguard.yaml",
+                                   self.directory / "alerts.jsonl")
+        self.started = time.monotonic()
+        self.mqtt_label = ""
+        self.daemon: Any = None
+        self.sink: WebhookSink | None = None
+        self.counts: StoreCounts | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    async def start(self, stack: contextlib.AsyncExitStack) -> DemoActuator:
+        """Start every part on ``stack``; returns what plays the timeline."""
+        from netguard.daemon.app import Daemon
+
+        options, summary = self.options, self.summary
+        mqtt = parse_mqtt_url(options.mqtt_url) if options.mqtt_url else None
+        _prepare_directory(self.directory)
+        agents = await stack.enter_async_context(
+            SimulatedAgents(FLEET, self.directory / "agents"))
+        summary.agent_pids = agents.pids
+        protocol = "5"
+        if mqtt is None:
+            broker = await stack.enter_async_context(EmbeddedBroker())
+            mqtt = MqttTarget(broker.host, broker.port)
+            protocol = "3.1.1"  # amqtt speaks nothing newer
+            self.mqtt_label = f"{broker.url} (embedded)"
+        else:
+            self.mqtt_label = f"mqtt://{mqtt.host}:{mqtt.port}"
+        self.sink = await stack.enter_async_context(WebhookSink(summary.sink_file))
+        data = build_config_data(self.directory, DemoEndpoints(
+            agents.addresses, mqtt.host, mqtt.port, protocol, self.sink.url(),
+            _metrics_port(options.metrics_port)), profiles=agents.profiles)
+        if mqtt.username:
+            data["iot"]["mqtt"]["username"] = mqtt.username
+        if mqtt.password:
+            data["iot"]["mqtt"]["password"] = mqtt.password
+        settings = write_config(summary.config_path, data)
+        await register_households(settings, HOUSEHOLDS, SystemClock().now())
+        self.daemon = await stack.enter_async_context(Daemon(settings))
+        if self.daemon.metrics_url:
+            summary.metrics_url = f"{self.daemon.metrics_url.rstrip('/')}/metrics"
+        self.counts = await stack.enter_async_context(StoreCounts(settings))
+        sensors = await stack.enter_async_context(DoorSensorSim(
+            HOUSEHOLDS, mqtt.host, mqtt.port, heartbeat_seconds=3.0,
+            client_id="netguard-demo-sensors"))
+        return DemoActuator(agents, sensors)
+
+    def introduce(self) -> None:
+        summary = self.summary
+        self.console.print(f"[bold]netguard demo[/bold] in {self.directory}")
+        self.console.print(f"  config   {summary.config_path}")
+        self.console.print(f"  metrics  {summary.metrics_url or 'disabled'}")
+        self.console.print(f"  alerts   {summary.sink_file}")
+        for command in next_commands(str(summary.config_path)):
+            self.console.print(f"  try      [cyan]{command}[/cyan]")
+
+    @property
+    def live(self) -> bool:
+        return self.options.live and self.console.is_terminal
+
+    def on_step(self, step: Step) -> None:
+        self.summary.steps.append(f"{self.elapsed():4.0f}s  {step.description}")
+        if not self.live:
+            self.console.print(f"step: {step.description}", highlight=False, soft_wrap=True)
+
+    async def snapshot(self) -> DemoSnapshot:
+        assert self.counts is not None
+        assert self.sink is not None
+        numbers = await self.counts.read()
+        snap = DemoSnapshot(
+            elapsed_seconds=self.elapsed(), duration_seconds=self.options.duration,
+            targets=_target_lines(self.daemon), tickets_open=numbers["open"],
+            tickets_resolved=numbers["resolved"], tickets_children=numbers["children"],
+            alerts_open=numbers["alerts_open"], alerts_received=len(self.sink.received),
+            door_events=numbers["door_events"], steps=tuple(self.summary.steps),
+            metrics_url=self.summary.metrics_url, config_path=str(self.summary.config_path),
+            sink_file=str(self.summary.sink_file), mqtt_url=self.mqtt_label)
+        self.summary.last = snap
+        if self.on_snapshot is not None:
+            self.on_snapshot(snap)
+        return snap
+
+    async def show(self) -> None:
+        if not self.live:
+            while True:
+                await asyncio.sleep(5.0)
+                self.console.print(status_line(await self.snapshot()), highlight=False,
+                                   soft_wrap=True)
+        from rich.live import Live
+
+        with Live(render(await self.snapshot()), console=self.console,
+                  refresh_per_second=2) as live:
+            while True:
+                await asyncio.sleep(0.5)
+                live.update(render(await self.snapshot()))
+
+
+async def run_demo(options: DemoOptions, stop: asyncio.Event, *,
+                   console: Console | None = None,
+                   on_snapshot: Callable[[DemoSnapshot], None] | None = None) -> DemoSummary:
+    """Run the demo until ``stop`` is set or ``options.duration`` has passed.
+
+    Args:
+        options: What to run.
+        stop: Set it (e.g. on Ctrl-C) to stop everything.
+        console: Where the live view and messages go.
+        on_snapshot: Called with each view snapshot.
+
+    Raises:
+        ConfigError: A bad ``--mqtt-url``.
+        DemoError: A simulated part could not start.
+        NetguardError: netguard itself could not start.
+    """
+    run = _Run(options, console or Console(), on_snapshot)
+
+    async def stop_after(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        stop.set()
+
+    async with contextlib.AsyncExitStack() as stack:
+        actuator = await run.start(stack)
+        run.introduce()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run.daemon.serve(stop), name="netguard[demo].daemon")
+            helpers = [
+                tg.create_task(run_timeline(options.timeline, actuator, elapsed=run.elapsed,
+                                            on_step=run.on_step),
+                               name="netguard[demo].timeline"),
+                tg.create_task(run.show(), name="netguard[demo].view"),
+            ]
+            if options.duration is not None:
+                helpers.append(tg.create_task(stop_after(options.duration),
+                                              name="netguard[demo].duration"))
+            await stop.wait()
+            for task in helpers:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await run.snapshot()
+    return run.summary
