@@ -76,6 +76,10 @@ class MqttIntake:
                 # The store refused the batch: drop the connection so that the broker
                 # redelivers everything unacknowledged once we are back.
                 log.warning("storing MQTT batch failed, reconnecting: %s", exc)
+            except Exception:
+                # A bug must not stop the intake for good; unacknowledged messages come
+                # back after the reconnect.
+                log.exception("MQTT intake failed unexpectedly, reconnecting")
             finally:
                 self.connected = False
             failures = 1 if self._was_up else failures + 1
@@ -123,8 +127,11 @@ class MqttIntake:
             for topic, qos in self.topic_filters():
                 # Retain handling 1: retained messages only for a new subscription, so a
                 # reconnect to our persistent session does not replay them.
-                options = SubscribeOptions(qos=qos, retainHandling=1) if v5 else None
-                await client.subscribe(topic, qos=qos, options=options)
+                if v5:
+                    await client.subscribe(topic, options=SubscribeOptions(
+                        qos=qos, retainHandling=1))
+                else:
+                    await client.subscribe(topic, qos=qos)
             await self._consume(queue, paho)
 
     async def _consume(self, queue: asyncio.Queue[RawMessage | None], paho: Any) -> None:

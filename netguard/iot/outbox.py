@@ -144,6 +144,9 @@ class OutboxWorker:
             except (OSError, sa.exc.SQLAlchemyError) as exc:
                 log.warning("outbox pass failed, retrying: %s", type(exc).__name__)
                 delay = 1.0
+            except Exception:
+                log.exception("outbox pass failed unexpectedly, retrying")
+                delay = 1.0
             if delay > 0:
                 try:
                     async with asyncio.timeout(delay):
