@@ -133,14 +133,22 @@ class MetricsServer:
                                       auth.password.get_secret_value().encode())
         return bool(sep) and user_ok and pass_ok
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             return web.Response(status=401, text="unauthorised\n",
                                 headers={"WWW-Authenticate": 'Basic realm="netguard"'})
         snapshot = self._snapshot()
-        body = await asyncio.to_thread(self._renderer.render, snapshot)
+        families = await asyncio.to_thread(self._renderer.render_families, snapshot)
+        # Written family by family: one write of tens of megabytes would copy them all on
+        # the event loop in one go.
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        response.content_length = sum(len(chunk) for chunk in families)
+        await response.prepare(request)
+        for chunk in families:
+            await response.write(chunk)
+        await response.write_eof()
         self.scrapes += 1
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+        return response
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

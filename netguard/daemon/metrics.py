@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import platform
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -247,6 +246,8 @@ class MetricSpec:
             otherwise all labels.
         per_target: ``read`` takes one :class:`TargetView` instead of the snapshot.
         read: Yields ``(label values, value)`` samples.
+        section: The ``TargetView`` attribute this metric reads (``interfaces``, ``ups``,
+            ...); targets whose section is empty are skipped without calling ``read``.
     """
 
     name: str
@@ -255,6 +256,7 @@ class MetricSpec:
     labels: Labels
     per_target: bool
     read: Callable[..., Iterable[Sample]]
+    section: str | None = None
 
 
 def _state_name(state: str | Enum) -> str:
@@ -443,9 +445,15 @@ def _start_time(s: MetricsSnapshot) -> Iterator[Sample]:
     yield (), s.started_at
 
 
+_SECTIONS = {"netguard_interface_": "interfaces", "netguard_optical_": "optical",
+             "netguard_radio_": "radio", "netguard_ups_": "ups", "netguard_pon_": "pon"}
+
+
 def _t(name: str, type_: MetricType, help_: str, labels: Labels,
        read: Callable[[TargetView], Iterable[Sample]]) -> MetricSpec:
-    return MetricSpec(name, type_, help_, labels, True, read)
+    section = next((attr for prefix, attr in _SECTIONS.items() if name.startswith(prefix)),
+                   None)
+    return MetricSpec(name, type_, help_, labels, True, read, section)
 
 
 def _g(name: str, type_: MetricType, help_: str, labels: Labels,
@@ -636,15 +644,20 @@ def _target_labels(target_id: str, status: TargetView) -> str:
             f'site="{_escape(status.site or "")}"')
 
 
-def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample]) -> str:
+def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
+           rest_cache: dict[Labels, str]) -> str:
     parts: list[str] = []
     for extra, value in samples:
         if extra:
-            rest = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(label_names, extra, strict=True))
-            if base:
-                parts.append(f"{name}{{{base},{rest}}} {_number(value)}\n")
-            else:
-                parts.append(f"{name}{{{rest}}} {_number(value)}\n")
+            # Extra label sets (interface names, directions, ports) repeat across targets
+            # and scrapes; rendering each once saves most of the formatting work.
+            rest = rest_cache.get(extra)
+            if rest is None:
+                rest = ",".join(f'{n}="{_escape(v)}"'
+                                for n, v in zip(label_names, extra, strict=True))
+                rest_cache[extra] = rest
+            labels = f"{base},{rest}" if base else rest
+            parts.append(f"{name}{{{labels}}} {_number(value)}\n")
         elif base:
             parts.append(f"{name}{{{base}}} {_number(value)}\n")
         else:
@@ -658,7 +671,7 @@ _TARGET_SPECS = tuple(spec for spec in SPECS if spec.per_target)
 @dataclass(frozen=True, slots=True)
 class _Rendered:
     status: TargetView
-    chunks: tuple[str, ...]
+    chunks: tuple[bytes, ...]
 
 
 class Renderer:
@@ -675,38 +688,52 @@ class Renderer:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Rendered] = {}
+        self._rest: dict[str, dict[Labels, str]] = {spec.name: {} for spec in SPECS}
 
-    def render(self, snapshot: MetricsSnapshot) -> bytes:
-        """The text exposition of ``snapshot``."""
+    def _target_chunks(self, target_id: str, status: TargetView) -> tuple[bytes, ...]:
+        base = _target_labels(target_id, status)
+        chunks: list[bytes] = []
+        for spec in _TARGET_SPECS:
+            if spec.section is not None and not getattr(status, spec.section):
+                chunks.append(b"")
+                continue
+            chunks.append(_lines(spec.name, base, spec.labels, spec.read(status),
+                                 self._rest[spec.name]).encode())
+        return tuple(chunks)
+
+    def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
+        """The text exposition of ``snapshot``, one chunk per metric family.
+
+        Chunks keep every single C-level join or encode small, so that a worker thread
+        rendering a large estate never holds the GIL long enough to stall the event loop.
+        """
         old = self._entries
         fresh: dict[str, _Rendered] = {}
         for target_id, status in snapshot.targets.items():
             entry = old.get(target_id)
             if entry is None or entry.status is not status:
-                base = _target_labels(target_id, status)
-                entry = _Rendered(status, tuple(
-                    _lines(spec.name, base, spec.labels, spec.read(status))
-                    for spec in _TARGET_SPECS))
+                entry = _Rendered(status, self._target_chunks(target_id, status))
             fresh[target_id] = entry
         self._entries = fresh
 
-        out: list[str] = []
+        out: list[bytes] = []
         index = 0
         for spec in SPECS:
-            out.append(f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n")
+            header = f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n".encode()
             if spec.per_target:
-                out.extend(entry.chunks[index] for entry in fresh.values())
+                i = index
+                out.append(header + b"".join([entry.chunks[i] for entry in fresh.values()]))
                 index += 1
             else:
-                out.append(_lines(spec.name, "", spec.labels, spec.read(snapshot)))
-        return "".join(out).encode()
+                out.append(header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
+                                           self._rest[spec.name]).encode())
+        return out
+
+    def render(self, snapshot: MetricsSnapshot) -> bytes:
+        """The whole text exposition of ``snapshot`` in one piece."""
+        return b"".join(self.render_families(snapshot))
 
 
 def render(snapshot: MetricsSnapshot) -> bytes:
     """The text exposition of one snapshot, without a cache (see :class:`Renderer`)."""
     return Renderer().render(snapshot)
-
-
-def now_unix() -> float:
-    """The current Unix time (split out so tests can reason about start times)."""
-    return time.time()
