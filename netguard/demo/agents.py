@@ -6,7 +6,7 @@ vendor-flavoured readings. A scripted step rewrites the file; snmpsim notices th
 modification time and re-indexes it on the next request, while the counters, which are
 computed from the simulator's start time, carry on without a jump. An agent "goes down"
 by its data file being moved away, so it stops answering and polls time out, as they
-would behind a dead uplink.
+would for a dead device or behind a dead uplink.
 
 Record building is pure (:func:`agent_records`); :class:`SimulatedAgents` owns the
 process and stops it by pid.
@@ -268,19 +268,15 @@ class SimulatedAgents:
         self._write(target_id)
 
     async def apply(self, step: Step) -> None:
-        """Apply a scripted SNMP step; ``agent_down``/``up`` include direct dependants.
+        """Apply a scripted SNMP step to its subject.
 
         Raises:
             KeyError: The step is not an SNMP action or names no simulated target.
         """
         flag, value = ACTION_FLAGS[step.action]
-        subjects = [step.subject]
-        if flag == "down":
-            subjects += [t.id for t in self._fleet.values() if t.upstream == step.subject]
-        for subject in subjects:
-            if subject not in self._fleet:
-                raise KeyError(subject)
-            self.set_condition(subject, **{flag: value})
+        if step.subject not in self._fleet:
+            raise KeyError(step.subject)
+        self.set_condition(step.subject, **{flag: value})
 
     async def __aenter__(self) -> SimulatedAgents:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -313,18 +309,22 @@ class SimulatedAgents:
         return self
 
     async def _wait_ready(self, within: float) -> None:
-        first = next(iter(self._fleet))
+        # Ask every agent once: snmpsim indexes a data file on its first request, which
+        # would otherwise make netguard's first polls time out.
+        waiting = list(self._fleet)
         deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+        while waiting:
             assert self._proc is not None
             if self._proc.returncode is not None:
                 raise DemoError(f"snmpsim exited with {self._proc.returncode}; see "
-                                 f"{self.directory / 'snmpsim.log'}")
-            if await _answers(self.host, self.port, first):
-                return
-            await asyncio.sleep(0.2)
-        raise DemoError(f"snmpsim did not answer within {within:.0f}s; see "
-                         f"{self.directory / 'snmpsim.log'}")
+                                f"{self.directory / 'snmpsim.log'}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"snmpsim did not answer within {within:.0f}s; see "
+                                f"{self.directory / 'snmpsim.log'}")
+            if await _answers(self.host, self.port, waiting[0]):
+                waiting.pop(0)
+            else:
+                await asyncio.sleep(0.2)
 
     async def _stop(self) -> None:
         proc, self._proc = self._proc, None

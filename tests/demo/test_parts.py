@@ -12,6 +12,7 @@ import pytest
 
 from netguard.clock import ManualClock
 from netguard.demo.broker import EmbeddedBroker
+from netguard.demo.config import POLL_SECONDS
 from netguard.demo.fleet import FLEET, HOUSEHOLDS, fleet_target
 from netguard.demo.sensors import (
     DoorSensorSim,
@@ -51,6 +52,11 @@ def test_timeline_covers_the_issue_and_fits_in_a_minute() -> None:
                    "battery_low"):
         assert needed in actions
     assert max(s.at_seconds for s in TIMELINE) < 60
+    # The children go dark only after netguard can have seen their upstream fail
+    # (two poll intervals), so their faults group under its ticket.
+    down = {s.subject: s.at_seconds for s in TIMELINE if s.action == "agent_down"}
+    for child in (t.id for t in FLEET if t.upstream == "pl-east-uplink"):
+        assert down[child] >= down["pl-east-uplink"] + 2 * POLL_SECONDS
     sensor_ids = {h.sensor_id for h in HOUSEHOLDS}
     for step in TIMELINE:
         if step.action.startswith(("door_", "sensor_", "battery_")):
