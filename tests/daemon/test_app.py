@@ -1,0 +1,200 @@
+"""The daemon's own logic with stand-in services: event delivery, backlog, sweeps, phases."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from netguard.clock import Clock
+from netguard.config import Settings, settings_from_data
+from netguard.daemon.app import Daemon, Services
+from netguard.errors import StoreUnavailableError
+from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
+from netguard.iot.service import IotSnapshot
+from netguard.probes.state import PollOutcome, TargetStatus
+from netguard.tickets.domain import TicketCounts
+from tests.support.wait import async_wait_until
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _opened(target: str) -> FaultOpened:
+    return FaultOpened(FaultKey(target, "agent", "unreachable"), "fiber", None, "critical",
+                       "down", (), NOW)
+
+
+def _cleared(target: str) -> FaultCleared:
+    return FaultCleared(FaultKey(target, "agent", "unreachable"), NOW)
+
+
+@dataclass
+class Probes:
+    events: dict[str, list[FaultEvent]] = field(default_factory=dict)
+    polled: list[str] = field(default_factory=list)
+
+    def statuses(self) -> dict[str, TargetStatus]:
+        return {t: TargetStatus(target=t, kind="fiber", reachable=True, state="up")
+                for t in self.polled}
+
+    async def poll(self, target_id: str) -> PollOutcome:
+        self.polled.append(target_id)
+        events = tuple(self.events.pop(target_id, []))
+        return PollOutcome(TargetStatus(target=target_id, kind="fiber", reachable=True,
+                                        state="up"), events)
+
+
+@dataclass
+class Tickets:
+    down: bool = False
+    handled: list[FaultEvent] = field(default_factory=list)
+    sweeps: int = 0
+
+    async def handle(self, event: FaultEvent) -> None:
+        if self.down:
+            raise StoreUnavailableError("database unreachable")
+        self.handled.append(event)
+
+    async def sweep(self) -> None:
+        self.sweeps += 1
+        if self.down:
+            raise StoreUnavailableError("database unreachable")
+
+    async def counts(self) -> TicketCounts:
+        return TicketCounts(open={("fiber", "critical"): len(self.handled)})
+
+
+@dataclass
+class Iot:
+    sweeps: int = 0
+    mqtt_connected: bool = True
+
+    async def sweep(self) -> None:
+        self.sweeps += 1
+
+    def snapshot(self) -> IotSnapshot:
+        return IotSnapshot(mqtt_connected=self.mqtt_connected)
+
+
+@dataclass
+class Store:
+    up: bool = True
+
+    async def ping(self) -> bool:
+        return self.up
+
+
+def _settings(**daemon: Any) -> Settings:
+    return settings_from_data({
+        "targets": [{"id": f"t{i}", "kind": "fiber", "address": "127.0.0.1:9",
+                     "interval_seconds": 0.1} for i in range(3)],
+        "iot": {"mqtt": {"enabled": True}},
+        "metrics": {"listen": "127.0.0.1:0"},
+        "daemon": {"sweep_interval_seconds": 0.05, "poll_jitter_seconds": 0.01, **daemon},
+    })
+
+
+def _opener(services: Services) -> Any:
+    async def open_services(_s: Settings, _c: Clock, _stack: AsyncExitStack,
+                            _on_trap: object) -> Services:
+        return services
+    return open_services
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_fault_events_reach_tickets_and_survive_a_store_outage_in_order() -> None:
+    probes, tickets = Probes(), Tickets()
+    services = Services(store=Store(), probes=probes, tickets=tickets, iot=Iot())
+    stop = asyncio.Event()
+    seen: list[str] = []
+    async with Daemon(_settings(), open_services=_opener(services)) as daemon:
+        daemon.on_poll.append(lambda outcome: seen.append(outcome.status.target))
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(daemon.serve(stop))
+            probes.events["t0"] = [_opened("t0")]
+            await async_wait_until(lambda: _true(len(tickets.handled) == 1), what="delivery")
+            tickets.down = True
+            probes.events["t1"] = [_opened("t1")]
+            await async_wait_until(lambda: _true(daemon.backlog == 1), what="backlog")
+            # Later events for the same fault queue behind, never overtake.
+            probes.events["t1"] = [_cleared("t1")]
+            await async_wait_until(lambda: _true(daemon.backlog == 2), what="queued behind")
+            await async_wait_until(lambda: _true(daemon.sweep_errors >= 1), what="sweep fails")
+            tickets.down = False
+            await async_wait_until(lambda: _true(daemon.backlog == 0), what="drained")
+            stop.set()
+    assert [type(e).__name__ for e in tickets.handled] == ["FaultOpened", "FaultOpened",
+                                                           "FaultCleared"]
+    assert [e.key.target for e in tickets.handled] == ["t0", "t1", "t1"]
+    assert {"t0", "t1", "t2"} <= set(seen)
+
+
+async def test_metrics_and_readiness_reflect_the_services() -> None:
+    store, iot = Store(), Iot()
+    services = Services(store=store, probes=Probes(), tickets=Tickets(), iot=iot)
+    stop = asyncio.Event()
+    async with Daemon(_settings(), open_services=_opener(services)) as daemon, \
+            aiohttp.ClientSession() as http:
+        assert daemon.metrics_url is not None
+        # Before serve(): alive, not ready (the scheduler is not running yet).
+        async with http.get(f"{daemon.metrics_url}/readyz") as resp:
+            assert resp.status == 503
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(daemon.serve(stop))
+            await async_wait_until(lambda: _true(daemon.scheduler.running), what="running")
+            assert await daemon.readiness() == {"scheduler": True, "store": True,
+                                                "broker": True}
+            iot.mqtt_connected = False
+            store.up = False
+            assert await daemon.readiness() == {"scheduler": True, "store": False,
+                                                "broker": False}
+            snap = daemon.metrics_snapshot()
+            assert snap.iot is not None
+            assert snap.iot.mqtt_connected is False
+            assert snap.daemon.scheduler_running
+            stop.set()
+        assert not daemon.scheduler.running
+
+
+async def test_a_failing_startup_closes_what_was_opened() -> None:
+    closed: list[str] = []
+
+    async def open_services(_s: Settings, _c: Clock, stack: AsyncExitStack,
+                            _on_trap: object) -> Services:
+        stack.callback(closed.append, "store")
+        raise StoreUnavailableError("cannot reach the database")
+
+    with pytest.raises(StoreUnavailableError):
+        async with Daemon(_settings(), open_services=open_services):
+            pass
+    assert closed == ["store"]
+
+
+async def test_busy_port_fails_startup_and_releases_services() -> None:
+    closed: list[str] = []
+
+    async def open_services(_s: Settings, _c: Clock, stack: AsyncExitStack,
+                            _on_trap: object) -> Services:
+        stack.callback(closed.append, "services")
+        return Services(store=Store(), probes=Probes(), tickets=Tickets(), iot=Iot())
+
+    async with Daemon(_settings(), open_services=_opener(
+            Services(store=Store(), probes=Probes(), tickets=Tickets(), iot=Iot()))) as first:
+        assert first.metrics_url is not None
+        port = first.metrics_url.rsplit(":", 1)[1]
+        settings = settings_from_data({**_settings().model_dump(mode="json"),
+                                       "metrics": {"listen": f"127.0.0.1:{port}"}})
+        from netguard.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="cannot listen"):
+            async with Daemon(settings, open_services=open_services):
+                pass
+    assert closed == ["services"]
