@@ -55,9 +55,11 @@ def content_digest(row: dict[str, Any] | Event, key: bytes | None = None) -> str
     return hashlib.sha256(data).hexdigest()
 
 
-def link_hash(prev_hash: str, digest: str) -> str:
-    """The chain link of a row."""
-    return hashlib.sha256(f"{prev_hash}{digest}".encode("ascii")).hexdigest()
+def link_hash(prev_hash: str, digest: str, received_at: datetime) -> str:
+    """The chain link of a row. The receive time is linked outside the digest so that a
+    redacted row keeps it, and a redaction before the retention period ended shows."""
+    stamp = _canon(received_at)
+    return hashlib.sha256(f"{prev_hash}{digest}{stamp}".encode("ascii")).hexdigest()
 
 
 class ChainWriter:
@@ -102,7 +104,7 @@ class ChainWriter:
             digest = content_digest(row, self._key)
             row["digest"] = digest
             row["prev_hash"] = head
-            head = link_hash(head, digest)
+            head = link_hash(head, digest, row["received_at"])
             row["hash"] = head
         return seq, head
 
@@ -154,11 +156,13 @@ async def _stream(session: AsyncSession, chain: str, batch: int = 5000
         session.expunge_all()
 
 
-async def verify(session: AsyncSession, key: bytes | None = None) -> VerifyReport:
+async def verify(session: AsyncSession, key: bytes | None = None, *,
+                 redacted_before: datetime | None = None) -> VerifyReport:
     """Check every chain; report the first bad row of each.
 
     Detects an edited row (digest mismatch), an inserted or deleted row (numbering or
-    link broken), and a row whose stored hash was rewritten.
+    link broken), a row whose stored hash was rewritten, and, given ``redacted_before``
+    (now minus the retention period), a row redacted while it should still be kept.
     """
     chains = [str(c) for c in (await session.exec(select(Event.chain).distinct())).all()]
     problems: list[VerifyProblem] = []
@@ -170,6 +174,9 @@ async def verify(session: AsyncSession, key: bytes | None = None) -> VerifyRepor
         async for row in _stream(session, chain):
             total += 1
             problem = _check_row(row, expect_seq, prev, key)
+            if (problem is None and row.purged and redacted_before is not None
+                    and as_utc(row.received_at) >= redacted_before):
+                problem = "redacted before its retention period ended"
             if problem is not None:
                 problems.append(VerifyProblem(chain, row.chain_seq, row.id, problem))
                 break
@@ -187,7 +194,7 @@ def _check_row(row: Event, expect_seq: int, prev: str, key: bytes | None) -> str
         return "prev_hash does not match the previous row (row inserted or deleted before it)"
     if not row.purged and content_digest(row, key) != row.digest:
         return "content does not match its digest (row edited)"
-    if link_hash(prev, row.digest) != row.hash:
+    if link_hash(prev, row.digest, row.received_at) != row.hash:
         return "hash does not match (row or digest edited)"
     return None
 
