@@ -23,6 +23,7 @@ ENV = {
     "NETGUARD_DINGTALK_URL": "https://oapi.dingtalk.com/robot/send?access_token=x",
     "NETGUARD_DINGTALK_SECRET": "SECexample",
     "NETGUARD_METRICS_PASSWORD": "example-metrics-password",
+    "NETGUARD_AUDIT_KEY": "example-audit-key",
 }
 
 
@@ -101,3 +102,13 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
     for arg in getattr(annotation, "__args__", ()):
         out.extend(_models_in(arg))
     return out
+
+
+def test_every_example_target_resolves_its_profile(secrets_dir: Path) -> None:
+    from netguard.probes.profiles import default_library
+
+    settings = load_settings(_localised_example(secrets_dir), env=ENV)
+    library = default_library()
+    for target in settings.targets:
+        profile = library.for_target(target)
+        assert profile.scalars or profile.columns, target.id
