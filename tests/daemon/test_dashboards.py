@@ -76,3 +76,9 @@ def test_data_expressions_cut_comparisons() -> None:
     assert data_expressions("a > 1") == ["a{}"]
     assert data_expressions("(a - b) >= 1 and c / d > 0.1") == ["(a{} - b{})", "c{} / d{}"]
     assert data_expressions("sum(x)") == ["sum(x{})"]
+
+
+def test_operations_doc_lists_every_metric() -> None:
+    text = (REPO / "docs" / "operations.md").read_text()
+    missing = [spec.name for spec in SPECS if f"`{spec.name}`" not in text]
+    assert not missing
