@@ -111,6 +111,15 @@ class ProbeService:
         except KeyError:
             raise NotFoundError("target", target_id) from None
 
+    def wire_counts(self) -> tuple[int, int, int]:
+        """(PDUs answered, varbinds received, values kept) over all targets since start.
+
+        Varbinds a GETBULK returns past the end of a column are received but not kept.
+        """
+        sessions = [s.session for s in self._slots.values() if s.session is not None]
+        return (sum(x.pdus for x in sessions), sum(x.varbinds for x in sessions),
+                sum(x.values for x in sessions))
+
     def _slot(self, target_id: str) -> _Slot:
         try:
             return self._slots[target_id]

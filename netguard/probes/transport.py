@@ -124,6 +124,10 @@ class AgentSession:
         self._object_types: dict[str, Any] = {}
         self.pdus = 0
         self.varbinds = 0
+        self.values = 0
+        # Rows the last walk found: the next walk asks for just that many (plus one to
+        # see the end) instead of max-repetitions, so small tables cost one small PDU.
+        self._rows_hint: int | None = None
 
     @property
     def tries(self) -> int:
@@ -196,6 +200,7 @@ class AgentSession:
             self.varbinds += len(var_binds)
             for metric, vb in zip(pending, var_binds, strict=False):
                 out[metric.name] = plain_value(vb[1])
+            self.values += len(var_binds)
             pending = []
         return out
 
@@ -218,10 +223,14 @@ class AgentSession:
         cursor: dict[str, tuple[int, ...]] = {c.name: c.oid_tuple for c in columns}
         active = list(columns)
         retried = False
+        first = True
         clean = True
         while active:
             request = [self._object_type(".".join(map(str, cursor[c.name]))) for c in active]
             reps = max(1, self.max_repetitions)
+            if first and self._rows_hint is not None:
+                reps = max(1, min(reps, self._rows_hint + 1))
+            first = False
             if self.target.snmp.version == "1":
                 err, status, _, var_binds = await hl.next_cmd(
                     self._t.engine, self._auth, udp, self._context, *request, lookupMib=False)
@@ -259,6 +268,8 @@ class AgentSession:
             active = [c for c in active if c.name not in done]
             if not progressed:
                 break
+        self._rows_hint = max((len(rows) for rows in out.values()), default=0)
+        self.values += sum(len(rows) for rows in out.values())
         if clean and self.max_repetitions < self.target.snmp.max_repetitions:
             self.max_repetitions = min(self.target.snmp.max_repetitions,
                                        self.max_repetitions * 2)
