@@ -6,7 +6,6 @@ stand-ins, and so that importing the daemon does not pull in pysnmp or aiomqtt.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -46,13 +45,15 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
 
 async def _open_traps(settings: Settings, stack: AsyncExitStack,
                       on_trap: Callable[[str], object]) -> None:
-    try:
-        # Imported by name: the receiver is optional, and an estate without traps should
-        # not pay for it.
-        traps = importlib.import_module("netguard.probes.traps")
-    except ModuleNotFoundError:
-        log.warning("daemon.trap_listen is set, but this build has no trap receiver")
-        return
-    receiver = traps.TrapReceiver(settings.daemon.trap_listen, settings.targets, on_trap)
-    await stack.enter_async_context(receiver)
+    from netguard.probes.traps import TrapReceiver
+
+    def repoll(target_id: str, trap: str) -> None:
+        # A linkDown/linkUp should not wait for the next interval: poll now.
+        brought_forward = on_trap(target_id)
+        log.info("trap received", extra={"target": target_id, "trap": trap,
+                                         "repoll": bool(brought_forward)})
+
+    assert settings.daemon.trap_listen is not None
+    await stack.enter_async_context(
+        TrapReceiver(settings.daemon.trap_listen, settings.targets, repoll))
     log.info("trap receiver listening", extra={"listen": settings.daemon.trap_listen})
