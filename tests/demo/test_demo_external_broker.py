@@ -1,0 +1,60 @@
+"""`netguard demo --mqtt-url` uses a real broker (Mosquitto) instead of the embedded one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.ports import free_tcp_port
+from tests.support.servers import Broker
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NETGUARD = Path(sys.executable).parent / "netguard"
+
+
+def test_demo_against_mosquitto(broker: Broker, tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    sink = directory / "alerts.jsonl"
+    log = tmp_path / "demo.out"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(NETGUARD), "demo", "--duration", "60", "--dir", str(directory),
+             "--metrics-port", str(free_tcp_port()),
+             "--mqtt-url", f"mqtt://{broker.host}:{broker.port}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def door_alert() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(log.read_text(errors="replace"))
+            return sink.exists() and "door-riverside-02" in sink.read_text()
+
+        wait_until(door_alert, timeout=45, interval=0.5, what="the door-open alert")
+        config = (directory / "netguard.yaml").read_text()
+        assert f"port: {broker.port}" in config
+        assert "protocol: '5'" in config  # a real broker gets MQTT 5
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, log.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    alerts = [json.loads(line)["body"] for line in sink.read_text().splitlines()]
+    assert any("door_open" in json.dumps(a) for a in alerts)
+    assert "embedded" not in log.read_text(errors="replace")
+
+
+def test_bad_mqtt_url_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(NETGUARD), "demo", "--duration", "5", "--dir", str(tmp_path / "d"),
+         "--mqtt-url", "http://example.net"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "expected mqtt://" in result.stderr
