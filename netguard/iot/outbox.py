@@ -174,6 +174,7 @@ class OutboxWorker:
         for row in rows:
             by_notifier.setdefault(row.notifier, []).append(row)
         delay = 1.0
+        batch_max = self._config.outbox_batch_max
         async with asyncio.TaskGroup() as tg:
             for name, group in by_notifier.items():
                 wait = self._limiters[name].wait_time(self._clock.monotonic()) \
@@ -181,10 +182,10 @@ class OutboxWorker:
                 if wait > 0:
                     delay = min(delay, wait)
                     continue
-                tg.create_task(self._deliver(name, group[: self._config.outbox_batch_max]),
+                if len(group) > batch_max:
+                    delay = 0.0  # more is due right away
+                tg.create_task(self._deliver(name, group[:batch_max]),
                                name=f"netguard[outbox].{name}")
-        if any(len(g) > self._config.outbox_batch_max for g in by_notifier.values()):
-            delay = 0.0
         return delay
 
     async def _deliver(self, name: str, rows: list[OutboxMessage]) -> None:

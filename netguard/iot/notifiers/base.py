@@ -64,16 +64,22 @@ class Notifier(Protocol):
 
 
 def markdown_lines(batch: Sequence[Notification]) -> str:
-    """A markdown rendering of a batch, shared by the robot notifiers."""
-    parts: list[str] = []
-    if len(batch) > 1:
-        parts.append(f"**{len(batch)} door-sensor alerts**\n")
-    for n in batch:
-        parts.append(f"### {n.headline()}")
-        parts.append(f"- community: {n.community}, count: {n.count}, since {n.first_seen}")
+    """A markdown rendering of a batch, shared by the robot notifiers.
+
+    One alert gets its reasons; a batch (a channel at its rate limit) gets one compact line
+    per alert so that 20 alerts fit the robots' 4096-byte limit.
+    """
+    if len(batch) == 1:
+        n = batch[0]
+        parts = [f"### {n.headline()}",
+                 f"- community: {n.community}, count: {n.count}, since {n.first_seen}"]
         parts.extend(f"- {reason}" for reason in n.reasons)
         parts.append(f"- alert id {n.alert_id}: `netguard alerts ack {n.alert_id}`")
-    return "\n".join(parts)
+        return "\n".join(parts)
+    lines = [f"### {len(batch)} door-sensor alerts"]
+    lines.extend(f"- **{n.headline()}** x{n.count}, alert id {n.alert_id}" for n in batch)
+    lines.append("Acknowledge with `netguard alerts ack <alert id>`")
+    return "\n".join(lines)
 
 
 def truncate_utf8(text: str, limit: int) -> str:
