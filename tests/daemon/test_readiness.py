@@ -36,7 +36,7 @@ async def test_readyz_follows_store_and_broker(pg_url: str, broker: Broker) -> N
     settings = settings_from_data({
         "store": {"url": proxied},
         "iot": {"mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
-                         "client_id": "netguard-ready-test", "protocol": "3.1.1",
+                         "client_id": "netguard-ready-test",
                          "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.5}},
         "metrics": {"listen": "127.0.0.1:0"},
         "daemon": {"sweep_interval_seconds": 0.2, "shutdown_timeout_seconds": 5},

@@ -125,7 +125,7 @@ def _config(tmp_path: Path, sim: SnmpSim, broker: Broker, metrics_port: int) -> 
         "store": {"path": str(tmp_path / "netguard.db")},
         "tickets": {"resolve_hold_seconds": 0},
         "iot": {"mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
-                         "client_id": "netguard-run-test", "protocol": "3.1.1"}},
+                         "client_id": "netguard-run-test"}},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "logging": {"level": "INFO", "format": "json"},
         "daemon": {"sweep_interval_seconds": 0.5, "poll_jitter_seconds": 0.2,
