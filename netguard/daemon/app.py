@@ -150,6 +150,7 @@ class Daemon:
         self._backlog: deque[FaultEvent] = deque()
         self._ticket_counts: TicketCountsView | None = None
         self._started_at = time.time()
+        self._stopping_since: float | None = None
         self.sweep_errors = 0
         self.events_dropped = 0
         self.events_handled = 0
@@ -211,10 +212,19 @@ class Daemon:
         stack, self._stack = self._stack, None
         if stack is None:
             return
-        # Whatever is still queued for the ticket service gets one last chance.
-        with contextlib.suppress(Exception):
-            await self._drain_backlog()
-        await stack.__aexit__(exc_type, exc, tb)
+        budget = self.settings.daemon.shutdown_timeout_seconds
+        spent = 0.0 if self._stopping_since is None else time.monotonic() - self._stopping_since
+        try:
+            # The whole shutdown stays within its budget (systemd's stop timeout is set
+            # from it), so closing the services gets what the polls left over.
+            async with asyncio.timeout(max(budget - spent, 1.0)):
+                # Whatever is still queued for the ticket service gets one last chance.
+                with contextlib.suppress(Exception):
+                    await self._drain_backlog()
+                await stack.__aexit__(exc_type, exc, tb)
+        except TimeoutError:
+            log.exception("services did not close within the shutdown timeout",
+                      extra={"timeout_seconds": budget, "undelivered_events": self.backlog})
         self._services = None
         self.metrics_url = None
         log.info("netguard stopped")
@@ -236,6 +246,7 @@ class Daemon:
                 tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps")
                 await stop.wait()
         finally:
+            self._stopping_since = time.monotonic()
             log.info("shutting down", extra={"inflight_polls": self.scheduler.inflight})
             await self.scheduler.stop(budget * 0.8)
 

@@ -198,3 +198,26 @@ async def test_busy_port_fails_startup_and_releases_services() -> None:
             async with Daemon(settings, open_services=open_services):
                 pass
     assert closed == ["services"]
+
+
+async def test_shutdown_is_bounded_even_if_a_service_hangs_on_close() -> None:
+    closed: list[str] = []
+
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def open_services(_s: Settings, _c: Clock, stack: AsyncExitStack,
+                            _on_trap: object) -> Services:
+        stack.callback(closed.append, "store")  # opened first, closed last
+        stack.push_async_callback(hang)
+        return Services(store=Store(), probes=Probes(), tickets=Tickets(), iot=Iot())
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    async with Daemon(_settings(shutdown_timeout_seconds=1.0),
+                      open_services=open_services) as daemon:
+        loop.call_later(0.2, stop.set)
+        await daemon.serve(stop)
+        started = loop.time()
+    assert loop.time() - started < 2.5
+    assert closed == ["store"]  # the rest of the stack still closed
