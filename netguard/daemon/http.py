@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import hmac
 import logging
 import ssl
@@ -70,6 +71,9 @@ class MetricsServer:
         self._snapshot = snapshot
         self._readiness = readiness
         self._renderer = Renderer()
+        # One render thread: concurrent scrapes queue instead of competing for the GIL
+        # with the event loop, and the loop's default executor stays free for others.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._scheme = "https" if config.tls else "http"
@@ -86,6 +90,8 @@ class MetricsServer:
 
     async def __aenter__(self) -> MetricsServer:
         context = _ssl_context(self.config)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="netguard-metrics")
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -98,6 +104,7 @@ class MetricsServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            self._executor.shutdown(wait=False)
             raise ConfigError("metrics.listen", [
                 f"metrics.listen: cannot listen on {self.config.listen}: {exc.strerror or exc}"
             ]) from exc
@@ -112,7 +119,10 @@ class MetricsServer:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         self._runner = None
+        self._executor = None
         self._port = None
 
     def _authorised(self, request: web.Request) -> bool:
@@ -138,7 +148,9 @@ class MetricsServer:
             return web.Response(status=401, text="unauthorised\n",
                                 headers={"WWW-Authenticate": 'Basic realm="netguard"'})
         snapshot = self._snapshot()
-        families = await asyncio.to_thread(self._renderer.render_families, snapshot)
+        loop = asyncio.get_running_loop()
+        families = await loop.run_in_executor(self._executor, self._renderer.render_families,
+                                              snapshot)
         # Written family by family: one write of tens of megabytes would copy them all on
         # the event loop in one go.
         response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
