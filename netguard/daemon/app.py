@@ -125,8 +125,11 @@ class Daemon:
             await daemon.serve(stop_event)
 
     Attributes:
-        store, probes, tickets, iot: The running services (``iot`` is ``None`` when MQTT
-            is disabled).
+        store, probes, tickets, iot: The running services, typed by the Protocols above
+            (with the default opener they are ``Store``, ``ProbeService``,
+            ``TicketService`` and ``IotService``; the IoT service runs even with MQTT
+            disabled, for its outbox and sweeps).
+        scheduler: The :class:`PollScheduler` (``stats()``, ``poll_now(target_id)``).
         metrics_url: Base URL of the HTTP endpoint, ``None`` when disabled.
         on_poll: Callables invoked (on the event loop) with every poll outcome, e.g. by the
             demo's live view. They must not block; exceptions are logged and ignored.
@@ -179,7 +182,7 @@ class Daemon:
 
     @property
     def iot(self) -> IotPort | None:
-        """The IoT service, or ``None`` when MQTT is disabled."""
+        """The IoT service (``None`` only when an opener provides none)."""
         return self._require().iot
 
     # -- startup -------------------------------------------------------------------------
