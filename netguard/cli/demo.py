@@ -54,17 +54,19 @@ def register(app: typer.Typer) -> None:
             configure_logging("INFO", "human", stream=log_stream)
             summary = run_async(_demo(duration, mqtt_url, directory, metrics_port, console))
         last = summary.last
-        console.print()
-        console.print("[bold]demo stopped[/bold]; everything it started has exited.")
+
+        def say(text: str) -> None:
+            console.print(text, soft_wrap=True, highlight=False)
+
+        say("")
+        say("[bold]demo stopped[/bold]; everything it started has exited.")
         if last is not None:
-            console.print(f"  tickets: {last.tickets_open} open "
-                          f"({last.tickets_children} children), {last.tickets_resolved} "
-                          f"resolved; alerts received by the webhook sink: "
-                          f"{last.alerts_received}")
-        console.print(f"  log      {log_path}")
-        console.print(f"  alerts   {summary.sink_file}")
-        console.print(f"  look at  [cyan]netguard tickets list --config "
-                      f"{summary.config_path}[/cyan]")
+            say(f"  tickets: {last.tickets_open} open ({last.tickets_children} children), "
+                f"{last.tickets_resolved} resolved; alerts received by the webhook sink: "
+                f"{last.alerts_received}")
+        say(f"  log      {log_path}")
+        say(f"  alerts   {summary.sink_file}")
+        say(f"  look at  [cyan]netguard tickets list --config {summary.config_path}[/cyan]")
 
 
 async def _demo(duration: float | None, mqtt_url: str | None, directory: Path,

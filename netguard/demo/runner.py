@@ -288,14 +288,19 @@ class _Run:
             client_id="netguard-demo-sensors"))
         return DemoActuator(agents, sensors)
 
+    def say(self, text: str) -> None:
+        # Never wrap: paths and commands must stay copyable.
+        self.console.print(text, soft_wrap=True, highlight=False)
+
     def introduce(self) -> None:
         summary = self.summary
-        self.console.print(f"[bold]netguard demo[/bold] in {self.directory}")
-        self.console.print(f"  config   {summary.config_path}")
-        self.console.print(f"  metrics  {summary.metrics_url or 'disabled'}")
-        self.console.print(f"  alerts   {summary.sink_file}")
+        self.say(f"[bold]netguard demo[/bold] in {self.directory}")
+        self.say(f"  config   {summary.config_path}")
+        self.say(f"  metrics  {summary.metrics_url or 'disabled'}")
+        self.say(f"  alerts   {summary.sink_file}")
+        self.say(f"  log      {self.directory / 'netguard.log'}")
         for command in next_commands(str(summary.config_path)):
-            self.console.print(f"  try      [cyan]{command}[/cyan]")
+            self.say(f"  try      [cyan]{command}[/cyan]")
 
     @property
     def live(self) -> bool:
@@ -304,7 +309,7 @@ class _Run:
     def on_step(self, step: Step) -> None:
         self.summary.steps.append(f"{self.elapsed():4.0f}s  {step.description}")
         if not self.live:
-            self.console.print(f"step: {step.description}", highlight=False, soft_wrap=True)
+            self.say(f"step: {step.description}")
 
     async def snapshot(self) -> DemoSnapshot:
         assert self.counts is not None
@@ -327,8 +332,7 @@ class _Run:
         if not self.live:
             while True:
                 await asyncio.sleep(5.0)
-                self.console.print(status_line(await self.snapshot()), highlight=False,
-                                   soft_wrap=True)
+                self.say(status_line(await self.snapshot()))
         from rich.live import Live
 
         with Live(render(await self.snapshot()), console=self.console,

@@ -136,8 +136,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int, P
         proc = subprocess.Popen(
             [str(NETGUARD), "demo", "--duration", str(SAFETY_DURATION), "--dir", str(directory),
              "--metrics-port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "COLUMNS": "160"})
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc, directory, port, log
     finally:
