@@ -14,17 +14,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event, inspect, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from netguard.errors import SchemaOutdatedError, StoreUnavailableError
+from netguard.errors import SchemaOutdatedError, StoreError, StoreUnavailableError
 from netguard.store.config import StoreConfig
+from netguard.store.revisions import head_revision
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+
+__all__ = ["MIGRATIONS_DIR", "Store", "alembic_config", "alembic_head_revision",
+           "create_engine", "current_revision", "downgrade", "head_revision", "upgrade"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -41,8 +45,9 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
-def head_revision() -> str:
-    """The newest migration revision shipped with this code."""
+def alembic_head_revision() -> str:
+    """The head revision as Alembic computes it (slow to import; tests compare it with
+    :func:`netguard.store.revisions.head_revision`, which every start-up uses)."""
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
@@ -74,12 +79,18 @@ def create_engine(config: StoreConfig) -> AsyncEngine:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The Alembic revision the database is at, or ``None`` for an empty database."""
+    """The Alembic revision the database is at, or ``None`` for an empty database.
 
-    from alembic.runtime.migration import MigrationContext
+    Reads Alembic's version table directly (no Alembic import: CLI start-up).
+    """
 
     def read(conn: Connection) -> str | None:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        if len(rows) > 1:
+            raise StoreError(f"database has several schema heads: {[r[0] for r in rows]}")
+        return str(rows[0][0]) if rows else None
 
     async with engine.connect() as conn:
         return await conn.run_sync(read)

@@ -9,7 +9,6 @@ the schema revision without Alembic. Writes always go through the service.
 
 from __future__ import annotations
 
-import ast
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -19,43 +18,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from netguard.errors import SchemaOutdatedError, StoreError, StoreUnavailableError
+from netguard.errors import SchemaOutdatedError, StoreUnavailableError
 from netguard.store.config import StoreConfig
+from netguard.store.revisions import head_revision
 from netguard.tickets.domain import Ticket, TicketFilter
 from netguard.tickets.queries import list_query, sqlite_param, ticket_from_row
 
-VERSIONS_DIR = Path(__file__).resolve().parent.parent / "store" / "migrations" / "versions"
-_REVISION = re.compile(r"^revision(?:\s*:\s*[^=]+)?\s*=\s*(.+)$", re.MULTILINE)
-_DOWN = re.compile(r"^down_revision(?:\s*:\s*[^=]+)?\s*=\s*(.+)$", re.MULTILINE)
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def head_revision_fast(versions: Path = VERSIONS_DIR) -> str:
-    """The newest migration revision, read from the revision files without Alembic.
-
-    Equal to :func:`netguard.store.db.head_revision` (a test holds them together).
-
-    Raises:
-        StoreError: The revision files do not form a single head.
-    """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in versions.glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        rev = _REVISION.search(text)
-        if rev is None:
-            continue
-        revisions.add(str(ast.literal_eval(rev.group(1).strip())))
-        down = _DOWN.search(text)
-        value = ast.literal_eval(down.group(1).strip()) if down else None
-        if isinstance(value, str):
-            parents.add(value)
-        elif isinstance(value, tuple | list):
-            parents.update(str(v) for v in value)
-    heads = revisions - parents
-    if len(heads) != 1:
-        raise StoreError(f"migrations have {len(heads)} heads: {sorted(heads)}")
-    return heads.pop()
 
 
 def _to_positional(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -94,7 +63,7 @@ class TicketReader:
 
     async def __aenter__(self) -> TicketReader:
         url = self._config.sqlalchemy_url()
-        head = head_revision_fast()
+        head = head_revision()
         if url.startswith("sqlite"):
             current = self._open_sqlite(url, head)
         else:
