@@ -114,3 +114,16 @@ async def test_snmpv3_authpriv_sha256_aes128_on_snmpd(snmpd: Snmpd) -> None:
     assert auth.reasons[0].startswith("SNMPv3 Wrong SNMP PDU digest")
     assert user.reasons[0].startswith("SNMPv3 Unknown USM user")
     assert took < 2 * 0.5 * 2 + 1.0
+
+
+async def test_snmpv1_uses_getnext_and_32_bit_counters(snmpd: Snmpd) -> None:
+    v1 = snmpd.target("v1")
+    v1["snmp"]["version"] = "1"
+    async with ProbeService(targets(v1, snmpd.target("v2"))) as probes:
+        old = (await probes.poll("v1")).status
+        new = (await probes.poll("v2")).status
+    assert old.reachable
+    assert [i.name for i in old.interfaces] == [i.name for i in new.interfaces]
+    assert {i.counter_bits for i in old.interfaces} == {32}
+    assert {i.counter_bits for i in new.interfaces} == {64}
+    assert old.sys_uptime_seconds is not None
