@@ -1,0 +1,273 @@
+"""``netguard tickets`` and ``netguard db`` as subprocesses, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from netguard.store import Store
+from netguard.store.config import StoreConfig
+from netguard.store.db import upgrade
+from netguard.tickets.config import TicketsConfig
+from netguard.tickets.domain import ALLOWED_ACTIONS, TICKET_FIELDS, TicketAction, TicketState
+from netguard.tickets.service import TicketService
+
+NETGUARD = str(Path(sys.executable).parent / "netguard")
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _config_file(tmp_path: Path, store: StoreConfig, **store_extra: object) -> Path:
+    data: dict[str, object] = {"store": {**store_extra}}
+    if store.url is not None:
+        data["store"]["url"] = store.url.get_secret_value()  # type: ignore[index]
+    else:
+        data["store"]["path"] = str(store.path)  # type: ignore[index]
+    data["tickets"] = {"sites": [{"id": "hotel-1", "criticality": "quarantine_hotel"}]}
+    path = tmp_path / "netguard.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _runner(config: Path, tmp_path: Path) -> Run:
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {k: v for k, v in os.environ.items() if k != "NETGUARD_OPERATOR"}
+        full_env.update(env or {})
+        return subprocess.run([NETGUARD, *args, "--config", str(config)], cwd=tmp_path,
+                              capture_output=True, text=True, env=full_env, timeout=60,
+                              check=False)
+
+    return run
+
+
+@pytest.fixture
+def ng(store_config: StoreConfig, tmp_path: Path) -> Run:
+    """Run ``netguard`` against a migrated store; returns the completed process."""
+    asyncio.run(upgrade(store_config))
+    return _runner(_config_file(tmp_path, store_config), tmp_path)
+
+
+ACTION_ARGS: dict[TicketAction, list[str]] = {
+    TicketAction.ACKNOWLEDGE: ["ack"],
+    TicketAction.ASSIGN: ["assign", "--to", "dana"],
+    TicketAction.COMMENT: ["comment", "-m", "a note"],
+    TicketAction.RESOLVE: ["resolve", "-m", "fixed"],
+    TicketAction.CLOSE: ["close"],
+    TicketAction.REOPEN: ["reopen", "-m", "again"],
+}
+RESULT = {TicketAction.ACKNOWLEDGE: "acknowledged", TicketAction.RESOLVE: "resolved",
+          TicketAction.CLOSE: "closed", TicketAction.REOPEN: "open"}
+
+
+def _act(ng: Run, action: TicketAction, ref: str, *extra: str
+         ) -> subprocess.CompletedProcess[str]:
+    verb, *rest = ACTION_ARGS[action]
+    return ng("tickets", verb, ref, *rest, "--by", "op", *extra)
+
+
+def test_cli_every_transition(ng: Run, store_config: StoreConfig) -> None:
+    combos = [(state, action) for state in TicketState for action in TicketAction]
+
+    async def setup() -> list[str]:
+        async with Store(store_config) as store:
+            service = TicketService(store, TicketsConfig())
+            refs = []
+            for n, (state, _) in enumerate(combos):
+                t = await service.open(category="fiber", summary=f"ticket {n}",
+                                       severity="minor", target=f"t-{n}", actor="setup")
+                if state is not TicketState.OPEN and state is not TicketState.ACKNOWLEDGED:
+                    await service.resolve(t.ref, actor="setup", message="done")
+                if state is TicketState.ACKNOWLEDGED:
+                    await service.acknowledge(t.ref, actor="setup")
+                if state is TicketState.CLOSED:
+                    await service.close(t.ref, actor="setup")
+                refs.append(t.ref)
+            return refs
+
+    refs = asyncio.run(setup())
+    expected: dict[str, tuple[str, int]] = {}
+    for ref, (state, action) in zip(refs, combos, strict=True):
+        result = _act(ng, action, ref, "--json")
+        if action in ALLOWED_ACTIONS[state]:
+            assert result.returncode == 0, (state, action, result.stderr)
+            ticket = json.loads(result.stdout)
+            assert ticket["state"] == RESULT.get(action, state.value), (state, action)
+            expected[ref] = (ticket["state"], 1)
+        else:
+            assert result.returncode == 4, (state, action, result.stdout)
+            allowed = ", ".join(a.value for a in ALLOWED_ACTIONS[state])
+            assert result.stderr.strip() == (
+                f"error: cannot {action.value} {ref}: it is {state.value}; "
+                f"allowed actions: {allowed}")
+            expected[ref] = (state.value, 0)
+
+    async def verify() -> None:
+        async with Store(store_config) as store:
+            service = TicketService(store, TicketsConfig())
+            for ref, (state, new_events) in expected.items():
+                detail = await service.detail(ref)
+                assert detail.ticket.state.value == state, ref
+                by_op = [e for e in detail.events if e.actor == "op"]
+                assert len(by_op) == new_events, ref
+
+    asyncio.run(verify())
+
+
+def test_cli_unknown_ids_exit_3(ng: Run) -> None:
+    for args in (["show", "NG-000404"], ["ack", "NG-000404"], ["close", "nonsense"],
+                 ["comment", "NG-000009", "-m", "x"]):
+        result = ng("tickets", *args)
+        assert result.returncode == 3, (args, result.stderr)
+        assert result.stderr.startswith("error: unknown ticket"), result.stderr
+
+
+def test_cli_bad_input_exits_2(ng: Run) -> None:
+    cases = [
+        (["list", "--state", "bogus"], "--state 'bogus'"),
+        (["list", "--since", "yesterday"], "--since 'yesterday'"),
+        (["list", "--severity", "urgent"], "unknown severity 'urgent'"),
+        (["export", "--format", "xml"], "--format 'xml'"),
+        (["open", "--category", "pon", "--summary", "x"], "needs a target or a site"),
+        (["open", "--category", "pon", "--summary", "x", "--site", "s", "--severity", "hi"],
+         "unknown severity 'hi'"),
+    ]
+    for args, message in cases:
+        result = ng("tickets", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+    missing = ng("tickets", "resolve", "NG-000001")  # -m is required
+    assert missing.returncode == 2
+
+
+def test_cli_actor_and_history(ng: Run) -> None:
+    by = ng("tickets", "open", "--category", "pon", "--site", "hotel-1", "--summary",
+            "hotel broadband down", "--severity", "critical", "--by", "alice")
+    assert by.returncode == 0, by.stderr
+    assert by.stdout.strip() == "NG-000001 opened by alice (now open)"
+    env = ng("tickets", "ack", "NG-000001", "-m", "on my way",
+             env={"NETGUARD_OPERATOR": "bob"})
+    assert env.stdout.strip() == "NG-000001 acknowledged by bob (now acknowledged)"
+    login = ng("tickets", "comment", "NG-000001", "-m", "fiber spliced")
+    assert login.returncode == 0, login.stderr
+    shown = json.loads(ng("tickets", "show", "NG-000001", "--json").stdout)
+    actors = [(e["actor"], e["action"], e["old_state"], e["new_state"], e["message"])
+              for e in shown["events"]]
+    assert actors[:2] == [
+        ("alice", "opened", None, "open", "hotel broadband down"),
+        ("bob", "acknowledged", "open", "acknowledged", "on my way"),
+    ]
+    assert actors[2][1:] == ("commented", "acknowledged", "acknowledged", "fiber spliced")
+    assert actors[2][0] not in ("", "alice", "bob")  # the login name
+    assert all(e["at"].endswith("+00:00") for e in shown["events"])
+    text = ng("tickets", "show", "NG-000001")
+    assert text.returncode == 0
+    assert "history:" in text.stdout
+    assert "bob  acknowledged  open -> acknowledged  on my way" in text.stdout
+
+
+def test_cli_list_export_and_filters(ng: Run) -> None:
+    specs = [("fiber", "t-1", "minor"), ("pon", "t-2", "critical"),
+             ("wireless", "t-3", "major"), ("fiber", "t-4", "warning")]
+    for category, target, severity in specs:
+        assert ng("tickets", "open", "--category", category, "--target", target,
+                  "--summary", f"{target} down", "--severity", severity).returncode == 0
+    assert ng("tickets", "resolve", "NG-000004", "-m", "ok").returncode == 0
+    assert ng("tickets", "close", "NG-000004").returncode == 0
+    assert ng("tickets", "assign", "NG-000001", "--to", "erin").returncode == 0
+
+    table = ng("tickets", "list")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ID", "SEVERITY", "STATE"]
+    assert [line.split()[0] for line in lines[1:]] == ["NG-000002", "NG-000003", "NG-000001"]
+
+    def ids(*args: str) -> list[str]:
+        result = ng("tickets", "list", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        assert all(tuple(row) == TICKET_FIELDS for row in rows)
+        return [row["id"] for row in rows]
+
+    assert ids() == ["NG-000002", "NG-000003", "NG-000001"]
+    assert ids("--state", "all") == ["NG-000002", "NG-000003", "NG-000001", "NG-000004"]
+    assert ids("--state", "closed") == ["NG-000004"]
+    assert ids("--category", "fiber", "--state", "open,closed") == ["NG-000001", "NG-000004"]
+    assert ids("--severity", "critical", "--severity", "major") == ["NG-000002", "NG-000003"]
+    assert ids("--target", "t-3") == ["NG-000003"]
+    assert ids("--assignee", "erin") == ["NG-000001"]
+    assert ids("--since", "1h") == ["NG-000002", "NG-000003", "NG-000001"]
+    assert ids("--since", "2000-01-01T00:00") == ["NG-000002", "NG-000003", "NG-000001"]
+    assert ids("--since", "2999-01-01T00:00+08:00") == []
+    assert ids("--overdue") == []
+    assert ids("--limit", "2") == ["NG-000002", "NG-000003"]
+
+    paged = ng("tickets", "list", "--limit", "2")
+    assert "first 2 shown" in paged.stdout
+    assert "first" not in ng("tickets", "list", "--all").stdout
+
+    exported = ng("tickets", "export", "--format", "csv")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.reader(io.StringIO(exported.stdout)))
+    assert tuple(rows[0]) == TICKET_FIELDS
+    assert [r[0] for r in rows[1:]] == ["NG-000002", "NG-000003", "NG-000001", "NG-000004"]
+    as_json = json.loads(ng("tickets", "export", "--format", "json", "--category",
+                            "fiber").stdout)
+    assert [r["id"] for r in as_json] == ["NG-000001", "NG-000004"]
+    assert as_json[0]["assignee"] == "erin"
+
+
+def test_cli_empty_list(ng: Run) -> None:
+    result = ng("tickets", "list")
+    assert (result.returncode, result.stdout.strip()) == (0, "no tickets match")
+    assert json.loads(ng("tickets", "list", "--json").stdout) == []
+    exported = ng("tickets", "export", "--format", "csv")
+    assert exported.stdout.splitlines() == [",".join(TICKET_FIELDS)]
+
+
+def test_cli_refuses_outdated_schema(store_config: StoreConfig, tmp_path: Path) -> None:
+    ng = _runner(_config_file(tmp_path, store_config), tmp_path)
+    for args in (["tickets", "list"], ["tickets", "export"], ["tickets", "ack", "NG-000001"],
+                 ["tickets", "show", "NG-000001"]):
+        result = ng(*args)
+        assert result.returncode == 5, (args, result.stderr)
+        assert "run `netguard db upgrade`" in result.stderr
+    current = json.loads(ng("db", "current", "--json").stdout)
+    assert current["current"] is None
+    assert current["up_to_date"] is False
+    asyncio.run(upgrade(store_config, "0001_tickets"))
+    old = ng("tickets", "list")
+    assert old.returncode == 5
+    assert "schema is at 0001_tickets" in old.stderr
+    up = ng("db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.startswith("database schema: 0001_tickets -> ")
+    assert json.loads(ng("db", "current", "--json").stdout)["up_to_date"] is True
+    assert ng("tickets", "list").returncode == 0
+
+
+def test_cli_auto_upgrade(store_config: StoreConfig, tmp_path: Path) -> None:
+    ng = _runner(_config_file(tmp_path, store_config, auto_upgrade=True), tmp_path)
+    result = ng("tickets", "list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "no tickets match"
+    assert json.loads(ng("db", "current", "--json").stdout)["up_to_date"] is True
+
+
+def test_cli_db_downgrade_needs_yes(ng: Run) -> None:
+    refused = ng("db", "downgrade", "base")
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+    done = ng("db", "downgrade", "base", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("-> (empty)")
+    assert ng("tickets", "list").returncode == 5
