@@ -13,6 +13,7 @@ import concurrent.futures
 import hmac
 import logging
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 
@@ -148,19 +149,33 @@ class MetricsServer:
             return web.Response(status=401, text="unauthorised\n",
                                 headers={"WWW-Authenticate": 'Basic realm="netguard"'})
         snapshot = self._snapshot()
+        gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         loop = asyncio.get_running_loop()
-        families = await loop.run_in_executor(self._executor, self._renderer.render_families,
-                                              snapshot)
-        # Written family by family: one write of tens of megabytes would copy them all on
+        chunks = await loop.run_in_executor(self._executor, self._render, snapshot, gzip)
+        # Written chunk by chunk: one write of tens of megabytes would copy them all on
         # the event loop in one go.
-        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
-        response.content_length = sum(len(chunk) for chunk in families)
+        headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        response = web.StreamResponse(headers=headers)
+        response.content_length = sum(len(chunk) for chunk in chunks)
         await response.prepare(request)
-        for chunk in families:
+        for chunk in chunks:
             await response.write(chunk)
         await response.write_eof()
         self.scrapes += 1
         return response
+
+    def _render(self, snapshot: MetricsSnapshot, gzip: bool) -> list[bytes]:
+        families = self._renderer.render_families(snapshot)
+        if not gzip:
+            return families
+        # Level 1: a large estate's exposition compresses about 10x at a fraction of the
+        # CPU of the default level; zlib releases the GIL while it works.
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+        out = [chunk for chunk in map(compressor.compress, families) if chunk]
+        out.append(compressor.flush())
+        return out
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -65,6 +65,10 @@ async def test_metrics_health_and_readiness() -> None:
             assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             body = await resp.text()
         assert 'netguard_target_up{target="fiber-00000",kind="fiber",site="site-0"} 1' in body
+        async with http.get(f"{server.url}/metrics", headers={"Accept-Encoding": "gzip"}) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert int(resp.headers["Content-Length"]) < len(body.encode()) / 5
+            assert await resp.text() == body
         async with http.get(f"{server.url}/healthz") as resp:
             assert resp.status == 200
         async with http.get(f"{server.url}/readyz") as resp:
