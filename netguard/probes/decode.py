@@ -39,25 +39,15 @@ class _Reader:
     columns: Columns
     problems: list[str] = field(default_factory=list)
 
-    def _metric(self, name: str) -> Metric | None:
-        return self.profile.metric(name)
-
     def number(self, name: str, value: RawValue, where: str = "") -> float | None:
-        metric = self._metric(name)
-        if value is None or metric is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-            self.problems.append(f"{name}{where}: expected a number, got text {shown!r:.40}")
-            return None
-        if value in metric.invalid:
+        raw = self.integer(name, value, where)
+        if raw is None or raw in self.profile.by_name[name].invalid:
             return None
         # Rounding keeps 0.01-dBm scaled values printable (-2.3, not -2.3000000000000003).
-        return round(value * metric.scale, 6)
+        return round(raw * self.profile.by_name[name].scale, 6)
 
     def integer(self, name: str, value: RawValue, where: str = "") -> int | None:
-        metric = self._metric(name)
-        if value is None or metric is None:
+        if value is None or name not in self.profile.by_name:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 import yaml
@@ -78,6 +79,7 @@ class Profile:
     name: str
     scalars: tuple[Metric, ...]
     columns: tuple[Metric, ...]
+    by_name: Mapping[str, Metric]
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
@@ -86,10 +88,7 @@ class Profile:
 
     def metric(self, name: str) -> Metric | None:
         """The metric of that name, if the profile reads it."""
-        for metric in self.metrics:
-            if metric.name == name:
-                return metric
-        return None
+        return self.by_name.get(name)
 
 
 def _builtin_dir() -> Path:
@@ -137,7 +136,8 @@ class ProfileLibrary:
         metrics = [_resolve_metric(m) for m in merged.values()]
         return Profile(name=name,
                        scalars=tuple(m for m in metrics if not m.table),
-                       columns=tuple(m for m in metrics if m.table))
+                       columns=tuple(m for m in metrics if m.table),
+                       by_name=MappingProxyType({m.name: m for m in metrics}))
 
     def for_target(self, target: TargetConfig) -> Profile:
         """The resolved profile a target uses (its ``profile:`` or its kind's default)."""

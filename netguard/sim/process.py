@@ -9,6 +9,8 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
@@ -123,3 +125,64 @@ class ChildProcess:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "<no log>"
+
+
+class AgentServer:
+    """Base of the simulated-agent servers: a child process on ``127.0.0.1:port``.
+
+    Subclasses implement :meth:`start`; a context manager starts on enter and stops on
+    exit.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, port: int | None) -> None:
+        self.port = port or free_udp_port()
+        self._process: ChildProcess | None = None
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        """True while the server process lives."""
+        return self._process is not None and self._process.running
+
+    def start(self, timeout: float = 60.0) -> Self:
+        """Start and return once the agent answers."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL)."""
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def kill(self) -> None:
+        """Kill the server at once: its agents stop answering (a dead agent)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port: a reboot (sysUpTime restarts)."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop and release everything (what leaving the ``with`` block does)."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from netguard.sim.process import ChildProcess, answers_snmp, free_udp_port
+from netguard.sim.process import AgentServer, ChildProcess, answers_snmp
 
 SNMPD = shutil.which("snmpd") or "/usr/sbin/snmpd"
 
@@ -28,7 +27,7 @@ class SnmpdUser:
     priv_key: str = "ng-priv-key-1"
 
 
-class Snmpd:
+class Snmpd(AgentServer):
     """A private net-snmp ``snmpd`` on 127.0.0.1 (context manager; stopped by pid).
 
     Args:
@@ -40,17 +39,10 @@ class Snmpd:
 
     def __init__(self, directory: Path, *, community: str = "public",
                  v3: SnmpdUser | None = None, port: int | None = None) -> None:
+        super().__init__(port)
         self.directory = directory
         self.community = community
         self.v3 = v3
-        self.host = "127.0.0.1"
-        self.port = port or free_udp_port()
-        self._process: ChildProcess | None = None
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:PORT``."""
-        return f"{self.host}:{self.port}"
 
     def config_text(self) -> str:
         """The snmpd.conf it runs with."""
@@ -91,16 +83,3 @@ class Snmpd:
             env={"SNMP_PERSISTENT_DIR": str(persist), "MIBS": ""})
         self._process.start(timeout)
         return self
-
-    def stop(self) -> None:
-        """Stop snmpd."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-
-    def __enter__(self) -> Snmpd:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from netguard.sim.agents import Scenario, SimAgent
-from netguard.sim.process import ChildProcess, answers_snmp, free_udp_port
+from netguard.sim.process import AgentServer, ChildProcess, answers_snmp
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ def _responder() -> str:
     return str(candidate)
 
 
-class SnmpSim:
+class SnmpSim(AgentServer):
     """One snmpsim process serving several agents on one loopback UDP port.
 
     Each agent is a data file; v1/v2c select it by community (= the agent's name), v3 by
@@ -55,31 +55,14 @@ class SnmpSim:
 
     def __init__(self, agents: Iterable[SimAgent], directory: Path, *, port: int | None = None,
                  v3: V3User | None = None) -> None:
+        super().__init__(port)
         self.agents = {a.name: a for a in agents}
         if not self.agents:
             raise ValueError("SnmpSim needs at least one agent")
         self.directory = directory
-        self.host = "127.0.0.1"
-        self.port = port or free_udp_port()
         self.v3 = v3
         self._aliases = {name: f"wc{i}" for i, name in enumerate(self.agents)}
-        self._process: ChildProcess | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="snmpsim-set")
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:PORT``."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """The simulator's process id while it runs."""
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        """True while the simulator process lives."""
-        return self._process is not None and self._process.running
 
     def target(self, agent: str, target_id: str | None = None, **extra: Any) -> dict[str, Any]:
         """A netguard target mapping that polls ``agent`` here (v2c, or v3 with ``v3=True``).
@@ -129,29 +112,13 @@ class SnmpSim:
         self._process.start(timeout)
         return self
 
-    def stop(self) -> None:
-        """Stop the simulator (SIGTERM, then SIGKILL)."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-
-    def kill(self) -> None:
-        """Kill the simulator at once: its agents stop answering (a dead agent)."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
     def restart(self) -> None:
         """Stop and start again on the same port: a reboot (sysUpTime and counters restart,
         runtime SETs are forgotten)."""
-        self.stop()
-        self.start()
+        super().restart()
 
-    def __enter__(self) -> SnmpSim:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def close(self) -> None:
+        """Stop the simulator and the SET worker thread."""
         self.stop()
         self._pool.shutdown(wait=True)
 
@@ -210,7 +177,7 @@ class SimFleet:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         for sim in self.sims:
-            sim.__exit__(exc_type, exc, tb)
+            sim.close()
 
 
 async def _snmp_set(host: str, port: int, community: str,
