@@ -258,8 +258,9 @@ class _Run:
         options, summary = self.options, self.summary
         mqtt = parse_mqtt_url(options.mqtt_url) if options.mqtt_url else None
         _prepare_directory(self.directory)
+        isolate = {s.subject for s in options.timeline if s.action == "agent_down"}
         agents = await stack.enter_async_context(
-            SimulatedAgents(FLEET, self.directory / "agents"))
+            SimulatedAgents(FLEET, self.directory / "agents", isolate=isolate))
         summary.agent_pids = agents.pids
         protocol = "5"
         if mqtt is None:
