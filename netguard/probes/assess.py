@@ -269,7 +269,8 @@ class Assessor:
         return cls(target=target, limits=limits_for(target.kind, target.thresholds))
 
     def assess(self, sample: LinkSample | None, *, now: datetime,
-               suppressed_by: str | None = None, unreachable_reason: str = "") -> Verdict:
+               suppressed_by: str | None = None, unreachable_reason: str = "",
+               complete: bool = True) -> Verdict:
         """Fold one poll into the fault state.
 
         Args:
@@ -277,6 +278,8 @@ class Assessor:
             now: When the poll finished (timezone-aware).
             suppressed_by: The upstream target whose outage explains ours, if any.
             unreachable_reason: Why the agent did not answer (when ``sample`` is None).
+            complete: False when part of the poll failed (a table walk): components
+                missing from the sample then keep their faults instead of clearing.
         """
         if sample is None:
             observations = [Observation(AGENT, UNREACHABLE, "down", "critical", True, False,
@@ -292,7 +295,7 @@ class Assessor:
             seen.add(key)
             track = self.tracks.setdefault(key, _FaultTrack())
             events.extend(self._fold(ob, track, now, suppressed_by))
-        if sample is not None:
+        if sample is not None and complete:
             # A component that vanished (interface removed) counts as recovered.
             for key, track in self.tracks.items():
                 if key not in seen and track.active:

@@ -73,11 +73,14 @@ class ProbeService:
             )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._transport: SnmpTransport | None = None
-        self._statuses: Mapping[str, TargetStatus] = MappingProxyType({
+        # Keys are fixed here and never added or removed, so copying the dict for a
+        # snapshot is safe even from a scrape thread while the loop replaces values.
+        self._live: dict[str, TargetStatus] = {
             t.id: TargetStatus(target=t.id, kind=t.kind, site=t.site, upstream=t.upstream,
                                reasons=("not polled yet",))
             for t in targets
-        })
+        }
+        self._snapshot: Mapping[str, TargetStatus] | None = None
         self.polls = 0
         self.failures = 0
 
@@ -97,8 +100,15 @@ class ProbeService:
         return [s.target for s in self._slots.values()]
 
     def statuses(self) -> Mapping[str, TargetStatus]:
-        """The latest status of every target: an immutable snapshot, never blocks."""
-        return self._statuses
+        """The latest status of every target: an immutable snapshot, never blocks.
+
+        The snapshot is rebuilt at most once per change (a scrape after N polls copies
+        once, not N times).
+        """
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = MappingProxyType(dict(self._live))
+        return snapshot
 
     def status(self, target_id: str) -> TargetStatus:
         """The latest status of one target.
@@ -107,7 +117,7 @@ class ProbeService:
             NotFoundError: Unknown target id.
         """
         try:
-            return self._statuses[target_id]
+            return self._live[target_id]
         except KeyError:
             raise NotFoundError("target", target_id) from None
 
@@ -134,7 +144,7 @@ class ProbeService:
         """
         if target.upstream is None:
             return None
-        upstream = self._statuses.get(target.upstream)
+        upstream = self._live.get(target.upstream)
         if upstream is None:
             return None
         if upstream.suppressed_by is not None:
@@ -162,12 +172,16 @@ class ProbeService:
         started = time.perf_counter()
         mono = self._clock.monotonic()
         sample: LinkSample | None = None
+        walk_error: str | None = None
         failure = ""
         try:
-            scalars, columns = await fetch(slot.session, slot.profile.scalars,
-                                           slot.profile.columns)
+            scalars, columns, walk_error = await fetch(slot.session, slot.profile.scalars,
+                                                       slot.profile.columns)
             sample = decode_sample(slot.profile, scalars, columns,
                                    interfaces=target.interfaces)
+            if walk_error is not None:
+                sample = dataclasses.replace(
+                    sample, problems=(*sample.problems, f"table walk failed: {walk_error}"))
         except ProbeError as exc:
             failure = str(exc).removeprefix(f"{target.id}: ")
         except Exception as exc:  # a library bug must not stop the poller
@@ -185,8 +199,9 @@ class ProbeService:
             slot.last_sample_mono = mono
         suppressed_by = self.suppressor(target)
         verdict = slot.assessor.assess(sample, now=now, suppressed_by=suppressed_by,
-                                       unreachable_reason=failure)
-        old = self._statuses[target.id]
+                                       unreachable_reason=failure,
+                                       complete=walk_error is None)
+        old = self._live[target.id]
         self.polls += 1
         problems: tuple[str, ...] = ()
         if sample is not None:
@@ -223,8 +238,8 @@ class ProbeService:
             failures=old.failures + (0 if sample is not None else 1),
             active_faults=verdict.active,
         )
-        # Copy-on-write: readers hold the old mapping, which never changes under them.
-        self._statuses = MappingProxyType({**self._statuses, target.id: status})
+        self._live[target.id] = status
+        self._snapshot = None  # readers keep the old snapshot, which never changes
         for event in verdict.events:
             log.info("%s: %s %s", target.id, type(event).__name__, event.key)
         return PollOutcome(status=status, events=verdict.events)

@@ -276,13 +276,25 @@ class AgentSession:
         return out
 
 
-async def fetch(session: AgentSession, scalars: Sequence[Metric],
-                columns: Sequence[Metric]) -> tuple[Mapping[str, RawValue],
-                                                    Mapping[str, Mapping[Index, RawValue]]]:
-    """GET the scalars, then walk the columns (a dead agent fails fast on the GET)."""
+async def fetch(session: AgentSession, scalars: Sequence[Metric], columns: Sequence[Metric]
+                ) -> tuple[Mapping[str, RawValue], Mapping[str, Mapping[Index, RawValue]],
+                           str | None]:
+    """GET the scalars, then walk the columns (a dead agent fails fast on the GET).
+
+    Returns:
+        Scalars, columns, and why the walk stopped early if the agent answered the GET
+        but refused the walk (the poll keeps what it has).
+
+    Raises:
+        AgentUnreachableError: No answer.
+        AgentResponseError: The agent refused the GET (e.g. SNMPv3 authentication).
+    """
     values = await session.get(scalars)
-    tables = await session.walk(columns)
-    return values, tables
+    try:
+        tables = await session.walk(columns)
+    except AgentResponseError as exc:
+        return values, {}, str(exc).removeprefix(f"{session.target.id}: ")
+    return values, tables, None
 
 
 def _take_rows(active: Sequence[Metric], var_binds: Sequence[Any],

@@ -136,3 +136,19 @@ def test_pon_onus_offline_ratio() -> None:
     v = a.assess(LinkSample(pon=(PonPortReading("GPON 0/1/0", 8, 8),)), now=NOW)
     assert v.state == "up"
     assert {e.key.condition for e in v.events} == {"onus_offline", "all_onus_offline"}
+
+
+def test_incomplete_poll_keeps_faults_of_missing_components() -> None:
+    from netguard.probes.state import InterfaceReading
+
+    a = Assessor.for_target(_target(raise_after=1, clear_after=1))
+    down = LinkSample(interfaces=(InterfaceReading(1, "ge1", admin_status=1, oper_status=2),))
+    assert a.assess(down, now=NOW).state == "down"
+    # The table walk failed: the interface is missing, but that is no recovery.
+    partial = a.assess(LinkSample(), now=NOW, complete=False)
+    assert partial.events == ()
+    assert partial.state == "down"
+    # A complete poll without the interface (it was removed) does clear it.
+    gone = a.assess(LinkSample(), now=NOW)
+    assert [type(e) for e in gone.events] == [FaultCleared]
+    assert gone.state == "up"

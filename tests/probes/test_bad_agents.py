@@ -104,3 +104,22 @@ async def test_wrong_type_gives_a_reason_and_the_poll_continues(tmp_path: Path) 
     assert status.ups.minutes_remaining == 90
     assert status.interfaces
     assert again.polls == 2
+
+
+async def test_failing_table_walk_keeps_the_rest_of_the_poll(tmp_path: Path) -> None:
+    agent = build_agent("broken-table", "cabin_5g", scenario="degraded")
+    alias2 = "1.3.6.1.2.1.31.1.1.1.18.2"
+    agent.records = [SimRecord(r.oid, 4, "op=any,status=genError", "error")
+                     if r.oid == alias2 else r for r in agent.records]
+    with SnmpSim([agent], tmp_path / "broken") as broken:
+        async with ProbeService(targets(broken.target("broken-table", thresholds=FAST))
+                                ) as probes:
+            status = (await probes.poll("broken-table")).status
+    assert status.reachable
+    assert status.state == "degraded"
+    assert status.sys_uptime_seconds is not None
+    assert status.ups is not None
+    assert status.ups.on_battery
+    assert status.interfaces == ()
+    assert any(p.startswith("table walk failed: GETBULK failed: genErr")
+               for p in status.problems), status.problems
