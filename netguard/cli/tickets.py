@@ -153,7 +153,7 @@ async def _list(settings: Settings, flt: TicketFilter, page: int | None, now: da
     async with open_reader(settings.store, prefix=settings.tickets.id_prefix,
                            now=now) as reader:
         if as_json:
-            await render.write_json(reader.tickets(flt), sys.stdout)
+            await render.write_json(reader.records(flt), sys.stdout)
             return
         tickets: list[Ticket] = [t async for t in reader.tickets(flt)]
     more = page is not None and len(tickets) > page
@@ -204,10 +204,10 @@ async def _export(settings: Settings, flt: TicketFilter, now: datetime, format_:
     async with open_reader(settings.store, prefix=settings.tickets.id_prefix,
                            now=now) as reader:
         if output is None:
-            await write(reader.tickets(flt), sys.stdout)
+            await write(reader.records(flt), sys.stdout)
             return
         with output.open("w", encoding="utf-8", newline="") as out:
-            count = await write(reader.tickets(flt), out)
+            count = await write(reader.records(flt), out)
         typer.echo(f"exported {count} tickets to {output}", err=True)
 
 

@@ -22,7 +22,7 @@ from netguard.errors import SchemaOutdatedError, StoreUnavailableError
 from netguard.store.config import StoreConfig
 from netguard.store.revisions import head_revision
 from netguard.tickets.domain import Ticket, TicketFilter
-from netguard.tickets.queries import list_query, sqlite_param, ticket_from_row
+from netguard.tickets.queries import export_record, list_query, sqlite_param, ticket_from_row
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -120,19 +120,29 @@ class TicketReader:
             return None
         return None if value is None else str(value)
 
-    async def tickets(self, flt: TicketFilter) -> AsyncIterator[Ticket]:
-        """Stream the tickets ``flt`` selects, most urgent first."""
+    async def rows(self, flt: TicketFilter) -> AsyncIterator[tuple[Any, ...]]:
+        """Stream the raw rows (:data:`~netguard.tickets.queries.TICKET_COLUMNS`)."""
         sql, params = list_query(flt, self._now)
         if self._sqlite is not None:
             cursor = self._sqlite.execute(sql, {k: sqlite_param(v) for k, v in params.items()})
             while rows := cursor.fetchmany(1000):
                 for row in rows:
-                    yield ticket_from_row(row, prefix=self._prefix, now=self._now)
+                    yield row
             return
         text, args = _to_positional(sql, params)
         async with self._pg.transaction():
             async for record in self._pg.cursor(text, *args, prefetch=1000):
-                yield ticket_from_row(tuple(record), prefix=self._prefix, now=self._now)
+                yield tuple(record)
+
+    async def tickets(self, flt: TicketFilter) -> AsyncIterator[Ticket]:
+        """Stream the tickets ``flt`` selects, most urgent first."""
+        async for row in self.rows(flt):
+            yield ticket_from_row(row, prefix=self._prefix, now=self._now)
+
+    async def records(self, flt: TicketFilter) -> AsyncIterator[list[Any]]:
+        """Stream export values (``TICKET_FIELDS`` order) without building tickets."""
+        async for row in self.rows(flt):
+            yield export_record(row, prefix=self._prefix, now=self._now)
 
 
 @asynccontextmanager

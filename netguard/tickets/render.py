@@ -121,31 +121,35 @@ def detail(item: TicketDetail, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def csv_row(ticket: Ticket) -> list[Any]:
-    """One CSV row in :data:`TICKET_FIELDS` order (reasons joined with ``; ``)."""
-    data = ticket.to_dict()
-    data["reasons"] = "; ".join(ticket.reasons)
-    return ["" if data[f] is None else data[f] for f in TICKET_FIELDS]
+def csv_row(record: list[Any]) -> list[Any]:
+    """Export values as a CSV row: reasons joined with ``; ``, ``None`` as empty."""
+    values = list(record)
+    values[_REASONS] = "; ".join(values[_REASONS])
+    return ["" if v is None else v for v in values]
 
 
-async def write_csv(tickets: AsyncIterator[Ticket], out: TextIO) -> int:
-    """Stream tickets as CSV with a header row; returns how many were written."""
+_REASONS = TICKET_FIELDS.index("reasons")
+
+
+async def write_csv(records: AsyncIterator[list[Any]], out: TextIO) -> int:
+    """Stream export values as CSV with a header row; returns how many were written."""
     writer = csv.writer(out)
     writer.writerow(TICKET_FIELDS)
     count = 0
-    async for ticket in tickets:
-        writer.writerow(csv_row(ticket))
+    async for record in records:
+        writer.writerow(csv_row(record))
         count += 1
     return count
 
 
-async def write_json(tickets: AsyncIterator[Ticket], out: TextIO) -> int:
-    """Stream tickets as one JSON array, one ticket per line; returns the count."""
+async def write_json(records: AsyncIterator[list[Any]], out: TextIO) -> int:
+    """Stream export values as one JSON array, one ticket per line; returns the count."""
     out.write("[")
     count = 0
-    async for ticket in tickets:
+    async for record in records:
         out.write(",\n" if count else "\n")
-        out.write(json.dumps(ticket.to_dict(), ensure_ascii=False))
+        out.write(json.dumps(dict(zip(TICKET_FIELDS, record, strict=True)),
+                             ensure_ascii=False))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
