@@ -33,11 +33,23 @@ def counter_delta(previous: int, current: int, bits: int = 64) -> int:
     return (current - previous) % (1 << bits)
 
 
-def reset_reason(previous: LinkSample, current: LinkSample) -> str | None:
-    """Why two samples of a target cannot be compared, or ``None`` if they can."""
-    if previous.sys_uptime_ticks is not None and current.sys_uptime_ticks is not None \
-            and current.sys_uptime_ticks < previous.sys_uptime_ticks:
-        return "sysUpTime went back (agent restarted)"
+def reset_reason(previous: LinkSample, current: LinkSample,
+                 wall_seconds: float | None = None) -> str | None:
+    """Why two samples of a target cannot be compared, or ``None`` if they can.
+
+    Args:
+        previous: The earlier sample.
+        current: The later sample.
+        wall_seconds: Time between the two polls on our clock, if known. An agent that
+            restarted longer ago than its previous uptime shows a *larger* sysUpTime;
+            it is caught because its uptime advanced much less than our clock did.
+    """
+    if previous.sys_uptime_ticks is not None and current.sys_uptime_ticks is not None:
+        if current.sys_uptime_ticks < previous.sys_uptime_ticks:
+            return "sysUpTime went back (agent restarted)"
+        advanced = (current.sys_uptime_ticks - previous.sys_uptime_ticks) / 100.0
+        if wall_seconds is not None and advanced < wall_seconds - max(2.0, wall_seconds / 10):
+            return "sysUpTime advanced less than the clock (agent restarted)"
     if previous.engine_boots is not None and current.engine_boots is not None \
             and current.engine_boots != previous.engine_boots:
         return "snmpEngineBoots changed (agent restarted)"
@@ -62,6 +74,12 @@ def interface_rates(previous: InterfaceReading, current: InterfaceReading,
     if previous.discontinuity_time != current.discontinuity_time \
             or previous.counter_bits != current.counter_bits:
         return current
+    if current.counter_bits == 64 and any(
+            p is not None and c is not None and c < p
+            for p, c in ((previous.in_octets, current.in_octets),
+                         (previous.out_octets, current.out_octets))):
+        # A 64-bit octet counter needs decades to wrap: going back means a reset.
+        return current
     bits = current.counter_bits
     in_oct = rate(previous.in_octets, current.in_octets, seconds, bits)
     out_oct = rate(previous.out_octets, current.out_octets, seconds, bits)
@@ -83,21 +101,22 @@ def interface_rates(previous: InterfaceReading, current: InterfaceReading,
     )
 
 
-def apply_rates(previous: LinkSample | None, current: LinkSample,
-                seconds: float) -> tuple[LinkSample, str | None]:
+def apply_rates(previous: LinkSample | None, current: LinkSample, seconds: float,
+                wall_seconds: float | None = None) -> tuple[LinkSample, str | None]:
     """Fill in interface rates from the previous sample of the same target.
 
     Args:
         previous: The last successful sample, if any.
         current: The new sample.
         seconds: Time between the two polls, preferably from sysUpTime.
+        wall_seconds: Time between the two polls on our clock (reboot detection).
 
     Returns:
         The sample with rates, and the reason rates were skipped (reboot) or ``None``.
     """
     if previous is None:
         return current, None
-    reason = reset_reason(previous, current)
+    reason = reset_reason(previous, current, wall_seconds)
     if reason is not None:
         return current, reason
     before: Mapping[int, InterfaceReading] = {i.index: i for i in previous.interfaces}

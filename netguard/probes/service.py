@@ -47,6 +47,7 @@ class _Slot:
     session: AgentSession | None = None
     last_sample: LinkSample | None = None
     last_sample_mono: float = 0.0
+    last_sample_real: float = 0.0
 
 
 class ProbeService:
@@ -171,6 +172,9 @@ class ProbeService:
             slot.session = transport.agent(target)
         started = time.perf_counter()
         mono = self._clock.monotonic()
+        # Reboot detection compares the agent's uptime with real elapsed time, which an
+        # injected (manual) clock does not measure.
+        real = time.monotonic()
         sample: LinkSample | None = None
         walk_error: str | None = None
         failure = ""
@@ -194,9 +198,11 @@ class ProbeService:
             previous = slot.last_sample
             if previous is not None:
                 seconds = elapsed_seconds(previous, sample, mono - slot.last_sample_mono)
-                sample, reset_note = apply_rates(previous, sample, seconds)
+                sample, reset_note = apply_rates(previous, sample, seconds,
+                                                 real - slot.last_sample_real)
             slot.last_sample = sample
             slot.last_sample_mono = mono
+            slot.last_sample_real = real
         suppressed_by = self.suppressor(target)
         verdict = slot.assessor.assess(sample, now=now, suppressed_by=suppressed_by,
                                        unreachable_reason=failure,

@@ -107,3 +107,19 @@ def test_elapsed_prefers_agent_uptime() -> None:
     prev, cur = LinkSample(sys_uptime_ticks=1000), LinkSample(sys_uptime_ticks=3000)
     assert elapsed_seconds(prev, cur, 99.0) == 20.0
     assert elapsed_seconds(LinkSample(), cur, 7.5) == 7.5
+
+
+def test_uptime_that_advanced_less_than_the_clock_is_a_restart() -> None:
+    prev = LinkSample(sys_uptime_ticks=500)       # 5 s up
+    cur = LinkSample(sys_uptime_ticks=3000)       # 30 s up, but 300 s passed here
+    reason = reset_reason(prev, cur, wall_seconds=300.0)
+    assert reason == "sysUpTime advanced less than the clock (agent restarted)"
+    assert reset_reason(prev, cur, wall_seconds=25.5) is None  # jitter is not a restart
+
+
+def test_64_bit_counter_going_back_is_a_reset_not_a_wrap() -> None:
+    got = interface_rates(_iface(in_octets=10**12), _iface(in_octets=5), 10.0)
+    assert got.in_bps is None
+    wrapped = interface_rates(_iface(counter_bits=32, in_octets=2**32 - 100),
+                              _iface(counter_bits=32, in_octets=300), 10.0)
+    assert wrapped.in_bps == pytest.approx(320.0)
