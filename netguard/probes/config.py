@@ -160,6 +160,18 @@ class TargetConfig(BaseModel):
             raise ValueError(f"unknown kind {value!r} (one of {', '.join(LINK_KINDS)})")
         return value
 
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from netguard.probes.profiles import default_library
+
+        names = default_library().names()
+        if value not in names:
+            raise ValueError(f"unknown profile {value!r} (one of {', '.join(names)})")
+        return value
+
     @field_validator("address")
     @classmethod
     def _host_port(cls, value: str) -> str:

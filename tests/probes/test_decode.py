@@ -141,3 +141,13 @@ def test_radio_snr_computed_from_signal_and_noise() -> None:
                            {"radio_signal_dbm": -60, "radio_noise_dbm": -92}, {})
     assert sample.radio is not None
     assert sample.radio.snr_db == 32
+
+
+def test_config_rejects_unknown_profile_with_its_path() -> None:
+    from netguard.config import settings_from_data
+
+    with pytest.raises(ConfigError) as caught:
+        settings_from_data({"targets": [{"id": "a", "kind": "fiber", "address": "127.0.0.1",
+                                         "profile": "fiber-cisco"}]})
+    assert caught.value.problems[0].startswith(
+        "targets[0].profile: unknown profile 'fiber-cisco' (one of cabin-ups,")
