@@ -52,6 +52,8 @@ def render_status(status: TargetStatus) -> str:
 
     lines = [f"{status.target} ({status.kind}{', ' + status.site if status.site else ''}): "
              f"{status.state.upper()}"]
+    if status.suppressed_by:
+        lines.append(f"  suppressed by {status.suppressed_by} (its outage explains this)")
     for reason in status.reasons:
         lines.append(f"  - {reason}")
     if status.sys_uptime_seconds is not None:
