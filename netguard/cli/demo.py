@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from netguard.cli.common import handle_errors, run_async
+from netguard.cli.common import EXIT_CONFIG, fail, handle_errors, run_async
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,7 +46,11 @@ def register(app: typer.Typer) -> None:
         from netguard.logsetup import configure_logging
 
         directory = directory.resolve()
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise fail(f"cannot use {directory} for the demo: {exc.strerror or exc}",
+                       EXIT_CONFIG) from None
         log_path = directory / "netguard.log"
         console = Console()
         with log_path.open("a", encoding="utf-8") as log_stream:
@@ -72,11 +76,13 @@ def register(app: typer.Typer) -> None:
 async def _demo(duration: float | None, mqtt_url: str | None, directory: Path,
                 metrics_port: int | None, console: Console) -> DemoSummary:
     import asyncio
+    import signal
 
-    from netguard.daemon.signals import stop_on_signals
+    from netguard.daemon.signals import STOP_SIGNALS, stop_on_signals
     from netguard.demo.runner import DemoOptions, run_demo
 
     stop = asyncio.Event()
-    with stop_on_signals(stop):
+    # A closed terminal (SIGHUP) stops the demo cleanly too, so no simulator is orphaned.
+    with stop_on_signals(stop, (*STOP_SIGNALS, signal.SIGHUP)):
         return await run_demo(DemoOptions(directory, duration, mqtt_url, metrics_port),
                               stop, console=console)

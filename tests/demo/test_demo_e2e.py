@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.demo.procs import descendants, kill_all, running
 from tests.support.ports import free_tcp_port
 from tests.support.wait import wait_until
 
@@ -32,39 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NETGUARD = Path(sys.executable).parent / "netguard"
 # Bounds the run if the SIGINT below never comes; the test normally stops it earlier.
 SAFETY_DURATION = 150
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``, found by scanning /proc for parent ids."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        # The command name (field 2) may hold spaces; the parent id follows its ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
-
-
-def running(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def tickets(db: Path) -> list[dict[str, object]]:
@@ -128,7 +96,7 @@ class Scrapes:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int, Path]]:
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int, Path, set[int]]]:
     directory = tmp_path / "demo"
     port = free_tcp_port()
     log = tmp_path / "demo.out"
@@ -137,19 +105,23 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int, P
             [str(NETGUARD), "demo", "--duration", str(SAFETY_DURATION), "--dir", str(directory),
              "--metrics-port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    started: set[int] = set()
     try:
-        yield proc, directory, port, log
+        yield proc, directory, port, log, started
     finally:
+        # A failed test must not leave simulators behind: they run in their own sessions.
+        started.update(descendants(proc.pid))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        kill_all(started)
 
 
-def test_demo_end_to_end(demo: tuple[subprocess.Popen[bytes], Path, int, Path]) -> None:
-    proc, directory, port, log = demo
+def test_demo_end_to_end(
+        demo: tuple[subprocess.Popen[bytes], Path, int, Path, set[int]]) -> None:
+    proc, directory, port, log, started = demo
     db = directory / "netguard.db"
     scrapes = Scrapes()
-    started: set[int] = set()
 
     def progress() -> bool:
         if proc.poll() is not None:
