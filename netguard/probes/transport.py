@@ -34,6 +34,7 @@ _PRIV = {
     "none": "USM_PRIV_NONE", "des": "USM_PRIV_CBC56_DES", "aes128": "USM_PRIV_CFB128_AES",
     "aes192": "USM_PRIV_CFB192_AES", "aes256": "USM_PRIV_CFB256_AES",
 }
+_OBJECT_CACHE_LIMIT = 4096
 _TOO_BIG = 1
 _NO_SUCH_NAME = 2  # SNMPv1 answers a GET of a missing object with this error
 
@@ -147,6 +148,9 @@ class AgentSession:
         if obj is None:
             hl = self._t._hl
             obj = hl.ObjectType(hl.ObjectIdentity(oid))
+            if len(self._object_types) >= _OBJECT_CACHE_LIMIT:
+                # Walk continuation OIDs follow table contents; keep the cache bounded.
+                self._object_types.clear()
             self._object_types[oid] = obj
         return obj
 
