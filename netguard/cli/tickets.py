@@ -237,7 +237,12 @@ def show(ticket_id: IdArgument, config: ConfigOption = None, json_: JsonOption =
         typer.echo(render.detail(item, _now()))
 
 
-def _report(ticket: Ticket, what: str, actor: str, as_json: bool) -> None:
+def _act(config: Path | None, by: str | None, as_json: bool, what: str,
+         call: Callable[[TicketService, str], Any]) -> None:
+    """Run one operator action through the service and report the ticket."""
+    settings = load_config(config)
+    actor = operator_name(by)
+    ticket: Ticket = _with_service(settings, lambda svc: call(svc, actor))
     if as_json:
         print_json(ticket.to_dict())
     else:
@@ -264,12 +269,9 @@ def open_ticket(
     from netguard.tickets.domain import as_severity
 
     level = as_severity(severity)
-    settings = load_config(config)
-    actor = operator_name(by)
-    ticket = _with_service(settings, lambda svc: svc.open(
+    _act(config, by, json_, "opened", lambda svc, actor: svc.open(
         category=category, summary=summary, severity=level, target=target, site=site,
         actor=actor, message=message))
-    _report(ticket, "opened", actor, json_)
 
 
 @app.command("ack")
@@ -278,11 +280,8 @@ def open_ticket(
 def ack(ticket_id: IdArgument, message: MessageOption = "", by: ByOption = None,
         config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Acknowledge an open ticket."""
-    settings = load_config(config)
-    actor = operator_name(by)
-    ticket = _with_service(settings, lambda svc: svc.acknowledge(ticket_id, actor=actor,
-                                                                 message=message))
-    _report(ticket, "acknowledged", actor, json_)
+    _act(config, by, json_, "acknowledged",
+         lambda svc, actor: svc.acknowledge(ticket_id, actor=actor, message=message))
 
 
 @app.command("assign")
@@ -293,11 +292,8 @@ def assign(ticket_id: IdArgument, *,
            message: MessageOption = "", by: ByOption = None, config: ConfigOption = None,
            json_: JsonOption = False) -> None:
     """Assign an open or acknowledged ticket."""
-    settings = load_config(config)
-    actor = operator_name(by)
-    ticket = _with_service(settings, lambda svc: svc.assign(ticket_id, to, actor=actor,
-                                                            message=message))
-    _report(ticket, f"assigned to {to}", actor, json_)
+    _act(config, by, json_, f"assigned to {to}",
+         lambda svc, actor: svc.assign(ticket_id, to, actor=actor, message=message))
 
 
 @app.command("comment")
@@ -306,10 +302,8 @@ def assign(ticket_id: IdArgument, *,
 def comment(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
             config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Add a comment to a ticket's history."""
-    settings = load_config(config)
-    actor = operator_name(by)
-    ticket = _with_service(settings, lambda svc: svc.comment(ticket_id, message, actor=actor))
-    _report(ticket, "commented", actor, json_)
+    _act(config, by, json_, "commented",
+         lambda svc, actor: svc.comment(ticket_id, message, actor=actor))
 
 
 @app.command("resolve")
@@ -318,11 +312,8 @@ def comment(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None
 def resolve(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
             config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Resolve an open or acknowledged ticket."""
-    settings = load_config(config)
-    actor = operator_name(by)
-    ticket = _with_service(settings, lambda svc: svc.resolve(ticket_id, actor=actor,
-                                                             message=message))
-    _report(ticket, "resolved", actor, json_)
+    _act(config, by, json_, "resolved",
+         lambda svc, actor: svc.resolve(ticket_id, actor=actor, message=message))
 
 
 @app.command("close")
@@ -331,11 +322,8 @@ def resolve(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None
 def close(ticket_id: IdArgument, message: MessageOption = "", by: ByOption = None,
           config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Close a resolved ticket (it will never reopen automatically)."""
-    settings = load_config(config)
-    actor = operator_name(by)
-    ticket = _with_service(settings, lambda svc: svc.close(ticket_id, actor=actor,
-                                                           message=message))
-    _report(ticket, "closed", actor, json_)
+    _act(config, by, json_, "closed",
+         lambda svc, actor: svc.close(ticket_id, actor=actor, message=message))
 
 
 @app.command("reopen")
@@ -344,8 +332,5 @@ def close(ticket_id: IdArgument, message: MessageOption = "", by: ByOption = Non
 def reopen(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
            config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Reopen a resolved or closed ticket."""
-    settings = load_config(config)
-    actor = operator_name(by)
-    ticket = _with_service(settings, lambda svc: svc.reopen(ticket_id, actor=actor,
-                                                            message=message))
-    _report(ticket, "reopened", actor, json_)
+    _act(config, by, json_, "reopened",
+         lambda svc, actor: svc.reopen(ticket_id, actor=actor, message=message))

@@ -158,6 +158,23 @@ class TicketService:
                 raise StoreError(f"database failed: {exc.orig}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _insert_unless_active(self, table: sa.Table, values: dict[str, Any],
+                              predicate: str) -> Any:
+        """``INSERT ... ON CONFLICT (fault_key) WHERE <predicate> DO NOTHING``.
+
+        ``predicate`` must be the text of the partial unique index's WHERE clause, so that
+        both databases match the conflict target to that index.
+        """
+        if self._store.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).values(values).on_conflict_do_nothing(
+                index_elements=["fault_key"], index_where=sa.text(predicate))
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).values(values).on_conflict_do_nothing(
+            index_elements=["fault_key"], index_where=sa.text(predicate))
+
     async def _log(self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             await conn.execute(sa.insert(EVENT), list(rows))
@@ -287,6 +304,7 @@ class TicketService:
             .returning(TICKET.c.id, TICKET.c.target, TICKET.c.reopens))).first()
         if row is None:
             return None
+        log.info("%s reopened: %s recurred within the reopen window", self.ref(row.id), key)
         await self._log(conn, [self._event(
             row.id, at, "reopened",
             f"fault recurred within the reopen window: {ev.summary}",
@@ -308,20 +326,12 @@ class TicketService:
             "occurrences": 1, "flaps": 0, "reopens": 0,
             "sla_due": self._t(self.sla_due(severity, at)), "overdue": False,
         }
-        if self._store.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Any = pg_insert(TICKET).values(values).on_conflict_do_nothing(
-                index_elements=["fault_key"], index_where=sa.text(ACTIVE_SQL))
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(TICKET).values(values).on_conflict_do_nothing(
-                index_elements=["fault_key"], index_where=sa.text(ACTIVE_SQL))
+        stmt = self._insert_unless_active(TICKET, values, ACTIVE_SQL)
         row = (await conn.execute(stmt.returning(TICKET.c.id))).first()
         if row is None:
             return None
         ticket_id = int(row.id)
+        log.info("%s opened for %s (%s)", self.ref(ticket_id), key, severity)
         await self._log(conn, [self._event(ticket_id, at, "opened", ev.summary,
                                            new=TicketState.OPEN.value)])
         await self._adopt(conn, ticket_id, ev.key.target, at)
@@ -384,16 +394,7 @@ class TicketService:
                 "reasons": list(ev.reasons), "first_seen": self._t(at),
                 "last_seen": self._t(at), "occurrences": 1,
             }
-            if self._store.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                stmt: Any = pg_insert(CHILD).values(values).on_conflict_do_nothing(
-                    index_elements=["fault_key"], index_where=sa.text("state = 'active'"))
-            else:
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                stmt = sqlite_insert(CHILD).values(values).on_conflict_do_nothing(
-                    index_elements=["fault_key"], index_where=sa.text("state = 'active'"))
+            stmt = self._insert_unless_active(CHILD, values, "state = 'active'")
             if (await conn.execute(stmt.returning(CHILD.c.id))).first() is not None:
                 if root is not None:
                     await self._log(conn, [self._event(
@@ -468,6 +469,7 @@ class TicketService:
                             updated_at=self._t(now))
                     .returning(TICKET.c.id))).first()
                 if row is not None:
+                    log.info("%s resolved: its fault stayed clear", self.ref(ticket_id))
                     await self._log(conn, [self._event(
                         ticket_id, now, "resolved",
                         f"fault stayed clear for {self._config.resolve_hold_seconds:g}s",
