@@ -70,7 +70,8 @@ def register(app: typer.Typer) -> None:
                 f"{last.alerts_received}")
         say(f"  log      {log_path}")
         say(f"  alerts   {summary.sink_file}")
-        say(f"  look at  [cyan]netguard tickets list --config {summary.config_path}[/cyan]")
+        say(f"  look at  [cyan]{summary.executable} tickets list --config "
+            f"{summary.config_path}[/cyan]")
 
 
 async def _demo(duration: float | None, mqtt_url: str | None, directory: Path,

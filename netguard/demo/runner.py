@@ -32,7 +32,14 @@ from netguard.demo.fleet import FLEET, HOUSEHOLDS
 from netguard.demo.sensors import DoorSensorSim, Household
 from netguard.demo.sink import WebhookSink
 from netguard.demo.timeline import TIMELINE, Step, run_timeline
-from netguard.demo.view import DemoSnapshot, TargetLine, next_commands, render, status_line
+from netguard.demo.view import (
+    DemoSnapshot,
+    TargetLine,
+    netguard_executable,
+    next_commands,
+    render,
+    status_line,
+)
 from netguard.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,7 @@ class DemoSummary:
     config_path: Path
     sink_file: Path
     metrics_url: str | None = None
+    executable: str = field(default_factory=netguard_executable)
     steps: list[str] = field(default_factory=list)
     agent_pids: list[int] = field(default_factory=list)
     last: DemoSnapshot | None = None
@@ -300,7 +308,7 @@ class _Run:
         self.say(f"  metrics  {summary.metrics_url or 'disabled'}")
         self.say(f"  alerts   {summary.sink_file}")
         self.say(f"  log      {self.directory / 'netguard.log'}")
-        for command in next_commands(str(summary.config_path)):
+        for command in next_commands(str(summary.config_path), summary.executable):
             self.say(f"  try      [cyan]{command}[/cyan]")
 
     @property
@@ -323,6 +331,7 @@ class _Run:
             alerts_open=numbers["alerts_open"], alerts_received=len(self.sink.received),
             door_events=numbers["door_events"], steps=tuple(self.summary.steps),
             metrics_url=self.summary.metrics_url, config_path=str(self.summary.config_path),
+            executable=self.summary.executable,
             sink_file=str(self.summary.sink_file), mqtt_url=self.mqtt_label)
         self.summary.last = snap
         if self.on_snapshot is not None:

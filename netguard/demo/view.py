@@ -47,6 +47,7 @@ class DemoSnapshot:
     steps: tuple[str, ...] = ()
     metrics_url: str | None = None
     config_path: str = ""
+    executable: str = "netguard"
     sink_file: str = ""
     mqtt_url: str = ""
     notes: tuple[str, ...] = field(default=())
@@ -59,12 +60,29 @@ class DemoSnapshot:
         return counts
 
 
-def next_commands(config_path: str) -> list[str]:
+def next_commands(config_path: str, executable: str = "netguard") -> list[str]:
     """The commands to try in another terminal while the demo runs."""
     return [
-        f"netguard tickets list --config {config_path}",
-        f"netguard alerts list --config {config_path}",
+        f"{executable} tickets list --config {config_path}",
+        f"{executable} alerts list --config {config_path}",
     ]
+
+
+def netguard_executable() -> str:
+    """``netguard`` when that name finds this installation, else its full path.
+
+    ``scripts/demo.sh`` runs netguard from a virtualenv that another terminal has not
+    activated, so the printed commands must name it in full there.
+    """
+    import shutil
+    import sys
+    from pathlib import Path
+
+    here = Path(sys.executable).parent / "netguard"
+    found = shutil.which("netguard")
+    if found is not None and here.exists() and Path(found).resolve() == here.resolve():
+        return "netguard"
+    return str(here) if here.exists() else "netguard"
 
 
 def status_line(snapshot: DemoSnapshot) -> str:
@@ -118,7 +136,8 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
     where.add_row("config", snapshot.config_path)
     for note in snapshot.notes:
         where.add_row("note", note)
-    try_next = Text("\n".join(next_commands(snapshot.config_path)), style="cyan")
+    try_next = Text("\n".join(next_commands(snapshot.config_path, snapshot.executable)),
+                    style="cyan")
     return Group(
         summary,
         _targets_table(snapshot.targets),

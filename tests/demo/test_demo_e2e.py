@@ -179,11 +179,14 @@ def test_demo_end_to_end(
                what="the demo's child processes to exit")
     output = log.read_text(errors="replace")
     assert "demo stopped" in output
-    assert f"netguard tickets list --config {directory / 'netguard.yaml'}" in output
-    # The store is consistent and readable by the CLI after the stop.
-    result = subprocess.run([str(NETGUARD), "tickets", "list", "--config",
-                             str(directory / "netguard.yaml")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    # The command the demo prints works as printed, from another terminal.
+    printed = [line.split("look at", 1)[1].split() for line in output.splitlines()
+               if "look at" in line]
+    assert printed, output
+    command = printed[-1]
+    assert command[1:] == ["tickets", "list", "--config", str(directory / "netguard.yaml")]
+    env = {k: v for k, v in os.environ.items() if k != "NETGUARD_CONFIG"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False,
+                            env=env, cwd="/")
     assert result.returncode == 0, result.stderr
     assert "pl-east-uplink" in result.stdout
-

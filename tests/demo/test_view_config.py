@@ -10,7 +10,14 @@ from netguard.config import load_settings
 from netguard.demo.config import AgentAddress, DemoEndpoints, build_config_data, write_config
 from netguard.demo.fleet import FLEET, HOUSEHOLDS
 from netguard.demo.timeline import TIMELINE
-from netguard.demo.view import DemoSnapshot, TargetLine, render, status_line
+from netguard.demo.view import (
+    DemoSnapshot,
+    TargetLine,
+    netguard_executable,
+    next_commands,
+    render,
+    status_line,
+)
 
 
 def _endpoints() -> DemoEndpoints:
@@ -20,14 +27,14 @@ def _endpoints() -> DemoEndpoints:
 
 
 def test_config_validates_and_round_trips(tmp_path: Path) -> None:
-    data = build_config_data(tmp_path, _endpoints(), profiles={"wl-lake-camp": "x-profile"})
+    data = build_config_data(tmp_path, _endpoints(), profiles={"wl-lake-camp": "wireless-ubiquiti"})
     settings = write_config(tmp_path / "netguard.yaml", data)
     again = load_settings(tmp_path / "netguard.yaml")
     assert again == settings
     assert settings.store.path == tmp_path / "netguard.db"
     assert settings.iot.mqtt.protocol == "3.1.1"
     assert settings.metrics.listen == "127.0.0.1:19108"
-    assert settings.target("wl-lake-camp").profile == "x-profile"
+    assert settings.target("wl-lake-camp").profile == "wireless-ubiquiti"
     assert settings.target("fib-east-clinic").upstream == "pl-east-uplink"
     # Every community routes to the sink, and a silent sensor is noticed within the minute.
     assert {r.community for r in settings.iot.routes} == {h.community for h in HOUSEHOLDS}
@@ -67,3 +74,16 @@ def test_render_shows_targets_counts_and_next_command() -> None:
     line = status_line(snapshot)
     assert "3 open (2 children), 1 resolved" in line
     assert "4 received" in line
+
+
+def test_printed_executable_is_runnable() -> None:
+    import shutil
+
+    exe = netguard_executable()
+    if exe == "netguard":
+        assert shutil.which("netguard") is not None
+    else:
+        assert Path(exe).is_absolute()
+        assert Path(exe).exists()
+    assert next_commands("/d/netguard.yaml", exe)[0] == f"{exe} tickets list --config " \
+        "/d/netguard.yaml"
