@@ -102,7 +102,35 @@ def observe(kind: LinkKind, sample: LinkSample, limits: Limits) -> list[Observat
     """Every check for this kind against one sample (pure)."""
     return [*_observe_interfaces(kind, sample, limits), *_observe_optical(sample, limits),
             *_observe_radio(sample, limits), *_observe_ups(sample, limits),
-            *_observe_pon(sample, limits)]
+            *_observe_pon(sample, limits), *_observe_dsx1(sample)]
+
+
+# DS1-MIB dsx1LineStatus bits (1 = dsx1NoAlarm); loss of frame or signal means no line.
+_DSX1_BITS = {2: "far-end LOF", 4: "near-end sending LOF", 8: "far-end AIS",
+              16: "near-end sending AIS", 32: "loss of frame", 64: "loss of signal",
+              128: "loopback", 256: "T16 AIS", 512: "far-end LOMF", 1024: "near-end LOMF",
+              2048: "near-end test code", 4096: "other failure"}
+_DSX1_DOWN = 32 | 64
+
+
+def dsx1_alarms(status: int) -> list[str]:
+    """Names of the alarms set in a dsx1LineStatus bitmap (empty for no alarm)."""
+    return [name for bit, name in _DSX1_BITS.items() if status & bit]
+
+
+def _observe_dsx1(sample: LinkSample) -> list[Observation]:
+    out: list[Observation] = []
+    for name, value in sample.extra:
+        if not name.startswith("dsx1_line_status.") or not isinstance(value, float | int):
+            continue
+        line = name.removeprefix("dsx1_line_status.")
+        status = int(value)
+        alarms = dsx1_alarms(status)
+        out.append(Observation(f"dsx1:{line}", "line_alarm",
+                               "down" if status & _DSX1_DOWN else "degraded", "major",
+                               bool(alarms), not alarms,
+                               f"E1/T1 line {line} alarm: {', '.join(alarms) or status}"))
+    return out
 
 
 def _observe_interfaces(kind: LinkKind, sample: LinkSample,

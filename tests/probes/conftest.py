@@ -12,7 +12,7 @@ from netguard.probes.config import LINK_KINDS, TargetConfig
 from netguard.sim import SCENARIOS, Snmpd, SnmpdUser, SnmpSim, V3User, build_agent
 
 # Agents flipped at runtime get their own names so module-scoped sharing stays safe.
-FLIP_AGENTS = ("flip-fiber", "flip-cabin", "flip-pon")
+FLIP_AGENTS = ("flip-fiber", "flip-cabin", "flip-pon", "flip-line")
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpSim]:
         build_agent("flip-fiber", "fiber", vendor="huawei"),
         build_agent("flip-cabin", "cabin_5g"),
         build_agent("flip-pon", "pon"),
+        build_agent("flip-line", "private_line"),
     ]
     with SnmpSim(agents, tmp_path_factory.mktemp("snmpsim"), v3=V3User()) as s:
         yield s

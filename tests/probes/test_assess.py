@@ -152,3 +152,17 @@ def test_incomplete_poll_keeps_faults_of_missing_components() -> None:
     gone = a.assess(LinkSample(), now=NOW)
     assert [type(e) for e in gone.events] == [FaultCleared]
     assert gone.state == "up"
+
+
+def test_private_line_dsx1_alarms() -> None:
+    t = TargetConfig(id="p1", kind="private_line", address="127.0.0.1",
+                     thresholds=Thresholds(raise_after=1, clear_after=1))
+    a = Assessor.for_target(t)
+    assert a.assess(LinkSample(extra=(("dsx1_line_status.1", 1.0),)), now=NOW).state == "up"
+    v = a.assess(LinkSample(extra=(("dsx1_line_status.1", 8.0),)), now=NOW)
+    assert v.state == "degraded"
+    assert v.reasons == ("E1/T1 line 1 alarm: far-end AIS",)
+    v = a.assess(LinkSample(extra=(("dsx1_line_status.1", 64.0 + 32.0),)), now=NOW)
+    assert v.state == "down"
+    assert v.reasons == ("E1/T1 line 1 alarm: loss of frame, loss of signal",)
+    assert [e.key for e in v.events] == []  # same fault key, already open

@@ -110,9 +110,10 @@ async def test_child_under_down_upstream_is_suppressed(sim: SnmpSim) -> None:
 
 
 async def test_runtime_changes_open_and_clear_faults(sim: SnmpSim) -> None:
-    raw = [sim.target(n, thresholds=FAST) for n in ("flip-fiber", "flip-cabin", "flip-pon")]
+    names = ("flip-fiber", "flip-cabin", "flip-pon", "flip-line")
+    raw = [sim.target(n, thresholds=FAST) for n in names]
     async with ProbeService(targets(*raw)) as probes:
-        for name in ("flip-fiber", "flip-cabin", "flip-pon"):
+        for name in names:
             assert (await probes.poll(name)).status.state == "up"
         await sim.aset_knob("flip-fiber", "rx_dbm", -27.4)
         fiber = await probes.poll("flip-fiber")
@@ -130,6 +131,13 @@ async def test_runtime_changes_open_and_clear_faults(sim: SnmpSim) -> None:
         assert cabin.status.ups is not None
         assert cabin.status.ups.on_battery
         assert [e.key.condition for e in cabin.events] == ["on_battery"]
+
+        await sim.aset_knob("flip-line", "dsx1_line_status", 64)
+        line = await probes.poll("flip-line")
+        assert line.status.state == "down"
+        assert line.status.reasons == ("E1/T1 line 1 alarm: loss of signal",)
+        await sim.aset_knob("flip-line", "dsx1_line_status", 1)
+        assert (await probes.poll("flip-line")).status.state == "up"
 
         await sim.aset_knob("flip-pon", "onus_online:1", 2)
         pon = await probes.poll("flip-pon")
