@@ -19,7 +19,7 @@ from netguard.demo.config import AgentAddress
 from netguard.demo.fleet import FleetTarget
 from netguard.demo.timeline import Step
 from netguard.errors import DemoError
-from netguard.sim import VENDORS, SnmpSim, answers_snmp, build_agent
+from netguard.sim import VENDORS, SimAgent, SnmpSim, answers_snmp, build_agent
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,13 @@ def sim_vendor(target: FleetTarget) -> str:
     """The :data:`netguard.sim.VENDORS` preset that simulates ``target``."""
     presets = VENDORS[target.kind]
     return SIM_VENDORS.get((target.kind, target.vendor), next(iter(presets)))
+
+
+def _agent(target: FleetTarget) -> SimAgent:
+    # One optic per fiber: the rx knob sets every optic, and one fault per step reads best.
+    interfaces = 1 if target.kind == "fiber" else 2
+    return build_agent(target.id, target.kind, vendor=sim_vendor(target),
+                       interfaces=interfaces)
 
 
 def profile_of(target: FleetTarget) -> str:
@@ -64,8 +71,7 @@ class SimulatedAgents:
         self._sims: list[SnmpSim] = []
         self._sim_of: dict[str, SnmpSim] = {}
         for i, group in enumerate(groups):
-            sim = SnmpSim([build_agent(t.id, t.kind, vendor=sim_vendor(t)) for t in group],
-                          directory / f"sim{i}")
+            sim = SnmpSim([_agent(t) for t in group], directory / f"sim{i}")
             self._sims.append(sim)
             self._sim_of.update({t.id: sim for t in group})
         self._running: list[SnmpSim] = []

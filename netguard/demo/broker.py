@@ -56,8 +56,9 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
                         {"allow_anonymous": True}},
         }
-        # amqtt logs each connection at INFO; keep the demo's console readable.
-        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        # amqtt (and its state-machine library) log each connection at INFO.
+        for chatty in ("amqtt", "transitions"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         self._broker = Broker(config)
         try:
             await self._broker.start()

@@ -18,6 +18,7 @@ from netguard.config import Settings, settings_from_data
 from netguard.demo.fleet import COMMUNITIES, FLEET, SITE_CRITICALITY, FleetTarget
 
 POLL_SECONDS = 2.0
+POLL_TIMEOUT_SECONDS = 1.5
 HEARTBEAT_TIMEOUT_SECONDS = 12.0
 SINK_NOTIFIER = "demo-webhook"
 
@@ -63,7 +64,7 @@ def build_config_data(directory: Path, endpoints: DemoEndpoints,
             "site": target.site,
             "snmp": {"version": "2c", "community": agent.community},
             "interval_seconds": POLL_SECONDS,
-            "timeout_seconds": 1.0,
+            "timeout_seconds": POLL_TIMEOUT_SECONDS,
             "retries": 0,
             "thresholds": {"raise_after": 1, "clear_after": 1},
             "labels": {"demo": "true"},

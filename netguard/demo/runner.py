@@ -295,6 +295,8 @@ class _Run:
         sensors = await stack.enter_async_context(DoorSensorSim(
             HOUSEHOLDS, mqtt.host, mqtt.port, heartbeat_seconds=3.0,
             client_id="netguard-demo-sensors"))
+        # The script's clock starts now, so its first fault follows netguard's first polls.
+        self.started = time.monotonic()
         return DemoActuator(agents, sensors)
 
     def say(self, text: str) -> None:

@@ -57,15 +57,17 @@ TIMELINE: tuple[Step, ...] = (
     Step(14, "battery_low", "door-hillview-03", "hillview household 03: sensor battery low"),
     Step(16, "agent_down", "pl-east-uplink", "east uplink down"),
     Step(18, "sensor_silent", "door-old-town-01", "old-town household 01: sensor goes silent"),
-    # The sites behind the uplink go dark after netguard has seen the uplink fail, so
-    # their faults join its ticket as children.
-    Step(21, "agent_down", "fib-east-clinic", "east clinic unreachable behind the uplink"),
-    Step(21, "agent_down", "cab-east-school", "east school unreachable behind the uplink"),
+    # The sites behind the uplink go dark once netguard has seen the uplink fail (a poll
+    # interval plus a timeout), so their faults join its ticket as children.
+    Step(22, "agent_down", "fib-east-clinic", "east clinic unreachable behind the uplink"),
+    Step(22, "agent_down", "cab-east-school", "east school unreachable behind the uplink"),
     Step(26, "rx_power_normal", "fib-field-hospital", "field hospital fiber: rx power recovers"),
     Step(30, "door_closed", "door-riverside-02", "riverside household 02: door closed again"),
+    # Restarting a simulated agent takes a moment: bring the sites back first, so none is
+    # still dark after its uplink returns (which would give it a ticket of its own).
+    Step(34, "agent_up", "fib-east-clinic", "east clinic back"),
+    Step(34, "agent_up", "cab-east-school", "east school back"),
     Step(34, "agent_up", "pl-east-uplink", "east uplink restored"),
-    Step(34, "agent_up", "fib-east-clinic", "east clinic reachable again"),
-    Step(34, "agent_up", "cab-east-school", "east school reachable again"),
     Step(38, "onus_restored", "pon-riverside", "riverside OLT: ONUs back online"),
     Step(42, "radio_normal", "wl-lake-camp", "lake camp radio: signal recovers"),
     Step(46, "on_mains", "cab-stadium", "stadium 5G cabin: mains restored"),

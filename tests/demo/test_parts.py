@@ -12,7 +12,7 @@ import pytest
 
 from netguard.clock import ManualClock
 from netguard.demo.broker import EmbeddedBroker
-from netguard.demo.config import POLL_SECONDS
+from netguard.demo.config import POLL_SECONDS, POLL_TIMEOUT_SECONDS
 from netguard.demo.fleet import FLEET, HOUSEHOLDS, fleet_target
 from netguard.demo.sensors import (
     DoorSensorSim,
@@ -52,11 +52,16 @@ def test_timeline_covers_the_issue_and_fits_in_a_minute() -> None:
                    "battery_low"):
         assert needed in actions
     assert max(s.at_seconds for s in TIMELINE) < 60
-    # The children go dark only after netguard can have seen their upstream fail
-    # (two poll intervals), so their faults group under its ticket.
+    # The children go dark only after netguard can have seen their upstream fail (a poll
+    # interval, its jitter and a timeout), so their faults group under its ticket; they
+    # come back before it, so none is left dark under a working uplink.
     down = {s.subject: s.at_seconds for s in TIMELINE if s.action == "agent_down"}
-    for child in (t.id for t in FLEET if t.upstream == "pl-east-uplink"):
-        assert down[child] >= down["pl-east-uplink"] + 2 * POLL_SECONDS
+    ups = [s.subject for s in sorted(TIMELINE, key=lambda s: s.at_seconds)
+           if s.action == "agent_up"]
+    children = [t.id for t in FLEET if t.upstream == "pl-east-uplink"]
+    for child in children:
+        assert down[child] >= down["pl-east-uplink"] + POLL_SECONDS + POLL_TIMEOUT_SECONDS + 1
+        assert ups.index(child) < ups.index("pl-east-uplink")
     sensor_ids = {h.sensor_id for h in HOUSEHOLDS}
     for step in TIMELINE:
         if step.action.startswith(("door_", "sensor_", "battery_")):
