@@ -4,13 +4,14 @@ suppression under a down upstream, runtime changes, and SNMPv3 authPriv."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from netguard.faults import FaultCleared, FaultOpened
 from netguard.probes.service import ProbeService
 from netguard.probes.state import TargetStatus
-from netguard.sim import SnmpSim
+from netguard.sim import SnmpSim, V3User, build_agent
 from tests.probes.conftest import FAST, targets
 
 pytestmark = pytest.mark.integration
@@ -163,3 +164,15 @@ async def test_snmpv3_authpriv_on_snmpsim(sim: SnmpSim) -> None:
     assert took < 0.5 + 1.0
     assert refused.reasons
     assert refused.reasons[0].startswith("SNMPv3 Wrong SNMP PDU digest")
+
+
+@pytest.mark.parametrize(("auth", "priv"), [("SHA512", "AES256"), ("MD5", "AES192"),
+                                            ("SHA224", "DES")])
+async def test_snmpv3_other_protocols_on_snmpsim(tmp_path: Path, auth: str, priv: str) -> None:
+    user = V3User(auth_proto=auth, priv_proto=priv)
+    with SnmpSim([build_agent("radio", "wireless")], tmp_path / "v3", v3=user) as s:
+        async with ProbeService(targets(s.target("radio", v3=True))) as probes:
+            status = (await probes.poll("radio")).status
+    assert status.reachable, status.reasons
+    assert status.radio is not None
+    assert status.radio.signal_dbm == -58.0

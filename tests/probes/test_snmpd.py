@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from netguard.probes.service import ProbeService
-from netguard.sim import Snmpd
+from netguard.sim import Snmpd, SnmpdUser
 from tests.probes.conftest import targets
 
 pytestmark = pytest.mark.integration
@@ -127,3 +127,22 @@ async def test_snmpv1_uses_getnext_and_32_bit_counters(snmpd: Snmpd) -> None:
     assert {i.counter_bits for i in old.interfaces} == {32}
     assert {i.counter_bits for i in new.interfaces} == {64}
     assert old.sys_uptime_seconds is not None
+
+
+USERS = [SnmpdUser("u-md5-des", "md5", priv_protocol="des"),
+         SnmpdUser("u-sha-aes", "sha", priv_protocol="aes128"),
+         SnmpdUser("u-sha224-auth", "sha224", priv_protocol="none"),
+         SnmpdUser("u-sha384-aes", "sha384"),
+         SnmpdUser("u-sha512-aes", "sha512"),
+         SnmpdUser("u-noauth", "none", priv_protocol="none")]
+
+
+async def test_snmpv3_security_levels_and_protocols(tmp_path: Path) -> None:
+    with Snmpd(tmp_path / "snmpd", users=USERS) as agent:
+        raw = [agent.target(u.user, user=u.user, timeout_seconds=1.0, retries=0)
+               for u in USERS]
+        async with ProbeService(targets(*raw)) as probes:
+            results = {u.user: (await probes.poll(u.user)).status for u in USERS}
+    failed = {k: v.reasons for k, v in results.items() if not v.reachable}
+    assert not failed
+    assert all(s.sys_name == "netguard-test-snmpd" for s in results.values())
