@@ -34,8 +34,15 @@ Knobs (:meth:`SnmpSim.set_knob`, engineering units):
 
 Each agent is one data file (community = agent name; v3 context name = agent name).
 One :class:`SnmpSim` is one process; to kill one agent alone, give it its own
-``SnmpSim``. :class:`SimFleet` starts several for load. :class:`Snmpd` runs net-snmp
-``snmpd`` (the host's real interfaces; optional v3 ``createUser``) on a free port.
+``SnmpSim``. ``SnmpSim(..., v3=V3User(auth_proto="SHA256", priv_proto="AES128"))`` also
+accepts that SNMPv3 user, and ``sim.target(name, v3=True)`` polls with it.
+:class:`SimFleet` starts several for load. Edit ``agent.records`` before starting to
+make an odd agent: ``SimRecord(oid, 4, "full")`` (a value of the wrong type) or
+``SimRecord(oid, 4, "op=any,status=genError", "error")`` (an object that fails).
+
+:class:`Snmpd` runs net-snmp ``snmpd`` (the host's real interfaces) on a free port, with
+optional v3 users (``v3=SnmpdUser()`` for SHA-256/AES-128 authPriv, ``users=[...]`` for
+more at any level); ``snmpd.target("id", v3=True)`` or ``target("id", user="name")``.
 Every process is started with ``start_new_session`` and stopped by its own pid.
 """
 
