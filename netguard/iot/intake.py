@@ -112,17 +112,18 @@ class MqttIntake:
 
         def on_disconnect(*args: Any) -> None:
             aiomqtt_on_disconnect(*args)
+            # We learn of the disconnect through the queue; mark aiomqtt's future as
+            # seen so that asyncio does not report its exception as never retrieved.
+            done = client._disconnected
+            if done.done() and not done.cancelled():
+                done.exception()
             queue.put_nowait(None)
 
         paho.on_message = on_message
         paho.on_disconnect = on_disconnect
         async with client:
-            self.connected = True
             self._was_up = True
             self.connects += 1
-            log.info("MQTT connected", extra={"broker": f"{self._config.host}:"
-                                                        f"{self._config.port}",
-                                              "client_id": self._config.client_id})
             v5 = self._config.protocol == "5"
             for topic, qos in self.topic_filters():
                 # Retain handling 1: retained messages only for a new subscription, so a
@@ -132,6 +133,10 @@ class MqttIntake:
                         qos=qos, retainHandling=1))
                 else:
                     await client.subscribe(topic, qos=qos)
+            self.connected = True
+            log.info("MQTT connected", extra={"broker": f"{self._config.host}:"
+                                                        f"{self._config.port}",
+                                              "client_id": self._config.client_id})
             await self._consume(queue, paho)
 
     async def _consume(self, queue: asyncio.Queue[RawMessage | None], paho: Any) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -60,6 +61,8 @@ from netguard.iot.rules import (
 from netguard.store import Store
 
 log = logging.getLogger(__name__)
+
+_STATE_WRITE_INTERVAL = timedelta(seconds=30)
 
 IngestStatus = Literal["stored", "duplicate", "dead"]
 
@@ -149,6 +152,7 @@ class IotService:
         self._duplicates = 0
         self._alerts_open: dict[tuple[str, str], int] = {}
         self._last_reload = float("-inf")
+        self._stored_seen: dict[str, datetime | None] = {}
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self.intake: MqttIntake | None = None
@@ -160,6 +164,7 @@ class IotService:
         async with self.store.session() as session:
             await self._chain.load(session)
             self._view = await load_view(session)
+            self._stored_seen = {k: v.last_seen for k, v in self._view.states.items()}
             await self._load_recent(session)
             await self._count_alerts(session)
         self._last_reload = self.clock.monotonic()
@@ -341,8 +346,9 @@ class IotService:
         async with self.store.session() as session:
             if rows:
                 await session.exec(sa.insert(Event), params=rows)
-            if states:
-                await session.exec(sa.update(Sensor), params=states_to_rows(states.values()))
+            dirty = self._dirty_states(states)
+            if dirty:
+                await session.exec(sa.update(Sensor), params=states_to_rows(dirty))
             notified = 0
             for pending, action in actions:
                 alert_id, new = await self._apply(session, pending.sensor_id or "",
@@ -353,12 +359,28 @@ class IotService:
             await session.commit()
         self._chain.commit(head)
         self._view.states.update(states)
+        self._stored_seen.update((d.sensor_id, d.last_seen) for d in dirty)
         if notified and self.outbox is not None:
             self.outbox.wake()
         if actions:
             async with self.store.session() as session:
                 await self._count_alerts(session)
         return self._results(batch, duplicates, raised)
+
+    def _dirty_states(self, states: dict[str, SensorState]) -> list[SensorState]:
+        """Sensor states worth writing: any change but ``last_seen``, or a ``last_seen``
+        more than 30 s ahead of the stored one. Keeps a heartbeat storm from rewriting
+        sensor rows on every batch; events themselves are always stored, and after a
+        crash a sensor's stored ``last_seen`` is at most 30 s stale."""
+        dirty: list[SensorState] = []
+        for sensor_id, new in states.items():
+            old = self._view.states.get(sensor_id)
+            stored = self._stored_seen.get(sensor_id)
+            if (old is None or new.last_seen is None or stored is None
+                    or dataclasses.replace(old, last_seen=new.last_seen) != new
+                    or new.last_seen - stored > _STATE_WRITE_INTERVAL):
+                dirty.append(new)
+        return dirty
 
     def _row(self, p: _Pending) -> dict[str, Any]:
         m, ev = p.message, p.event
@@ -510,6 +532,7 @@ class IotService:
             await session.commit()
             await self._count_alerts(session)
         self._view.states.update(changed)
+        self._stored_seen.update((d.sensor_id, d.last_seen) for d in changed.values())
         if redacted or deleted:
             log.info("retention purge", extra={"redacted": redacted, "deleted": deleted})
         if notified and self.outbox is not None:

@@ -1,0 +1,262 @@
+"""Door-sensor benchmarks (acceptance 7), against a private Mosquitto on loopback.
+
+1. Throughput: a persistent-session backlog of N QoS1 messages is drained (a) by a bare
+   aiomqtt subscriber (raw receive rate) and (b) by netguard's intake through parse,
+   durable hash-chained store and rules. Goal: (b) >= 0.8 x (a).
+2. Latency: door-open -> webhook arrival, p50/p99, while a separate process publishes a
+   background load of heartbeats. Goal: p99 <= 50 ms.
+
+Run: ``.venv/bin/python bench/bench_iot.py [--events 20000] [--load 1000] [--opens 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import aiomqtt  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from netguard.config import settings_from_data  # noqa: E402
+from netguard.iot import registry  # noqa: E402
+from netguard.iot.service import IotService  # noqa: E402
+from netguard.store import Store  # noqa: E402
+from netguard.store.config import StoreConfig  # noqa: E402
+from netguard.store.db import upgrade  # noqa: E402
+from tests.iot.support import shipped_broker_section  # noqa: E402
+from tests.support.ports import free_tcp_port  # noqa: E402
+from tests.support.servers import mosquitto  # noqa: E402
+
+SENSORS = 200
+
+
+def _native(sensor: str, seq: int, event: str = "heartbeat") -> bytes:
+    return json.dumps({"v": 1, "sensor": sensor, "event": event, "seq": seq,
+                       "battery": 90}).encode()
+
+
+async def _publish_backlog(port: int, n: int) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-pub",
+                              max_inflight_messages=200) as client:
+        client.pending_calls_threshold = 10_000
+        for start in range(0, n, 200):
+            await asyncio.gather(*(
+                client.publish(f"netguard/sensors/s{k % SENSORS}/event",
+                               _native(f"s{k % SENSORS}", k), qos=1)
+                for k in range(start, min(n, start + 200))))
+
+
+async def _wait(pred: Callable[[], bool], limit: float = 300.0) -> None:
+    deadline = time.monotonic() + limit
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.005)
+
+
+async def raw_rate(port: int, n: int) -> float:
+    """Drain rate (msgs/s) of a bare aiomqtt QoS1 subscriber over a backlog of n."""
+    kwargs: dict[str, Any] = {"identifier": "bench-raw", "protocol": aiomqtt.ProtocolVersion.V5,
+                              "clean_start": False}
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    async with aiomqtt.Client("127.0.0.1", port, properties=props, **kwargs) as client:
+        await client.subscribe("netguard/sensors/+/event", qos=1)
+    await _publish_backlog(port, n)
+    async with aiomqtt.Client("127.0.0.1", port, properties=props, **kwargs) as client:
+        count = 0
+        t0 = 0.0
+        async for message in client.messages:
+            json.loads(message.payload)  # the minimum any consumer does
+            count += 1
+            if count == 1:
+                t0 = time.perf_counter()
+            if count == n:
+                break
+        return (n - 1) / (time.perf_counter() - t0)
+
+
+def _settings(db: Path, port: int, extra: dict[str, Any] | None = None) -> Any:
+    return settings_from_data({
+        "store": {"path": str(db)},
+        "iot": {"mqtt": {"enabled": True, "host": "127.0.0.1", "port": port,
+                         "client_id": "bench-netguard"},
+                "rules": {"heartbeat_timeout_seconds": 86400}, **(extra or {})},
+    })
+
+
+async def _estate(db: Path, quarantined: bool) -> None:
+    config = StoreConfig(path=db)
+    await upgrade(config)
+    now = datetime.now(UTC)
+    async with Store(config) as store, store.session() as s:
+        await registry.add_household(s, "h1", "c1",
+                                     start=now - timedelta(days=1) if quarantined else None,
+                                     now=now)
+        await s.flush()
+        for i in range(SENSORS):
+            await registry.add_sensor(s, f"s{i}", "h1", now=now)
+        await s.commit()
+
+
+async def netguard_rate(port: int, n: int, db: Path) -> float:
+    """Drain rate (events/s) of netguard's intake: parse, durable store, rules, ack."""
+    await _estate(db, quarantined=False)
+    settings = _settings(db, port)
+    async with Store(settings.store) as store:
+        async with IotService(settings, store) as service:
+            await _wait(lambda: service.mqtt_connected)
+        await _publish_backlog(port, n)
+        async with IotService(settings, store) as service:
+            def stored() -> int:
+                return sum(service.snapshot().door_events.values())
+            await _wait(lambda: stored() >= 1)
+            t0, first = time.perf_counter(), stored()
+            await _wait(lambda: stored() >= n)
+            return (n - first) / (time.perf_counter() - t0)
+
+
+LOAD_SCRIPT = """
+import json, sys, time
+import paho.mqtt.client as mqtt
+port, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-load")
+c.max_inflight_messages_set(1000)
+c.max_queued_messages_set(0)
+c.connect("127.0.0.1", port)
+c.loop_start()
+t0 = time.monotonic(); k = 0
+while time.monotonic() - t0 < seconds:
+    due = t0 + k / rate
+    now = time.monotonic()
+    if due > now:
+        time.sleep(due - now)
+    s = "s%d" % (k % 150 + 50)
+    c.publish("netguard/sensors/%s/event" % s, json.dumps(
+        {"v": 1, "sensor": s, "event": "heartbeat", "seq": 10**6 + k, "battery": 90}), qos=1)
+    k += 1
+print(k / (time.monotonic() - t0), flush=True)
+c.loop_stop(); c.disconnect()
+"""
+
+
+async def latency(port: int, db: Path, load: float, opens: int) -> tuple[list[float], float]:
+    """Door-open -> webhook latencies (s) under a background load; returns them and the
+    achieved background rate."""
+    await _estate(db, quarantined=True)
+    arrived: dict[str, float] = {}
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        for alert in body["alerts"]:
+            arrived.setdefault(alert["sensor"], time.time())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    hport = free_tcp_port()
+    await web.TCPSite(runner, "127.0.0.1", hport).start()
+    settings = _settings(db, port, {
+        "notifiers": [{"name": "hook", "type": "webhook",
+                       "url": f"http://127.0.0.1:{hport}/hook", "rate_per_minute": 100000}],
+        "routes": [{"community": "*", "notifiers": ["hook"]}],
+        "intake_batch_max": 200,
+    })
+    published: dict[str, float] = {}
+    duration = opens * 0.2 + 4
+    try:
+        async with Store(settings.store) as store, IotService(settings, store) as service:
+            await _wait(lambda: service.mqtt_connected)
+            loader = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", LOAD_SCRIPT, str(port), str(load), str(duration),
+                stdout=subprocess.PIPE)
+            await asyncio.sleep(2)  # let the background load reach its rate
+            async with aiomqtt.Client("127.0.0.1", port, identifier="bench-doors") as client:
+                for i in range(opens):
+                    sensor = f"s{i % 50}"
+                    published[sensor] = time.time()
+                    await client.publish(f"netguard/sensors/{sensor}/event",
+                                         _native(sensor, 10**9 + i, "open"), qos=1)
+                    await asyncio.sleep(0.2)
+                    if i % 50 == 49:
+                        await _wait(lambda: len(arrived) >= 50, limit=30)
+                        for sensor_id in list(arrived):
+                            published_at = published.pop(sensor_id)
+                            _LAT.append(arrived.pop(sensor_id) - published_at)
+                        await _ack_all(store)
+            out, _ = await loader.communicate()
+            achieved = float(out.decode().strip() or 0)
+    finally:
+        await runner.cleanup()
+    return list(_LAT), achieved
+
+
+_LAT: list[float] = []
+
+
+async def _ack_all(store: Store) -> None:
+    """Acknowledge open door alerts so that the next opening of a sensor alerts again."""
+    import sqlalchemy as sa
+
+    async with store.session() as s:
+        await s.exec(sa.text(  # type: ignore[call-overload]
+            "UPDATE iot_alert SET acked_at = CURRENT_TIMESTAMP, acked_by = 'bench', "
+            "closed_at = CURRENT_TIMESTAMP WHERE closed_at IS NULL"))
+        await s.commit()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        with mosquitto(d / "broker", base=shipped_broker_section(d)) as broker:
+            raw = await raw_rate(broker.port, args.events)
+            ng = await netguard_rate(broker.port, args.events, d / "rate.db")
+        print(f"throughput: raw aiomqtt {raw:,.0f} msg/s, netguard {ng:,.0f} events/s, "
+              f"ratio {ng / raw:.2f} (goal >= 0.8), n={args.events}")
+        with mosquitto(d / "broker2", base=shipped_broker_section(d)) as broker:
+            lat, achieved = await latency(broker.port, d / "lat.db", args.load, args.opens)
+        ms = [x * 1000 for x in lat]
+        print(f"latency door-open -> webhook under {achieved:,.0f} ev/s background: "
+              f"p50 {statistics.median(ms):.1f} ms, p99 {_pct(ms, 0.99):.1f} ms, "
+              f"max {max(ms):.1f} ms, n={len(ms)} (goal p99 <= 50 ms)")
+    from importlib.metadata import version
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, aiomqtt {version('aiomqtt')}, "
+          f"paho-mqtt {version('paho-mqtt')}, mosquitto 2.0 (Debian)")
+    if os.environ.get("BENCH_VERBOSE"):
+        print("latencies ms in order:", [round(x) for x in ms])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--load", type=float, default=1000.0)
+    parser.add_argument("--opens", type=int, default=100)
+    asyncio.run(main(parser.parse_args()))
+
