@@ -30,11 +30,12 @@ from netguard.demo.broker import EmbeddedBroker, free_tcp_port
 from netguard.demo.config import DemoEndpoints, build_config_data, write_config
 from netguard.demo.fleet import FLEET, HOUSEHOLDS
 from netguard.demo.sensors import DoorSensorSim, Household
-from netguard.demo.sink import WebhookSink
+from netguard.demo.sink import ReceivedAlert, WebhookSink
 from netguard.demo.timeline import TIMELINE, Step, run_timeline
 from netguard.demo.view import (
     DemoSnapshot,
     TargetLine,
+    alert_lines,
     netguard_executable,
     next_commands,
     render,
@@ -109,6 +110,7 @@ class DemoSummary:
     metrics_url: str | None = None
     executable: str = field(default_factory=netguard_executable)
     steps: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
     agent_pids: list[int] = field(default_factory=list)
     last: DemoSnapshot | None = None
 
@@ -278,7 +280,8 @@ class _Run:
             self.mqtt_label = f"{broker.url} (embedded)"
         else:
             self.mqtt_label = f"mqtt://{mqtt.host}:{mqtt.port}"
-        self.sink = await stack.enter_async_context(WebhookSink(summary.sink_file))
+        self.sink = await stack.enter_async_context(
+            WebhookSink(summary.sink_file, on_receive=self.on_alert))
         data = build_config_data(self.directory, DemoEndpoints(
             agents.addresses, mqtt.host, mqtt.port, protocol, self.sink.url(),
             _metrics_port(options.metrics_port)), profiles=agents.profiles)
@@ -317,6 +320,12 @@ class _Run:
     def live(self) -> bool:
         return self.options.live and self.console.is_terminal
 
+    def on_alert(self, alert: ReceivedAlert) -> None:
+        for line in alert_lines(alert.body):
+            self.summary.alerts.append(f"{self.elapsed():4.0f}s  {line}")
+            if not self.live:
+                self.say(f"alert: {line}")
+
     def on_step(self, step: Step) -> None:
         self.summary.steps.append(f"{self.elapsed():4.0f}s  {step.description}")
         if not self.live:
@@ -332,6 +341,7 @@ class _Run:
             tickets_resolved=numbers["resolved"], tickets_children=numbers["children"],
             alerts_open=numbers["alerts_open"], alerts_received=len(self.sink.received),
             door_events=numbers["door_events"], steps=tuple(self.summary.steps),
+            alerts=tuple(self.summary.alerts),
             metrics_url=self.summary.metrics_url, config_path=str(self.summary.config_path),
             executable=self.summary.executable,
             sink_file=str(self.summary.sink_file), mqtt_url=self.mqtt_label)

@@ -7,8 +7,10 @@ otherwise it prints :func:`status_line` now and then, which logs and tests can r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -50,6 +52,7 @@ class DemoSnapshot:
     executable: str = "netguard"
     sink_file: str = ""
     mqtt_url: str = ""
+    alerts: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     def states(self) -> dict[str, int]:
@@ -58,6 +61,23 @@ class DemoSnapshot:
         for line in self.targets:
             counts[line.state] = counts.get(line.state, 0) + 1
         return counts
+
+
+def alert_lines(body: Any) -> list[str]:
+    """One line per alert in a webhook body netguard sent (anything else: its start)."""
+    alerts = body.get("alerts") if isinstance(body, dict) else None
+    if not isinstance(alerts, list):
+        return [json.dumps(body, ensure_ascii=False)[:100]]
+    lines = []
+    for alert in alerts:
+        if not isinstance(alert, dict):
+            continue
+        reason = alert.get("reason", "")
+        again = "" if reason in ("", "raised") else f" ({reason})"
+        lines.append(f"{alert.get('type', '?')}{again}: household {alert.get('household', '?')}"
+                     f" in {alert.get('community', '?')}, sensor {alert.get('sensor', '?')} "
+                     f"-> {', '.join(alert.get('recipients') or []) or 'staff'}")
+    return lines
 
 
 def next_commands(config_path: str, executable: str = "netguard") -> list[str]:
@@ -129,6 +149,8 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
                      "alerts received by the sink", str(snapshot.alerts_received),
                      "door events", str(snapshot.door_events))
     timeline = Text("\n".join(snapshot.steps[-6:]) or "waiting for the first scripted fault")
+    alerts = Text("\n".join(snapshot.alerts[-4:]) or "none yet", style="bold red"
+                  if snapshot.alerts else "dim")
     where = Table.grid(padding=(0, 1))
     where.add_row("metrics", snapshot.metrics_url or "disabled")
     where.add_row("MQTT broker", snapshot.mqtt_url)
@@ -143,6 +165,7 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
         _targets_table(snapshot.targets),
         Panel(counters, title="Tickets and alerts"),
         Panel(timeline, title="Scripted faults"),
+        Panel(alerts, title="Alerts community staff received (webhook sink)"),
         Panel(where, title="Where to look"),
         Panel(try_next, title="Try in another terminal (Ctrl-C here stops the demo)"),
     )

@@ -13,6 +13,7 @@ from netguard.demo.timeline import TIMELINE
 from netguard.demo.view import (
     DemoSnapshot,
     TargetLine,
+    alert_lines,
     netguard_executable,
     next_commands,
     render,
@@ -60,7 +61,7 @@ def test_render_shows_targets_counts_and_next_command() -> None:
         tickets_open=3, tickets_resolved=1, tickets_children=2, alerts_open=2,
         alerts_received=4, steps=("east uplink down",), metrics_url="http://127.0.0.1:1/metrics",
         config_path="/tmp/d/netguard.yaml", sink_file="/tmp/d/alerts.jsonl",
-        mqtt_url="mqtt://127.0.0.1:2")
+        mqtt_url="mqtt://127.0.0.1:2", alerts=("12s  door_open: household hh-1",))
     console = Console(record=True, width=140, color_system=None)
     console.print(render(snapshot))
     text = console.export_text()
@@ -71,6 +72,7 @@ def test_render_shows_targets_counts_and_next_command() -> None:
     assert "netguard tickets list --config /tmp/d/netguard.yaml" in text
     assert "http://127.0.0.1:1/metrics" in text
     assert "east uplink down" in text
+    assert "12s  door_open: household hh-1" in text
     line = status_line(snapshot)
     assert "3 open (2 children), 1 resolved" in line
     assert "4 received" in line
@@ -87,3 +89,19 @@ def test_printed_executable_is_runnable() -> None:
         assert Path(exe).exists()
     assert next_commands("/d/netguard.yaml", exe)[0] == f"{exe} tickets list --config " \
         "/d/netguard.yaml"
+
+
+def test_alert_lines_from_netguard_webhook_bodies() -> None:
+    body = {"source": "netguard", "alerts": [
+        {"type": "door_open", "reason": "raised", "community": "riverside",
+         "household": "hh-riverside-02", "sensor": "door-riverside-02",
+         "recipients": ["riverside community staff"]},
+        {"type": "offline", "reason": "renotify", "community": "old-town",
+         "household": "hh-old-town-01", "sensor": "door-old-town-01"}]}
+    assert alert_lines(body) == [
+        "door_open: household hh-riverside-02 in riverside, sensor door-riverside-02 "
+        "-> riverside community staff",
+        "offline (renotify): household hh-old-town-01 in old-town, sensor door-old-town-01 "
+        "-> staff"]
+    assert alert_lines("plain text") == ['"plain text"']
+    assert alert_lines({"msgtype": "markdown"}) == ['{"msgtype": "markdown"}']
