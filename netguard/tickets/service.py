@@ -202,17 +202,21 @@ class TicketService:
             for its upstream's ticket).
         """
         if isinstance(event, FaultOpened):
-            if event.suppressed_by and event.suppressed_by != event.key.target:
-                ticket_id = await self._transaction(lambda c: self._suppressed(c, event))
-            else:
-                ticket_id = await self._transaction(lambda c: self._report(c, event))
-        elif isinstance(event, FaultCleared):
+            suppressed = event.suppressed_by and event.suppressed_by != event.key.target
+
+            async def opened(conn: AsyncConnection) -> Ticket | None:
+                ticket_id = await (self._suppressed(conn, event) if suppressed
+                                   else self._report(conn, event))
+                # Read back in the same transaction: one connection checkout, not two.
+                return None if ticket_id is None else await self._ticket(ticket_id, conn)
+
+            return await self._transaction(opened)
+        if isinstance(event, FaultCleared):
             ticket_id = await self._transaction(lambda c: self._clear(c, event))
             if ticket_id is not None and self._config.resolve_hold_seconds == 0:
                 await self._resolve_cleared(ticket_id, as_utc(event.at))
-        else:  # pragma: no cover - the union is exhaustive
-            raise TypeError(f"not a fault event: {event!r}")
-        return None if ticket_id is None else await self._ticket(ticket_id)
+            return None if ticket_id is None else await self._ticket(ticket_id)
+        raise TypeError(f"not a fault event: {event!r}")  # pragma: no cover
 
     async def _report(self, conn: AsyncConnection, ev: FaultOpened,
                       first_seen: datetime | None = None) -> int:
