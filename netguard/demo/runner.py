@@ -320,6 +320,10 @@ class _Run:
     def live(self) -> bool:
         return self.options.live and self.console.is_terminal
 
+    def reachable(self, target_id: str) -> bool | None:
+        status = self.daemon.probes.statuses().get(target_id)
+        return None if status is None else bool(status.reachable)
+
     def on_alert(self, alert: ReceivedAlert) -> None:
         for line in alert_lines(alert.body):
             self.summary.alerts.append(f"{self.elapsed():4.0f}s  {line}")
@@ -393,7 +397,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, *,
             tg.create_task(run.daemon.serve(stop), name="netguard[demo].daemon")
             helpers = [
                 tg.create_task(run_timeline(options.timeline, actuator, elapsed=run.elapsed,
-                                            on_step=run.on_step),
+                                            on_step=run.on_step, reachable=run.reachable),
                                name="netguard[demo].timeline"),
                 tg.create_task(run.show(), name="netguard[demo].view"),
             ]

@@ -12,7 +12,6 @@ import pytest
 
 from netguard.clock import ManualClock
 from netguard.demo.broker import EmbeddedBroker
-from netguard.demo.config import POLL_SECONDS, POLL_TIMEOUT_SECONDS
 from netguard.demo.fleet import FLEET, HOUSEHOLDS, fleet_target
 from netguard.demo.sensors import (
     DoorSensorSim,
@@ -52,16 +51,17 @@ def test_timeline_covers_the_issue_and_fits_in_a_minute() -> None:
                    "battery_low"):
         assert needed in actions
     assert max(s.at_seconds for s in TIMELINE) < 60
-    # The children go dark only after netguard can have seen their upstream fail (a poll
-    # interval, its jitter and a timeout), so their faults group under its ticket; they
-    # come back before it, so none is left dark under a working uplink.
-    down = {s.subject: s.at_seconds for s in TIMELINE if s.action == "agent_down"}
-    ups = [s.subject for s in sorted(TIMELINE, key=lambda s: s.at_seconds)
-           if s.action == "agent_up"]
+    # The children go dark only once netguard reports their upstream unreachable, so
+    # their faults group under its ticket; they come back before it, so none is left
+    # dark under a working uplink.
     children = [t.id for t in FLEET if t.upstream == "pl-east-uplink"]
-    for child in children:
-        assert down[child] >= down["pl-east-uplink"] + POLL_SECONDS + POLL_TIMEOUT_SECONDS + 1
-        assert ups.index(child) < ups.index("pl-east-uplink")
+    ordered = sorted(TIMELINE, key=lambda s: s.at_seconds)
+    for step in ordered:
+        if step.action == "agent_down" and step.subject in children:
+            assert step.after == (("pl-east-uplink", False),)
+    ups = [s for s in ordered if s.action == "agent_up"]
+    assert ups[-1].subject == "pl-east-uplink"
+    assert {t for t, _ in ups[-1].after} == set(children)
     sensor_ids = {h.sensor_id for h in HOUSEHOLDS}
     for step in TIMELINE:
         if step.action.startswith(("door_", "sensor_", "battery_")):
@@ -106,14 +106,26 @@ async def test_timeline_runs_in_order_and_survives_a_failing_step() -> None:
         slept.append(seconds)
         now[0] += seconds
 
+    reports = {"up": [None, None, True], "never": [False]}
+
+    def reachable(target: str) -> bool | None:
+        values = reports[target]
+        return values.pop(0) if len(values) > 1 else values[0]
+
     steps = [Step(5, "door_open", "b", "b"), Step(1, "door_open", "a", "a"),
-             Step(3, "agent_down", "broken", "x"), Step(5, "door_open", "c", "c")]
+             Step(3, "agent_down", "broken", "x"), Step(5, "door_open", "c", "c"),
+             Step(6, "door_open", "d", "d", after=(("up", True),)),
+             Step(6, "door_open", "e", "e", after=(("never", True),))]
     seen: list[str] = []
     await run_timeline(steps, Actuator(), elapsed=lambda: now[0], sleep=sleep,
-                       on_step=lambda s: seen.append(s.subject))
-    assert applied == ["a", "b", "c"]
-    assert seen == ["a", "b", "c"]
-    assert slept == [1, 2, 2]
+                       on_step=lambda s: seen.append(s.subject), reachable=reachable,
+                       max_wait=1.0)
+    assert applied == ["a", "b", "c", "d", "e"]
+    assert seen == ["a", "b", "c", "d", "e"]
+    # d waited two checks for "up"; e gave up after max_wait.
+    assert slept[:4] == [1, 2, 2, 1]
+    assert slept[4:6] == [0.2, 0.2]
+    assert len(slept) == 6 + 5
 
 
 async def test_embedded_broker_round_trip_and_release() -> None:
