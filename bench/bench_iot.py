@@ -231,13 +231,25 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if os.environ.get("BENCH_VERBOSE"):
+        import logging
+
+        from netguard.logsetup import HumanFormatter
+
+        handler = logging.FileHandler("/tmp/bench_iot_debug.log")
+        handler.setFormatter(HumanFormatter())
+        logging.getLogger("netguard").addHandler(handler)
+        logging.getLogger("netguard").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        with mosquitto(d / "broker", base=shipped_broker_section(d)) as broker:
-            raw = await raw_rate(broker.port, args.events)
-            ng = await netguard_rate(broker.port, args.events, d / "rate.db")
-        print(f"throughput: raw aiomqtt {raw:,.0f} msg/s, netguard {ng:,.0f} events/s, "
-              f"ratio {ng / raw:.2f} (goal >= 0.8), n={args.events}")
+        if args.only in (None, "throughput"):
+            with mosquitto(d / "broker", base=shipped_broker_section(d)) as broker:
+                raw = await raw_rate(broker.port, args.events)
+                ng = await netguard_rate(broker.port, args.events, d / "rate.db")
+            print(f"throughput: raw aiomqtt {raw:,.0f} msg/s, netguard {ng:,.0f} events/s, "
+                  f"ratio {ng / raw:.2f} (goal >= 0.8), n={args.events}")
+        if args.only == "throughput":
+            return
         with mosquitto(d / "broker2", base=shipped_broker_section(d)) as broker:
             lat, achieved = await latency(broker.port, d / "lat.db", args.load, args.opens)
         ms = [x * 1000 for x in lat]
@@ -258,5 +270,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--load", type=float, default=1000.0)
     parser.add_argument("--opens", type=int, default=100)
+    parser.add_argument("--only", choices=["throughput", "latency"])
     asyncio.run(main(parser.parse_args()))
 

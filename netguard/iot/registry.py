@@ -204,6 +204,7 @@ class RegistryView:
     sensors: dict[tuple[str, str], SensorEntry] = field(default_factory=dict)
     households: dict[str, HouseholdRules] = field(default_factory=dict)
     states: dict[str, SensorState] = field(default_factory=dict)
+    by_id: dict[str, SensorEntry] = field(default_factory=dict)
 
     def lookup(self, fmt: str, address: str) -> SensorEntry | None:
         """The sensor with this bus address in this format."""
@@ -234,7 +235,8 @@ async def load_view(session: AsyncSession) -> RegistryView:
             last_seen=None if s.last_seen_at is None else as_utc(s.last_seen_at),
             battery=s.battery, contact=contact,  # type: ignore[arg-type]
             online=s.online, tamper=s.tamper, since=as_utc(s.created_at))
-    return RegistryView(sensors, households, states)
+    return RegistryView(sensors, households, states,
+                        {e.sensor_id: e for e in sensors.values()})
 
 
 def states_to_rows(states: Iterable[SensorState]) -> list[dict[str, Any]]:

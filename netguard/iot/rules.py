@@ -50,6 +50,10 @@ class HouseholdRules:
         """True during an active quarantine period."""
         return any(p.contains(now) for p in self.quarantines)
 
+    def supervised(self, now: datetime) -> bool:
+        """True during a quarantine period or before a planned one: the sensor must work."""
+        return any(p.end is None or now < p.end for p in self.quarantines)
+
     def allowed_window(self, now: datetime) -> Period | None:
         """The allowed window ``now`` falls in, if any."""
         return next((w for w in self.allowed if w.contains(now)), None)

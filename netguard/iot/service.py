@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,7 @@ from netguard.store import Store
 log = logging.getLogger(__name__)
 
 _STATE_WRITE_INTERVAL = timedelta(seconds=30)
+_SLOW_COMMIT_SECONDS = 0.05
 
 IngestStatus = Literal["stored", "duplicate", "dead"]
 
@@ -190,10 +192,21 @@ class IotService:
         # Stop the intake first: messages not yet committed stay unacknowledged in the
         # broker's session and come back next time. Each batch commits in one
         # transaction, so there is nothing half-written to flush.
-        for task in self._tasks:
-            task.cancel()
-        await self._stack.aclose()
-        self._tasks.clear()
+        # Let a batch being committed finish (it is then acknowledged or redelivered and
+        # deduplicated), but never wait longer than the daemon's shutdown timeout.
+        locked = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.daemon.shutdown_timeout_seconds):
+                await self._lock.acquire()
+                locked = True
+        try:
+            for task in self._tasks:
+                task.cancel()
+            await self._stack.aclose()
+            self._tasks.clear()
+        finally:
+            if locked:
+                self._lock.release()
 
     async def _build_notifiers(self) -> dict[str, Notifier]:
         if self._notifier_override is not None:
@@ -343,6 +356,7 @@ class IotService:
 
         head = self._chain.link(rows)
         raised: dict[int, list[int]] = {}
+        started = time.perf_counter()
         async with self.store.session() as session:
             if rows:
                 await session.exec(sa.insert(Event), params=rows)
@@ -357,6 +371,10 @@ class IotService:
                     raised.setdefault(id(pending), []).append(alert_id)
                     notified += 1
             await session.commit()
+        elapsed = time.perf_counter() - started
+        if elapsed > _SLOW_COMMIT_SECONDS:
+            log.info("slow event commit", extra={"seconds": round(elapsed, 3),
+                                                 "events": len(rows)})
         self._chain.commit(head)
         self._view.states.update(states)
         self._stored_seen.update((d.sensor_id, d.last_seen) for d in dirty)
@@ -449,8 +467,7 @@ class IotService:
                      now: datetime) -> tuple[int | None, bool]:
         state = self._view.states.get(sensor_id)
         household_id = state.household_id if state else ""
-        entry = next((e for e in self._view.sensors.values() if e.sensor_id == sensor_id),
-                     None)
+        entry = self._view.by_id.get(sensor_id)
         if entry is not None:
             household_id = entry.household_id
         household = self._view.households.get(household_id)
@@ -505,6 +522,9 @@ class IotService:
         changed: dict[str, SensorState] = {}
         actions: list[tuple[str, AlertAction]] = []
         for sensor_id, state in self._view.states.items():
+            household = self._view.households.get(state.household_id)
+            if household is None or not household.supervised(now):
+                continue  # a sensor left behind after quarantine ended is nobody's alarm
             result = check_heartbeat(state, self.config.rules, now)
             if result.actions:
                 changed[sensor_id] = result.state

@@ -114,13 +114,14 @@ async def test_offline_by_heartbeat_then_auto_clear(service: IotService, store: 
     await service.ingest(*native("n1", 1))  # heartbeat keeps n1 alive
     clock.advance(1)
     await service.sweep()
+    # n2's household is not (and will not be) quarantined: its silence alarms nobody.
     offline = {a.sensor_id for a in await alerts(store) if a.closed_at is None}
-    assert offline == {"z1", "s1", "n2"}
-    assert service.snapshot().sensors_offline == 3
+    assert offline == {"z1", "s1"}
+    assert service.snapshot().sensors_offline == 2
     await service.ingest("zigbee2mqtt/door_z1", b'{"contact":true,"battery":90}')
     still = {a.sensor_id for a in await alerts(store) if a.closed_at is None}
-    assert still == {"s1", "n2"}
-    assert service.snapshot().sensors_offline == 2
+    assert still == {"s1"}
+    assert service.snapshot().sensors_offline == 1
 
 
 async def test_battery_low_clears_when_replaced(service: IotService, store: Store) -> None:

@@ -134,3 +134,12 @@ def test_renotify_schedule() -> None:
     assert next_notify_at(T0, 2, schedule) == T0 + timedelta(minutes=15)
     assert next_notify_at(T0, 3, schedule) == T0 + timedelta(minutes=30)
     assert next_notify_at(T0, 4, schedule) is None
+
+
+def test_supervised_covers_active_and_planned_quarantine() -> None:
+    planned = HouseholdRules("h3", "c1", quarantines=(Period(T0 + timedelta(days=2)),))
+    assert planned.supervised(T0)
+    assert not planned.quarantined(T0)
+    assert QUARANTINED.supervised(T0)
+    assert not QUARANTINED.supervised(T0 + timedelta(days=13))
+    assert not HouseholdRules("h4", "c1").supervised(T0)
