@@ -13,7 +13,6 @@ from netguard.cli import config_cmd, daemon, db, demo, iot, probes, tickets
 app = typer.Typer(
     name="netguard",
     help="Network assurance and home-quarantine sensor monitoring for emergency network teams.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
