@@ -260,7 +260,8 @@ async def main(args: argparse.Namespace) -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, aiomqtt {version('aiomqtt')}, "
-          f"paho-mqtt {version('paho-mqtt')}, mosquitto 2.0 (Debian)")
+          f"paho-mqtt {version('paho-mqtt')}, mosquitto 2.0 (Debian), "
+          f"load average {os.getloadavg()[0]:.1f}")
     if os.environ.get("BENCH_VERBOSE"):
         print("latencies ms in order:", [round(x) for x in ms])
 

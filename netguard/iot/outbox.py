@@ -130,14 +130,21 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self.stats = OutboxStats()
         self.pending = 0
+        self._counted_at = float("-inf")
+        self._stopping = False
 
     def wake(self) -> None:
         """Look for due rows now (called after a commit that added rows)."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the current pass (its statuses get stored), then let :meth:`run` return."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Deliver forever (until cancelled)."""
-        while True:
+        """Deliver until :meth:`stop` (or cancellation)."""
+        while not self._stopping:
             self._wake.clear()
             try:
                 delay = await self.deliver_due()
@@ -147,7 +154,7 @@ class OutboxWorker:
             except Exception:
                 log.exception("outbox pass failed unexpectedly, retrying")
                 delay = 1.0
-            if delay > 0:
+            if delay > 0 and not self._stopping:
                 try:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
@@ -167,9 +174,12 @@ class OutboxWorker:
                 .where(col(OutboxMessage.status) == "pending",
                        col(OutboxMessage.next_attempt_at) <= now)
                 .order_by(col(OutboxMessage.id)).limit(1000))).all())
-            self.pending = int((await session.exec(
-                select(func.count()).select_from(OutboxMessage)
-                .where(col(OutboxMessage.status) == "pending"))).one())
+            # The gauge need not be exact per pass; keep the query off the alert path.
+            if self._clock.monotonic() - self._counted_at >= 5.0 or not rows:
+                self._counted_at = self._clock.monotonic()
+                self.pending = int((await session.exec(
+                    select(func.count()).select_from(OutboxMessage)
+                    .where(col(OutboxMessage.status) == "pending"))).one())
         by_notifier: dict[str, list[OutboxMessage]] = {}
         for row in rows:
             by_notifier.setdefault(row.notifier, []).append(row)

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 _STATE_WRITE_INTERVAL = timedelta(seconds=30)
 _SLOW_COMMIT_SECONDS = 0.05
+_OUTBOX_TASK = "netguard[iot].outbox"
 
 IngestStatus = Literal["stored", "duplicate", "dead"]
 
@@ -175,7 +176,7 @@ class IotService:
             notifiers = await self._build_notifiers()
             self.outbox = OutboxWorker(self.store, notifiers, self.config, self.clock)
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
-            self._tasks.append(tg.create_task(self.outbox.run(), name="netguard[iot].outbox"))
+            self._tasks.append(tg.create_task(self.outbox.run(), name=_OUTBOX_TASK))
             if self.config.mqtt.enabled:
                 self.intake = MqttIntake(self.config.mqtt, self.ingest_batch,
                                          batch_max=self.config.intake_batch_max,
@@ -201,7 +202,16 @@ class IotService:
                 locked = True
         try:
             for task in self._tasks:
-                task.cancel()
+                if task.get_name() != _OUTBOX_TASK:
+                    task.cancel()
+            if self.outbox is not None:
+                # Let a delivery in flight record its outcome, so it is not sent twice.
+                self.outbox.stop()
+                outbox_task = next(t for t in self._tasks if t.get_name() == _OUTBOX_TASK)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.daemon.shutdown_timeout_seconds):
+                        await asyncio.shield(outbox_task)
+                outbox_task.cancel()
             await self._stack.aclose()
             self._tasks.clear()
         finally:
