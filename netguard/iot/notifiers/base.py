@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from netguard.errors import NotifyError, NotifyTransientError
+from netguard.iot.config import NotifierConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,17 @@ class Notifier(Protocol):
             NotifyError: Will not succeed as is (4xx, refused by the robot).
         """
         ...
+
+
+class HttpNotifier:
+    """Shared set-up of the notifiers that POST to a URL from their config."""
+
+    def __init__(self, config: NotifierConfig, http: aiohttp.ClientSession) -> None:
+        assert config.url is not None  # NotifierConfig requires it for HTTP types
+        self.name = config.name
+        self._config = config
+        self._url = config.url.get_secret_value()
+        self._http = http
 
 
 def markdown_lines(batch: Sequence[Notification]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from netguard.iot.config import NotifierConfig
-from netguard.iot.notifiers.base import Notification, markdown_lines, post_json
+from netguard.iot.notifiers.base import HttpNotifier, Notification, markdown_lines, post_json
 
 # 130101: the robot sends too fast.
 DINGTALK_RATE_CODES = frozenset({130101})
@@ -44,17 +44,13 @@ def dingtalk_body(batch: Sequence[Notification]) -> dict[str, object]:
             "at": {"atMobiles": mobiles, "isAtAll": False}}
 
 
-class DingtalkNotifier:
+class DingtalkNotifier(HttpNotifier):
     """Posts to a DingTalk custom robot webhook."""
 
     def __init__(self, config: NotifierConfig, http: aiohttp.ClientSession, *,
                  time_ms: Callable[[], int] | None = None) -> None:
-        assert config.url is not None
-        self.name = config.name
-        self._config = config
-        self._url = config.url.get_secret_value()
+        super().__init__(config, http)
         self._secret = None if config.secret is None else config.secret.get_secret_value()
-        self._http = http
         self._time_ms = time_ms or (lambda: int(time.time() * 1000))
 
     async def send(self, batch: Sequence[Notification]) -> None:

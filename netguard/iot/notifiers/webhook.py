@@ -5,21 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 
-import aiohttp
-
-from netguard.iot.config import NotifierConfig
-from netguard.iot.notifiers.base import Notification, post_json
+from netguard.iot.notifiers.base import HttpNotifier, Notification, post_json
 
 
-class WebhookNotifier:
+class WebhookNotifier(HttpNotifier):
     """POSTs ``{"source": "netguard", "alerts": [...]}``."""
-
-    def __init__(self, config: NotifierConfig, http: aiohttp.ClientSession) -> None:
-        assert config.url is not None
-        self.name = config.name
-        self._config = config
-        self._url = config.url.get_secret_value()
-        self._http = http
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """POST the batch as one JSON document."""

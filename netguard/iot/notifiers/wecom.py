@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiohttp
-
-from netguard.iot.config import NotifierConfig
-from netguard.iot.notifiers.base import Notification, markdown_lines, post_json, truncate_utf8
+from netguard.iot.notifiers.base import (
+    HttpNotifier,
+    Notification,
+    markdown_lines,
+    post_json,
+    truncate_utf8,
+)
 
 WECOM_MARKDOWN_LIMIT = 4096
 # 45009: the robot's send frequency limit was exceeded.
@@ -24,15 +27,8 @@ def wecom_body(batch: Sequence[Notification]) -> dict[str, object]:
             "markdown": {"content": truncate_utf8(content, WECOM_MARKDOWN_LIMIT)}}
 
 
-class WecomNotifier:
+class WecomNotifier(HttpNotifier):
     """Posts to a WeCom group robot webhook."""
-
-    def __init__(self, config: NotifierConfig, http: aiohttp.ClientSession) -> None:
-        assert config.url is not None
-        self.name = config.name
-        self._config = config
-        self._url = config.url.get_secret_value()
-        self._http = http
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """Post the batch as one markdown message."""
