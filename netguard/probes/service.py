@@ -172,9 +172,6 @@ class ProbeService:
             slot.session = transport.agent(target)
         started = time.perf_counter()
         mono = self._clock.monotonic()
-        # Reboot detection compares the agent's uptime with real elapsed time, which an
-        # injected (manual) clock does not measure.
-        real = time.monotonic()
         sample: LinkSample | None = None
         walk_error: str | None = None
         failure = ""
@@ -194,6 +191,9 @@ class ProbeService:
         duration = time.perf_counter() - started
         now = self._clock.now()
         reset_note = None
+        # Reboot detection compares the agent's uptime with real time elapsed between
+        # the answers that carried it (an injected manual clock does not measure that).
+        real = slot.session.answered_at
         if sample is not None:
             previous = slot.last_sample
             if previous is not None:

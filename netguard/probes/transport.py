@@ -14,6 +14,7 @@ times out, then grows back after clean walks.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -35,6 +36,7 @@ _PRIV = {
     "aes192": "USM_PRIV_CFB192_AES", "aes256": "USM_PRIV_CFB256_AES",
 }
 _OBJECT_CACHE_LIMIT = 4096
+_MAX_COLUMNS_PER_PDU = 24
 _TOO_BIG = 1
 _NO_SUCH_NAME = 2  # SNMPv1 answers a GET of a missing object with this error
 
@@ -126,6 +128,8 @@ class AgentSession:
         self.pdus = 0
         self.varbinds = 0
         self.values = 0
+        # When the last GET (which carries sysUpTime) was answered, on the real clock.
+        self.answered_at = 0.0
         # Rows the last walk found: the next walk asks for just that many (plus one to
         # see the end) instead of max-repetitions, so small tables cost one small PDU.
         self._rows_hint: int | None = None
@@ -205,6 +209,7 @@ class AgentSession:
             for metric, vb in zip(pending, var_binds, strict=False):
                 out[metric.name] = plain_value(vb[1])
             self.values += len(var_binds)
+            self.answered_at = time.monotonic()
             pending = []
         return out
 
@@ -222,6 +227,23 @@ class AgentSession:
         out: dict[str, dict[Index, RawValue]] = {c.name: {} for c in columns}
         if not columns:
             return out
+        clean = True
+        # Agents bound varbinds per response (snmpsim: 64 in all); too many columns in
+        # one GETBULK would leave no room for even one row.
+        for start in range(0, len(columns), _MAX_COLUMNS_PER_PDU):
+            chunk_clean = await self._walk_chunk(columns[start:start + _MAX_COLUMNS_PER_PDU],
+                                                 out)
+            clean = clean and chunk_clean
+        self._rows_hint = max((len(rows) for rows in out.values()), default=0)
+        self.values += sum(len(rows) for rows in out.values())
+        if clean and self.max_repetitions < self.target.snmp.max_repetitions:
+            self.max_repetitions = min(self.target.snmp.max_repetitions,
+                                       self.max_repetitions * 2)
+        return out
+
+    async def _walk_chunk(self, columns: Sequence[Metric],
+                          out: dict[str, dict[Index, RawValue]]) -> bool:
+        """Walk some columns together into ``out``; False if max-repetitions shrank."""
         hl = self._t._hl
         udp = await self._transport()
         cursor: dict[str, tuple[int, ...]] = {c.name: c.oid_tuple for c in columns}
@@ -272,12 +294,7 @@ class AgentSession:
             active = [c for c in active if c.name not in done]
             if not progressed:
                 break
-        self._rows_hint = max((len(rows) for rows in out.values()), default=0)
-        self.values += sum(len(rows) for rows in out.values())
-        if clean and self.max_repetitions < self.target.snmp.max_repetitions:
-            self.max_repetitions = min(self.target.snmp.max_repetitions,
-                                       self.max_repetitions * 2)
-        return out
+        return clean
 
 
 async def fetch(session: AgentSession, scalars: Sequence[Metric], columns: Sequence[Metric]
