@@ -297,7 +297,8 @@ class _Run:
         self.counts = await stack.enter_async_context(StoreCounts(settings))
         sensors = await stack.enter_async_context(DoorSensorSim(
             HOUSEHOLDS, mqtt.host, mqtt.port, heartbeat_seconds=3.0,
-            client_id="netguard-demo-sensors"))
+            client_id="netguard-demo-sensors", username=mqtt.username,
+            password=mqtt.password))
         # The script's clock starts now, so its first fault follows netguard's first polls.
         self.started = time.monotonic()
         return DemoActuator(agents, sensors)

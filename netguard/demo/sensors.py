@@ -133,17 +133,23 @@ class DoorSensorSim:
         heartbeat_seconds: How often each sensor reports while not silent.
         clock: Time source for native timestamps.
         client_id: MQTT client id of the simulator.
+        boot: Boot id in native payloads (a fresh one per run by default).
+        username: Broker user (a real broker may refuse anonymous clients).
+        password: Broker password.
     """
 
     def __init__(self, households: Sequence[Household], host: str, port: int, *,
                  heartbeat_seconds: float = 5.0, clock: Clock | None = None,
-                 client_id: str = "netguard-demo-sensors", boot: str | None = None) -> None:
+                 client_id: str = "netguard-demo-sensors", boot: str | None = None,
+                 username: str | None = None, password: str | None = None) -> None:
         self._sensors = {h.sensor_id: _Sensor(h) for h in households}
         self._host = host
         self._port = port
         self._heartbeat = heartbeat_seconds
         self._clock = clock or SystemClock()
         self._client_id = client_id
+        self._username = username
+        self._password = password
         # Native sensors number their messages per boot; a new boot id per run keeps a
         # reused demo folder from mistaking this run's messages for redeliveries.
         self._boot = boot or uuid.uuid4().hex[:12]
@@ -169,6 +175,7 @@ class DoorSensorSim:
         try:
             self._client = await stack.enter_async_context(aiomqtt.Client(
                 self._host, self._port, identifier=self._client_id,
+                username=self._username, password=self._password,
                 protocol=aiomqtt.ProtocolVersion.V311))
             for sensor in self._sensors.values():
                 if sensor.household.format == "zigbee2mqtt":

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from netguard.config import load_settings
 from netguard.demo.config import AgentAddress, DemoEndpoints, build_config_data, write_config
 from netguard.demo.fleet import FLEET, HOUSEHOLDS
+from netguard.demo.runner import MqttTarget, parse_mqtt_url
 from netguard.demo.timeline import TIMELINE
 from netguard.demo.view import (
     DemoSnapshot,
@@ -19,6 +21,7 @@ from netguard.demo.view import (
     render,
     status_line,
 )
+from netguard.errors import ConfigError
 
 
 def _endpoints() -> DemoEndpoints:
@@ -31,6 +34,7 @@ def test_config_validates_and_round_trips(tmp_path: Path) -> None:
     data = build_config_data(tmp_path, _endpoints(), profiles={"wl-lake-camp": "wireless-ubiquiti"})
     settings = write_config(tmp_path / "netguard.yaml", data)
     again = load_settings(tmp_path / "netguard.yaml")
+    assert (tmp_path / "netguard.yaml").stat().st_mode & 0o077 == 0
     assert again == settings
     assert settings.store.path == tmp_path / "netguard.db"
     assert settings.iot.mqtt.protocol == "3.1.1"
@@ -105,3 +109,12 @@ def test_alert_lines_from_netguard_webhook_bodies() -> None:
         "-> staff"]
     assert alert_lines("plain text") == ['"plain text"']
     assert alert_lines({"msgtype": "markdown"}) == ['{"msgtype": "markdown"}']
+
+
+def test_parse_mqtt_url() -> None:
+    assert parse_mqtt_url("mqtt://broker.lan") == MqttTarget("broker.lan", 1883)
+    assert parse_mqtt_url("mqtt://demo:p%40ss@10.0.0.5:1884") == MqttTarget(
+        "10.0.0.5", 1884, "demo", "p@ss")
+    for bad in ("http://x", "mqtt://", "mqtt://h:notaport"):
+        with pytest.raises(ConfigError, match="--mqtt-url"):
+            parse_mqtt_url(bad)
