@@ -187,6 +187,20 @@ async def latency(port: int, db: Path, load: float, opens: int) -> tuple[list[fl
     try:
         async with Store(settings.store) as store, IotService(settings, store) as service:
             await _wait(lambda: service.mqtt_connected)
+            assert service.intake is not None
+            handler = service.ingest_batch
+
+            async def timed(messages: Any) -> Any:
+                # Stage times of door openings: received by paho, batch start, committed.
+                started = time.time()
+                results = await handler(messages)
+                done = time.time()
+                for m, r in zip(messages, results, strict=True):
+                    if r.kind == "open" and m.received_at is not None:
+                        _STAGES[r.sensor_id] = (m.received_at.timestamp(), started, done)
+                return results
+
+            service.intake._handler = timed
             loader = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", LOAD_SCRIPT, str(port), str(load), str(duration),
                 stdout=subprocess.PIPE)
@@ -202,7 +216,11 @@ async def latency(port: int, db: Path, load: float, opens: int) -> tuple[list[fl
                         await _wait(lambda: len(arrived) >= 50, limit=30)
                         for sensor_id in list(arrived):
                             published_at = published.pop(sensor_id)
-                            _LAT.append(arrived.pop(sensor_id) - published_at)
+                            at = arrived.pop(sensor_id)
+                            _LAT.append(at - published_at)
+                            received, started, done = _STAGES.pop(sensor_id)
+                            _PARTS.append((received - published_at, started - received,
+                                           done - started, at - done))
                         await _ack_all(store)
             out, _ = await loader.communicate()
             achieved = float(out.decode().strip() or 0)
@@ -212,6 +230,9 @@ async def latency(port: int, db: Path, load: float, opens: int) -> tuple[list[fl
 
 
 _LAT: list[float] = []
+_STAGES: dict[str, tuple[float, float, float]] = {}
+# publish->paho receive, wait for the batch, batch commit, commit->webhook arrival
+_PARTS: list[tuple[float, float, float, float]] = []
 
 
 async def _ack_all(store: Store) -> None:
@@ -256,6 +277,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"latency door-open -> webhook under {achieved:,.0f} ev/s background: "
               f"p50 {statistics.median(ms):.1f} ms, p99 {_pct(ms, 0.99):.1f} ms, "
               f"max {max(ms):.1f} ms, n={len(ms)} (goal p99 <= 50 ms)")
+        for name, i in (("broker->intake", 0), ("queue wait", 1), ("batch commit", 2),
+                         ("commit->webhook", 3)):
+            part = [p[i] * 1000 for p in _PARTS]
+            print(f"  {name:>16}: p50 {statistics.median(part):.1f} ms, "
+                  f"p99 {_pct(part, 0.99):.1f} ms")
     from importlib.metadata import version
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
