@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from rich.console import Console
@@ -31,7 +31,7 @@ from netguard.demo.config import DemoEndpoints, build_config_data, write_config
 from netguard.demo.fleet import FLEET, HOUSEHOLDS
 from netguard.demo.sensors import DoorSensorSim, Household
 from netguard.demo.sink import ReceivedAlert, WebhookSink
-from netguard.demo.timeline import TIMELINE, Step, run_timeline
+from netguard.demo.timeline import TIMELINE, Actuator, Step, run_timeline
 from netguard.demo.view import (
     DemoSnapshot,
     TargetLine,
@@ -115,14 +115,10 @@ class DemoSummary:
     last: DemoSnapshot | None = None
 
 
-class _Agents(Protocol):
-    async def apply(self, step: Step) -> None: ...
-
-
 class DemoActuator:
     """Applies scripted steps: door steps to the sensors, the rest to the SNMP agents."""
 
-    def __init__(self, agents: _Agents, sensors: DoorSensorSim) -> None:
+    def __init__(self, agents: Actuator, sensors: DoorSensorSim) -> None:
         self._agents = agents
         self._sensors = sensors
 
