@@ -159,6 +159,9 @@ class IotService:
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self.intake: MqttIntake | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._recount: asyncio.Task[None] | None = None
+        self._recount_again = False
         self.outbox: OutboxWorker | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -176,6 +179,7 @@ class IotService:
             notifiers = await self._build_notifiers()
             self.outbox = OutboxWorker(self.store, notifiers, self.config, self.clock)
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
+            self._tg = tg
             self._tasks.append(tg.create_task(self.outbox.run(), name=_OUTBOX_TASK))
             if self.config.mqtt.enabled:
                 self.intake = MqttIntake(self.config.mqtt, self.ingest_batch,
@@ -391,8 +395,7 @@ class IotService:
         if notified and self.outbox is not None:
             self.outbox.wake()
         if actions:
-            async with self.store.session() as session:
-                await self._count_alerts(session)
+            self._refresh_alert_counts()
         return self._results(batch, duplicates, raised)
 
     def _dirty_states(self, states: dict[str, SensorState]) -> list[SensorState]:
@@ -496,6 +499,26 @@ class IotService:
                 sensor=sensor_id, reasons=action.reasons, count=1,
                 first_seen=now.isoformat()), self.config.routes, now)
         return alert_id, new
+
+    def _refresh_alert_counts(self) -> None:
+        """Recount open alerts in the background (coalesced), off the ingest path."""
+        if self._tg is None or (self._recount is not None and not self._recount.done()):
+            self._recount_again = self._tg is not None
+            return
+        self._recount_again = False
+        self._recount = self._tg.create_task(self._recount_loop(),
+                                             name="netguard[iot].alert-counts")
+
+    async def _recount_loop(self) -> None:
+        while True:
+            try:
+                async with self.store.session() as session:
+                    await self._count_alerts(session)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("counting open alerts failed: %s", type(exc).__name__)
+            if not self._recount_again:
+                return
+            self._recount_again = False
 
     async def _count_alerts(self, session: AsyncSession) -> None:
         rows = (await session.exec(

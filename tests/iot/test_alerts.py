@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
@@ -19,6 +20,7 @@ from netguard.iot.rules import RaiseAlert
 from netguard.iot.service import IotService
 from netguard.store import Store
 from tests.iot.conftest import T0, make_settings, register_estate
+from tests.support.wait import async_wait_until
 
 IOT = {
     "notifiers": [{"name": "log", "type": "console"}],
@@ -60,7 +62,14 @@ async def test_repeated_openings_make_one_alert_and_one_notification(
     assert (alert.type, alert.count, alert.community) == ("door_open", 3, "c1")
     rows = await outbox(store)
     assert [(r.alert_id, r.reason) for r in rows] == [(alert.id, "raised")]
-    assert service.snapshot().alerts_open == {("door_open", "c1"): 1}
+    # The open-alert gauge is recounted in the background, off the ingest path.
+    await async_wait_until(_gauge(service, {("door_open", "c1"): 1}), what="gauge")
+
+
+def _gauge(service: IotService, expected: dict[tuple[str, str], int]) -> Any:
+    async def check() -> bool:
+        return dict(service.snapshot().alerts_open) == expected
+    return check
 
 
 async def test_ack_records_actor_and_stops_renotify(service: IotService, store: Store,

@@ -75,8 +75,9 @@ async def test_every_format_and_every_bad_message(broker: Broker, sqlite_store: 
                                      "unknown_sensor": 2}
         assert snap.door_events == {"online": 1, "open": 2, "close": 2, "offline": 1}
         assert service.mqtt_connected
-        assert ("door_open", "c1") in snap.alerts_open
-        assert ("offline", "c1") in snap.alerts_open
+        await async_wait_until(lambda: _alerts_open(service, {("door_open", "c1"),
+                                                              ("offline", "c1")}),
+                               what="open-alert gauge")
     async with sqlite_store.session() as s:
         dead = (await s.exec(sa.text(  # type: ignore[call-overload]
             "SELECT dead_reason, payload FROM iot_event WHERE dead_reason IS NOT NULL "
@@ -84,6 +85,10 @@ async def test_every_format_and_every_bad_message(broker: Broker, sqlite_store: 
     # Nothing is lost: the raw bytes of every rejected message are kept.
     assert (("malformed", b"{not json") in [tuple(r) for r in dead])
     assert len(dead) == 6
+
+
+async def _alerts_open(service: IotService, expected: set[tuple[str, str]]) -> bool:
+    return set(service.snapshot().alerts_open) == expected
 
 
 async def _ge(fn: Any, n: int) -> bool:
