@@ -246,6 +246,28 @@ async def _ack_all(store: Store) -> None:
         await s.commit()
 
 
+async def pipeline(db: Path, n: int = 300) -> dict[str, list[float]]:
+    """In-process cost of one message through ingest_batch (no broker, no network)."""
+    from netguard.iot.events import RawMessage
+
+    await _estate(db, quarantined=True)
+    settings = _settings(db, 1, {"mqtt": {"enabled": False}})
+    out: dict[str, list[float]] = {"heartbeat": [], "open": []}
+    async with Store(settings.store) as store, IotService(settings, store) as service:
+        for kind, times in out.items():
+            for i in range(n):
+                sensor = f"s{i % SENSORS}"
+                message = RawMessage(f"netguard/sensors/{sensor}/event",
+                                     _native(sensor, 10**7 * (kind == "open") + i, kind),
+                                     qos=1, mid=i % 60000 + 1)
+                t0 = time.perf_counter()
+                await service.ingest_batch([message])
+                times.append(time.perf_counter() - t0)
+                if kind == "open" and i % SENSORS == SENSORS - 1:
+                    await _ack_all(store)
+    return out
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -263,6 +285,13 @@ async def main(args: argparse.Namespace) -> None:
         logging.getLogger("netguard").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
+        if args.only == "pipeline":
+            for kind, times in (await pipeline(d / "pipe.db")).items():
+                ms = [t * 1000 for t in times]
+                print(f"pipeline, one {kind} per transaction: p50 {statistics.median(ms):.2f} ms,"
+                      f" p99 {_pct(ms, 0.99):.2f} ms, n={len(ms)}, "
+                      f"load average {os.getloadavg()[0]:.1f}")
+            return
         if args.only in (None, "throughput"):
             with mosquitto(d / "broker", base=shipped_broker_section(d)) as broker:
                 raw = await raw_rate(broker.port, args.events)
@@ -297,6 +326,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--load", type=float, default=1000.0)
     parser.add_argument("--opens", type=int, default=100)
-    parser.add_argument("--only", choices=["throughput", "latency"])
+    parser.add_argument("--only", choices=["throughput", "latency", "pipeline"])
     asyncio.run(main(parser.parse_args()))
 
