@@ -133,3 +133,37 @@ async def test_alerts_published_on_the_mqtt_alert_topic(broker: Broker,
     assert str(message.topic) == "netguard/alerts/c1"
     body = json.loads(bytes(message.payload))  # type: ignore[arg-type]
     assert (body["alert_id"], body["type"], body["household"]) == (alert_id, "door_open", "h1")
+
+
+async def test_shared_subscription_splits_the_load_without_loss(broker: Broker,
+                                                                 sqlite_store: Store) -> None:
+    await register_estate(sqlite_store, T0)
+
+    def settings(client_id: str) -> Any:
+        iot = _iot(broker)
+        iot["mqtt"].update(client_id=client_id, shared_group="netguard")
+        return make_settings(sqlite_store.config, iot)
+
+    async with IotService(settings("ng-a"), sqlite_store) as a, \
+            IotService(settings("ng-b"), sqlite_store) as b:
+        await async_wait_until(_connected(a), what="a connected")
+        await async_wait_until(_connected(b), what="b connected")
+        await _publish(broker, [("netguard/sensors/n1/event",
+                                 json.dumps({"sensor": "n1", "seq": k}).encode())
+                                for k in range(200)])
+
+        def stored(svc: IotService) -> int:
+            return sum(svc.snapshot().door_events.values())
+
+        await async_wait_until(lambda: _ge(lambda: stored(a) + stored(b), 200),
+                               what="200 events")
+        assert stored(a) > 0
+        assert stored(b) > 0
+    async with sqlite_store.session() as s:
+        chains = dict((await s.exec(sa.text(  # type: ignore[call-overload]
+            "SELECT chain, count(*) FROM iot_event GROUP BY chain"))).all())
+        seqs = (await s.exec(sa.text(  # type: ignore[call-overload]
+            "SELECT count(DISTINCT seq) FROM iot_event"))).one()
+    assert set(chains) == {"ng-a", "ng-b"}  # one hash chain per instance
+    assert sum(chains.values()) == 200
+    assert seqs[0] == 200
