@@ -67,7 +67,8 @@ async def test_reboot_shows_no_traffic_spike(tmp_path: Path) -> None:
             first = (await probes.poll("reboot")).status
             status = first
             deadline = time.monotonic() + 15
-            while (status.sys_uptime_seconds or 0) < 2.0 and time.monotonic() < deadline:
+            while status is first or ((status.sys_uptime_seconds or 0) < 2.0
+                                      and time.monotonic() < deadline):
                 status = (await probes.poll("reboot")).status
             assert status.interfaces[0].in_bps is not None
             normal_bps = status.interfaces[0].in_bps
