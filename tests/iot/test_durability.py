@@ -34,7 +34,7 @@ N = 10_000
 SENSORS = 20
 
 
-async def _prepare(tmp_path: Path, port: int) -> tuple[Path, Path]:
+async def _prepare(tmp_path: Path, port: int, protocol: str = "5") -> tuple[Path, Path]:
     db = tmp_path / "iot.db"
     store_config = StoreConfig(path=db)
     await upgrade(store_config)
@@ -51,7 +51,7 @@ async def _prepare(tmp_path: Path, port: int) -> tuple[Path, Path]:
         "logging": {"format": "json", "level": "INFO"},
         "daemon": {"sweep_interval_seconds": 3600},
         "iot": {"mqtt": {"enabled": True, "host": "127.0.0.1", "port": port,
-                         "client_id": "netguard-durability",
+                         "client_id": "netguard-durability", "protocol": protocol,
                          "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 1.0},
                 "rules": {"heartbeat_timeout_seconds": 86400}},
     }
@@ -75,10 +75,12 @@ async def _verify_chain(db: Path) -> None:
     assert report.ok, report.problems
 
 
-async def test_intake_sigkilled_twice_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_intake_sigkilled_twice_loses_and_duplicates_nothing(tmp_path: Path,
+                                                                   protocol: str) -> None:
     rng = random.Random()
     with mosquitto(tmp_path / "broker", base=shipped_broker_section(tmp_path)) as broker:
-        db, config = await _prepare(tmp_path, broker.port)
+        db, config = await _prepare(tmp_path, broker.port, protocol)
         intake = intake_process(config, tmp_path / "intake.log")
         intake.start()
         messages = _mixed_stream()
