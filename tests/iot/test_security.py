@@ -43,6 +43,8 @@ DING_SECRET = "SECding-secret-1a2b3c4d"
 class TlsBroker:
     port: int
     ca: Path
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
 
 def _name(cn: str) -> x509.Name:
@@ -71,17 +73,32 @@ def _write_certs(d: Path) -> tuple[Path, Path, Path]:
             .sign(ca_key, hashes.SHA256()))
     ca_path, cert_path, key_path = d / "ca.crt", d / "broker.crt", d / "broker.key"
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write_pair(cert, key, cert_path, key_path)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (x509.CertificateBuilder().subject_name(_name(USER))
+              .issuer_name(ca_cert.subject).public_key(client_key.public_key())
+              .serial_number(x509.random_serial_number())
+              .not_valid_before(now - dt.timedelta(minutes=5))
+              .not_valid_after(now + dt.timedelta(days=1))
+              .sign(ca_key, hashes.SHA256()))
+    _write_pair(client, client_key, d / "client.crt", d / "client.key")
+    os.chmod(ca_path, 0o644)
+    return ca_path, cert_path, key_path
+
+
+def _write_pair(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, cert_path: Path,
+                key_path: Path) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.TraditionalOpenSSL,
                                            serialization.NoEncryption()))
-    for p in (ca_path, cert_path, key_path):
+    for p in (cert_path, key_path):
         os.chmod(p, 0o644)
-    return ca_path, cert_path, key_path
 
 
-@pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
+@pytest.fixture(params=[False, True], ids=["password", "password+client-cert"])
+def tls_broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[TlsBroker]:
+    require_cert = bool(request.param)
     d = tmp_path / "tls-broker"
     d.mkdir()
     os.chmod(d, 0o755)
@@ -99,6 +116,7 @@ def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
         f"password_file {passwd}",
         f"listener {port} 127.0.0.1",
         f"cafile {ca}", f"certfile {cert}", f"keyfile {key}",
+        f"require_certificate {'true' if require_cert else 'false'}",
         "persistence false", "log_dest stdout",
         "user root" if os.geteuid() == 0 else "",
     ]) + "\n")
@@ -106,7 +124,8 @@ def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
                          ready=lambda: tcp_accepts(port))
     proc.start()
     try:
-        yield TlsBroker(port, ca)
+        yield TlsBroker(port, ca, d / "client.crt" if require_cert else None,
+                        d / "client.key" if require_cert else None)
     finally:
         proc.stop()
 
@@ -115,7 +134,9 @@ def _iot(broker: TlsBroker, password: str, receiver_port: int) -> dict[str, Any]
     return {
         "mqtt": {"enabled": True, "host": "localhost", "port": broker.port,
                  "username": USER, "password": password, "client_id": "netguard-tls",
-                 "tls": {"ca_file": str(broker.ca)},
+                 "tls": {"ca_file": str(broker.ca),
+                         **({"cert_file": str(broker.client_cert),
+                             "key_file": str(broker.client_key)} if broker.client_cert else {})},
                  "reconnect_min_seconds": 0.1, "reconnect_max_seconds": 0.5},
         "notifiers": [
             {"name": "hook", "type": "webhook",
@@ -135,6 +156,8 @@ async def _publish_tls(broker: TlsBroker, topic: str, payload: bytes) -> None:
     import aiomqtt
 
     ctx = ssl.create_default_context(cafile=str(broker.ca))
+    if broker.client_cert is not None:
+        ctx.load_cert_chain(str(broker.client_cert), str(broker.client_key))
     async with aiomqtt.Client("localhost", broker.port, username=USER, password=PASSWORD,
                               tls_context=ctx, identifier="tls-publisher") as client:
         await client.publish(topic, payload, qos=1)
