@@ -7,6 +7,9 @@ periodic sweeps under one ``TaskGroup`` until asked to stop, and finally shuts d
 hand their fault events to the ticket service, then the services close (the IoT service
 drains its outbox and event log on exit).
 
+On SIGHUP (:meth:`Daemon.request_reload`) the configuration file is read again; see
+:meth:`Daemon.reload` and :mod:`netguard.daemon.reload` for what applies live.
+
 The services are reached through small Protocols (the "ports" below), so the daemon's own
 behaviour is tested with simple stand-ins and the real services are wired in
 :mod:`netguard.daemon.wiring`.
@@ -29,8 +32,12 @@ from netguard.clock import Clock, SystemClock
 from netguard.config import Settings
 from netguard.daemon.http import MetricsServer
 from netguard.daemon.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
+from netguard.daemon.reload import ReloadPlan, plan_reload
 from netguard.daemon.scheduler import PollScheduler
+from netguard.errors import ConfigError
 from netguard.faults import FaultEvent
+from netguard.probes.config import TargetConfig
+from netguard.tickets.config import TicketsConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +91,24 @@ class StorePort(Protocol):
     async def ping(self) -> bool: ...
 
 
+Retarget = Callable[[Sequence[TargetConfig], Callable[[], None], float], Awaitable[None]]
+"""Switches the probes to a new target list (``ProbeRoster.replace``)."""
+
+
 @dataclass
 class Services:
-    """The opened services the daemon runs (each already entered on the exit stack)."""
+    """The opened services the daemon runs (each already entered on the exit stack).
+
+    ``retarget`` and ``make_tickets`` let a configuration reload swap the target list and
+    the ticket settings live; ``None`` means that part needs a restart.
+    """
 
     store: StorePort
     probes: ProbesPort
     tickets: TicketsPort
     iot: IotPort | None = None
+    retarget: Retarget | None = None
+    make_tickets: Callable[[TicketsConfig], TicketsPort] | None = None
 
 
 ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],
@@ -118,6 +135,8 @@ class Daemon:
         settings: The validated configuration.
         clock: Time source handed to the services (``SystemClock`` by default).
         open_services: Opens store, probes, tickets and IoT; the real services by default.
+        load_settings: Reads and validates the configuration file again on reload
+            (raises ``ConfigError``); ``None`` disables reloading.
 
     Example::
 
@@ -136,8 +155,13 @@ class Daemon:
     """
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 open_services: ServiceOpener | None = None) -> None:
+                 open_services: ServiceOpener | None = None,
+                 load_settings: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
+        self._load_settings = load_settings
+        self._reload_requested = asyncio.Event()
+        self.reloads: dict[str, int] = {"success": 0, "error": 0}
+        self.last_reload_ok = True
         self.clock: Clock = clock or SystemClock()
         self._open_services = open_services or _default_opener
         self._stack: AsyncExitStack | None = None
@@ -153,6 +177,7 @@ class Daemon:
         self._backlog: deque[FaultEvent] = deque()
         self._ticket_counts: TicketCountsView | None = None
         self._started_at = time.time()
+        self.last_reload_success_at = self._started_at
         self._stopping_since: float | None = None
         self.sweep_errors = 0
         self.events_dropped = 0
@@ -247,7 +272,11 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps")
+                tg.create_task(self._reload_loop(stop), name="netguard[daemon].reload")
                 await stop.wait()
+                # Wakes the reload loop so it ends; a reload under way finishes first
+                # (cutting it off could leave a half-switched probe service).
+                self._reload_requested.set()
         finally:
             self._stopping_since = time.monotonic()
             log.info("shutting down", extra={"inflight_polls": self.scheduler.inflight})
@@ -260,6 +289,106 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await stop.wait()
+
+    # -- reload --------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Ask for a configuration reload (the SIGHUP handler calls this).
+
+        Requests made while a reload runs are merged into one more reload afterwards;
+        requests before :meth:`serve` starts are handled once it does.
+        """
+        self._reload_requested.set()
+
+    async def _reload_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            await self._reload_requested.wait()
+            if stop.is_set():
+                return
+            self._reload_requested.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Read the configuration file again and apply what can change live.
+
+        An invalid file is logged (file and problem paths), counted in
+        ``netguard_config_reloads_total{result="error"}``, and the daemon keeps running on
+        the configuration it has. A valid one applies the target inventory (new targets
+        are polled, removed ones dropped, changed ones re-created with their new
+        interval, credentials and thresholds), the logging section and the ticket
+        settings; changed options that need a restart are logged and kept as they run.
+
+        Returns:
+            True if the file was valid and applied.
+        """
+        if self._load_settings is None:
+            log.warning("configuration reload is not available for this daemon")
+            return False
+        try:
+            loaded = await asyncio.to_thread(self._load_settings)
+        except ConfigError as exc:
+            self._reload_failed()
+            log.error("configuration reload failed; keeping the running configuration",  # noqa: TRY400 - the problems say it all; a traceback would only add noise
+                      extra={"config": exc.source, "problems": "; ".join(exc.problems)})
+            return False
+        except Exception:
+            self._reload_failed()
+            log.exception("configuration reload failed; keeping the running configuration")
+            return False
+        from netguard.logsetup import SECRETS, collect_secrets
+
+        SECRETS.add(collect_secrets(loaded))
+        plan = plan_reload(self.settings, loaded)
+        try:
+            await self._apply(plan)
+        except Exception:
+            self._reload_failed()
+            log.exception("applying the reloaded configuration failed; "
+                          "keeping the running configuration")
+            return False
+        self.reloads["success"] += 1
+        self.last_reload_ok = True
+        self.last_reload_success_at = time.time()
+        log.info("configuration reloaded", extra={
+            "targets_added": ",".join(plan.added), "targets_removed": ",".join(plan.removed),
+            "targets_changed": ",".join(plan.changed), "logging_changed": plan.logging_changed,
+            "tickets_changed": plan.tickets_changed})
+        return True
+
+    def _reload_failed(self) -> None:
+        self.reloads["error"] += 1
+        self.last_reload_ok = False
+
+    async def _apply(self, plan: ReloadPlan) -> None:
+        services = self._require()
+        new = plan.settings
+        needs_restart = list(plan.needs_restart)
+        if plan.tickets_changed:
+            if services.make_tickets is not None:
+                services.tickets = services.make_tickets(new.tickets)
+            else:
+                needs_restart.append("tickets")
+                new = new.model_copy(update={"tickets": self.settings.tickets})
+        if plan.targets_changed:
+            if services.retarget is None:
+                needs_restart.append("targets")
+                new = new.model_copy(update={"targets": self.settings.targets})
+            else:
+                def switch() -> None:
+                    self.scheduler.update_targets(new.targets)
+
+                await services.retarget(new.targets, switch,
+                                        new.daemon.shutdown_timeout_seconds)
+                if new.daemon.trap_listen:
+                    needs_restart.append("targets (trap receiver)")
+        if plan.logging_changed:
+            from netguard.logsetup import configure_logging
+
+            configure_logging(new.logging.level, new.logging.format)
+        self.settings = new
+        if needs_restart:
+            log.warning("configuration changes need a restart; running values kept",
+                        extra={"options": ", ".join(needs_restart)})
 
     async def sweep(self) -> None:
         """One round of periodic work; a failing part is logged, counted and skipped.
@@ -338,7 +467,10 @@ class Daemon:
     def metrics_snapshot(self) -> MetricsSnapshot:
         """What ``/metrics`` exports now: references to immutable snapshots only."""
         services = self._require()
-        stats = replace(self.scheduler.stats(), sweep_errors=self.sweep_errors)
+        stats = replace(self.scheduler.stats(), sweep_errors=self.sweep_errors,
+                        config_reloads=dict(self.reloads),
+                        config_last_reload_successful=self.last_reload_ok,
+                        config_last_reload_success=self.last_reload_success_at)
         return MetricsSnapshot(
             targets=services.probes.statuses(),
             tickets=self._ticket_counts,

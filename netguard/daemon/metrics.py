@@ -210,6 +210,11 @@ class DaemonStats:
     sweep_errors: int = 0
     scheduler_running: bool = False
     targets_scheduled: int = 0
+    # Configuration reloads (SIGHUP) by result, and when the config last loaded cleanly
+    # (the start counts as the first successful load).
+    config_reloads: Mapping[str, int] = field(default_factory=dict)
+    config_last_reload_success: float = 0.0
+    config_last_reload_successful: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +416,10 @@ def _polls(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_key(counts)
 
 
+def _config_reloads(s: MetricsSnapshot) -> Iterator[Sample]:
+    yield from _by_key({"success": 0, "error": 0, **s.daemon.config_reloads})
+
+
 def _door_events(s: MetricsSnapshot) -> Iterator[Sample]:
     if s.iot is not None:
         yield from _by_key(s.iot.door_events, DOOR_EVENT_TYPES)
@@ -567,6 +576,14 @@ SPECS: tuple[MetricSpec, ...] = (
        (), _daemon("sweep_errors")),
     _g("netguard_scheduler_running", "gauge", "1 while the poll scheduler runs.",
        (), _daemon("scheduler_running")),
+    _g("netguard_config_reloads_total", "counter",
+       "Configuration reloads (SIGHUP), by result.", ("result",), _config_reloads),
+    _g("netguard_config_last_reload_successful", "gauge",
+       "1 if the last configuration reload succeeded (or none was tried), else 0.",
+       (), _daemon("config_last_reload_successful")),
+    _g("netguard_config_last_reload_success_timestamp_seconds", "gauge",
+       "When the configuration last loaded successfully (at start or on reload), Unix time.",
+       (), _daemon("config_last_reload_success")),
 )
 
 

@@ -77,6 +77,7 @@ class PollScheduler:
                  jitter_seconds: float = 2.0, misfire_grace_seconds: float = 30.0,
                  max_concurrency: int = 64) -> None:
         self._targets = list(targets)
+        self._ids = {t.id for t in self._targets}
         self._poll = poll
         self._jitter = jitter_seconds
         self._grace = misfire_grace_seconds
@@ -113,16 +114,47 @@ class PollScheduler:
                                EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         now = datetime.now(UTC)
         for target in self._targets:
-            first = now + timedelta(seconds=random.uniform(0, self._jitter))  # noqa: S311 - spreading load, not security
-            scheduler.add_job(
-                self._run, IntervalTrigger(seconds=target.interval_seconds,
-                                           jitter=self._jitter or None, timezone=UTC),
-                args=(target.id,), id=target.id, name=f"poll {target.id}",
-                coalesce=True, max_instances=1, misfire_grace_time=max(1, int(self._grace)),
-                next_run_time=first, replace_existing=True)
+            self._add_job(scheduler, target, now)
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started", extra={"targets": len(self._targets)})
+
+    def update_targets(self, targets: Sequence[ScheduledTarget]) -> None:
+        """Poll ``targets`` from now on: add new jobs, drop removed ones, re-time the rest.
+
+        A removed target's poll that is already running finishes; its job never fires
+        again. A new target's first poll is spread over the jitter window, like at start.
+        A target whose interval changed starts its new interval from now.
+        """
+        old = {t.id: t for t in self._targets}
+        self._targets = list(targets)
+        self._ids = {t.id for t in self._targets}
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        now = datetime.now(UTC)
+        for target in self._targets:
+            before = old.get(target.id)
+            if before is None:
+                self._add_job(scheduler, target, now)
+            elif before.interval_seconds != target.interval_seconds:
+                scheduler.reschedule_job(target.id, trigger=self._trigger(target))
+        for target_id in old.keys() - self._ids:
+            if scheduler.get_job(target_id) is not None:
+                scheduler.remove_job(target_id)
+
+    def _trigger(self, target: ScheduledTarget) -> IntervalTrigger:
+        return IntervalTrigger(seconds=target.interval_seconds, jitter=self._jitter or None,
+                               timezone=UTC)
+
+    def _add_job(self, scheduler: AsyncIOScheduler, target: ScheduledTarget,
+                 now: datetime) -> None:
+        first = now + timedelta(seconds=random.uniform(0, self._jitter))  # noqa: S311 - spreading load, not security
+        scheduler.add_job(
+            self._run, self._trigger(target), args=(target.id,), id=target.id,
+            name=f"poll {target.id}", coalesce=True, max_instances=1,
+            misfire_grace_time=max(1, int(self._grace)), next_run_time=first,
+            replace_existing=True)
 
     def poll_now(self, target_id: str) -> bool:
         """Poll a target right away (e.g. on a trap), unless its poll is already running.
@@ -168,7 +200,8 @@ class PollScheduler:
         self._busy.add(target_id)
         try:
             async with self._semaphore:
-                if self._stopping:
+                # A job submitted just before a reload removed its target: nothing to do.
+                if self._stopping or target_id not in self._ids:
                     return
                 result = await self._poll(target_id)
             self.polls["success" if result.reachable else "failure"] += 1

@@ -1,16 +1,22 @@
-"""Scoped SIGTERM/SIGINT handling that restores the previous handlers on exit."""
+"""Scoped signal handling that restores the previous handlers on exit.
+
+SIGTERM and SIGINT stop the daemon (:func:`stop_on_signals`); SIGHUP asks it to reload
+its configuration (:func:`reload_on_signal`) instead of ending it, which is SIGHUP's
+default action.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+RELOAD_SIGNAL = signal.SIGHUP
 
 
 @contextmanager
@@ -38,8 +44,36 @@ def stop_on_signals(stop: asyncio.Event,
     try:
         yield
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-            handler = previous[sig]
-            if handler is not None:
-                signal.signal(sig, handler)
+        _restore(loop, previous)
+
+
+@contextmanager
+def reload_on_signal(request_reload: Callable[[], object],
+                     sig: signal.Signals = RELOAD_SIGNAL) -> Iterator[None]:
+    """Call ``request_reload()`` when ``sig`` (SIGHUP) arrives, for the duration of the block.
+
+    Must be used inside the running event loop's thread. ``request_reload`` runs on the
+    event loop and must only schedule the work (e.g. set an event). The previous handler
+    is put back when the block exits.
+    """
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig)}
+
+    def on_signal() -> None:
+        log.info("reload requested", extra={"signal": sig.name})
+        request_reload()
+
+    loop.add_signal_handler(sig, on_signal)
+    try:
+        yield
+    finally:
+        _restore(loop, previous)
+
+
+def _restore(loop: asyncio.AbstractEventLoop,
+             previous: dict[signal.Signals, signal._HANDLER]
+             ) -> None:
+    for sig, handler in previous.items():
+        loop.remove_signal_handler(sig)
+        if handler is not None:
+            signal.signal(sig, handler)

@@ -7,12 +7,15 @@ stand-ins, and so that importing the daemon does not pull in pysnmp or aiomqtt.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
 from netguard.clock import Clock
 from netguard.config import Settings
 from netguard.daemon.app import Services
+from netguard.daemon.roster import ProbeRoster
+from netguard.probes.config import TargetConfig
+from netguard.tickets.config import TicketsConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,21 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     from netguard.tickets.service import TicketService
 
     store = await stack.enter_async_context(Store(settings.store))
-    probes = await stack.enter_async_context(ProbeService(
-        settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls))
-    tickets = TicketService(store, settings.tickets, clock=clock)
+
+    def probe_service(targets: Sequence[TargetConfig]) -> ProbeService:
+        return ProbeService(targets, clock=clock,
+                            max_concurrency=settings.daemon.max_concurrent_polls)
+
+    def ticket_service(config: TicketsConfig) -> TicketService:
+        return TicketService(store, config, clock=clock)
+
+    # The roster lets a configuration reload replace the target list while running.
+    probes = await stack.enter_async_context(ProbeRoster(probe_service, settings.targets))
     iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
     if settings.daemon.trap_listen:
         await _open_traps(settings, stack, on_trap)
-    return Services(store=store, probes=probes, tickets=tickets, iot=iot)
+    return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
+                    iot=iot, retarget=probes.replace, make_tickets=ticket_service)
 
 
 async def _open_traps(settings: Settings, stack: AsyncExitStack,

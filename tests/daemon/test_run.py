@@ -15,11 +15,8 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +38,10 @@ from tests.daemon.promql import (
     rule_expressions,
     variable_queries,
 )
+from tests.daemon.runproc import http_get as _get
+from tests.daemon.runproc import json_log
+from tests.daemon.runproc import metric as _metric
+from tests.daemon.runproc import run_netguard as _daemon
 from tests.support.ports import free_tcp_port
 from tests.support.procs import ServerProcess
 from tests.support.servers import Broker
@@ -49,7 +50,6 @@ from tests.support.wait import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus")]
 
-NETGUARD = [str(Path(sys.executable).parent / "netguard")]
 FAST = {"raise_after": 1, "clear_after": 1}
 SHUTDOWN_TIMEOUT = 8.0
 AGENTS = [
@@ -60,16 +60,6 @@ AGENTS = [
     build_agent("cabin-1", "cabin_5g"),
     build_agent("pon-1", "pon", onus=4),
 ]
-
-
-def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
 
 
 def _query(prom: str, expr: str) -> list[dict[str, Any]]:
@@ -84,17 +74,6 @@ def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
-
-
-def _metric(base: str, name: str, labels: str = "") -> float | None:
-    status, body = _get(f"{base}/metrics")
-    if status != 200:
-        return None
-    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
-    for line in body.decode().splitlines():
-        if line.startswith(prefix):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 async def _register_household(settings_data: dict[str, Any]) -> None:
@@ -131,12 +110,6 @@ def _config(tmp_path: Path, sim: SnmpSim, broker: Broker, metrics_port: int) -> 
         "daemon": {"sweep_interval_seconds": 0.5, "poll_jitter_seconds": 0.2,
                    "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT},
     }
-
-
-def _daemon(tmp_path: Path, config: Path, port: int, name: str) -> ServerProcess:
-    return ServerProcess([*NETGUARD, "run", "--config", str(config)], tmp_path / f"{name}.log",
-                         ready=lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200,
-                         cwd=tmp_path)
 
 
 def _prometheus(tmp_path: Path, metrics_port: int) -> tuple[ServerProcess, str]:
@@ -251,8 +224,7 @@ def test_netguard_run_end_to_end(tmp_path: Path, sim: SnmpSim, broker: Broker) -
         code, took = _stop(daemon)
         assert code == 0, daemon.tail()
         assert took < SHUTDOWN_TIMEOUT
-        log_lines = [json.loads(line) for line in daemon.log.read_text().splitlines()
-                     if line.startswith("{")]
+        log_lines = json_log(daemon)
         assert any(rec["msg"] == "netguard stopped" for rec in log_lines)
         assert not [rec for rec in log_lines if rec["level"] in ("ERROR", "CRITICAL")]
 

@@ -148,3 +148,24 @@ async def test_a_crashing_poll_is_counted_and_the_scheduler_goes_on() -> None:
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+async def test_update_targets_adds_removes_and_retimes_jobs() -> None:
+    poller = Poller()
+    sched = PollScheduler([Target("a", 0.05), Target("b", 60)], poller, jitter_seconds=0,
+                          misfire_grace_seconds=5)
+    sched.start()
+    try:
+        await async_wait_until(lambda: _ready(poller.calls.count("a") >= 2), what="a polled")
+        assert poller.calls.count("b") == 1  # first poll at start, next one in a minute
+        sched.update_targets([Target("b", 0.05), Target("c", 0.05)])
+        await async_wait_until(
+            lambda: _ready(poller.calls.count("c") >= 2 and poller.calls.count("b") >= 3),
+            what="c polled and b on its new interval")
+        polls_of_a = poller.calls.count("a")
+        await async_wait_until(lambda: _ready(poller.calls.count("c") >= 4), what="more polls")
+        assert poller.calls.count("a") == polls_of_a
+        assert sched.stats().targets_scheduled == 2
+        assert sched.poll_now("a") is False
+    finally:
+        await sched.stop(1.0)

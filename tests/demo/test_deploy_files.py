@@ -40,10 +40,12 @@ def test_unit_is_hardened_and_stops_after_the_shutdown_timeout() -> None:
                        "PrivateTmp": "yes", "Restart": "on-failure"}.items():
         assert service[key] == [value], key
     assert "/var/lib/netguard" in service["ReadWritePaths"][0]
-    assert any("check-config" in v for v in service["ExecReload"])
-    if any("-HUP" in v for v in service["ExecReload"]):
-        # SIGHUP's default action ends the process: only send it once netguard handles it.
-        assert "SIGHUP" in (REPO / "netguard" / "daemon" / "signals.py").read_text()
+    # Reload validates first (a broken edit fails `systemctl reload` visibly), then sends
+    # SIGHUP, which netguard handles as a reload instead of its default action (exit).
+    assert len(service["ExecReload"]) == 2
+    assert "check-config" in service["ExecReload"][0]
+    assert service["ExecReload"][1] == "/bin/kill -HUP $MAINPID"
+    assert "SIGHUP" in (REPO / "netguard" / "daemon" / "signals.py").read_text()
     assert any(" run --config " in v for v in service["ExecStart"])
     stop = float(service["TimeoutStopSec"][0])
     assert stop > DaemonConfig().shutdown_timeout_seconds
