@@ -8,7 +8,9 @@ point therefore either loses nothing or redelivers messages that deduplication d
 
 Deduplication identities:
 
-* native payloads: ``n:<sensor>:<boot>:<seq>`` (a database unique key);
+* native payloads: ``n:<sensor>:<boot>:<seq>``, a database unique key. The last 100,000
+  are also kept in memory, so the common path needs no lookup; an older one makes the
+  insert fail, and the batch is retried once with a lookup;
 * Zigbee2MQTT and Shelly payloads carry no sequence number, and identical payloads
   legitimately repeat, so a content hash cannot tell a redelivery from a new report.
   What can: the broker redelivers an unacknowledged message on the same persistent
@@ -66,6 +68,8 @@ log = logging.getLogger(__name__)
 _STATE_WRITE_INTERVAL = timedelta(seconds=30)
 _SLOW_COMMIT_SECONDS = 0.05
 _OUTBOX_TASK = "netguard[iot].outbox"
+# Native identities kept in memory for deduplication without a query (~100 bytes each).
+_NATIVE_WINDOW = 100_000
 
 IngestStatus = Literal["stored", "duplicate", "dead"]
 
@@ -150,6 +154,7 @@ class IotService:
         self._notifier_override = notifiers
         self._recent: OrderedDict[tuple[int, str, str], str] = OrderedDict()
         self._recent_max = 2 * self.config.mqtt.receive_maximum
+        self._native_seen: OrderedDict[str, None] = OrderedDict()
         self._events: Counter[str] = Counter()
         self._dead: Counter[str] = Counter()
         self._duplicates = 0
@@ -172,6 +177,7 @@ class IotService:
             self._view = await load_view(session)
             self._stored_seen = {k: v.last_seen for k, v in self._view.states.items()}
             await self._load_recent(session)
+            await self._load_native_window(session)
             await self._count_alerts(session)
         self._last_reload = self.clock.monotonic()
         await self._stack.__aenter__()
@@ -230,6 +236,12 @@ class IotService:
         http = await self._stack.enter_async_context(aiohttp.ClientSession())
         return {n.name: build_notifier(n, http, self.config.mqtt)
                 for n in self.config.notifiers}
+
+    async def _load_native_window(self, session: AsyncSession) -> None:
+        rows = (await session.exec(
+            select(Event.identity).where(col(Event.identity).startswith("n:"))
+            .order_by(col(Event.id).desc()).limit(_NATIVE_WINDOW))).all()
+        self._native_seen = OrderedDict((str(i), None) for i in reversed(rows))
 
     async def _load_recent(self, session: AsyncSession) -> None:
         rows = (await session.exec(
@@ -295,7 +307,15 @@ class IotService:
         """
         async with self._lock:
             try:
-                return await self._ingest_locked(messages)
+                try:
+                    return await self._ingest_locked(messages, check_store=False)
+                except sa.exc.IntegrityError:
+                    # An identity older than the in-memory window (or stored by another
+                    # instance), or another writer on our chain: look in the store, reload
+                    # the chain head and try once more.
+                    async with self.store.session() as session:
+                        await self._chain.load(session)
+                    return await self._ingest_locked(messages, check_store=True)
             except sa.exc.SQLAlchemyError as exc:
                 raise StoreError(f"storing events failed: {type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0][:200]}") from exc
@@ -342,12 +362,13 @@ class IotService:
         self._view = fresh
         self._last_reload = self.clock.monotonic()
 
-    async def _ingest_locked(self, messages: Sequence[RawMessage]) -> list[IngestResult]:
+    async def _ingest_locked(self, messages: Sequence[RawMessage], *,
+                             check_store: bool) -> list[IngestResult]:
         now = self.clock.now()
         batch = [_Pending(m, m.received_at or now) for m in messages]
         for pending in batch:
             await self._decode(pending)
-        duplicates = await self._find_duplicates(batch)
+        duplicates = await self._find_duplicates(batch, check_store)
 
         rows: list[dict[str, Any]] = []
         states: dict[str, SensorState] = {}
@@ -430,16 +451,23 @@ class IotService:
             row.update(dead_reason=p.error.reason, detail=str(p.error)[:500])
         return row
 
-    async def _find_duplicates(self, batch: list[_Pending]) -> set[int]:
+    async def _find_duplicates(self, batch: list[_Pending], check_store: bool) -> set[int]:
+        """Indexes of redeliveries in ``batch``.
+
+        Native identities are looked up in an in-memory window of recent ones; an older
+        one makes the insert fail on the unique key, and the batch is then retried with
+        ``check_store`` (one query), so the common path has no extra round trip.
+        """
         duplicates: set[int] = set()
         seen: set[str] = set()
-        native = [p.identity for p in batch if p.identity]
         existing: set[str] = set()
-        if native:
+        native = [p.identity for p in batch if p.identity]
+        if native and check_store:
             async with self.store.session() as session:
                 found = await session.exec(select(Event.identity).where(
                     col(Event.identity).in_(native)))
                 existing = set(found.all())
+        existing.update(i for i in native if i in self._native_seen)
         for i, p in enumerate(batch):
             m = p.message
             if m.mid is not None:
@@ -458,6 +486,11 @@ class IotService:
         for i, p in enumerate(batch):
             if p.dedupe_key is not None and i not in duplicates:
                 self._remember(p.dedupe_key, p.identity)
+            if p.identity.startswith("n:"):
+                self._native_seen[p.identity] = None
+                self._native_seen.move_to_end(p.identity)
+                if len(self._native_seen) > _NATIVE_WINDOW:
+                    self._native_seen.popitem(last=False)
             if i in duplicates:
                 self._duplicates += 1
                 results.append(IngestResult("duplicate", sensor_id=p.sensor_id))
