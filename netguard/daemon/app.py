@@ -350,8 +350,8 @@ class Daemon:
         self.last_reload_ok = True
         self.last_reload_success_at = time.time()
         log.info("configuration reloaded", extra={
-            "targets_added": ",".join(plan.added), "targets_removed": ",".join(plan.removed),
-            "targets_changed": ",".join(plan.changed), "logging_changed": plan.logging_changed,
+            "targets_added": _id_list(plan.added), "targets_removed": _id_list(plan.removed),
+            "targets_changed": _id_list(plan.changed), "logging_changed": plan.logging_changed,
             "tickets_changed": plan.tickets_changed})
         return True
 
@@ -491,3 +491,12 @@ class Daemon:
         if services.iot is not None and self.settings.iot.mqtt.enabled:
             checks["broker"] = services.iot.mqtt_connected
         return checks
+
+
+# A reload of a big estate may change thousands of targets; the log names the first few.
+_LOGGED_IDS = 20
+
+
+def _id_list(ids: Sequence[str]) -> str:
+    shown = ",".join(ids[:_LOGGED_IDS])
+    return shown if len(ids) <= _LOGGED_IDS else f"{shown},... ({len(ids)} in all)"
