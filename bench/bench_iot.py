@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -170,12 +171,31 @@ async def latency(port: int, db: Path, load: float, opens: int) -> tuple[list[fl
             arrived.setdefault(alert["sensor"], time.time())
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
+    # The receiver runs on its own loop in its own thread, as a real one would run in its
+    # own process: on netguard's loop it would wait behind netguard's own work.
     hport = free_tcp_port()
-    await web.TCPSite(runner, "127.0.0.1", hport).start()
+    receiver_loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    runner_box: list[web.AppRunner] = []
+
+    def serve() -> None:
+        asyncio.set_event_loop(receiver_loop)
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_post("/hook", hook)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", hport).start()
+            runner_box.append(runner)
+            ready.set()
+
+        receiver_loop.run_until_complete(start())
+        receiver_loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="bench-receiver", daemon=True)
+    thread.start()
+    ready.wait(10)
     settings = _settings(db, port, {
         "notifiers": [{"name": "hook", "type": "webhook",
                        "url": f"http://127.0.0.1:{hport}/hook", "rate_per_minute": 100000}],
@@ -225,7 +245,9 @@ async def latency(port: int, db: Path, load: float, opens: int) -> tuple[list[fl
             out, _ = await loader.communicate()
             achieved = float(out.decode().strip() or 0)
     finally:
-        await runner.cleanup()
+        asyncio.run_coroutine_threadsafe(runner_box[0].cleanup(), receiver_loop).result(10)
+        receiver_loop.call_soon_threadsafe(receiver_loop.stop)
+        thread.join(10)
     return list(_LAT), achieved
 
 
