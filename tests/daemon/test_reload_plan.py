@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from contextlib import AsyncExitStack
@@ -126,18 +127,21 @@ async def test_daemon_reload_applies_targets_and_tickets_and_survives_a_bad_file
     daemon = Daemon(settings_from_data(_data(_target("a"), _target("b"))),
                     open_services=opener, load_settings=loader)
     stop = asyncio.Event()
+    root = logging.getLogger()
+    root_state = (root.level, list(root.handlers))
     async with daemon:
         serving = asyncio.create_task(daemon.serve(stop))
         try:
             loader.next = settings_from_data(_data(
                 _target("b"), _target("c", interval_seconds=0.05),
-                tickets={"resolve_hold_seconds": 7}))
+                tickets={"resolve_hold_seconds": 7}, logging={"level": "WARNING"}))
             daemon.request_reload()
             await async_wait_until(lambda: _done(daemon.reloads["success"] == 1),
                                    what="reload applied")
             assert switched == [["b", "c"]]
             assert [t.id for t in daemon.settings.targets] == ["b", "c"]
             assert made[-1].resolve_hold_seconds == 7
+            assert root.level == logging.WARNING
             assert services.tickets is not first_tickets
             assert daemon.scheduler.stats().targets_scheduled == 2
             await async_wait_until(lambda: _done(probes.polled.count("c") >= 2),
@@ -155,6 +159,8 @@ async def test_daemon_reload_applies_targets_and_tickets_and_survives_a_bad_file
         finally:
             stop.set()
             await serving
+            root.setLevel(root_state[0])
+            root.handlers[:] = root_state[1]
 
 
 async def _done(value: bool) -> bool:
