@@ -339,6 +339,12 @@ class IotService:
         except PayloadError as exc:
             pending.error = exc
             return
+        except Exception as exc:
+            # A decoder bug must not turn one message into a poison pill that the broker
+            # redelivers forever: dead-letter it like any bad payload.
+            log.exception("decoder failed on a message", extra={"topic": message.topic[:200]})
+            pending.error = PayloadError("decoder_error", f"{type(exc).__name__}: {exc}")
+            return
         entry = self._view.lookup(fmt, event.address)
         if entry is None and self.clock.monotonic() - self._last_reload > 2.0:
             # The CLI may have just registered it.

@@ -187,3 +187,26 @@ async def test_native_redelivery_found_in_the_store_when_not_in_memory(store: St
         count = (await s.exec(sa.text(  # type: ignore[call-overload]
             "SELECT count(*) FROM iot_event"))).one()
     assert count[0] == 2
+
+
+async def test_decoder_bug_dead_letters_instead_of_poisoning(sqlite_store: Store,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from netguard.iot import service as service_module
+
+    real = service_module.decode
+
+    def buggy(fmt: str, topic: str, payload: bytes, *, max_bytes: int) -> Any:
+        if b"boom" in payload:
+            raise RuntimeError("decoder bug")
+        return real(fmt, topic, payload, max_bytes=max_bytes)
+
+    monkeypatch.setattr(service_module, "decode", buggy)
+    await register_estate(sqlite_store, T0)
+    async with IotService(make_settings(sqlite_store.config), sqlite_store) as service:
+        results = await service.ingest_batch([
+            RawMessage("zigbee2mqtt/door_z1", b'{"boom":1}'),
+            RawMessage("zigbee2mqtt/door_z1", b'{"contact":true}')])
+        assert [(r.status, r.reason) for r in results] == [("dead", "decoder_error"),
+                                                           ("stored", None)]
+        assert service.snapshot().dead_letters == {"decoder_error": 1}
