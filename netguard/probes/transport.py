@@ -7,8 +7,24 @@ What the DESIGN notes taught, applied here: one engine for the process, numeric 
 with ``lookupMib=False``, ObjectTypes built once per agent, walks that stop on any
 error (a dead host keeps yielding timeouts otherwise), and noSuchObject/noSuchInstance
 read as "absent". Several columns are walked in one GETBULK (rows come back
-interleaved), and max-repetitions halves when the agent answers ``tooBig`` or a walk
-times out, then grows back after clean walks.
+interleaved), and max-repetitions halves when a response does not fit, then grows back
+after clean walks.
+
+What "does not fit" looks like on the wire, measured against real agents here:
+
+- net-snmp ``snmpd`` 5.9 answers a GET whose response exceeds the manager's SNMPv3
+  ``msgMaxSize`` with ``tooBig``, and such a GETBULK with ``genErr`` (not the truncated
+  response RFC 3416 4.2.3 asks for). Agents that follow RFC 1905 loosely answer ``tooBig``.
+- pysnmp-based agents (snmpsim) and any agent whose response exceeds the 65,507-byte UDP
+  limit send nothing: the request times out.
+
+So a GET that gets ``tooBig`` is split in halves; a GETBULK that gets ``tooBig`` or
+``genErr`` is asked again with half the rows, down to one (then ``genErr`` is a real
+error); and each retry of a GETBULK that timed out asks for half the rows. Retries of a
+walk are made here, not by pysnmp, and a whole walk waits on silence for at most
+``timeout x (retries + 1)``: each unanswered request uses up one try of the walk. So an
+agent that dies or stops answering mid-walk ends the walk as promptly as a dead agent
+ends a GET, while one dropped oversized response (with ``retries >= 1``) is absorbed.
 """
 
 from __future__ import annotations
@@ -39,15 +55,32 @@ _OBJECT_CACHE_LIMIT = 4096
 _MAX_COLUMNS_PER_PDU = 24
 _TOO_BIG = 1
 _NO_SUCH_NAME = 2  # SNMPv1 answers a GET of a missing object with this error
+_GEN_ERR = 5
+_MIN_MESSAGE_SIZE, _MAX_MESSAGE_SIZE = 484, 65507  # RFC 3412 msgMaxSize bounds; UDP
 
 
 class SnmpTransport:
     """Owns the process's one pysnmp ``SnmpEngine``; bound to the running event loop.
 
     Use as ``async with SnmpTransport() as transport: agent = transport.agent(target)``.
+
+    Args:
+        max_message_size: The largest SNMP message this engine accepts, sent to SNMPv3
+            agents as ``msgMaxSize`` (484 to 65507; default 65507). A value below the
+            path MTU (e.g. 1400) keeps v3 responses unfragmented across links that drop
+            IP fragments; agents then answer big requests with ``tooBig``/``genErr``,
+            which the transport adapts to. SNMPv1/v2c have no such field.
+
+    Raises:
+        ValueError: ``max_message_size`` is out of range.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_message_size: int | None = None) -> None:
+        if max_message_size is not None and not (
+                _MIN_MESSAGE_SIZE <= max_message_size <= _MAX_MESSAGE_SIZE):
+            raise ValueError(f"max_message_size must be {_MIN_MESSAGE_SIZE} to "
+                             f"{_MAX_MESSAGE_SIZE}, not {max_message_size}")
+        self.max_message_size = max_message_size
         self._engine: Any = None
         self._hl: Any = None
 
@@ -56,6 +89,10 @@ class SnmpTransport:
 
         self._hl = hl
         self._engine = hl.SnmpEngine()
+        if self.max_message_size is not None:
+            (size,) = self._engine.get_mib_builder().import_symbols(
+                "__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize")
+            size.syntax = size.syntax.clone(self.max_message_size)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -123,11 +160,19 @@ class AgentSession:
         self._auth = _auth_data(transport._hl, target)
         self._context = transport._hl.ContextData(contextName=target.snmp.context_name)
         self._udp: Any = None
+        self._udp_once: Any = None  # the same agent without pysnmp retries (walks)
+        # Max-repetitions the next GETBULK asks for at most (adapts; see the module doc).
         self.max_repetitions = target.snmp.max_repetitions
         self._object_types: dict[str, Any] = {}
         self.pdus = 0
         self.varbinds = 0
         self.values = 0
+        # Answers that said "does not fit" (tooBig, or genErr to a multi-row GETBULK):
+        # each split a GET or shrank a GETBULK.
+        self.too_big = 0
+        # GETBULK/GETNEXT requests of walks that got no answer in time.
+        self.walk_timeouts = 0
+        self._tries_left = 0  # unanswered requests the current walk may still wait for
         # When the last GET (which carries sysUpTime) was answered, on the real clock.
         self.answered_at = 0.0
         # Rows the last walk found: the next walk asks for just that many (plus one to
@@ -146,6 +191,14 @@ class AgentSession:
                 (self.target.host, self.target.port),
                 timeout=self.target.timeout_seconds, retries=self.target.retries)
         return self._udp
+
+    async def _transport_once(self) -> Any:
+        if self._udp_once is None:
+            hl = self._t._hl
+            self._udp_once = await hl.UdpTransportTarget.create(
+                (self.target.host, self.target.port),
+                timeout=self.target.timeout_seconds, retries=0)
+        return self._udp_once
 
     def _object_type(self, oid: str) -> Any:
         obj = self._object_types.get(oid)
@@ -199,7 +252,10 @@ class AgentSession:
                 out[pending.pop(int(index) - 1).name] = None
                 continue
             if code == _TOO_BIG and len(pending) > 1:
+                self.too_big += 1
                 half = len(pending) // 2
+                log.info("%s: tooBig; GET of %d objects split in two", self.target.id,
+                         len(pending))
                 out.update(await self.get(pending[:half]))
                 pending = pending[half:]
                 continue
@@ -217,17 +273,20 @@ class AgentSession:
         """Walk table columns together with GETBULK (GETNEXT for SNMPv1).
 
         The walk of a column ends at the first OID outside it or at endOfMibView. The
-        whole walk ends on any error indication. Max-repetitions halves on ``tooBig``
-        or on a timeout mid-walk (one retry), and grows back after clean walks.
+        whole walk ends on any error it cannot adapt to. Max-repetitions halves on
+        ``tooBig`` (or ``genErr``) to a multi-row GETBULK and on each retry after a
+        timeout, and grows back after clean walks; see the module docstring.
 
         Raises:
-            AgentUnreachableError: The agent stopped answering.
+            AgentUnreachableError: The agent stopped answering (the walk waited
+                timeout x tries in all).
             AgentResponseError: The agent answered with an error.
         """
         out: dict[str, dict[Index, RawValue]] = {c.name: {} for c in columns}
         if not columns:
             return out
         clean = True
+        self._tries_left = self.tries
         # Agents bound varbinds per response (snmpsim: 64 in all); too many columns in
         # one GETBULK would leave no room for even one row.
         for start in range(0, len(columns), _MAX_COLUMNS_PER_PDU):
@@ -241,14 +300,22 @@ class AgentSession:
                                        self.max_repetitions * 2)
         return out
 
+    def _shrink(self, reps: int, why: str) -> int:
+        """Halve max-repetitions after a response that did not fit; the new value."""
+        self.max_repetitions = max(1, reps // 2)
+        log.info("%s: %s; max-repetitions %d -> %d", self.target.id, why, reps,
+                 self.max_repetitions)
+        return self.max_repetitions
+
     async def _walk_chunk(self, columns: Sequence[Metric],
                           out: dict[str, dict[Index, RawValue]]) -> bool:
         """Walk some columns together into ``out``; False if max-repetitions shrank."""
+        from pysnmp.proto import errind
+
         hl = self._t._hl
-        udp = await self._transport()
+        udp = await self._transport_once()
         cursor: dict[str, tuple[int, ...]] = {c.name: c.oid_tuple for c in columns}
         active = list(columns)
-        retried = False
         first = True
         clean = True
         while active:
@@ -257,32 +324,36 @@ class AgentSession:
             if first and self._rows_hint is not None:
                 reps = max(1, min(reps, self._rows_hint + 1))
             first = False
-            if self.target.snmp.version == "1":
-                err, status, _, var_binds = await hl.next_cmd(
-                    self._t.engine, self._auth, udp, self._context, *request, lookupMib=False)
-            else:
-                err, status, _, var_binds = await hl.bulk_cmd(
-                    self._t.engine, self._auth, udp, self._context, 0, reps, *request,
-                    lookupMib=False)
-            self.pdus += 1
-            if err:
-                from pysnmp.proto import errind
-
-                if isinstance(err, errind.RequestTimedOut) and not retried and reps > 1:
-                    # Big responses can be dropped on the way; try once with fewer rows.
-                    retried = True
+            # Retries are made here so each can ask for fewer rows (a response too big
+            # for the agent or the path is often just dropped), from the walk's budget.
+            while True:
+                if self.target.snmp.version == "1":
+                    err, status, _, var_binds = await hl.next_cmd(
+                        self._t.engine, self._auth, udp, self._context, *request,
+                        lookupMib=False)
+                else:
+                    err, status, _, var_binds = await hl.bulk_cmd(
+                        self._t.engine, self._auth, udp, self._context, 0, reps, *request,
+                        lookupMib=False)
+                self.pdus += 1
+                if not isinstance(err, errind.RequestTimedOut):
+                    break
+                self.walk_timeouts += 1
+                self._tries_left -= 1
+                if reps > 1 and self.target.snmp.version != "1":
                     clean = False
-                    self.max_repetitions = max(1, reps // 2)
-                    log.info("%s: walk timed out; max-repetitions %d -> %d",
-                             self.target.id, reps, self.max_repetitions)
-                    continue
+                    # Shrink even when giving up: the next poll starts smaller.
+                    reps = self._shrink(reps, "walk timed out")
+                if self._tries_left <= 0:
+                    break
+            if err:
                 raise self._error(err)
             code = int(status)
-            if code == _TOO_BIG and reps > 1:
+            if code in (_TOO_BIG, _GEN_ERR) and reps > 1 \
+                    and self.target.snmp.version != "1":
+                self.too_big += 1
                 clean = False
-                self.max_repetitions = max(1, reps // 2)
-                log.info("%s: tooBig; max-repetitions %d -> %d", self.target.id, reps,
-                         self.max_repetitions)
+                self._shrink(reps, "tooBig" if code == _TOO_BIG else "genErr to GETBULK")
                 continue
             if code == _NO_SUCH_NAME and self.target.snmp.version == "1":
                 break  # SNMPv1 end of MIB

@@ -37,12 +37,21 @@ One :class:`SnmpSim` is one process; to kill one agent alone, give it its own
 ``SnmpSim``. ``SnmpSim(..., v3=V3User(auth_proto="SHA256", priv_proto="AES128"))`` also
 accepts that SNMPv3 user, and ``sim.target(name, v3=True)`` polls with it.
 :class:`SimFleet` starts several for load. Edit ``agent.records`` before starting to
-make an odd agent: ``SimRecord(oid, 4, "full")`` (a value of the wrong type) or
-``SimRecord(oid, 4, "op=any,status=genError", "error")`` (an object that fails).
+make an odd agent: ``SimRecord(oid, 4, "full")`` (a value of the wrong type),
+``SimRecord(oid, 4, "op=any,status=genError", "error")`` (an object that fails),
+``SimRecord(oid, 4, "wait=100000", "delay")`` (the agent never answers a request that
+touches it: it stops answering mid-walk; a shorter ``wait`` in ms blocks the whole
+simulator, so give such an agent its own ``SnmpSim``) or ``SimRecord(oid, 4, "x" * 3000)``
+(long values: snmpsim silently drops a response above 65,507 bytes, so a GETBULK of 25
+such rows times out while 12 fit).
 
 :class:`Snmpd` runs net-snmp ``snmpd`` (the host's real interfaces) on a free port, with
 optional v3 users (``v3=SnmpdUser()`` for SHA-256/AES-128 authPriv, ``users=[...]`` for
 more at any level); ``snmpd.target("id", v3=True)`` or ``target("id", user="name")``.
+``Snmpd(..., overrides={oid: text})`` serves extra OctetString objects (snmpd
+``override``), e.g. long values: over SNMPv3 with a small ``msgMaxSize`` (netguard's
+``SnmpTransport(max_message_size=...)``) snmpd answers a GET that does not fit with
+``tooBig`` and a GETBULK with ``genErr``.
 Every process is started with ``start_new_session`` and stopped by its own pid.
 """
 

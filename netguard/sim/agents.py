@@ -42,7 +42,7 @@ class SimRecord:
     oid: str
     tag: int
     value: str | int
-    variation: Literal["numeric", "writecache", "error"] | None = None
+    variation: Literal["numeric", "writecache", "error", "delay"] | None = None
 
     @property
     def sort_key(self) -> tuple[int, ...]:
@@ -53,9 +53,10 @@ class SimRecord:
         """The record as a ``.snmprec`` line."""
         if self.variation == "writecache":
             return f"{self.oid}|{self.tag}:{writecache_alias}|value={self.value}"
-        if self.variation in ("numeric", "error"):
-            # ``value`` holds the module's options, e.g. ``rate=100`` or
-            # ``op=any,status=genError`` (an agent that fails on this object).
+        if self.variation in ("numeric", "error", "delay"):
+            # ``value`` holds the module's options, e.g. ``rate=100``,
+            # ``op=any,status=genError`` (an agent that fails on this object) or
+            # ``wait=100000`` (an agent that never answers a request touching it).
             return f"{self.oid}|{self.tag}:{self.variation}|{self.value}"
         return f"{self.oid}|{self.tag}|{self.value}"
 
@@ -141,7 +142,7 @@ class _Builder:
         self.agent = agent
 
     def add(self, oid: str, tag: int, value: str | int,
-            variation: Literal["numeric", "writecache", "error"] | None = None) -> None:
+            variation: Literal["numeric", "writecache", "error", "delay"] | None = None) -> None:
         self.agent.records.append(SimRecord(oid, tag, value, variation))
 
     def knob(self, name: str, tag: int, oids: list[str], scale: float = 1.0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,16 +68,23 @@ class Snmpd(AgentServer):
         v3: Also create this SNMPv3 user (``target(v3=True)`` uses it).
         users: More SNMPv3 users (``target(user=...)`` picks one by name).
         port: UDP port (a free one by default).
+        overrides: Extra OctetString objects served as given, OID -> text (snmpd
+            ``override``), e.g. a column of long values to make responses big.
     """
 
     def __init__(self, directory: Path, *, community: str = "public",
                  v3: SnmpdUser | None = None, users: Sequence[SnmpdUser] = (),
-                 port: int | None = None) -> None:
+                 port: int | None = None, overrides: Mapping[str, str] | None = None) -> None:
         super().__init__(port)
         self.directory = directory
         self.community = community
         self.v3 = v3
         self.users = {u.user: u for u in ([v3] if v3 else []) + list(users)}
+        self.overrides = dict(overrides or {})
+        for oid, text in self.overrides.items():
+            if '"' in text or "\n" in text or not oid.replace(".", "").isdigit():
+                raise ValueError(f"override {oid!r}: numeric OID and one line of text "
+                                 "without double quotes")
 
     def config_text(self) -> str:
         """The snmpd.conf it runs with."""
@@ -87,6 +94,8 @@ class Snmpd(AgentServer):
                  "dontLogTCPWrappersConnects yes"]
         for user in self.users.values():
             lines.extend(user.config_lines())
+        lines.extend(f'override .{oid.lstrip(".")} octet_str "{text}"'
+                     for oid, text in self.overrides.items())
         return "\n".join(lines) + "\n"
 
     def target(self, target_id: str = "snmpd", *, kind: str = "private_line",
