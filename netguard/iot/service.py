@@ -390,8 +390,13 @@ class IotService:
                 continue
             state = states.get(pending.sensor_id) or self._view.states.get(
                 pending.sensor_id) or SensorState(pending.sensor_id, household.household_id)
-            result = evaluate(state, pending.event, household, self.config.rules,
-                              pending.received_at)
+            try:
+                result = evaluate(state, pending.event, household, self.config.rules,
+                                  pending.received_at)
+            except Exception:
+                # The event is stored either way; a rule bug must not block the intake.
+                log.exception("rule evaluation failed", extra={"sensor": pending.sensor_id})
+                continue
             states[pending.sensor_id] = result.state
             actions.extend((pending, a) for a in result.actions)
 
