@@ -5,16 +5,20 @@ targets, :class:`ProbeRoster` opens a fresh service for the new list, switches p
 to it in one step, and closes the old one once its running polls have finished.
 
 What carries over: each kept target's last status is exported (``/metrics``) until the
-new service has polled it, so a reload does not blank the dashboards. What does not: the
-probes' per-fault hysteresis starts afresh, as after a restart (a fault still present is
-raised again and matched to its open ticket by fault key).
+new service has polled it, so a reload does not blank the dashboards; and each kept
+target's *active* faults seed the new service (``ProbeService.restore_active``), so a
+fault that recovers after the reload is cleared (and its ticket resolves) instead of
+being forgotten. Faults only pending (not yet raised) start afresh.
+
+Polls of the old service that finish after the switch may still open or clear a fault;
+once the old service has drained, those late changes are applied to the new one too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
@@ -23,6 +27,8 @@ from typing import TYPE_CHECKING
 from netguard.probes.config import TargetConfig
 
 if TYPE_CHECKING:
+    from netguard.faults import FaultKey
+    from netguard.probes.assess import ActiveFault
     from netguard.probes.service import ProbeService
     from netguard.probes.state import PollOutcome, TargetStatus
 
@@ -113,6 +119,13 @@ class ProbeRoster:
         self._merged = (base, snapshot)
         return snapshot
 
+    def restore_active(self, faults: Iterable[FaultKey | ActiveFault]) -> int:
+        """Seed the current service with faults still active elsewhere (open tickets).
+
+        See ``ProbeService.restore_active``. Returns how many were seeded.
+        """
+        return self._require().service.restore_active(faults)
+
     async def poll(self, target_id: str) -> PollOutcome:
         """Poll one target with the current service.
 
@@ -140,6 +153,10 @@ class ProbeRoster:
         """
         old = self._require()
         new = await self._open(targets)
+        kept = [t.id for t in targets]
+        faults = old.service.active_faults(kept)
+        new.service.restore_active(faults)
+        seeded = {f.key for f in faults}
         previous = old.service.statuses()
         self._carried = {t.id: previous[t.id] for t in targets if t.id in previous}
         self._merged = None
@@ -154,4 +171,18 @@ class ProbeRoster:
             log.warning("closing the previous probe service with polls still running",
                         extra={"polls": old.inflight})
         self._retiring.discard(old)
+        self._reconcile(old.service, new.service, kept, seeded)
         await old.stack.aclose()
+
+    @staticmethod
+    def _reconcile(old: ProbeService, new: ProbeService, kept: Sequence[str],
+                   seeded: set[FaultKey]) -> None:
+        """Apply fault changes the old service's last polls made after the switch."""
+        final = {f.key: f for f in old.active_faults(kept)}
+        opened = [f for key, f in final.items() if key not in seeded]
+        cleared = [key for key in seeded if key not in final]
+        if opened or cleared:
+            new.restore_active(opened)
+            new.release_active(cleared)
+            log.info("carried fault changes from the previous probe service's last polls",
+                     extra={"opened": len(opened), "cleared": len(cleared)})

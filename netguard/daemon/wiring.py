@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 from netguard.clock import Clock
 from netguard.config import Settings
@@ -16,6 +17,9 @@ from netguard.daemon.app import Services
 from netguard.daemon.roster import ProbeRoster
 from netguard.probes.config import TargetConfig
 from netguard.tickets.config import TicketsConfig
+
+if TYPE_CHECKING:
+    from netguard.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +51,29 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
 
     # The roster lets a configuration reload replace the target list while running.
     probes = await stack.enter_async_context(ProbeRoster(probe_service, settings.targets))
+    await _restore_faults(store, probes)
     iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
     if settings.daemon.trap_listen:
         await _open_traps(settings, stack, on_trap)
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, retarget=probes.replace, make_tickets=ticket_service)
+
+
+async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
+    """Seed the probes with the faults the store still holds active (see ``continuity``)."""
+    from netguard.daemon.continuity import stored_active_faults
+
+    try:
+        faults = await stored_active_faults(store)
+    except Exception:
+        # The daemon still works without it; only faults that recovered while it was
+        # down would keep their tickets open (as before this existed), so say so loudly.
+        log.exception("could not read the active faults from the store; open tickets of "
+                      "faults that recovered meanwhile will not resolve by themselves")
+        return
+    restored = probes.restore_active(faults)
+    log.info("restored active faults from the ticket store",
+             extra={"faults": restored, "unknown_targets": len(faults) - restored})
 
 
 async def _open_traps(settings: Settings, stack: AsyncExitStack,

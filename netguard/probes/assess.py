@@ -272,6 +272,30 @@ class _FaultTrack:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveFault:
+    """A fault held active by the probes, as exported and restored across services.
+
+    The probes' hysteresis lives in memory; a new probe service (after a restart, or a
+    reload that swaps targets) is seeded with these so that a fault whose ticket is still
+    open clears through the normal path (``clear_after`` good polls) instead of being
+    forgotten, and is not raised again while it persists.
+
+    Attributes:
+        key: The fault.
+        suppressed_by: The upstream its last report blamed (``None``: not suppressed).
+        reason: Shown in the target's reasons until the next poll judges the fault.
+        level: How bad it makes the target until then (``degraded`` when unknown).
+        severity: Its severity until then.
+    """
+
+    key: FaultKey
+    suppressed_by: str | None = None
+    reason: str = ""
+    level: Level = "degraded"
+    severity: FaultSeverity = "minor"
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome of assessing one poll."""
 
@@ -295,6 +319,49 @@ class Assessor:
     def for_target(cls, target: TargetConfig) -> Assessor:
         """An assessor with the target's effective thresholds."""
         return cls(target=target, limits=limits_for(target.kind, target.thresholds))
+
+    def restore(self, fault: ActiveFault) -> None:
+        """Hold ``fault`` active as if it had been raised (a restored tracker).
+
+        The next polls then judge it as usual: ``clear_after`` recovered polls emit
+        ``FaultCleared``; bad polls keep it active without a new ``FaultOpened``. A later
+        re-raise counts as a flap, like any recurrence.
+
+        Raises:
+            ValueError: The fault belongs to another target.
+        """
+        if fault.key.target != self.target.id:
+            raise ValueError(f"{fault.key} is not a fault of {self.target.id}")
+        track = self.tracks.setdefault((fault.key.component, fault.key.condition),
+                                       _FaultTrack())
+        if track.active:
+            return
+        track.active = True
+        track.opened_once = True
+        track.bad = track.good = 0
+        track.suppressed_by = fault.suppressed_by
+        track.reason = fault.reason or (f"{fault.key.component} "
+                                        f"{fault.key.condition.replace('_', ' ')} (restored)")
+        track.level, track.severity = fault.level, fault.severity
+
+    def release(self, component: str, condition: str) -> bool:
+        """Stop holding a fault active without emitting anything (it cleared elsewhere).
+
+        Returns:
+            True if it was active.
+        """
+        track = self.tracks.get((component, condition))
+        if track is None or not track.active:
+            return False
+        track.active = False
+        track.good = 0
+        return True
+
+    def active_faults(self) -> list[ActiveFault]:
+        """The faults active now, in the form :meth:`restore` takes."""
+        return [ActiveFault(FaultKey(self.target.id, c, d), suppressed_by=t.suppressed_by,
+                            reason=t.reason, level=t.level, severity=t.severity)
+                for (c, d), t in self.tracks.items() if t.active]
 
     def assess(self, sample: LinkSample | None, *, now: datetime,
                suppressed_by: str | None = None, unreachable_reason: str = "",

@@ -18,12 +18,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 
 from netguard.clock import Clock, SystemClock
 from netguard.errors import NotFoundError, ProbeError
-from netguard.probes.assess import Assessor
+from netguard.faults import FaultKey
+from netguard.probes.assess import ActiveFault, Assessor
 from netguard.probes.config import TargetConfig
 from netguard.probes.counters import apply_rates, elapsed_seconds
 from netguard.probes.decode import decode_sample
@@ -84,6 +85,7 @@ class ProbeService:
         self._snapshot: Mapping[str, TargetStatus] | None = None
         self.polls = 0
         self.failures = 0
+        self.restore_ignored = 0
 
     async def __aenter__(self) -> ProbeService:
         self._transport = await SnmpTransport().__aenter__()
@@ -130,6 +132,53 @@ class ProbeService:
         sessions = [s.session for s in self._slots.values() if s.session is not None]
         return (sum(x.pdus for x in sessions), sum(x.varbinds for x in sessions),
                 sum(x.values for x in sessions))
+
+    def restore_active(self, faults: Iterable[FaultKey | ActiveFault]) -> int:
+        """Seed faults that are still active elsewhere (open tickets, a previous service).
+
+        Each starts *active* in its target's hysteresis, so the normal path clears it
+        (``FaultCleared`` after ``clear_after`` recovered polls) if the condition is gone,
+        and does not raise it again while it persists. Call it before the targets are
+        polled. Faults of unknown targets are ignored (counted in ``restore_ignored`` and
+        logged at debug level).
+
+        Returns:
+            How many faults were seeded.
+        """
+        restored = 0
+        for item in faults:
+            fault = item if isinstance(item, ActiveFault) else ActiveFault(item)
+            slot = self._slots.get(fault.key.target)
+            if slot is None:
+                self.restore_ignored += 1
+                log.debug("not restoring %s: unknown target", fault.key)
+                continue
+            slot.assessor.restore(fault)
+            restored += 1
+        return restored
+
+    def release_active(self, keys: Iterable[FaultKey]) -> int:
+        """Stop holding faults active, emitting nothing (their clear was already reported).
+
+        Returns:
+            How many were active.
+        """
+        released = 0
+        for key in keys:
+            slot = self._slots.get(key.target)
+            if slot is not None and slot.assessor.release(key.component, key.condition):
+                released += 1
+        return released
+
+    def active_faults(self, target_ids: Iterable[str] | None = None) -> list[ActiveFault]:
+        """The faults the probes hold active now (of ``target_ids``, default all).
+
+        Pure in-memory state: it can still be read after the service has closed, which
+        lets a reload carry the faults of a retired service over to its successor.
+        """
+        ids = self._slots.keys() if target_ids is None else target_ids
+        return [fault for tid in ids if tid in self._slots
+                for fault in self._slots[tid].assessor.active_faults()]
 
     def _slot(self, target_id: str) -> _Slot:
         try:

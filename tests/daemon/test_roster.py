@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -13,6 +13,8 @@ import pytest
 
 from netguard.daemon.roster import ProbeRoster
 from netguard.errors import NotFoundError
+from netguard.faults import FaultKey
+from netguard.probes.assess import ActiveFault
 from netguard.probes.config import TargetConfig
 from netguard.probes.state import PollOutcome, TargetStatus
 from tests.support.wait import async_wait_until
@@ -33,6 +35,7 @@ class Backend:
         self.gate = gate
         self.closed = False
         self.held = 0
+        self.active: dict[FaultKey, ActiveFault] = {}
 
     async def __aenter__(self) -> Backend:
         return self
@@ -43,6 +46,18 @@ class Backend:
 
     def statuses(self) -> dict[str, TargetStatus]:
         return dict(self.live)
+
+    def restore_active(self, faults: Iterable[FaultKey | ActiveFault]) -> int:
+        seeded = [f if isinstance(f, ActiveFault) else ActiveFault(f) for f in faults]
+        self.active.update({f.key: f for f in seeded if f.key.target in self.live})
+        return len(seeded)
+
+    def release_active(self, keys: Iterable[FaultKey]) -> int:
+        return len([self.active.pop(k) for k in keys if k in self.active])
+
+    def active_faults(self, target_ids: Iterable[str] | None = None) -> list[ActiveFault]:
+        ids = set(self.live if target_ids is None else target_ids)
+        return [f for k, f in self.active.items() if k.target in ids]
 
     async def poll(self, target_id: str) -> PollOutcome:
         if target_id not in self.live:
@@ -116,3 +131,33 @@ async def test_a_stuck_old_poll_does_not_hold_the_reload_past_its_timeout() -> N
         stuck.cancel()
         with pytest.raises(asyncio.CancelledError):
             await stuck
+
+
+async def test_replace_carries_active_faults_of_kept_targets_and_late_changes() -> None:
+    a_down = FaultKey("a", "agent", "unreachable")
+    a_low = FaultKey("a", "sensor:rx", "rx_power_low")
+    b_low = FaultKey("b", "sensor:rx", "rx_power_low")
+    b_new = FaultKey("b", "if:ge0", "oper_down")
+    backends = Backends()
+    async with ProbeRoster(backends, _targets("a", "b")) as roster:
+        assert roster.restore_active([a_down, a_low, b_low,
+                                      FaultKey("gone", "agent", "unreachable")]) == 4
+        old = backends.opened[0]
+        assert set(old.active) == {a_down, a_low, b_low}
+        old.gate = asyncio.Event()  # a poll of "b" is under way during the switch
+        slow = asyncio.create_task(roster.poll("b"))
+        await async_wait_until(lambda: _true(old.held == 1), what="poll under way")
+        replacing = asyncio.create_task(roster.replace(_targets("b", "c"), lambda: None, 5.0))
+        await async_wait_until(lambda: _true(len(backends.opened) == 2), what="new service")
+        new = backends.opened[1]
+        await async_wait_until(lambda: _true(b_low in new.active), what="faults carried")
+        # Only the kept target's faults move; "a" was removed.
+        assert set(new.active) == {b_low}
+        # The old service's last poll of "b" clears one fault and opens another.
+        del old.active[b_low]
+        old.active[b_new] = ActiveFault(b_new, level="down")
+        old.gate.set()
+        await slow
+        await replacing
+        assert set(new.active) == {b_new}
+        assert new.active[b_new].level == "down"
