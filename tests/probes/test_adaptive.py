@@ -26,9 +26,10 @@ import pytest
 from netguard.errors import AgentResponseError, AgentUnreachableError
 from netguard.probes.config import TargetConfig
 from netguard.probes.profiles import Metric
+from netguard.probes.service import ProbeService
 from netguard.probes.transport import SnmpTransport, fetch
 from netguard.sim import SimAgent, SimRecord, Snmpd, SnmpdUser, SnmpSim, build_agent
-from tests.probes.conftest import targets
+from tests.probes.conftest import FAST, targets
 from tests.support.wait import async_wait_until
 
 pytestmark = pytest.mark.integration
@@ -209,6 +210,25 @@ async def test_fetch_reports_an_agent_that_stops_mid_walk_as_unreachable(
         with pytest.raises(AgentUnreachableError):
             await fetch(session, [scalar("descr", "1.3.6.1.2.1.1.1.0")],
                         [column("alias", ALIAS)])
+
+
+async def test_poll_of_an_agent_that_stalls_mid_walk_is_unreachable_in_time(
+        stalling: SnmpSim) -> None:
+    raw = stalling.target("stall", timeout_seconds=TIMEOUT, retries=RETRIES, thresholds=FAST)
+    async with ProbeService(targets(raw)) as probes:
+        outcome = await probes.poll("stall")
+        # The first request of a fresh engine carries a one-off start-up cost; time the
+        # second poll, which stalls in the same place.
+        again = (await probes.poll("stall")).status
+    status = outcome.status
+    assert status.state == "unreachable"
+    assert status.reasons[0].startswith(
+        f"no response from {stalling.address} within 0.5 s x 2 tries")
+    assert [e.key.condition for e in outcome.events] == ["unreachable"]
+    assert again.state == "unreachable"
+    status = again
+    assert status.poll_duration_seconds is not None
+    assert BUDGET * 0.9 <= status.poll_duration_seconds <= BUDGET + MARGIN
 
 
 async def test_walk_of_a_dead_agent_ends_in_time(tmp_path: Path) -> None:
