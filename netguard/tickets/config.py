@@ -42,5 +42,9 @@ class TicketsConfig(BaseModel):
         default_factory=lambda: dict(_DEFAULT_RAISE))
     # A suppressed child whose upstream has no ticket after this long gets its own.
     orphan_grace_seconds: float = Field(default=300.0, ge=0)
+    # A fault that opened its own ticket, then is reported suppressed by an upstream, is
+    # moved under the upstream's root ticket if its own ticket is younger than this and
+    # untouched by a human (the probes may see a child fail a moment before its upstream).
+    group_window_seconds: float = Field(default=300.0, ge=0)
     sites: list[SiteConfig] = Field(default_factory=list)
     page_size: int = Field(default=50, ge=1)

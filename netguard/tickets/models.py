@@ -85,7 +85,8 @@ class TicketEventRow(SQLModel, table=True):
     at: datetime = Field(sa_column=_ts(nullable=False))
     actor: str = Field(max_length=128)
     # opened, repeat, flap, cleared, resolved, reopened, acknowledged, assigned, commented,
-    # closed, overdue, severity, child_attached, child_cleared, child_promoted
+    # closed, overdue, severity, child_attached, child_cleared, child_promoted, grouped,
+    # child_moved
     action: str = Field(max_length=32)
     old_state: str | None = Field(default=None, max_length=16)
     new_state: str | None = Field(default=None, max_length=16)

@@ -193,7 +193,9 @@ class TicketService:
         ``FaultOpened`` is an idempotent upsert: the first report opens a ticket (or
         reopens one resolved within the reopen window), later reports count occurrences
         (and a flap when the fault was clearing). A fault with ``suppressed_by`` set
-        attaches to the upstream's ticket as a child instead of opening its own.
+        attaches to the upstream's ticket as a child instead of opening its own; if it
+        already has a young, untouched ticket of its own (it failed before its upstream
+        was seen down), that ticket is resolved as grouped under the upstream's.
         ``FaultCleared`` starts the resolve hold; :meth:`sweep` resolves after it.
 
         Returns:
@@ -346,14 +348,26 @@ class TicketService:
         """Attach children that reported before their upstream's ticket existed."""
         if target is None:
             return 0
-        rows = (await conn.execute(
-            sa.update(CHILD).where(CHILD.c.upstream_target == target,
-                                   CHILD.c.state == "active", CHILD.c.ticket_id.is_(None))
-            .values(ticket_id=ticket_id).returning(CHILD.c.fault_key))).all()
-        await self._log(conn, [self._event(ticket_id, at, "child_attached",
-                                           f"{r.fault_key} suppressed under this ticket")
-                               for r in rows])
-        return len(rows)
+        # Waiting children of the children just adopted come too (a chain whose middle
+        # was grouped before the root had a ticket); bounded, as a chain is short.
+        up = CHILD.alias("up")
+        linked = sa.select(up.c.target).where(up.c.ticket_id == ticket_id,
+                                              up.c.state == "active")
+        total = 0
+        for depth in range(_ATTEMPTS):
+            upstreams = (CHILD.c.upstream_target == target if depth == 0
+                         else CHILD.c.upstream_target.in_(linked.scalar_subquery()))
+            rows = (await conn.execute(
+                sa.update(CHILD).where(upstreams, CHILD.c.state == "active",
+                                       CHILD.c.ticket_id.is_(None))
+                .values(ticket_id=ticket_id).returning(CHILD.c.fault_key))).all()
+            await self._log(conn, [self._event(ticket_id, at, "child_attached",
+                                               f"{r.fault_key} suppressed under this ticket")
+                                   for r in rows])
+            total += len(rows)
+            if not rows:
+                break
+        return total
 
     async def _root_of(self, conn: AsyncConnection, upstream: str) -> int | None:
         """The upstream's active root ticket (most severe, oldest), following chains."""
@@ -372,16 +386,33 @@ class TicketService:
             .order_by(CHILD.c.id).limit(1))).first()
         return None if row is None else int(row.ticket_id)
 
+    async def _waiting(self, conn: AsyncConnection, target: str) -> bool:
+        """``target`` is itself a suppressed child waiting for its upstream's ticket."""
+        row = (await conn.execute(
+            sa.select(CHILD.c.id).where(CHILD.c.target == target, CHILD.c.state == "active",
+                                        CHILD.c.ticket_id.is_(None)).limit(1))).first()
+        return row is not None
+
     async def _suppressed(self, conn: AsyncConnection, ev: FaultOpened) -> int | None:
         key, at = str(ev.key), as_utc(ev.at)
         upstream = ev.suppressed_by
         assert upstream is not None
         severity = self.severity_for(ev.severity, ev.site)
-        # A fault that already has its own ticket keeps it; no storm is saved by moving it.
-        own = await self._bump(conn, ev, key, severity, at)
-        if own is not None:
-            return own
+        first_seen = at
+        # Late grouping: the child failed its poll before its upstream and opened a ticket
+        # of its own a moment ago. Move it under the root so that one outage is one ticket.
+        own = await self._groupable(conn, key, at)
         root = await self._root_of(conn, upstream)
+        if own is not None and root != own.id and await self._untouched(conn, own.id):
+            await self._group(conn, own.id, root, upstream, at)
+            first_seen = parse_time(own.first_seen)
+        else:
+            # A fault whose own ticket is being worked (or is old) keeps it: moving a ticket
+            # out from under an engineer would lose their context and saves no storm.
+            own_id = await self._bump(conn, ev, key, severity, at)
+            if own_id is not None:
+                return own_id
+            own = None
         for _ in range(_ATTEMPTS):
             row = (await conn.execute(
                 sa.update(CHILD).where(CHILD.c.fault_key == key, CHILD.c.state == "active")
@@ -395,17 +426,72 @@ class TicketService:
                 "ticket_id": root, "fault_key": key, "target": ev.key.target,
                 "upstream_target": upstream, "state": "active", "category": ev.category,
                 "site": ev.site, "severity": severity, "summary": ev.summary,
-                "reasons": list(ev.reasons), "first_seen": self._t(at),
+                "reasons": list(ev.reasons), "first_seen": self._t(first_seen),
                 "last_seen": self._t(at), "occurrences": 1,
             }
             stmt = self._insert_unless_active(CHILD, values, "state = 'active'")
             if (await conn.execute(stmt.returning(CHILD.c.id))).first() is not None:
                 if root is not None:
+                    grouped = ("" if own is None else
+                               f"; its own ticket {self.ref(own.id)} was resolved as grouped")
                     await self._log(conn, [self._event(
                         root, at, "child_attached",
-                        f"{key} suppressed under this ticket ({upstream} is down)")])
+                        f"{key} suppressed under this ticket ({upstream} is down){grouped}")])
                 return root
         raise StoreError(f"could not record suppressed fault {key}")
+
+    async def _groupable(self, conn: AsyncConnection, key: str, at: datetime) -> Any:
+        """Lock the fault's own ticket if it is young enough to group; else ``None``.
+
+        This write is the transaction's first statement: it takes SQLite's write lock and
+        PostgreSQL's row lock, so a human action on the ticket either committed before
+        (and :meth:`_untouched` sees its event) or waits and then finds it resolved.
+        """
+        cutoff = at - timedelta(seconds=self._config.group_window_seconds)
+        return (await conn.execute(
+            sa.update(TICKET).where(TICKET.c.fault_key == key,
+                                    TICKET.c.state == TicketState.OPEN.value,
+                                    TICKET.c.acknowledged_at.is_(None),
+                                    TICKET.c.assignee.is_(None),
+                                    TICKET.c.opened_at >= self._t(cutoff))
+            .values(updated_at=self._t(self._clock.now()))
+            .returning(TICKET.c.id, TICKET.c.first_seen))).first()
+
+    async def _untouched(self, conn: AsyncConnection, ticket_id: int) -> bool:
+        """No human has acted on the ticket: every event in its history is automatic."""
+        human = (await conn.execute(
+            sa.select(EVENT.c.id).where(EVENT.c.ticket_id == ticket_id,
+                                        EVENT.c.actor != SYSTEM_ACTOR).limit(1))).first()
+        return human is None
+
+    async def _group(self, conn: AsyncConnection, own_id: int, root: int | None,
+                     upstream: str, at: datetime) -> None:
+        """Resolve a child's own ticket as grouped under ``root`` (``None``: pending)."""
+        row = (await conn.execute(
+            sa.update(TICKET).where(TICKET.c.id == own_id,
+                                    TICKET.c.state == TicketState.OPEN.value)
+            .values(state=TicketState.RESOLVED.value, resolved_at=self._t(at),
+                    updated_at=self._t(self._clock.now()))
+            .returning(TICKET.c.id))).first()
+        if row is None:  # pragma: no cover - the row is locked by _groupable
+            raise StoreError(f"{self.ref(own_id)} changed while being grouped")
+        under = (self.ref(root) if root is not None
+                 else f"the ticket of {upstream} (not open yet)")
+        log.info("%s resolved: grouped under %s", self.ref(own_id), under)
+        # Faults suppressed under the child's ticket move up with it.
+        moved = (await conn.execute(
+            sa.update(CHILD).where(CHILD.c.ticket_id == own_id, CHILD.c.state == "active")
+            .values(ticket_id=root).returning(CHILD.c.fault_key))).all()
+        events = [self._event(own_id, at, "grouped",
+                              f"grouped under {under}: upstream {upstream} is down",
+                              old=TicketState.OPEN.value, new=TicketState.RESOLVED.value)]
+        events += [self._event(own_id, at, "child_moved", f"{r.fault_key} moved to {under}")
+                   for r in moved]
+        if root is not None:
+            events += [self._event(root, at, "child_attached",
+                                   f"{r.fault_key} suppressed under this ticket (moved from "
+                                   f"{self.ref(own_id)})") for r in moved]
+        await self._log(conn, events)
 
     async def _clear(self, conn: AsyncConnection, ev: FaultCleared) -> int | None:
         key, at = str(ev.key), as_utc(ev.at)
@@ -538,6 +624,10 @@ class TicketService:
             adopted = 0
             for row in rows:
                 root = await self._root_of(conn, row.upstream_target)
+                if root is None and await self._waiting(conn, row.upstream_target):
+                    # Its upstream is a child still waiting too: whichever ticket that one
+                    # lands on (its root's, or its own after the grace) adopts this one.
+                    continue
                 if root is not None:
                     await conn.execute(sa.update(CHILD).where(CHILD.c.id == row.id)
                                        .values(ticket_id=root))

@@ -430,9 +430,10 @@ async def test_chained_suppression_attaches_to_the_root(service: TicketService,
     assert mid.id == leaf.id == root.id
 
 
-async def test_fault_with_own_ticket_keeps_it_when_suppressed(service: TicketService,
-                                                              opened: OpenFactory) -> None:
+async def test_fault_with_old_own_ticket_keeps_it_when_suppressed(
+        service: TicketService, opened: OpenFactory, clock: ManualClock) -> None:
     own = await service.handle(opened("ont-1", "pon:1", "ont_down", category="pon"))
+    clock.advance(301)  # past tickets.group_window_seconds: no late grouping
     await service.handle(opened("olt", "agent", "unreachable", category="pon"))
     again = await service.handle(opened("ont-1", "pon:1", "ont_down", category="pon",
                                         suppressed_by="olt"))
