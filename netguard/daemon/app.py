@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 # How long a readiness probe may wait for the store before calling it unreachable.
 READY_TIMEOUT_SECONDS = 2.0
 # Fault events kept for retry while the store is down; beyond this the oldest are dropped
-# (and counted) rather than growing without bound. The probes re-raise still-active
-# faults after a restart, so a dropped FaultOpened is recovered at the latest then.
+# (and counted) rather than growing without bound. A restart recovers both kinds: the
+# probes re-raise a still-active fault whose FaultOpened was dropped, and are seeded with
+# the faults of open tickets (netguard.daemon.continuity), so a dropped FaultCleared is
+# sent again once the link is seen healthy.
 MAX_EVENT_BACKLOG = 100_000
 
 
