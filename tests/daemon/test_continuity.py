@@ -7,6 +7,7 @@ ticket when it is still there.
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 from collections.abc import Iterator
@@ -90,11 +91,13 @@ def sim(tmp_path: Path) -> Iterator[SnmpSim]:
         yield s
 
 
-def _write_config(tmp_path: Path, sim: SnmpSim, metrics_port: int) -> Path:
+def _write_config(tmp_path: Path, sim: SnmpSim, metrics_port: int,
+                  agents: tuple[str, ...] = ("fiber-fixed", "fiber-broken"),
+                  clear_after: int = 2) -> Path:
     data: dict[str, Any] = {
-        "targets": [sim.target(a.name, interval_seconds=1,
-                               thresholds={"raise_after": 1, "clear_after": 2})
-                    for a in AGENTS],
+        "targets": [sim.target(name, interval_seconds=1,
+                               thresholds={"raise_after": 1, "clear_after": clear_after})
+                    for name in agents],
         "store": {"path": str(tmp_path / "netguard.db"), "auto_upgrade": True},
         "tickets": {"resolve_hold_seconds": 1},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
@@ -178,3 +181,30 @@ def test_sigkill_then_restart_resolves_recovered_faults_and_keeps_present_ones(
     assert restored
     assert restored[0]["faults"] == 2 * SENSORS
     assert restored[0]["unknown_targets"] == 0
+
+
+@pytest.mark.slow
+def test_a_reload_that_changes_the_targets_keeps_the_faults_of_kept_targets(
+        tmp_path: Path, sim: SnmpSim) -> None:
+    db = tmp_path / "netguard.db"
+    port = free_tcp_port()
+    # Three good polls to clear: the repair below is not seen through before the reload.
+    config = _write_config(tmp_path, sim, port, ("fiber-fixed",), clear_after=3)
+    daemon = _daemon(tmp_path, config, port, "run").start(timeout=60)
+    try:
+        sim.set_knob("fiber-fixed", "rx_dbm", BAD_RX)
+        wait_until(lambda: [r[1] for r in _tickets(db, "fiber-fixed")] == ["open"] * SENSORS,
+                   timeout=30, what="tickets open")
+        ids = [r[0] for r in _tickets(db, "fiber-fixed")]
+        # Repaired just as a reload adds a target (a fresh probe service for the list).
+        sim.set_knob("fiber-fixed", "rx_dbm", GOOD_RX)
+        _write_config(tmp_path, sim, port, ("fiber-fixed", "fiber-broken"), clear_after=3)
+        os.kill(daemon.pid, signal.SIGHUP)
+        wait_until(lambda: any(r["msg"] == "configuration reloaded" for r in json_log(daemon)),
+                   timeout=30, what="reload")
+        wait_until(lambda: [r[1] for r in _tickets(db, "fiber-fixed")]
+                   == ["resolved"] * SENSORS, timeout=60,
+                   what="tickets auto-resolved after the reload")
+    finally:
+        assert daemon.stop() == 0
+    assert [r[0] for r in _tickets(db, "fiber-fixed")] == ids
