@@ -365,7 +365,7 @@ class Assessor:
 
     def assess(self, sample: LinkSample | None, *, now: datetime,
                suppressed_by: str | None = None, unreachable_reason: str = "",
-               complete: bool = True) -> Verdict:
+               complete: bool = True, suppression_known: bool = True) -> Verdict:
         """Fold one poll into the fault state.
 
         Args:
@@ -375,6 +375,9 @@ class Assessor:
             unreachable_reason: Why the agent did not answer (when ``sample`` is None).
             complete: False when part of the poll failed (a table walk): components
                 missing from the sample then keep their faults instead of clearing.
+            suppression_known: False while the upstream has not been polled yet (its
+                state is a placeholder): active faults then keep the suppression they
+                had (e.g. restored from a child link) instead of being re-announced.
         """
         if sample is None:
             observations = [Observation(AGENT, UNREACHABLE, "down", "critical", True, False,
@@ -399,7 +402,7 @@ class Assessor:
                     events.extend(self._fold(gone, track, now, suppressed_by))
         # Re-announce active faults whose suppression changed, so tickets regroup.
         for key, track in self.tracks.items():
-            if track.active and track.suppressed_by != suppressed_by:
+            if suppression_known and track.active and track.suppressed_by != suppressed_by:
                 track.suppressed_by = suppressed_by
                 events.append(self._opened(key, track, now))
         active = [(k, t) for k, t in self.tracks.items() if t.active]

@@ -253,9 +253,13 @@ class ProbeService:
             slot.last_sample_mono = mono
             slot.last_sample_real = real
         suppressed_by = self.suppressor(target)
-        verdict = slot.assessor.assess(sample, now=now, suppressed_by=suppressed_by,
-                                       unreachable_reason=failure,
-                                       complete=walk_error is None)
+        # Right after a start or reload the upstream may not have been polled yet; a
+        # restored fault must not be re-announced on its placeholder state.
+        upstream = None if target.upstream is None else self._live.get(target.upstream)
+        verdict = slot.assessor.assess(
+            sample, now=now, suppressed_by=suppressed_by, unreachable_reason=failure,
+            complete=walk_error is None,
+            suppression_known=upstream is None or upstream.last_poll_at is not None)
         old = self._live[target.id]
         self.polls += 1
         problems: tuple[str, ...] = ()

@@ -134,3 +134,16 @@ def test_service_seeds_known_targets_and_counts_unknown_ones() -> None:
         FaultKey("f2", "agent", "unreachable")]
     assert service.release_active([LOW, FaultKey("removed-1", "a", "b")]) == 1
     assert [f.key.target for f in service.active_faults()] == ["f2"]
+
+
+def test_an_unpolled_upstream_does_not_change_a_restored_faults_suppression() -> None:
+    a = Assessor.for_target(_target(raise_after=1, clear_after=2))
+    a.restore(ActiveFault(LOW))
+    # The upstream's placeholder state says "down" before its first poll: no regrouping.
+    v = a.assess(_fiber(-27.0), now=NOW, suppressed_by="olt-1", suppression_known=False)
+    assert v.events == ()
+    assert a.active_faults()[0].suppressed_by is None
+    # Once the upstream has been polled and really is down, the change is announced.
+    (opened,) = a.assess(_fiber(-27.0), now=NOW, suppressed_by="olt-1").events
+    assert isinstance(opened, FaultOpened)
+    assert opened.suppressed_by == "olt-1"
