@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +32,8 @@ from netguard.store import Store
 
 log = logging.getLogger(__name__)
 
+_TAKEN_WINDOW = 10_000
+
 
 def route_for(routes: Sequence[CommunityRoute], community: str) -> CommunityRoute | None:
     """The community's route, else the ``*`` route, else None."""
@@ -45,26 +47,29 @@ def route_for(routes: Sequence[CommunityRoute], community: str) -> CommunityRout
 
 
 def enqueue(session: AsyncSession, notification: Notification,
-            routes: Sequence[CommunityRoute], now: datetime) -> int:
+            routes: Sequence[CommunityRoute], now: datetime) -> list[OutboxMessage]:
     """Add one outbox row per notifier routed for the notification's community.
 
+    The rows get their ids when the session flushes; after the commit, hand them to
+    :meth:`OutboxWorker.hand_off` to deliver them without waiting for a poll.
+
     Returns:
-        The number of rows added (0 when the community has no route: logged).
+        The rows added (none when the community has no route: logged).
     """
     route = route_for(routes, notification.community)
     if route is None:
         log.warning("no notifier route for community %s; alert %d is only stored",
                     notification.community, notification.alert_id)
-        return 0
+        return []
     if route.recipients:
         notification = dataclasses.replace(notification, recipients=tuple(route.recipients))
     body = notification.to_json()
-    for name in route.notifiers:
-        session.add(OutboxMessage(alert_id=notification.alert_id, notifier=name,
-                                  community=notification.community,
-                                  reason=notification.reason, body=body, created_at=now,
-                                  next_attempt_at=now))
-    return len(route.notifiers)
+    rows = [OutboxMessage(alert_id=notification.alert_id, notifier=name,
+                          community=notification.community, reason=notification.reason,
+                          body=body, created_at=now, next_attempt_at=now)
+            for name in route.notifiers]
+    session.add_all(rows)
+    return rows
 
 
 class RateLimiter:
@@ -128,6 +133,14 @@ class OutboxWorker:
         rates = {n.name: n.rate_per_minute for n in config.notifiers}
         self._limiters = {name: RateLimiter(rates.get(name, 20)) for name in self._notifiers}
         self._wake = asyncio.Event()
+        self._poll = True
+        self._next_poll = float("-inf")
+        # Committed rows handed over by the writer, delivered before (and without) a poll.
+        self._handed: list[OutboxMessage] = []
+        # Ids this worker has already taken up (from a hand-off or a poll), so that a row
+        # both handed over and found by a poll is sent once. Bounded: a row older than
+        # this window is no longer pending in either path.
+        self._taken: OrderedDict[int, None] = OrderedDict()
         self.stats = OutboxStats()
         self.pending = 0
         self._counted_at = float("-inf")
@@ -135,7 +148,30 @@ class OutboxWorker:
 
     def wake(self) -> None:
         """Look for due rows now (called after a commit that added rows)."""
+        self._poll = True
         self._wake.set()
+
+    def hand_off(self, rows: Sequence[OutboxMessage]) -> None:
+        """Deliver these just-committed rows now, without re-reading them.
+
+        The rows are already durable (pending) in the store, so a crash, a rate limit or
+        a failed send leaves them to the regular poll; nothing depends on this path.
+        """
+        self._handed.extend(r for r in rows if r.id is not None)
+        self._wake.set()
+
+    def _take(self, rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:
+        """The rows not taken up before, now marked as taken."""
+        fresh: list[OutboxMessage] = []
+        for row in rows:
+            assert row.id is not None
+            if row.id in self._taken:
+                continue
+            self._taken[row.id] = None
+            fresh.append(row)
+        while len(self._taken) > _TAKEN_WINDOW:
+            self._taken.popitem(last=False)
+        return fresh
 
     def stop(self) -> None:
         """Finish the current pass (its statuses get stored), then let :meth:`run` return."""
@@ -146,20 +182,39 @@ class OutboxWorker:
         """Deliver until :meth:`stop` (or cancellation)."""
         while not self._stopping:
             self._wake.clear()
-            try:
-                delay = await self.deliver_due()
-            except (OSError, sa.exc.SQLAlchemyError) as exc:
-                log.warning("outbox pass failed, retrying: %s", type(exc).__name__)
-                delay = 1.0
-            except Exception:
-                log.exception("outbox pass failed unexpectedly, retrying")
-                delay = 1.0
-            if delay > 0 and not self._stopping:
+            delay = await self.run_once()
+            if delay > 0 and not self._stopping and not self._handed and not self._poll:
                 try:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
+
+    async def run_once(self) -> float:
+        """Deliver the rows handed over, then poll the store if asked to or if it is time.
+
+        Returns:
+            Seconds until the next poll is due.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            if self._handed:
+                handed, self._handed = self._handed, []
+                wait = await self._send_groups(self._group(self._take(handed)))
+                if wait is not None:
+                    # Rate-limited, or more than one message's worth: the rest is pending
+                    # in the store, and a poll picks it up.
+                    self._next_poll = min(self._next_poll, loop.time() + wait)
+            if self._poll or loop.time() >= self._next_poll:
+                self._poll = False
+                self._next_poll = loop.time() + await self.deliver_due()
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            log.warning("outbox pass failed, retrying: %s", type(exc).__name__)
+            self._next_poll = loop.time() + 1.0
+        except Exception:
+            log.exception("outbox pass failed unexpectedly, retrying")
+            self._next_poll = loop.time() + 1.0
+        return max(0.0, self._next_poll - loop.time())
 
     async def deliver_due(self) -> float:
         """One delivery pass over the due rows.
@@ -180,17 +235,37 @@ class OutboxWorker:
                 self.pending = int((await session.exec(
                     select(func.count()).select_from(OutboxMessage)
                     .where(col(OutboxMessage.status) == "pending"))).one())
+        # A row committed and handed over while this pass ran is sent by this pass, once.
+        found = {r.id for r in rows}
+        self._handed = [r for r in self._handed if r.id not in found]
+        for row in rows:
+            assert row.id is not None
+            self._taken.pop(row.id, None)
+        wait = await self._send_groups(self._group(self._take(rows)))
+        return 1.0 if wait is None else min(1.0, wait)
+
+    @staticmethod
+    def _group(rows: Sequence[OutboxMessage]) -> dict[str, list[OutboxMessage]]:
         by_notifier: dict[str, list[OutboxMessage]] = {}
         for row in rows:
             by_notifier.setdefault(row.notifier, []).append(row)
-        delay = 1.0
+        return by_notifier
+
+    async def _send_groups(self, by_notifier: Mapping[str, list[OutboxMessage]]
+                           ) -> float | None:
+        """Send one message per notifier (rate limits permitting).
+
+        Returns:
+            Seconds until rows left unsent are worth another pass, or None if all went.
+        """
+        delay: float | None = None
         batch_max = self._config.outbox_batch_max
         async with asyncio.TaskGroup() as tg:
             for name, group in by_notifier.items():
                 wait = self._limiters[name].wait_time(self._clock.monotonic()) \
                     if name in self._limiters else 0.0
                 if wait > 0:
-                    delay = min(delay, wait)
+                    delay = wait if delay is None else min(delay, wait)
                     continue
                 if len(group) > batch_max:
                     delay = 0.0  # more is due right away

@@ -48,7 +48,7 @@ from netguard.iot.codecs import decode, topic_matches
 from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, DoorEvent, RawMessage
 from netguard.iot.intake import MqttIntake
-from netguard.iot.models import Alert, Event, Sensor
+from netguard.iot.models import Alert, Event, OutboxMessage, Sensor
 from netguard.iot.notifiers import Notifier, build_notifier
 from netguard.iot.notifiers.base import Notification
 from netguard.iot.outbox import OutboxWorker, enqueue
@@ -402,6 +402,7 @@ class IotService:
 
         head = self._chain.link(rows)
         raised: dict[int, list[int]] = {}
+        outbox_rows: list[OutboxMessage] = []
         started = time.perf_counter()
         async with self.store.session() as session:
             if rows:
@@ -409,13 +410,11 @@ class IotService:
             dirty = self._dirty_states(states)
             if dirty:
                 await session.exec(sa.update(Sensor), params=states_to_rows(dirty))
-            notified = 0
             for pending, action in actions:
                 alert_id, new = await self._apply(session, pending.sensor_id or "",
-                                                  action, pending.received_at)
+                                                  action, pending.received_at, outbox_rows)
                 if alert_id is not None and new:
                     raised.setdefault(id(pending), []).append(alert_id)
-                    notified += 1
             await session.commit()
         elapsed = time.perf_counter() - started
         if elapsed > _SLOW_COMMIT_SECONDS:
@@ -424,8 +423,10 @@ class IotService:
         self._chain.commit(head)
         self._view.states.update(states)
         self._stored_seen.update((d.sensor_id, d.last_seen) for d in dirty)
-        if notified and self.outbox is not None:
-            self.outbox.wake()
+        if outbox_rows and self.outbox is not None:
+            # Straight to delivery: the rows are durable now, and re-reading them would
+            # cost a query (and its thread hops) on the alert's path.
+            self.outbox.hand_off(outbox_rows)
         if actions:
             self._refresh_alert_counts()
         return self._results(batch, duplicates, raised)
@@ -521,7 +522,8 @@ class IotService:
     # ------------------------------------------------------------------ alerts
 
     async def _apply(self, session: AsyncSession, sensor_id: str, action: AlertAction,
-                     now: datetime) -> tuple[int | None, bool]:
+                     now: datetime, outbox_rows: list[OutboxMessage]
+                     ) -> tuple[int | None, bool]:
         state = self._view.states.get(sensor_id)
         household_id = state.household_id if state else ""
         entry = self._view.by_id.get(sensor_id)
@@ -537,7 +539,7 @@ class IotService:
             session, self.store.dialect, target, action, now=now,
             schedule=self.config.rules.renotify_minutes)
         if new:
-            enqueue(session, Notification(
+            outbox_rows += enqueue(session, Notification(
                 alert_id=alert_id, reason="raised", type=action.type.value,
                 severity=action.severity, community=community, household=household_id,
                 sensor=sensor_id, reasons=action.reasons, count=1,
@@ -606,16 +608,15 @@ class IotService:
             if result.actions:
                 changed[sensor_id] = result.state
                 actions.extend((sensor_id, a) for a in result.actions)
-        notified = 0
+        outbox_rows: list[OutboxMessage] = []
         async with self.store.session() as session:
             if changed:
                 await session.exec(sa.update(Sensor), params=states_to_rows(changed.values()))
             for sensor_id, action in actions:
-                _, new = await self._apply(session, sensor_id, action, now)
-                notified += new
+                await self._apply(session, sensor_id, action, now, outbox_rows)
             for alert in await alert_store.due_renotify(session, now):
                 assert alert.id is not None
-                notified += enqueue(session, Notification(
+                outbox_rows += enqueue(session, Notification(
                     alert_id=alert.id, reason="renotify", type=alert.type,
                     severity=alert.severity, community=alert.community,
                     household=alert.household_id, sensor=alert.sensor_id,
@@ -632,7 +633,7 @@ class IotService:
         self._stored_seen.update((d.sensor_id, d.last_seen) for d in changed.values())
         if redacted or deleted:
             log.info("retention purge", extra={"redacted": redacted, "deleted": deleted})
-        if notified and self.outbox is not None:
+        if outbox_rows and self.outbox is not None:
             self.outbox.wake()
 
 

@@ -227,3 +227,74 @@ def _all_delivered(store: Store) -> Any:
         rows = await _outbox(store)
         return bool(rows) and all(r.status == "delivered" for r in rows)
     return check
+
+
+
+async def _enqueue_one(store: Store, settings: Any, alert_id: int,
+                       clock: ManualClock) -> list[OutboxMessage]:
+    from netguard.iot.notifiers.base import Notification
+    from netguard.iot.outbox import enqueue
+
+    async with store.session() as s:
+        rows = enqueue(s, Notification(
+            alert_id=alert_id, reason="raised", type="door_open", severity="critical",
+            community="c1", household="h1", sensor="n1", reasons=("opened",), count=1,
+            first_seen=T0.isoformat()), settings.iot.routes, clock.now())
+        await s.commit()
+    assert len(rows) == 1
+    assert rows[0].id is not None
+    return rows
+
+
+@pytest.mark.parametrize("order", ["poll_then_hand_off", "hand_off_then_poll"])
+async def test_row_both_handed_off_and_polled_is_sent_once(
+        sqlite_store: Store, receiver: Receiver, order: str) -> None:
+    """The writer hands just-committed rows to the worker; a poll may find the same rows
+    (committed before its query, handed over after it, or handed over and not yet taken).
+    Either way each row goes out once."""
+    import aiohttp
+
+    from netguard.iot.notifiers import build_notifier
+    from netguard.iot.outbox import OutboxWorker
+
+    await receiver.start()
+    settings = make_settings(sqlite_store.config, _iot(
+        receiver, routes=[{"community": "c1", "notifiers": ["hook"]}]))
+    clock = ManualClock(T0)
+    async with aiohttp.ClientSession() as http:
+        hook = build_notifier(settings.iot.notifiers[0], http, settings.iot.mqtt)
+        worker = OutboxWorker(sqlite_store, {"hook": hook}, settings.iot, clock)
+        rows = await _enqueue_one(sqlite_store, settings, 7, clock)
+        if order == "poll_then_hand_off":
+            await worker.deliver_due()
+            worker.hand_off(rows)
+        else:
+            worker.hand_off(rows)
+            await worker.deliver_due()
+        await worker.run_once()
+        worker.wake()
+        await worker.run_once()
+    assert [_alert_ids(r) for r in receiver.requests] == [[7]]
+    [row] = await _outbox(sqlite_store)
+    assert (row.status, row.attempts) == ("delivered", 1)
+
+
+async def test_hand_off_delivers_without_a_poll(sqlite_store: Store,
+                                                receiver: Receiver) -> None:
+    """A handed-over row is sent by the next pass even when no poll is due."""
+    import aiohttp
+
+    from netguard.iot.notifiers import build_notifier
+    from netguard.iot.outbox import OutboxWorker
+
+    await receiver.start()
+    settings = make_settings(sqlite_store.config, _iot(
+        receiver, routes=[{"community": "c1", "notifiers": ["hook"]}]))
+    clock = ManualClock(T0)
+    async with aiohttp.ClientSession() as http:
+        hook = build_notifier(settings.iot.notifiers[0], http, settings.iot.mqtt)
+        worker = OutboxWorker(sqlite_store, {"hook": hook}, settings.iot, clock)
+        assert await worker.run_once() > 0  # the first poll: nothing there
+        worker.hand_off(await _enqueue_one(sqlite_store, settings, 8, clock))
+        await worker.run_once()
+    assert [_alert_ids(r) for r in receiver.requests] == [[8]]
