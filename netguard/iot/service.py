@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 _STATE_WRITE_INTERVAL = timedelta(seconds=30)
 _SLOW_COMMIT_SECONDS = 0.05
+_RECOUNT_DELAY_SECONDS = 0.25
 _OUTBOX_TASK = "netguard[iot].outbox"
 # Native identities kept in memory for deduplication without a query (~100 bytes each).
 _NATIVE_WINDOW = 100_000
@@ -214,6 +215,8 @@ class IotService:
             for task in self._tasks:
                 if task.get_name() != _OUTBOX_TASK:
                     task.cancel()
+            if self._recount is not None:
+                self._recount.cancel()  # a gauge: nothing to finish
             if self.outbox is not None:
                 # Let a delivery in flight record its outcome, so it is not sent twice.
                 self.outbox.stop()
@@ -557,6 +560,11 @@ class IotService:
 
     async def _recount_loop(self) -> None:
         while True:
+            # A gauge for metrics, scraped every few seconds: wait a moment so that the
+            # query does not compete with the just-raised alert's delivery, and so that
+            # one count covers a burst of batches.
+            await asyncio.sleep(_RECOUNT_DELAY_SECONDS)
+            self._recount_again = False
             try:
                 async with self.store.session() as session:
                     await self._count_alerts(session)
