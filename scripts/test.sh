@@ -18,7 +18,7 @@ if [ -z "${NETGUARD_TEST_PG:-}" ]; then
         for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
     fi
     # Trust auth on loopback is how this machine ships; elsewhere give NETGUARD_TEST_PG.
-    if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+    if ! psql -w -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
         if [ -z "$ng_sudo" ]; then ng_as_pg=(runuser -u postgres --); else ng_as_pg=(sudo -u postgres); fi
         "${ng_as_pg[@]}" psql -qc "ALTER USER postgres PASSWORD 'postgres'" >/dev/null
         export NETGUARD_TEST_PG="postgresql://postgres:postgres@127.0.0.1:5432/postgres"
