@@ -17,11 +17,19 @@ if [ -z "${NETGUARD_TEST_PG:-}" ]; then
         $ng_sudo pg_ctlcluster --skip-systemctl-redirect "$pg_ver" main start
         for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
     fi
-    # Trust auth on loopback is how this machine ships; elsewhere give NETGUARD_TEST_PG.
+    # Trust auth on loopback is how this machine ships. Elsewhere (Debian's default is
+    # password auth over TCP) use a dedicated role that may create databases, rather
+    # than touching the postgres superuser; or give NETGUARD_TEST_PG yourself.
     if ! psql -w -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
         if [ -z "$ng_sudo" ]; then ng_as_pg=(runuser -u postgres --); else ng_as_pg=(sudo -u postgres); fi
-        "${ng_as_pg[@]}" psql -qc "ALTER USER postgres PASSWORD 'postgres'" >/dev/null
-        export NETGUARD_TEST_PG="postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+        "${ng_as_pg[@]}" psql -q -d postgres >/dev/null <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'netguard_test') THEN
+    CREATE ROLE netguard_test LOGIN CREATEDB PASSWORD 'netguard_test';
+  END IF;
+END $$;
+SQL
+        export NETGUARD_TEST_PG="postgresql://netguard_test:netguard_test@127.0.0.1:5432/postgres"
     fi
 fi
 
