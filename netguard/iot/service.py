@@ -419,6 +419,14 @@ class IotService:
                 if alert_id is not None and new:
                     raised.setdefault(id(pending), []).append(alert_id)
             await session.commit()
+            if outbox_rows and self.outbox is not None:
+                # Straight to delivery: the rows are durable now, and re-reading them would
+                # cost a query (and its thread hops) on the alert's path. Detached first,
+                # so the worker's session can take them while this one returns its
+                # connection to the pool.
+                for row in outbox_rows:
+                    session.expunge(row)
+                self.outbox.hand_off(outbox_rows)
         elapsed = time.perf_counter() - started
         if elapsed > _SLOW_COMMIT_SECONDS:
             log.info("slow event commit", extra={"seconds": round(elapsed, 3),
@@ -426,10 +434,6 @@ class IotService:
         self._chain.commit(head)
         self._view.states.update(states)
         self._stored_seen.update((d.sensor_id, d.last_seen) for d in dirty)
-        if outbox_rows and self.outbox is not None:
-            # Straight to delivery: the rows are durable now, and re-reading them would
-            # cost a query (and its thread hops) on the alert's path.
-            self.outbox.hand_off(outbox_rows)
         if actions:
             self._refresh_alert_counts()
         return self._results(batch, duplicates, raised)
