@@ -71,7 +71,13 @@ def create_engine(config: StoreConfig) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            parent = Path(parsed.database).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"cannot create the database directory {parent}: "
+                    f"{exc.strerror or exc}") from exc
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -82,6 +88,9 @@ async def current_revision(engine: AsyncEngine) -> str | None:
     """The Alembic revision the database is at, or ``None`` for an empty database.
 
     Reads Alembic's version table directly (no Alembic import: CLI start-up).
+
+    Raises:
+        StoreUnavailableError: The database cannot be reached.
     """
 
     def read(conn: Connection) -> str | None:
@@ -92,24 +101,46 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             raise StoreError(f"database has several schema heads: {[r[0] for r in rows]}")
         return str(rows[0][0]) if rows else None
 
-    async with engine.connect() as conn:
-        return await conn.run_sync(read)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(read)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        raise StoreUnavailableError(f"cannot reach the database: {exc}") from exc
+
+
+async def _run_alembic(config: StoreConfig, name: str, revision: str) -> None:
+    """Run one Alembic command, mapping its failures to netguard errors."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    cfg = alembic_config(config.sqlalchemy_url())
+    try:
+        await asyncio.to_thread(getattr(command, name), cfg, revision)
+    except CommandError as exc:
+        # An unknown or ambiguous revision: bad input, not a failure of the database.
+        raise StoreError(f"{name} to {revision!r}: {exc}") from exc
+    except (OperationalError, DBAPIError, OSError) as exc:
+        raise StoreUnavailableError(f"cannot reach the database: {exc}") from exc
 
 
 async def upgrade(config: StoreConfig, revision: str = "head") -> None:
-    """Run migrations up to ``revision`` (Alembic runs them in a worker thread)."""
-    from alembic import command
+    """Run migrations up to ``revision`` (Alembic runs them in a worker thread).
 
-    cfg = alembic_config(config.sqlalchemy_url())
-    await asyncio.to_thread(command.upgrade, cfg, revision)
+    Raises:
+        StoreError: ``revision`` is unknown.
+        StoreUnavailableError: The database cannot be reached or created.
+    """
+    await _run_alembic(config, "upgrade", revision)
 
 
 async def downgrade(config: StoreConfig, revision: str) -> None:
-    """Run migrations down to ``revision``."""
-    from alembic import command
+    """Run migrations down to ``revision``.
 
-    cfg = alembic_config(config.sqlalchemy_url())
-    await asyncio.to_thread(command.downgrade, cfg, revision)
+    Raises:
+        StoreError: ``revision`` is unknown.
+        StoreUnavailableError: The database cannot be reached.
+    """
+    await _run_alembic(config, "downgrade", revision)
 
 
 class Store:
@@ -166,10 +197,7 @@ class Store:
 
     async def _ensure_schema(self) -> None:
         head = head_revision()
-        try:
-            current = await current_revision(self.engine)
-        except (OperationalError, DBAPIError, OSError) as exc:
-            raise StoreUnavailableError(f"cannot reach the database: {exc}") from exc
+        current = await current_revision(self.engine)
         if current == head:
             return
         if self.config.auto_upgrade:
