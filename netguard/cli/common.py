@@ -87,8 +87,18 @@ def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
             raise fail(str(exc), EXIT_SCHEMA) from None
         except NetguardError as exc:
             raise fail(str(exc), EXIT_FAILURE) from None
+        except OSError as exc:
+            # An output file that cannot be written (--output in a missing directory, a
+            # full disk) is the operator's to fix: one line naming the file, no traceback.
+            raise fail(_os_error_message(exc), EXIT_FAILURE) from None
 
     return wrapper
+
+
+def _os_error_message(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
