@@ -68,13 +68,15 @@ def parse_mqtt_url(url: str) -> MqttTarget:
         ConfigError: Not an ``mqtt://`` URL with a host.
     """
     parts = urlsplit(url)
+    # The error names the URL the operator typed, but never its password.
+    shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
     if parts.scheme != "mqtt" or not parts.hostname:
-        raise ConfigError("--mqtt-url", [f"{url!r}: expected mqtt://[user[:password]@]host"
+        raise ConfigError("--mqtt-url", [f"{shown!r}: expected mqtt://[user[:password]@]host"
                                          f"[:port] (TLS brokers: use a config file)"])
     try:
         port = parts.port or 1883
     except ValueError:
-        raise ConfigError("--mqtt-url", [f"{url!r}: the port is not a number"]) from None
+        raise ConfigError("--mqtt-url", [f"{shown!r}: the port is not a number"]) from None
     return MqttTarget(parts.hostname, port,
                       unquote(parts.username) if parts.username else None,
                       unquote(parts.password) if parts.password else None)

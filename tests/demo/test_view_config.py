@@ -118,3 +118,11 @@ def test_parse_mqtt_url() -> None:
     for bad in ("http://x", "mqtt://", "mqtt://h:notaport"):
         with pytest.raises(ConfigError, match="--mqtt-url"):
             parse_mqtt_url(bad)
+
+
+@pytest.mark.parametrize("bad", ["http://demo:s3cret-pw@h", "mqtt://demo:s3cret-pw@h:port"])
+def test_bad_mqtt_url_error_hides_the_password(bad: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_mqtt_url(bad)
+    assert "s3cret-pw" not in str(err.value)
+    assert "demo:***@h" in str(err.value)
