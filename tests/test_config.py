@@ -117,6 +117,14 @@ def test_env_default_syntax() -> None:
          "targets[0].snmp: auth_key must be at least 8 characters"),
         ({"iot": {"routes": [{"community": "c1", "notifiers": ["ghost"]}]}},
          "iot.routes[0].notifiers: unknown notifier 'ghost'"),
+        ({"daemon": {"trap_listen": "0.0.0.0:trap"}},
+         "daemon.trap_listen: address '0.0.0.0:trap': port 'trap' is not a number"),
+        ({"daemon": {"trap_listen": "0.0.0.0"}},
+         "daemon.trap_listen: expected host:port, got '0.0.0.0'"),
+        ({"metrics": {"listen": "localhost"}},
+         "metrics.listen: expected host:port, got 'localhost'"),
+        ({"metrics": {"listen": "127.0.0.1:70000"}},
+         "metrics.listen: expected host:port, got '127.0.0.1:70000'"),
     ],
 )
 def test_invalid_configs_name_the_path(data: dict[str, object], expected: str) -> None:

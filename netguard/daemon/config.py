@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from netguard.probes.config import split_address
+
+
+def _check_listen(value: str) -> str:
+    """Refuse a listen address the daemon could not bind, at load time (check-config)."""
+    host, port = split_address(value)
+    if ":" not in value or not host or not 0 <= port < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
 
 
 class BasicAuth(BaseModel):
@@ -36,6 +46,11 @@ class MetricsConfig(BaseModel):
     basic_auth: BasicAuth | None = None
     tls: HttpTls | None = None
 
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_listen(value)
+
 
 class LoggingConfig(BaseModel):
     """Log format and level."""
@@ -58,3 +73,8 @@ class DaemonConfig(BaseModel):
     max_concurrent_polls: int = Field(default=64, ge=1)
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     trap_listen: str | None = None
+
+    @field_validator("trap_listen")
+    @classmethod
+    def _trap_listen(cls, value: str | None) -> str | None:
+        return None if value is None else _check_listen(value)
