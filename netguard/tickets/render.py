@@ -31,7 +31,10 @@ def parse_since(text: str, now: datetime) -> datetime:
     text = text.strip()
     match = _DURATION.match(text)
     if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        try:
+            return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        except OverflowError:
+            raise ValueError(f"--since {text!r}: reaches back before year 1") from None
     try:
         return as_utc(datetime.fromisoformat(text))
     except ValueError:

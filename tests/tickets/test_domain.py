@@ -153,6 +153,8 @@ def test_parse_since() -> None:
     assert parse_since("2026-11-29T16:00+08:00", NOW) == datetime(2026, 11, 29, 8, tzinfo=UTC)
     with pytest.raises(ValueError, match="--since 'yesterday'"):
         parse_since("yesterday", NOW)
+    with pytest.raises(ValueError, match="--since '99999999d'"):
+        parse_since("99999999d", NOW)
 
 
 async def _records(*tickets: Ticket):  # type: ignore[no-untyped-def]
