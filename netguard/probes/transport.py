@@ -186,19 +186,28 @@ class AgentSession:
 
     async def _transport(self) -> Any:
         if self._udp is None:
-            hl = self._t._hl
-            self._udp = await hl.UdpTransportTarget.create(
-                (self.target.host, self.target.port),
-                timeout=self.target.timeout_seconds, retries=self.target.retries)
+            self._udp = await self._create_transport(self.target.retries)
         return self._udp
 
     async def _transport_once(self) -> Any:
         if self._udp_once is None:
-            hl = self._t._hl
-            self._udp_once = await hl.UdpTransportTarget.create(
-                (self.target.host, self.target.port),
-                timeout=self.target.timeout_seconds, retries=0)
+            self._udp_once = await self._create_transport(0)
         return self._udp_once
+
+    async def _create_transport(self, retries: int) -> Any:
+        from pysnmp.error import PySnmpError
+
+        try:
+            return await self._t._hl.UdpTransportTarget.create(
+                (self.target.host, self.target.port),
+                timeout=self.target.timeout_seconds, retries=retries)
+        except PySnmpError as exc:
+            # A name that does not resolve (DNS down, a typo) is an unreachable agent, not
+            # a crash; nothing is cached, so the next poll resolves again.
+            cause = exc.__cause__ or exc.__context__
+            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+            raise AgentUnreachableError(
+                self.target.id, f"cannot resolve {self.target.host}: {reason}") from exc
 
     def _object_type(self, oid: str) -> Any:
         obj = self._object_types.get(oid)
