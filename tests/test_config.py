@@ -164,3 +164,24 @@ def test_real_environment_is_the_default(tmp_path: Path, monkeypatch: pytest.Mon
     assert os.environ["NG_AUTH"] == "auth-secret-1"
     settings = load_settings(write(tmp_path, MINIMAL))
     assert len(settings.targets) == 2
+
+
+@pytest.mark.parametrize("url", ["postgresql://ng:s3cret-pw@db:notaport/netguard",
+                                 "mysql://ng:s3cret-pw@db/netguard", "s3cret-pw",
+                                 "postgresql://"])
+def test_unusable_store_url_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_data({"store": {"url": url}}, source="x.yaml")
+    assert [p.split(":")[0] for p in info.value.problems] == ["store.url"], info.value.problems
+    assert "s3cret-pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://ng:pw@db/netguard",
+                                 "postgresql+asyncpg://ng:pw@db:5433/netguard",
+                                 "postgresql:///netguard?host=/run/postgresql",
+                                 "sqlite:///var/lib/netguard/netguard.db"])
+def test_supported_store_urls_load(url: str) -> None:
+    settings = settings_from_data({"store": {"url": url}}, source="x.yaml")
+    assert settings.store.url is not None
+    assert settings.store.url.get_secret_value() == url
+

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+_SCHEMES = ("postgresql", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
 
 
 class StoreConfig(BaseModel):
@@ -20,6 +23,27 @@ class StoreConfig(BaseModel):
     url: SecretStr | None = None
     auto_upgrade: bool = False
     pool_size: int = Field(default=5, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked at load time so that check-config refuses it, not the first query;
+        # the message never repeats the URL: it carries the password.
+        if value is None:
+            return None
+        expected = ("expected postgresql://user:password@host[:port]/database "
+                    "or sqlite:///path")
+        try:
+            parts = urlsplit(value.get_secret_value())
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"not a valid URL; {expected}") from None
+        if parts.scheme not in _SCHEMES:
+            raise ValueError(f"unsupported database URL; {expected}")
+        if parts.scheme.startswith("postgresql") and not parts.hostname and port is None \
+                and not parts.path.strip("/"):
+            raise ValueError(f"no host or database; {expected}")
+        return value
 
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL (contains the password: never log it)."""
