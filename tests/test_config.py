@@ -117,6 +117,8 @@ def test_env_default_syntax() -> None:
          "targets[0].snmp: auth_key must be at least 8 characters"),
         ({"iot": {"routes": [{"community": "c1", "notifiers": ["ghost"]}]}},
          "iot.routes[0].notifiers: unknown notifier 'ghost'"),
+        ({"targets": [{"id": "a", "kind": "fiber", "address": "h", "site": "s" * 129}]},
+         "targets[0].site: String should have at most 128 characters"),
         ({"daemon": {"trap_listen": "0.0.0.0:trap"}},
          "daemon.trap_listen: address '0.0.0.0:trap': port 'trap' is not a number"),
         ({"daemon": {"trap_listen": "0.0.0.0"}},

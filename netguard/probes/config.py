@@ -141,7 +141,8 @@ class TargetConfig(BaseModel):
     id: TargetIdStr
     kind: LinkKind
     address: str
-    site: str | None = None
+    # The tickets' site column holds 128 characters; a longer one would be refused there.
+    site: str | None = Field(default=None, max_length=128)
     upstream: str | None = None
     profile: str | None = None
     snmp: SnmpConfig = Field(default_factory=lambda: SnmpConfig(community=SecretStr("public")))
