@@ -141,6 +141,10 @@ class OutboxWorker:
         # both handed over and found by a poll is sent once. Bounded: a row older than
         # this window is no longer pending in either path.
         self._taken: OrderedDict[int, None] = OrderedDict()
+        # Notifiers with due rows left unsent (rate limit, or more than one message's
+        # worth). New rows for them wait for the poll, which folds them into one message
+        # with the older ones, instead of spending the limit on one alert at a time.
+        self._backlog: set[str] = set()
         self.stats = OutboxStats()
         self.pending = 0
         self._counted_at = float("-inf")
@@ -200,7 +204,10 @@ class OutboxWorker:
         try:
             if self._handed:
                 handed, self._handed = self._handed, []
-                wait = await self._send_groups(self._group(self._take(handed)))
+                groups = self._group(self._take(handed))
+                for name in self._backlog.intersection(groups):
+                    del groups[name]
+                wait = await self._send_groups(groups)
                 if wait is not None:
                     # Rate-limited, or more than one message's worth: the rest is pending
                     # in the store, and a poll picks it up.
@@ -241,7 +248,9 @@ class OutboxWorker:
         for row in rows:
             assert row.id is not None
             self._taken.pop(row.id, None)
-        wait = await self._send_groups(self._group(self._take(rows)))
+        groups = self._group(self._take(rows))
+        self._backlog.intersection_update(groups)  # no due rows left: no backlog
+        wait = await self._send_groups(groups)
         return 1.0 if wait is None else min(1.0, wait)
 
     @staticmethod
@@ -266,9 +275,13 @@ class OutboxWorker:
                     if name in self._limiters else 0.0
                 if wait > 0:
                     delay = wait if delay is None else min(delay, wait)
+                    self._backlog.add(name)
                     continue
                 if len(group) > batch_max:
                     delay = 0.0  # more is due right away
+                    self._backlog.add(name)
+                else:
+                    self._backlog.discard(name)
                 tg.create_task(self._deliver(name, group[:batch_max]),
                                name=f"netguard[outbox].{name}")
         return delay

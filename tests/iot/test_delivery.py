@@ -298,3 +298,32 @@ async def test_hand_off_delivers_without_a_poll(sqlite_store: Store,
         worker.hand_off(await _enqueue_one(sqlite_store, settings, 8, clock))
         await worker.run_once()
     assert [_alert_ids(r) for r in receiver.requests] == [[8]]
+
+
+async def test_hand_off_behind_a_rate_limited_backlog_is_folded_in(
+        sqlite_store: Store, receiver: Receiver) -> None:
+    """When older alerts wait for a notifier's rate limit, a new one does not jump the
+    queue on its own: the next allowed message carries the old ones and the new one."""
+    import aiohttp
+
+    from netguard.iot.notifiers import build_notifier
+    from netguard.iot.outbox import OutboxWorker
+
+    await receiver.start()
+    settings = make_settings(sqlite_store.config, _iot(
+        receiver, notifiers=[{"name": "hook", "type": "webhook", "url": receiver.url("/hook"),
+                              "rate_per_minute": 2}],
+        routes=[{"community": "c1", "notifiers": ["hook"]}]))
+    clock = ManualClock(T0)
+    async with aiohttp.ClientSession() as http:
+        hook = build_notifier(settings.iot.notifiers[0], http, settings.iot.mqtt)
+        worker = OutboxWorker(sqlite_store, {"hook": hook}, settings.iot, clock)
+        for alert_id in (1, 2, 3):  # the third meets the limit of 2 per minute
+            worker.hand_off(await _enqueue_one(sqlite_store, settings, alert_id, clock))
+            await worker.run_once()
+        clock.advance(60)
+        worker.hand_off(await _enqueue_one(sqlite_store, settings, 4, clock))
+        await worker.run_once()
+        worker.wake()
+        await worker.run_once()
+    assert [_alert_ids(r) for r in receiver.requests] == [[1], [2], [3, 4]]
