@@ -34,7 +34,7 @@ from netguard.daemon.http import MetricsServer
 from netguard.daemon.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
 from netguard.daemon.reload import ReloadPlan, plan_reload
 from netguard.daemon.scheduler import PollScheduler
-from netguard.errors import ConfigError
+from netguard.errors import ConfigError, TransientError
 from netguard.faults import FaultEvent
 from netguard.probes.config import TargetConfig
 from netguard.tickets.config import TicketsConfig
@@ -49,6 +49,9 @@ READY_TIMEOUT_SECONDS = 2.0
 # the faults of open tickets (netguard.daemon.continuity), so a dropped FaultCleared is
 # sent again once the link is seen healthy.
 MAX_EVENT_BACKLOG = 100_000
+# Sweeps in a row that a backlogged fault event may fail, with the database answering,
+# before it is set aside as one the ticket store will never accept.
+POISON_EVENT_ATTEMPTS = 3
 
 
 # --------------------------------------------------------------------------- ports
@@ -184,6 +187,8 @@ class Daemon:
         self.sweep_errors = 0
         self.events_dropped = 0
         self.events_handled = 0
+        self.events_rejected = 0
+        self._head_failures = 0
 
     # -- services ------------------------------------------------------------------------
 
@@ -452,9 +457,38 @@ class Daemon:
 
     async def _drain_backlog(self) -> None:
         while self._backlog:
-            await self.tickets.handle(self._backlog[0])
+            event = self._backlog[0]
+            try:
+                await self.tickets.handle(event)
+            except Exception as exc:
+                if not await self._is_poison(event, exc):
+                    raise
+                self._backlog.popleft()
+                continue
             self._backlog.popleft()
+            self._head_failures = 0
             self.events_handled += 1
+
+    async def _is_poison(self, event: FaultEvent, exc: Exception) -> bool:
+        """Whether the backlog's head is an event the ticket store will never accept.
+
+        Events wait in order, so one the database refuses while it answers (a site name
+        too long for its column, say) would hold every later event behind it for good.
+        An outage must drop nothing: transient errors and a store that does not answer
+        keep the event.
+        """
+        if isinstance(exc, TransientError | OSError) or not await self.store.ping():
+            self._head_failures = 0
+            return False
+        self._head_failures += 1
+        if self._head_failures < POISON_EVENT_ATTEMPTS:
+            return False
+        self._head_failures = 0
+        self.events_rejected += 1
+        log.error("the ticket store keeps refusing a fault event while the database "
+                  "answers; set aside so that later events are not held behind it",
+                  exc_info=exc, extra={"fault": str(event.key), "event": repr(event)})
+        return True
 
     @property
     def backlog(self) -> int:

@@ -14,7 +14,7 @@ import pytest
 from netguard.clock import Clock
 from netguard.config import Settings, settings_from_data
 from netguard.daemon.app import Daemon, Services
-from netguard.errors import StoreUnavailableError
+from netguard.errors import StoreError, StoreUnavailableError
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
 from netguard.iot.service import IotSnapshot
 from netguard.probes.state import PollOutcome, TargetStatus
@@ -221,3 +221,53 @@ async def test_shutdown_is_bounded_even_if_a_service_hangs_on_close() -> None:
         started = loop.time()
     assert loop.time() - started < 2.5
     assert closed == ["store"]  # the rest of the stack still closed
+
+
+@dataclass
+class PickyTickets(Tickets):
+    """A store that answers but refuses one fault for good (a value too long, say)."""
+
+    refused: str = "t1"
+    refusals: int = 0
+
+    async def handle(self, event: FaultEvent) -> None:
+        if event.key.target == self.refused and isinstance(event, FaultOpened):
+            self.refusals += 1
+            raise StoreError("database failed: value too long for type character varying(128)")
+        await super().handle(event)
+
+
+async def test_an_event_the_store_always_refuses_does_not_block_later_ones(
+        caplog: pytest.LogCaptureFixture) -> None:
+    probes, tickets = Probes(), PickyTickets()
+    services = Services(store=Store(), probes=probes, tickets=tickets, iot=Iot())
+    stop = asyncio.Event()
+    async with Daemon(_settings(), open_services=_opener(services)) as daemon, \
+            asyncio.TaskGroup() as tg:
+        tg.create_task(daemon.serve(stop))
+        probes.events["t1"] = [_opened("t1")]
+        await async_wait_until(lambda: _true(tickets.refusals >= 1), what="refused")
+        probes.events["t2"] = [_opened("t2")]
+        await async_wait_until(lambda: _true(len(tickets.handled) == 1), timeout=10,
+                               what="the later event delivered")
+        stop.set()
+    assert [e.key.target for e in tickets.handled] == ["t2"]
+    assert daemon.events_rejected == 1
+    assert daemon.backlog == 0
+    assert any("set aside" in r.getMessage() and getattr(r, "fault", "") == "t1|agent|unreachable"
+               for r in caplog.records)
+
+
+async def test_an_outage_never_sets_events_aside() -> None:
+    probes, tickets, store = Probes(), PickyTickets(), Store(up=False)
+    services = Services(store=store, probes=probes, tickets=tickets, iot=Iot())
+    stop = asyncio.Event()
+    async with Daemon(_settings(), open_services=_opener(services)) as daemon, \
+            asyncio.TaskGroup() as tg:
+        tg.create_task(daemon.serve(stop))
+        probes.events["t1"] = [_opened("t1")]
+        # Many sweeps fail while the database does not answer: the event stays.
+        await async_wait_until(lambda: _true(tickets.refusals >= 10), what="retries")
+        assert daemon.backlog == 1
+        assert daemon.events_rejected == 0
+        stop.set()
