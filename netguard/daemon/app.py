@@ -49,6 +49,9 @@ READY_TIMEOUT_SECONDS = 2.0
 # the faults of open tickets (netguard.daemon.continuity), so a dropped FaultCleared is
 # sent again once the link is seen healthy.
 MAX_EVENT_BACKLOG = 100_000
+# A full backlog logs its first drop and then every this many, so that an outage long
+# enough to overflow it is visible without a log line per lost event.
+DROP_LOG_EVERY = 1_000
 # Sweeps in a row that a backlogged fault event may fail, with the database answering,
 # before it is set aside as one the ticket store will never accept.
 POISON_EVENT_ATTEMPTS = 3
@@ -451,8 +454,13 @@ class Daemon:
     def _queue(self, events: Sequence[FaultEvent]) -> None:
         for event in events:
             if len(self._backlog) >= MAX_EVENT_BACKLOG:
-                self._backlog.popleft()
+                dropped = self._backlog.popleft()
                 self.events_dropped += 1
+                if (self.events_dropped - 1) % DROP_LOG_EVERY == 0:
+                    log.error("fault event backlog is full; dropping the oldest events",
+                              extra={"fault": str(dropped.key),
+                                     "dropped_total": self.events_dropped,
+                                     "backlog_limit": MAX_EVENT_BACKLOG})
             self._backlog.append(event)
 
     async def _drain_backlog(self) -> None:
@@ -506,7 +514,10 @@ class Daemon:
         stats = replace(self.scheduler.stats(), sweep_errors=self.sweep_errors,
                         config_reloads=dict(self.reloads),
                         config_last_reload_successful=self.last_reload_ok,
-                        config_last_reload_success=self.last_reload_success_at)
+                        config_last_reload_success=self.last_reload_success_at,
+                        fault_event_backlog=len(self._backlog),
+                        fault_events_dropped=self.events_dropped,
+                        fault_events_rejected=self.events_rejected)
         return MetricsSnapshot(
             targets=services.probes.statuses(),
             tickets=self._ticket_counts,

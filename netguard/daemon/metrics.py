@@ -215,6 +215,11 @@ class DaemonStats:
     config_reloads: Mapping[str, int] = field(default_factory=dict)
     config_last_reload_success: float = 0.0
     config_last_reload_successful: bool = True
+    # Fault events waiting for the ticket store, dropped from a full backlog, and set
+    # aside after the store kept refusing them while the database answered.
+    fault_event_backlog: int = 0
+    fault_events_dropped: int = 0
+    fault_events_rejected: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,6 +589,15 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_config_last_reload_success_timestamp_seconds", "gauge",
        "When the configuration last loaded successfully (at start or on reload), Unix time.",
        (), _daemon("config_last_reload_success")),
+    _g("netguard_fault_event_backlog", "gauge",
+       "Fault events waiting for the ticket store (it refused or could not be reached).",
+       (), _daemon("fault_event_backlog")),
+    _g("netguard_fault_events_dropped_total", "counter",
+       "Fault events dropped, oldest first, because the backlog was full.",
+       (), _daemon("fault_events_dropped")),
+    _g("netguard_fault_events_rejected_total", "counter",
+       "Fault events set aside after the ticket store kept refusing them while the "
+       "database answered.", (), _daemon("fault_events_rejected")),
 )
 
 

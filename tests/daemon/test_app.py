@@ -271,3 +271,37 @@ async def test_an_outage_never_sets_events_aside() -> None:
         assert daemon.backlog == 1
         assert daemon.events_rejected == 0
         stop.set()
+
+
+def _sample(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return None
+
+
+async def test_a_full_backlog_logs_its_drops_and_exports_them(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from netguard.daemon import app
+
+    monkeypatch.setattr(app, "MAX_EVENT_BACKLOG", 2)
+    monkeypatch.setattr(app, "DROP_LOG_EVERY", 3)
+    probes, tickets = Probes(), Tickets(down=True)
+    services = Services(store=Store(), probes=probes, tickets=tickets, iot=Iot())
+    stop = asyncio.Event()
+    async with Daemon(_settings(), open_services=_opener(services)) as daemon, \
+            aiohttp.ClientSession() as http:
+        assert daemon.metrics_url is not None
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(daemon.serve(stop))
+            probes.events["t0"] = [_opened("t0"), _cleared("t0")] * 3  # 6 events, room for 2
+            await async_wait_until(lambda: _true(daemon.events_dropped == 4), what="drops")
+            async with http.get(f"{daemon.metrics_url}/metrics") as resp:
+                text = await resp.text()
+            stop.set()
+    assert _sample(text, "netguard_fault_event_backlog") == 2
+    assert _sample(text, "netguard_fault_events_dropped_total") == 4
+    assert _sample(text, "netguard_fault_events_rejected_total") == 0
+    drops = [r for r in caplog.records if "backlog is full" in r.getMessage()]
+    # The first drop and then every DROP_LOG_EVERY-th: drops 1 and 4 of 4.
+    assert [getattr(r, "dropped_total", None) for r in drops] == [1, 4]
