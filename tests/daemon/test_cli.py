@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -10,10 +11,12 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+import pytest
 import yaml
 
 from netguard.daemon.signals import stop_on_signals
 from tests.support.ports import free_tcp_port
+from tests.support.wait import async_wait_until
 
 NETGUARD = str(Path(sys.executable).parent / "netguard")
 
@@ -38,7 +41,14 @@ def test_bad_config_exits_2_naming_the_option(tmp_path: Path) -> None:
     assert "daemon.shutdown_timeout_seconds" in result.stderr
 
 
-async def test_signals_set_stop_and_previous_handlers_come_back() -> None:
+def _stop_records(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if r.name == "netguard.daemon.signals" and r.getMessage() == message]
+
+
+async def test_signals_set_stop_and_previous_handlers_come_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="netguard.daemon.signals")
     calls: list[int] = []
 
     def previous(signum: int, _frame: FrameType | None) -> None:
@@ -51,8 +61,16 @@ async def test_signals_set_stop_and_previous_handlers_come_back() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             await asyncio.wait_for(stop.wait(), 5)
             os.kill(os.getpid(), signal.SIGTERM)  # a second one while stopping: ignored
-            await asyncio.sleep(0)
+
+            async def second_handled() -> bool:
+                return bool(_stop_records(caplog, "already stopping"))
+
+            await async_wait_until(second_handled, timeout=5,
+                                   what="the second SIGTERM logged as already stopping")
         assert signal.getsignal(signal.SIGTERM) is previous
         assert calls == []
+        assert len(_stop_records(caplog, "stop requested")) == 1
+        assert [getattr(r, "signal", None)
+                for r in _stop_records(caplog, "already stopping")] == ["SIGTERM"]
     finally:
         signal.signal(signal.SIGTERM, old)
