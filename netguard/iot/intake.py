@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -41,11 +42,14 @@ class MqttIntake:
         handler: Stores a batch durably; it must raise if it did not.
         batch_max: Most messages committed (and acknowledged) together.
         clock: Receive timestamps.
+        tls: The SSL context, built once at start (see :func:`netguard.iot.mqtt.tls_context`).
     """
 
     def __init__(self, config: MqttConfig, handler: BatchHandler, *, batch_max: int = 500,
-                 clock: Clock | None = None, rng: random.Random | None = None) -> None:
+                 clock: Clock | None = None, rng: random.Random | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self._config = config
+        self._tls = tls
         self._handler = handler
         self._batch_max = batch_max
         self._clock = clock or SystemClock()
@@ -94,7 +98,7 @@ class MqttIntake:
 
         self._was_up = False
         kwargs = client_kwargs(self._config, self._config.client_id, persistent=True,
-                               receive_maximum=self._config.receive_maximum)
+                               receive_maximum=self._config.receive_maximum, tls=self._tls)
         client = aiomqtt.Client(**kwargs)
         paho = client._client
         paho.manual_ack_set(True)

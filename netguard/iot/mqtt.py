@@ -3,27 +3,56 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
+from netguard.errors import ConfigError
 from netguard.iot.config import MqttConfig
 
 
 def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
-    """An SSL context for the broker, or None without TLS."""
-    if config.tls is None:
+    """An SSL context for the broker, or None without TLS.
+
+    Raises:
+        ConfigError: A CA, certificate or key file is missing or does not load; the
+            message names the ``iot.mqtt.tls.*`` key and the path.
+    """
+    tls = config.tls
+    if tls is None:
         return None
-    ctx = ssl.create_default_context(
-        cafile=str(config.tls.ca_file) if config.tls.ca_file else None)
-    if config.tls.cert_file is not None:
-        ctx.load_cert_chain(str(config.tls.cert_file),
-                            str(config.tls.key_file) if config.tls.key_file else None)
-    if config.tls.insecure:
+    for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),
+                      ("key_file", tls.key_file)):
+        if path is not None and not path.is_file():
+            raise _tls_error(key, path, "no such file")
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        raise _tls_error("ca_file", tls.ca_file, _reason(exc)) from None
+    if tls.cert_file is not None:
+        try:
+            ctx.load_cert_chain(str(tls.cert_file),
+                                str(tls.key_file) if tls.key_file else None)
+        except OSError as exc:
+            key = "cert_file" if tls.key_file is None else "cert_file/key_file"
+            raise _tls_error(key, tls.cert_file, _reason(exc)) from None
+    if tls.insecure:
         ctx.check_hostname = False
     return ctx
 
 
+def _tls_error(key: str, path: Path | None, reason: str) -> ConfigError:
+    return ConfigError("iot.mqtt.tls", [f"iot.mqtt.tls.{key}: cannot load {path}: {reason}"])
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 def client_kwargs(config: MqttConfig, identifier: str, *, persistent: bool,
-                  receive_maximum: int | None = None) -> dict[str, Any]:
+                  receive_maximum: int | None = None,
+                  tls: ssl.SSLContext | None = None) -> dict[str, Any]:
     """Keyword arguments for ``aiomqtt.Client``.
 
     Args:
@@ -32,6 +61,7 @@ def client_kwargs(config: MqttConfig, identifier: str, *, persistent: bool,
             3.1.1 ``clean_session=False``.
         receive_maximum: MQTT 5 Receive Maximum: how many unacknowledged QoS1 messages
             the broker may send us at once.
+        tls: An SSL context built once by :func:`tls_context`; built here if not given.
     """
     import aiomqtt
     import paho.mqtt.client as paho
@@ -40,7 +70,8 @@ def client_kwargs(config: MqttConfig, identifier: str, *, persistent: bool,
 
     kwargs: dict[str, Any] = {
         "hostname": config.host, "port": config.port, "identifier": identifier,
-        "keepalive": config.keepalive_seconds, "tls_context": tls_context(config),
+        "keepalive": config.keepalive_seconds,
+        "tls_context": tls if tls is not None else tls_context(config),
         "timeout": 10.0,
     }
     if config.username is not None:

@@ -49,6 +49,7 @@ from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, DoorEvent, RawMessage
 from netguard.iot.intake import MqttIntake
 from netguard.iot.models import Alert, Event, OutboxMessage, Sensor
+from netguard.iot.mqtt import tls_context
 from netguard.iot.notifiers import Notifier, build_notifier
 from netguard.iot.notifiers.base import Notification
 from netguard.iot.outbox import OutboxWorker, enqueue
@@ -173,6 +174,10 @@ class IotService:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> IotService:
+        # A TLS file that is missing or does not load is a configuration error: refuse to
+        # start, rather than fail (with a traceback) on every reconnect.
+        tls = tls_context(self.config.mqtt) if self.config.mqtt.enabled or any(
+            n.type == "mqtt" for n in self.config.notifiers) else None
         async with self.store.session() as session:
             await self._chain.load(session)
             self._view = await load_view(session)
@@ -191,7 +196,7 @@ class IotService:
             if self.config.mqtt.enabled:
                 self.intake = MqttIntake(self.config.mqtt, self.ingest_batch,
                                          batch_max=self.config.intake_batch_max,
-                                         clock=self.clock)
+                                         clock=self.clock, tls=tls)
                 self._tasks.append(tg.create_task(self.intake.run(),
                                                   name="netguard[mqtt].intake"))
         except BaseException:
