@@ -74,6 +74,19 @@ class SchemaOutdatedError(StoreError):
         )
 
 
+class DatabaseMissingError(SchemaOutdatedError):
+    """The SQLite database file does not exist yet; ``netguard db upgrade`` creates it.
+
+    Attributes:
+        path: The database file that is missing.
+    """
+
+    def __init__(self, path: str, head: str) -> None:
+        super().__init__(None, head)
+        self.path = path
+        self.args = (f"no database at {path} (run `netguard db upgrade`)",)
+
+
 class StoreUnavailableError(StoreError, TransientError):
     """The database could not be reached."""
 

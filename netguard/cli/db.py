@@ -32,13 +32,19 @@ def current(config: ConfigOption = None, json_: JsonOption = False) -> None:
     from netguard.store.db import head_revision
 
     settings = load_config(config)
-    rev = run_async(_current(settings.store))
     head = head_revision()
+    file = settings.store.sqlite_file()
+    # Connecting would create an empty SQLite file just by looking. A file in the way of
+    # its directory is left to the engine, which reports it as an unusable path.
+    missing = file is not None and not file.exists() and not any(
+        p.exists() and not p.is_dir() for p in file.parents)
+    rev = None if missing else run_async(_current(settings.store))
     if json_:
         print_json({"current": rev, "head": head, "up_to_date": rev == head})
         return
     state = "up to date" if rev == head else "outdated: run `netguard db upgrade`"
-    typer.echo(f"current: {rev or '(empty database)'}\nhead:    {head}\n{state}")
+    found = f"(no database at {file})" if missing else rev or "(empty database)"
+    typer.echo(f"current: {found}\nhead:    {head}\n{state}")
 
 
 @app.command("upgrade")

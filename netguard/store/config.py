@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from netguard.errors import DatabaseMissingError
+
 _SCHEMES = ("postgresql", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite")
 
 
@@ -44,6 +46,24 @@ class StoreConfig(BaseModel):
                 and not parts.path.strip("/"):
             raise ValueError(f"no host or database; {expected}")
         return value
+
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file, or ``None`` for PostgreSQL or an in-memory database."""
+        url = self.sqlalchemy_url()
+        if not url.startswith("sqlite"):
+            return None
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        return Path(path) if path and path != ":memory:" else None
+
+    def require_sqlite_file(self, head: str) -> None:
+        """Raise if the SQLite file is missing, so that opening it cannot create it empty.
+
+        Raises:
+            DatabaseMissingError: The configured SQLite file does not exist.
+        """
+        path = self.sqlite_file()
+        if path is not None and not path.exists():
+            raise DatabaseMissingError(str(path), head)
 
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL (contains the password: never log it)."""

@@ -176,6 +176,9 @@ class Store:
         return self.engine.dialect.name
 
     async def __aenter__(self) -> Store:
+        if self._check_schema and not self.config.auto_upgrade:
+            # SQLite would create an empty file on connect, only to refuse it.
+            self.config.require_sqlite_file(head_revision())
         self._engine = create_engine(self.config)
         try:
             if self._check_schema:

@@ -14,7 +14,6 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -65,7 +64,8 @@ class TicketReader:
         url = self._config.sqlalchemy_url()
         head = head_revision()
         if url.startswith("sqlite"):
-            current = self._open_sqlite(url, head)
+            self._config.require_sqlite_file(head)  # never create an empty one by listing
+            current = self._open_sqlite(url)
         else:
             import asyncpg  # type: ignore[import-untyped]
 
@@ -89,11 +89,8 @@ class TicketReader:
             await self._pg.close()
             self._pg = None
 
-    def _open_sqlite(self, url: str, head: str) -> str | None:
+    def _open_sqlite(self, url: str) -> str | None:
         path = url.split(":///", 1)[1] if ":///" in url else ""
-        if not path or not Path(path).exists():
-            # Never create an empty database file just by listing.
-            raise SchemaOutdatedError(None, head)
         try:
             self._sqlite = sqlite3.connect(path, timeout=30)
             self._sqlite.execute("PRAGMA busy_timeout=30000")

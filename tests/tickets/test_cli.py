@@ -271,3 +271,27 @@ def test_cli_db_downgrade_needs_yes(ng: Run) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("-> (empty)")
     assert ng("tickets", "list").returncode == 5
+
+
+@pytest.mark.parametrize("command", [("tickets", "list"), ("tickets", "export"),
+                                     ("tickets", "show", "NG-000001"),
+                                     ("tickets", "ack", "NG-000001")])
+def test_read_commands_name_a_missing_database_and_never_create_it(
+        tmp_path: Path, command: tuple[str, ...]) -> None:
+    missing = tmp_path / "nowhere.db"
+    run = _runner(_config_file(tmp_path, StoreConfig(path=missing)), tmp_path)
+    result = run(*command)
+    assert result.returncode == 5, result.stderr
+    assert f"no database at {missing}" in result.stderr
+    assert "netguard db upgrade" in result.stderr
+    assert not missing.exists()
+
+
+def test_db_current_reports_a_missing_database_without_creating_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.db"
+    run = _runner(_config_file(tmp_path, StoreConfig(path=missing)), tmp_path)
+    result = run("db", "current")
+    assert result.returncode == 0, result.stderr
+    assert f"current: (no database at {missing})" in result.stdout
+    assert json.loads(run("db", "current", "--json").stdout)["current"] is None
+    assert not missing.exists()
