@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from netguard.clock import Clock, SystemClock
-from netguard.errors import NetguardError
+from netguard.errors import ConfigError, NetguardError
 from netguard.iot.config import MqttConfig
 from netguard.iot.events import RawMessage
 from netguard.iot.mqtt import client_kwargs
@@ -56,6 +56,7 @@ class MqttIntake:
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
         self.connected = False
         self.connects = 0
+        self.connect_failures = 0
         self.received = 0
         self.acked = 0
 
@@ -73,9 +74,17 @@ class MqttIntake:
         while True:
             try:
                 await self._session()
+            except ConfigError as exc:
+                # E.g. a TLS file removed since start: one line per attempt, no traceback.
+                self.connect_failures += 1
+                log.warning("MQTT connect failed: %s", exc)
             except (aiomqtt.MqttError, IntakeDisconnectedError) as exc:
-                log.warning("MQTT connection lost: %s", exc,
-                            extra={"broker": f"{self._config.host}:{self._config.port}"})
+                broker = {"broker": f"{self._config.host}:{self._config.port}"}
+                if self._was_up:
+                    log.warning("MQTT connection lost: %s", exc, extra=broker)
+                else:
+                    self.connect_failures += 1
+                    log.warning("MQTT connect failed: %s", exc, extra=broker)
             except NetguardError as exc:
                 # The store refused the batch: drop the connection so that the broker
                 # redelivers everything unacknowledged once we are back.

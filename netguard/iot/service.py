@@ -93,6 +93,7 @@ class IotSnapshot:
 
     Attributes:
         mqtt_connected: The intake holds a broker connection.
+        mqtt_connect_failures: Failed attempts to connect to the broker since start.
         door_events: Events stored since start, by kind (``open``, ``close``, ...).
         duplicates: Redeliveries dropped since start.
         dead_letters: Messages dead-lettered since start, by reason.
@@ -103,6 +104,7 @@ class IotSnapshot:
     """
 
     mqtt_connected: bool = False
+    mqtt_connect_failures: int = 0
     door_events: Mapping[str, int] = field(default_factory=dict)
     duplicates: int = 0
     dead_letters: Mapping[str, int] = field(default_factory=dict)
@@ -286,6 +288,7 @@ class IotService:
         stats = self.outbox.stats if self.outbox else None
         return IotSnapshot(
             mqtt_connected=self.mqtt_connected,
+            mqtt_connect_failures=self.intake.connect_failures if self.intake else 0,
             door_events=dict(self._events),
             duplicates=self._duplicates,
             dead_letters=dict(self._dead),

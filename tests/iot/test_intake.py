@@ -210,3 +210,26 @@ async def test_decoder_bug_dead_letters_instead_of_poisoning(sqlite_store: Store
         assert [(r.status, r.reason) for r in results] == [("dead", "decoder_error"),
                                                            ("stored", None)]
         assert service.snapshot().dead_letters == {"decoder_error": 1}
+
+
+async def test_failed_connection_attempts_are_counted(broker: Broker,
+                                                      sqlite_store: Store) -> None:
+    broker.process.stop()
+    async with IotService(make_settings(sqlite_store.config, _iot(broker)),
+                          sqlite_store) as service:
+        async def failing() -> bool:
+            return service.snapshot().mqtt_connect_failures >= 2
+
+        await async_wait_until(failing, what="two failed connection attempts")
+        assert not service.snapshot().mqtt_connected
+        broker.process.start()
+
+        async def connected() -> bool:
+            return service.mqtt_connected
+
+        await async_wait_until(connected, what="connected once the broker is up")
+        failures = service.snapshot().mqtt_connect_failures
+        assert failures >= 2
+        # A held connection is not a failure; the count only grows with failed attempts.
+        assert service.intake is not None
+        assert service.intake.connect_failures == failures
