@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from netguard.config import Settings, load_settings
+from tests.support.tls import self_signed
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "netguard.example.yaml"
@@ -34,12 +35,17 @@ def secrets_dir(tmp_path: Path) -> Path:
     (tmp_path / "snmp-priv-key").write_text("example-priv-key\n")
     (tmp_path / "riverside-wecom-url").write_text(
         "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x\n")
+    # check-config loads the TLS files too.
+    self_signed(tmp_path / "metrics.pem", tmp_path / "metrics.key")
+    self_signed(tmp_path / "netguard.pem", tmp_path / "netguard.key")
+    (tmp_path / "ca.pem").write_bytes((tmp_path / "netguard.pem").read_bytes())
     return tmp_path
 
 
 def _localised_example(secrets_dir: Path) -> Path:
-    text = EXAMPLE.read_text(encoding="utf-8").replace("/etc/netguard/secrets/",
-                                                      f"{secrets_dir}/")
+    text = (EXAMPLE.read_text(encoding="utf-8")
+            .replace("/etc/netguard/secrets/", f"{secrets_dir}/")
+            .replace("/etc/netguard/tls/", f"{secrets_dir}/"))
     path = secrets_dir / "netguard.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -112,3 +118,32 @@ def test_every_example_target_resolves_its_profile(secrets_dir: Path) -> None:
     for target in settings.targets:
         profile = library.for_target(target)
         assert profile.scalars or profile.columns, target.id
+
+
+@pytest.mark.parametrize(("option", "problem"), [
+    ("metrics.pem", "metrics.tls: cannot load the certificate or key"),
+    ("metrics.key", "metrics.tls: cannot load the certificate or key"),
+    ("ca.pem", "iot.mqtt.tls.ca_file: cannot read"),
+    ("netguard.pem", "iot.mqtt.tls.cert_file: cannot read"),
+    ("netguard.key", "iot.mqtt.tls.key_file: cannot read"),
+])
+def test_check_config_loads_the_tls_files(secrets_dir: Path, option: str,
+                                          problem: str) -> None:
+    path = _localised_example(secrets_dir)
+    (secrets_dir / option).unlink()
+    result = subprocess.run([str(NETGUARD), "check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **ENV}, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert problem in result.stderr
+    assert str(secrets_dir / option) in result.stderr
+
+
+def test_check_config_refuses_a_certificate_that_does_not_parse(secrets_dir: Path) -> None:
+    path = _localised_example(secrets_dir)
+    (secrets_dir / "metrics.pem").write_text("not a certificate\n")
+    result = subprocess.run([str(NETGUARD), "check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **ENV}, check=False)
+    assert result.returncode == 2
+    assert "metrics.tls: cannot load the certificate or key" in result.stderr

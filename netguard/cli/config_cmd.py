@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from netguard.cli.common import ConfigOption, handle_errors, load_config, resolve_config_path
+
+if TYPE_CHECKING:
+    from netguard.config import Settings
+
+
+def _tls_problems(settings: Settings) -> list[str]:
+    """What would make ``run`` fail later on the TLS files: load them now."""
+    problems: list[str] = []
+    metrics = settings.metrics
+    if metrics.enabled and metrics.tls is not None:
+        try:
+            metrics.tls.server_context()
+        except ValueError as exc:
+            problems.append(f"metrics.tls: {exc}")
+    mqtt = settings.iot.mqtt
+    if mqtt.enabled and mqtt.tls is not None:
+        for option in ("ca_file", "cert_file", "key_file"):
+            path = getattr(mqtt.tls, option)
+            if path is None:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                problems.append(f"iot.mqtt.tls.{option}: cannot read {path}: "
+                                f"{exc.strerror or exc}")
+    return problems
 
 
 def register(app: typer.Typer) -> None:
@@ -14,8 +43,13 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def check_config(config: ConfigOption = None) -> None:
         """Validate a configuration file and summarise what it defines."""
+        from netguard.errors import ConfigError
+
         settings = load_config(config)
         source = resolve_config_path(config) or "<embedded defaults>"
+        problems = _tls_problems(settings)
+        if problems:
+            raise ConfigError(str(source), problems)
         kinds: dict[str, int] = {}
         for target in settings.targets:
             kinds[target.kind] = kinds.get(target.kind, 0) + 1

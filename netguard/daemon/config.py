@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,23 @@ class HttpTls(BaseModel):
 
     cert_file: Path
     key_file: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        """A TLS 1.2+ server context with the certificate chain and key loaded.
+
+        Raises:
+            ValueError: A file is missing, unreadable or not a matching PEM
+                certificate and key; the message names both files and the reason.
+        """
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"cannot load the certificate or key (cert_file {self.cert_file}, "
+                f"key_file {self.key_file}): {exc.strerror or exc}") from exc
+        return context
 
 
 class MetricsConfig(BaseModel):

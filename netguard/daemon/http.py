@@ -47,13 +47,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
 def _ssl_context(config: MetricsConfig) -> ssl.SSLContext | None:
     if config.tls is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(str(config.tls.cert_file), str(config.tls.key_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError("metrics.tls", [f"metrics.tls: cannot load certificate: {exc}"]) from exc
-    return context
+        return config.tls.server_context()
+    except ValueError as exc:
+        raise ConfigError("metrics.tls", [f"metrics.tls: {exc}"]) from exc
 
 
 class MetricsServer:

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import ssl
 from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from netguard.daemon.config import BasicAuth, HttpTls, MetricsConfig
 from netguard.daemon.http import MetricsServer
 from netguard.errors import ConfigError
 from tests.daemon.fakes import estate
+from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +31,6 @@ class Ready:
 def _auth(user: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
-
-
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 async def test_metrics_health_and_readiness() -> None:
@@ -104,7 +82,7 @@ async def test_basic_auth() -> None:
 
 
 async def test_tls(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path / "cert.pem", tmp_path / "key.pem")
     config = MetricsConfig(listen="127.0.0.1:0", tls=HttpTls(cert_file=cert, key_file=key))
     snap = estate(1)
     client_ctx = ssl.create_default_context(cafile=str(cert))
