@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from netguard.cli.common import (
+    EXIT_CONFIG,
     ConfigOption,
     JsonOption,
+    fail,
     handle_errors,
     load_config,
     operator_name,
@@ -206,7 +208,12 @@ def households_import(
             await s.commit()
             return count
 
-    typer.echo(f"imported {_run(config, work)} households")
+    try:
+        count = _run(config, work)
+    except registry.CsvImportError as exc:
+        # Bad input, like a bad option: exit 2 (the session rolled back).
+        raise fail(f"{csv_file}: {exc}", EXIT_CONFIG) from None
+    typer.echo(f"imported {count} households")
 
 
 @households_app.command("list")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,44 +108,79 @@ async def add_sensor(session: AsyncSession, sensor_id: str, household_id: str, *
     return sensor
 
 
-def _ts(value: str, what: str, row: int) -> datetime | None:
+class CsvImportError(RegistryError):
+    """A households CSV was refused (bad header or bad row); nothing was imported."""
+
+
+IMPORT_REQUIRED = ("id", "community")
+IMPORT_COLUMNS = (*IMPORT_REQUIRED, "label", "start", "end", "sensor", "format", "address")
+
+
+def _ts(value: str, what: str) -> datetime | None:
     value = value.strip()
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise RegistryError(f"row {row}: {what} is not ISO 8601: {value!r}") from None
+        raise RegistryError(f"{what} is not ISO 8601: {value!r}") from None
     if parsed.tzinfo is None:
-        raise RegistryError(f"row {row}: {what} needs a UTC offset: {value!r}")
+        raise RegistryError(f"{what} needs a UTC offset: {value!r}")
     return parsed
+
+
+def _check_header(fieldnames: Sequence[str] | None) -> None:
+    names = [n.strip() for n in fieldnames or ()]
+    problems = []
+    missing = [c for c in IMPORT_REQUIRED if c not in names]
+    if missing:
+        problems.append(f"missing column(s): {', '.join(missing)}")
+    unknown = [n for n in names if n not in IMPORT_COLUMNS]
+    if unknown:
+        problems.append(f"unknown column(s): {', '.join(unknown)}")
+    if problems:
+        raise CsvImportError(f"line 1: bad header: {'; '.join(problems)} "
+                             f"(columns: {','.join(IMPORT_COLUMNS)}); nothing imported")
+
+
+def _check_width(row: dict[Any, Any]) -> None:
+    if None in row:  # DictReader files surplus fields under the key None
+        raise RegistryError("the row has more fields than the header")
 
 
 async def import_households(session: AsyncSession, text: str, now: datetime) -> int:
     """Import households from CSV with header ``id,community,label,start,end``
-    (optional ``sensor,format,address`` columns bind a sensor). All or nothing."""
-    reader = csv.DictReader(io.StringIO(text))
-    required = {"id", "community"}
-    if reader.fieldnames is None or not required <= set(reader.fieldnames):
-        raise RegistryError("CSV needs a header with at least: id,community")
+    (optional ``sensor,format,address`` columns bind a sensor).
+
+    All or nothing: the rows are added to ``session`` and the caller commits only if
+    every row was accepted.
+
+    Raises:
+        CsvImportError: An unknown or missing column, or a bad row; the message names the
+            columns or the line (where the row ends) and says that nothing was imported.
+    """
+    reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)
+    _check_header(reader.fieldnames)
+    reader.fieldnames = [n.strip() for n in reader.fieldnames or ()]
     count = 0
-    for i, row in enumerate(reader, start=2):
+    for row in reader:
         try:
-            start = _ts(row.get("start") or "", "start", i)
-            end = _ts(row.get("end") or "", "end", i)
-            await add_household(session, row["id"].strip(), row["community"].strip(),
+            _check_width(row)
+            household_id = (row.get("id") or "").strip()
+            start = _ts(row.get("start") or "", "start")
+            end = _ts(row.get("end") or "", "end")
+            await add_household(session, household_id, (row.get("community") or "").strip(),
                                 label=(row.get("label") or "").strip(), start=start, end=end,
                                 now=now)
             sensor = (row.get("sensor") or "").strip()
+            await session.flush()
             if sensor:
-                await session.flush()
-                await add_sensor(session, sensor, row["id"].strip(),
+                await add_sensor(session, sensor, household_id,
                                  fmt=(row.get("format") or "native").strip(),
                                  address=(row.get("address") or "").strip() or None, now=now)
-        except (ValueError, RegistryError) as exc:
-            message = str(exc)
-            raise RegistryError(message if message.startswith("row ")
-                                else f"row {i}: {message}") from None
+                await session.flush()
+        except (ValueError, RegistryError, NotFoundError) as exc:
+            raise CsvImportError(f"line {reader.line_num}: {exc}; nothing imported") from None
         count += 1
     return count
 

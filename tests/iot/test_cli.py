@@ -145,7 +145,48 @@ def test_import_is_all_or_nothing(config: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("id,community,label,start,end\nA1,c,,,\nA2,c,,not-a-time,\n")
     code, out = ng(config, "households", "import", str(bad))
-    assert code == 1
-    assert "row 3" in out
+    assert code == 2, out
+    assert "line 3" in out
+    assert "nothing imported" in out
     code, out = ng(config, "households", "list", "--json")
     assert json.loads(out) == []
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("household,community\nA1,c\n", "missing column(s): id"),
+    ("id,community,lable\nA1,c,x\n", "unknown column(s): lable"),
+    ("id\nA1\n", "missing column(s): community"),
+    ("", "missing column(s): id, community"),
+])
+def test_import_with_a_bad_header_exits_2_naming_the_columns(
+        config: Path, tmp_path: Path, content: str, expected: str) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    code, out = ng(config, "households", "import", str(bad))
+    assert code == 2, out
+    assert expected in out
+    assert "Traceback" not in out
+
+
+def test_import_names_the_line_of_a_bad_row(config: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    # The quoted label spans two lines, so the bad row is on line 4, record 3.
+    bad.write_text('id,community,label\nA1,c,"two\nlines"\nA2,c,x,surplus\n')
+    code, out = ng(config, "households", "import", str(bad))
+    assert code == 2, out
+    assert "line 4" in out
+    assert "more fields than the header" in out
+    code, out = ng(config, "households", "list", "--json")
+    assert json.loads(out) == []
+    # A duplicate of a stored household is a bad row too, and nothing else is imported.
+    good = tmp_path / "good.csv"
+    good.write_text("id,community\nA1,c\n")
+    assert ng(config, "households", "import", str(good))[0] == 0
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,community\nA3,c\nA1,c\n")
+    code, out = ng(config, "households", "import", str(dup))
+    assert code == 2, out
+    assert "line 3" in out
+    assert "already exists" in out
+    code, out = ng(config, "households", "list", "--json")
+    assert [h["id"] for h in json.loads(out)] == ["A1"]
