@@ -10,7 +10,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,13 @@ from pydantic import BaseModel, SecretStr
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {
     "message", "asctime", "taskName"}
 MASK = "***"
+
+
+def _render(render: Callable[[object], str], value: object) -> str:
+    try:
+        return render(value)
+    except Exception:
+        return ""  # a broken __repr__ must not break logging; it shows no secret either
 
 
 class SecretFilter(logging.Filter):
@@ -42,14 +49,34 @@ class SecretFilter(logging.Filter):
             return text
         return self._pattern.sub(MASK, text)
 
+    def _redact_object(self, value: object) -> str | None:
+        """The redacted text of a non-string extra that shows a secret, else ``None``.
+
+        Formatters print such extras with ``str()``; a dict of headers or an exception
+        object can carry a secret inside, so both its ``repr()`` and ``str()`` are checked
+        and the value is replaced by its redacted text (repr preferred).
+        """
+        assert self._pattern is not None
+        for render in (repr, str):
+            text = _render(render, value)
+            if self._pattern.search(text):
+                return self._pattern.sub(MASK, text)
+        return None
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self._pattern is None:
             return True
         record.msg = self.redact(record.getMessage())
         record.args = None
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS and isinstance(value, str):
+            if key in _STANDARD_ATTRS:
+                continue
+            if isinstance(value, str):
                 setattr(record, key, self.redact(value))
+            else:
+                masked = self._redact_object(value)
+                if masked is not None:
+                    setattr(record, key, masked)
         if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
         return True

@@ -59,3 +59,52 @@ def test_human_format_has_level_logger_and_extras() -> None:
     assert "WARNING" in line
     assert "netguard.x: link down" in line
     assert "target=olt-1" in line
+
+
+class _Holder:
+    """An object whose str() and repr() both show a secret."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        return f"_Holder(secret={self.secret!r})"
+
+
+@pytest.mark.parametrize("fmt", ["json", "human"])
+def test_secrets_inside_non_string_extras_are_masked(fmt: str) -> None:
+    SECRETS.add(["tok-9f8e7d6c"])
+    stream = io.StringIO()
+    configure_logging("INFO", fmt, stream)
+    logging.getLogger("netguard.test").warning(
+        "request failed", extra={"headers": {"Authorization": "Bearer tok-9f8e7d6c"},
+                                 "args_list": ["x", "tok-9f8e7d6c"],
+                                 "holder": _Holder("tok-9f8e7d6c"),
+                                 "attempt": 3, "payload": {"ok": True}})
+    out = stream.getvalue()
+    assert "tok-9f8e7d6c" not in out
+    assert "Bearer ***" in out
+    if fmt == "json":
+        record = json.loads(out)
+        assert record["headers"] == "{'Authorization': 'Bearer ***'}"
+        assert record["args_list"] == "['x', '***']"
+        assert record["holder"] == "_Holder(secret='***')"
+        # Extras without a secret keep their type and value.
+        assert record["attempt"] == 3
+        assert record["payload"] == "{'ok': True}"
+
+
+class _Broken:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    def __str__(self) -> str:
+        return "broken tok-9f8e7d6c"
+
+
+def test_an_extra_whose_repr_raises_is_still_masked() -> None:
+    SECRETS.add(["tok-9f8e7d6c"])
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("netguard.test").warning("odd", extra={"thing": _Broken()})
+    assert json.loads(stream.getvalue())["thing"] == "broken ***"
