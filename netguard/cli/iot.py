@@ -17,6 +17,7 @@ import typer
 
 from netguard.cli.common import (
     EXIT_CONFIG,
+    EXIT_SCHEMA,
     ConfigOption,
     JsonOption,
     fail,
@@ -64,8 +65,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _run(config: Path | None, work: Callable[[Store, Settings], Awaitable[T]]) -> T:
+def _run(config: Path | None, work: Callable[[Store, Settings], Awaitable[T]], *,
+         read_only: bool = False) -> T:
     settings = load_config(config)
+    missing = _missing_sqlite_file(settings)
+    if missing is not None and (read_only or not settings.store.auto_upgrade):
+        # Opening it would create an empty file (a typo in the path leaves litter and
+        # then reports an outdated schema). Only a write with store.auto_upgrade may
+        # create the database; a read never does.
+        raise fail(f"no database at {missing} (run netguard db upgrade)", EXIT_SCHEMA)
 
     async def main() -> T:
         from netguard.store import Store
@@ -74,6 +82,19 @@ def _run(config: Path | None, work: Callable[[Store, Settings], Awaitable[T]]) -
             return await work(store, settings)
 
     return run_async(main())
+
+
+def _missing_sqlite_file(settings: Settings) -> Path | None:
+    """The configured SQLite file if it does not exist, else None (also for PostgreSQL)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.store.sqlalchemy_url())
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    if url.database == ":memory:" or url.database.startswith("file:"):
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -238,7 +259,7 @@ def households_list(
             return [await registry.household_dict(s, h, now)
                     for h in (await s.exec(query)).all()]
 
-    rows = _run(config, work)
+    rows = _run(config, work, read_only=True)
     if as_json:
         print_json(rows)
         return
@@ -259,7 +280,7 @@ def households_show(household_id: str, as_json: JsonOption = False,
             household = await registry.get_household(s, household_id)
             return await registry.household_dict(s, household, _now())
 
-    data = _run(config, work)
+    data = _run(config, work, read_only=True)
     if as_json:
         print_json(data)
         return
@@ -322,7 +343,7 @@ def sensors_list(
     config: ConfigOption = None,
 ) -> None:
     """List sensors."""
-    rows = _run(config, lambda store, _s: _sensors(store, household))
+    rows = _run(config, lambda store, _s: _sensors(store, household), read_only=True)
     if as_json:
         print_json(rows)
         return
@@ -337,7 +358,7 @@ def sensors_status(
     config: ConfigOption = None,
 ) -> None:
     """Last seen, battery, door and online state of each sensor."""
-    rows = _run(config, lambda store, _s: _sensors(store, household))
+    rows = _run(config, lambda store, _s: _sensors(store, household), read_only=True)
     if as_json:
         print_json(rows)
         return
@@ -375,7 +396,7 @@ def alerts_list(
                 query = query.where(col(Alert.household_id) == household)
             return [alert_dict(a) for a in (await s.exec(query.limit(1000))).all()]
 
-    rows = _run(config, work)
+    rows = _run(config, work, read_only=True)
     if as_json:
         print_json(rows)
         return
@@ -408,7 +429,7 @@ def alerts_show(alert_id: int, as_json: JsonOption = False,
                  "last_error": r.last_error} for r in rows]
             return data
 
-    data = _run(config, work)
+    data = _run(config, work, read_only=True)
     if as_json:
         print_json(data)
         return
@@ -463,7 +484,7 @@ def audit_verify(as_json: JsonOption = False, config: ConfigOption = None) -> No
             return await verify(s, None if key is None else key.get_secret_value().encode(),
                                 redacted_before=before)
 
-    report = _run(config, work)
+    report = _run(config, work, read_only=True)
     if as_json:
         print_json({"ok": report.ok, "rows": report.rows, "chains": report.chains,
                     "problems": [{"chain": p.chain, "chain_seq": p.chain_seq,
@@ -513,7 +534,7 @@ def audit_export(  # noqa: PLR0917  (typer: one parameter per option)
             return {"household": h.id, "community": h.community, "from": begin, "to": finish,
                     "exported_at": _now(), "events": events, "alerts": alerts}
 
-    data = _run(config, work)
+    data = _run(config, work, read_only=True)
     out = io.StringIO()
     if fmt == "json":
         import json

@@ -190,3 +190,33 @@ def test_import_names_the_line_of_a_bad_row(config: Path, tmp_path: Path) -> Non
     assert "already exists" in out
     code, out = ng(config, "households", "list", "--json")
     assert [h["id"] for h in json.loads(out)] == ["A1"]
+
+
+@pytest.mark.parametrize("args", [
+    ["alerts", "list"], ["alerts", "show", "1"], ["households", "list"],
+    ["households", "show", "A1"], ["sensors", "list"], ["sensors", "status"],
+    ["audit", "verify"], ["audit", "export", "--household", "A1"],
+    ["households", "add", "A1", "--community", "c"],
+])
+def test_a_mistyped_database_path_is_reported_not_created(tmp_path: Path,
+                                                          args: list[str]) -> None:
+    db = tmp_path / "typo.db"
+    path = tmp_path / "netguard.yaml"
+    path.write_text(f"store:\n  path: {db}\n")
+    code, out = ng(path, *args)
+    assert code == 5, out
+    assert f"no database at {db} (run netguard db upgrade)" in out
+    assert not db.exists()
+
+
+def test_with_auto_upgrade_only_a_write_creates_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    path = tmp_path / "netguard.yaml"
+    path.write_text(f"store:\n  path: {db}\n  auto_upgrade: true\n")
+    code, out = ng(path, "households", "list")
+    assert code == 5, out
+    assert not db.exists()
+    code, out = ng(path, "households", "add", "A1", "--community", "c")
+    assert code == 0, out
+    code, out = ng(path, "households", "list", "--json")
+    assert [h["id"] for h in json.loads(out)] == ["A1"]
