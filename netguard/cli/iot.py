@@ -57,8 +57,18 @@ def _time(value: str | None, what: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{what}: not an ISO 8601 time: {value!r}") from None
+        raise fail(f"{what}: not an ISO 8601 time: {value!r}", EXIT_CONFIG) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _span(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """``--from`` and ``--to`` as times; exit 2 unless ``--from`` is before ``--to``."""
+    begin, finish = _time(start, "--from"), _time(end, "--to")
+    if begin is not None and finish is not None and begin >= finish:
+        # [from, to) would be empty: say so rather than export nothing with exit 0.
+        raise fail(f"--from {begin.isoformat()} is not before --to {finish.isoformat()}",
+                   EXIT_CONFIG)
+    return begin, finish
 
 
 def _now() -> datetime:
@@ -518,8 +528,8 @@ def audit_export(  # noqa: PLR0917  (typer: one parameter per option)
     from netguard.iot.models import Alert
 
     if fmt not in ("csv", "json"):
-        raise typer.BadParameter("--format must be csv or json")
-    begin, finish = _time(start, "--from"), _time(end, "--to")
+        raise fail("--format must be csv or json", EXIT_CONFIG)
+    begin, finish = _span(start, end)
 
     async def work(store: Store, _s: Settings) -> dict[str, Any]:
         async with store.session() as s:

@@ -220,3 +220,20 @@ def test_with_auto_upgrade_only_a_write_creates_the_database(tmp_path: Path) -> 
     assert code == 0, out
     code, out = ng(path, "households", "list", "--json")
     assert [h["id"] for h in json.loads(out)] == ["A1"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--from", "2026-03-02T00:00+00:00", "--to", "2026-03-01T00:00+00:00"],
+     "--from 2026-03-02T00:00:00+00:00 is not before --to 2026-03-01T00:00:00+00:00"),
+    (["--from", "2026-03-01T08:00+08:00", "--to", "2026-03-01T00:00"],
+     "--from 2026-03-01T08:00:00+08:00 is not before --to 2026-03-01T00:00:00+00:00"),
+    (["--from", "yesterday"], "--from: not an ISO 8601 time: 'yesterday'"),
+    (["--to", "2026-13-01"], "--to: not an ISO 8601 time: '2026-13-01'"),
+    (["--format", "xml"], "--format must be csv or json"),
+])
+def test_audit_export_refuses_bad_ranges_in_one_line(config: Path, args: list[str],
+                                                     expected: str) -> None:
+    assert ng(config, "households", "add", "A1", "--community", "c")[0] == 0
+    code, out = ng(config, "audit", "export", "--household", "A1", *args)
+    assert code == 2, out
+    assert out.strip().splitlines() == [f"error: {expected}"]
