@@ -341,6 +341,8 @@ async def _sensors(store: Store, household: str | None) -> list[dict[str, Any]]:
     async with store.session() as s:
         query = select(Sensor).order_by(col(Sensor.id))
         if household:
+            # A mistyped id must not look like a household without sensors.
+            await registry.get_household(s, household)
             query = query.where(col(Sensor.household_id) == household)
         return [registry.sensor_dict(x) for x in (await s.exec(query)).all()]
 
@@ -392,6 +394,7 @@ def alerts_list(
     """List open alerts (``--all`` for closed ones too)."""
     from sqlmodel import col, select
 
+    from netguard.iot import registry
     from netguard.iot.alerts import alert_dict
     from netguard.iot.models import Alert
 
@@ -403,6 +406,7 @@ def alerts_list(
             if community:
                 query = query.where(col(Alert.community) == community)
             if household:
+                await registry.get_household(s, household)  # unknown id: exit 3
                 query = query.where(col(Alert.household_id) == household)
             return [alert_dict(a) for a in (await s.exec(query.limit(1000))).all()]
 

@@ -237,3 +237,22 @@ def test_audit_export_refuses_bad_ranges_in_one_line(config: Path, args: list[st
     code, out = ng(config, "audit", "export", "--household", "A1", *args)
     assert code == 2, out
     assert out.strip().splitlines() == [f"error: {expected}"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["sensors", "status", "--household", "NOPE"], "unknown household 'NOPE'"),
+    (["sensors", "list", "--household", "NOPE"], "unknown household 'NOPE'"),
+    (["alerts", "list", "--household", "NOPE"], "unknown household 'NOPE'"),
+    (["households", "show", "NOPE"], "unknown household 'NOPE'"),
+    (["alerts", "show", "99999"], "unknown alert '99999'"),
+    (["alerts", "ack", "99999", "--by", "op"], "unknown alert '99999'"),
+    (["audit", "export", "--household", "NOPE"], "unknown household 'NOPE'"),
+])
+def test_unknown_ids_exit_3(config: Path, args: list[str], expected: str) -> None:
+    assert ng(config, "households", "add", "A1", "--community", "c")[0] == 0
+    code, out = ng(config, *args)
+    assert code == 3, out
+    assert out.strip().splitlines() == [f"error: {expected}"]
+    # A known household with no sensors is not an error.
+    code, out = ng(config, "sensors", "status", "--household", "A1")
+    assert (code, out.strip()) == (0, "(none)")
