@@ -72,6 +72,21 @@ EVENT = cast(sa.Table, TicketEventRow.__table__)  # type: ignore[attr-defined]
 CHILD = cast(sa.Table, ChildFaultRow.__table__)  # type: ignore[attr-defined]
 
 ACTIVE = (TicketState.OPEN.value, TicketState.ACKNOWLEDGED.value)
+
+
+def _check_lengths(table: sa.Table, **values: str | None) -> None:
+    """Refuse operator input longer than its column, the same on every database.
+
+    SQLite stores an over-long string as it is; PostgreSQL refuses the whole statement,
+    which would surface as "database failed". The limits come from the table itself.
+
+    Raises:
+        ValueError: ``name is N characters; at most LIMIT``.
+    """
+    for name, value in values.items():
+        limit = getattr(table.c[name].type, "length", None)
+        if value is not None and limit is not None and len(value) > limit:
+            raise ValueError(f"{name} is {len(value)} characters; at most {limit}")
 _ATTEMPTS = 8
 # PostgreSQL: serialization_failure, deadlock_detected. Retried like a lost insert race.
 _RETRY_SQLSTATES = {"40001", "40P01"}
@@ -748,6 +763,8 @@ class TicketService:
             raise ValueError("a manual ticket needs a target or a site")
         if not summary.strip():
             raise ValueError("a manual ticket needs a summary")
+        _check_lengths(TICKET, category=category, target=target, site=site, summary=summary)
+        _check_lengths(EVENT, actor=actor)
         rank = severity_rank(severity)
         now = self._clock.now()
 
@@ -770,6 +787,7 @@ class TicketService:
                    values: dict[str, Any] | None = None, event_message: str | None = None
                    ) -> Ticket:
         """Apply an operator action atomically: the update names the state it leaves."""
+        _check_lengths(EVENT, actor=actor)
         ticket_id = self._lookup(ref)
         now = self._clock.now()
         target = {
@@ -833,6 +851,7 @@ class TicketService:
         """Set the assignee (open or acknowledged tickets)."""
         if not assignee.strip():
             raise ValueError("assignee must not be empty")
+        _check_lengths(TICKET, assignee=assignee)
         text = f"assigned to {assignee}" + (f": {message}" if message else "")
         return await self._act(ref, TicketAction.ASSIGN, actor, message,
                                values={"assignee": assignee}, event_message=text)

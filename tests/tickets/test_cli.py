@@ -295,3 +295,11 @@ def test_db_current_reports_a_missing_database_without_creating_it(tmp_path: Pat
     assert f"current: (no database at {missing})" in result.stdout
     assert json.loads(run("db", "current", "--json").stdout)["current"] is None
     assert not missing.exists()
+
+
+def test_open_with_a_site_too_long_exits_2_naming_it(ng: Run) -> None:
+    result = ng("tickets", "open", "--category", "pon", "--site", "s" * 129,
+                "--summary", "x", "--by", "op")
+    assert result.returncode == 2, result.stderr
+    assert "site is 129 characters; at most 128" in result.stderr
+    assert "database failed" not in result.stderr

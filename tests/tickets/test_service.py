@@ -491,3 +491,28 @@ async def test_fault_key_text_round_trips(service: TicketService, opened: OpenFa
     assert t is not None
     assert t.fault_key is not None
     assert FaultKey.parse(t.fault_key) == FaultKey("olt-7", "pon:0/1/2", "rx_power_low")
+
+
+_MANUAL = {"category": "fiber", "summary": "cut at the hotel", "target": "olt-1",
+           "site": "hotel-1", "actor": "op"}
+
+
+@pytest.mark.parametrize(("field", "limit"), [
+    ("category", 64), ("target", 128), ("site", 128), ("summary", 1024), ("actor", 128)])
+async def test_manual_ticket_fields_are_checked_against_their_columns(
+        service: TicketService, field: str, limit: int) -> None:
+    """Too long is a ValueError naming the field on both databases, not 'database failed'."""
+    at_limit = await service.open(severity="minor", **{**_MANUAL, field: "x" * limit})
+    assert at_limit.ref
+    with pytest.raises(ValueError, match=rf"^{field} is {limit + 1} characters; at most {limit}"):
+        await service.open(severity="minor", **{**_MANUAL, field: "x" * (limit + 1)})
+    assert len(await service.list(TicketFilter())) == 1  # nothing half-written
+
+
+async def test_assignee_and_actor_lengths_are_checked(service: TicketService) -> None:
+    t = await service.open(severity="minor", **_MANUAL)
+    with pytest.raises(ValueError, match=r"^assignee is 129 characters"):
+        await service.assign(t.ref, "a" * 129, actor="op")
+    with pytest.raises(ValueError, match=r"^actor is 129 characters"):
+        await service.acknowledge(t.ref, actor="o" * 129)
+    assert (await service.assign(t.ref, "a" * 128, actor="o" * 128)).assignee == "a" * 128
