@@ -84,7 +84,7 @@ class DatabaseMissingError(SchemaOutdatedError):
     def __init__(self, path: str, head: str) -> None:
         super().__init__(None, head)
         self.path = path
-        self.args = (f"no database at {path} (run `netguard db upgrade`)",)
+        self.args = (f"no database at {path} (run netguard db upgrade)",)
 
 
 class StoreUnavailableError(StoreError, TransientError):
