@@ -240,7 +240,9 @@ def test_cli_refuses_outdated_schema(store_config: StoreConfig, tmp_path: Path) 
                  ["tickets", "show", "NG-000001"]):
         result = ng(*args)
         assert result.returncode == 5, (args, result.stderr)
-        assert "run `netguard db upgrade`" in result.stderr
+        advice = ("run `netguard db upgrade`" if store_config.url is not None
+                  else f"no database at {store_config.path} (run netguard db upgrade)")
+        assert advice in result.stderr
     current = json.loads(ng("db", "current", "--json").stdout)
     assert current["current"] is None
     assert current["up_to_date"] is False
