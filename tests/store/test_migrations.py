@@ -149,7 +149,7 @@ async def test_downgrade_to_each_earlier_revision(store_config: StoreConfig, tar
 
 
 async def test_store_auto_upgrade(store_config: StoreConfig) -> None:
-    with pytest.raises(SchemaOutdatedError, match="run `netguard db upgrade`"):
+    with pytest.raises(SchemaOutdatedError, match="netguard db upgrade"):
         async with Store(store_config):
             pass
     auto = store_config.model_copy(update={"auto_upgrade": True})
