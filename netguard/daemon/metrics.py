@@ -179,6 +179,8 @@ class IotView(Protocol):
     @property
     def mqtt_connected(self) -> bool: ...
     @property
+    def mqtt_connect_failures(self) -> int: ...
+    @property
     def door_events(self) -> Mapping[str, int]: ...
     @property
     def duplicates(self) -> int: ...
@@ -569,6 +571,9 @@ SPECS: tuple[MetricSpec, ...] = (
        ("reason",), _dead_letters),
     _g("netguard_mqtt_connected", "gauge", "1 while connected to the MQTT broker.",
        (), _iot("mqtt_connected")),
+    _g("netguard_mqtt_connect_failures_total", "counter",
+       "Failed attempts to connect to the MQTT broker (refused, unreachable, TLS or "
+       "authentication failure).", (), _iot("mqtt_connect_failures")),
     # The daemon itself.
     _g("netguard_polls_total", "counter", "Polls finished, by result.", ("result",), _polls),
     _g("netguard_scheduler_overruns_total", "counter",

@@ -28,7 +28,8 @@ def _snapshot() -> MetricsSnapshot:
     return dataclasses.replace(
         base,
         tickets=TicketCounts(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
-        iot=IotSnapshot(mqtt_connected=True, door_events={"open": 5, "close": 4},
+        iot=IotSnapshot(mqtt_connected=True, mqtt_connect_failures=3,
+                        door_events={"open": 5, "close": 4},
                         sensors_online=7, sensors_offline=1, sensors_low_battery=2,
                         alerts_open={("door_open", "east"): 1}, deliveries_delivered=3,
                         deliveries_failed=1, dead_letters={"malformed": 2}, duplicates=4,
@@ -99,6 +100,7 @@ def test_global_values() -> None:
     assert reg.get_sample_value("netguard_tickets_open",
                                 {"category": "wireless", "severity": "minor"}) == 0
     assert reg.get_sample_value("netguard_mqtt_connected") == 1
+    assert reg.get_sample_value("netguard_mqtt_connect_failures_total") == 3
     assert reg.get_sample_value("netguard_scheduler_overruns_total") == 3
     assert reg.get_sample_value("netguard_polls_total", {"result": "failure"}) == 1
     assert reg.get_sample_value("netguard_targets", {"state": "up"}) == 10
