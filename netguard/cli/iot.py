@@ -17,7 +17,6 @@ import typer
 
 from netguard.cli.common import (
     EXIT_CONFIG,
-    EXIT_SCHEMA,
     ConfigOption,
     JsonOption,
     fail,
@@ -78,12 +77,12 @@ def _now() -> datetime:
 def _run(config: Path | None, work: Callable[[Store, Settings], Awaitable[T]], *,
          read_only: bool = False) -> T:
     settings = load_config(config)
-    missing = _missing_sqlite_file(settings)
-    if missing is not None and (read_only or not settings.store.auto_upgrade):
-        # Opening it would create an empty file (a typo in the path leaves litter and
-        # then reports an outdated schema). Only a write with store.auto_upgrade may
-        # create the database; a read never does.
-        raise fail(f"no database at {missing} (run netguard db upgrade)", EXIT_SCHEMA)
+    if read_only:
+        # Store refuses a missing SQLite file unless store.auto_upgrade lets a write create
+        # it; a read never creates it, so check here even with auto_upgrade.
+        from netguard.store.db import head_revision
+
+        settings.store.require_sqlite_file(head_revision())
 
     async def main() -> T:
         from netguard.store import Store
@@ -92,19 +91,6 @@ def _run(config: Path | None, work: Callable[[Store, Settings], Awaitable[T]], *
             return await work(store, settings)
 
     return run_async(main())
-
-
-def _missing_sqlite_file(settings: Settings) -> Path | None:
-    """The configured SQLite file if it does not exist, else None (also for PostgreSQL)."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.store.sqlalchemy_url())
-    if url.get_backend_name() != "sqlite" or not url.database:
-        return None
-    if url.database == ":memory:" or url.database.startswith("file:"):
-        return None
-    path = Path(url.database)
-    return None if path.exists() else path
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
