@@ -54,6 +54,11 @@ class ManualClock:
         self._mono += seconds
         return self._now
 
+    def step_wall(self, seconds: float) -> datetime:
+        """Step only the wall clock (as ``date -s`` would), backwards for negative values."""
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -65,3 +70,49 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+class ClockWatch:
+    """Notices when the wall clock steps relative to the monotonic clock.
+
+    Intervals and timeouts run on the monotonic clock, so a step of the wall clock (a
+    manual ``date -s``, a VM resumed from a snapshot, NTP correcting a large offset) does
+    not stall or hurry them. Records are still stamped with wall time, and decisions that
+    compare stamps with "now" (sensor heartbeats, retention) must hear about a step so
+    they can re-baseline instead of acting on it.
+
+    Args:
+        clock: Where both times come from (injected, so tests can step the wall clock).
+        threshold_seconds: Disagreement between the two clocks that counts as a step;
+            smaller drifts (NTP slewing, scheduling delay) are ignored.
+    """
+
+    def __init__(self, clock: Clock, threshold_seconds: float = 30.0) -> None:
+        if threshold_seconds <= 0:
+            raise ValueError("threshold_seconds must be positive")
+        self._clock = clock
+        self._threshold = threshold_seconds
+        self._wall = clock.now()
+        self._mono = clock.monotonic()
+        self.forward = 0
+        self.backward = 0
+        self.last_step_seconds = 0.0
+
+    def check(self) -> float:
+        """Compare both clocks since the last check.
+
+        Returns:
+            The step in seconds (positive: the wall clock jumped forward), or 0.0 when the
+            clocks agree within the threshold.
+        """
+        wall, mono = self._clock.now(), self._clock.monotonic()
+        step = (wall - self._wall).total_seconds() - (mono - self._mono)
+        self._wall, self._mono = wall, mono
+        if abs(step) < self._threshold:
+            return 0.0
+        if step > 0:
+            self.forward += 1
+        else:
+            self.backward += 1
+        self.last_step_seconds = step
+        return step

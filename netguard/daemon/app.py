@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol
 
-from netguard.clock import Clock, SystemClock
+from netguard.clock import Clock, ClockWatch, SystemClock
 from netguard.config import Settings
 from netguard.daemon.http import MetricsServer
 from netguard.daemon.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
@@ -88,6 +88,7 @@ class IotPort(Protocol):
     """The door-sensor service (``netguard.iot.service.IotService``)."""
 
     async def sweep(self) -> object: ...
+    async def on_clock_step(self, step_seconds: float) -> None: ...
     def snapshot(self) -> IotView: ...
     @property
     def mqtt_connected(self) -> bool: ...
@@ -182,6 +183,7 @@ class Daemon:
             settings.targets, self._poll, jitter_seconds=daemon.poll_jitter_seconds,
             misfire_grace_seconds=daemon.misfire_grace_seconds,
             max_concurrency=daemon.max_concurrent_polls)
+        self.clock_watch = ClockWatch(self.clock, daemon.clock_step_threshold_seconds)
         self._backlog: deque[FaultEvent] = deque()
         self._ticket_counts: TicketCountsView | None = None
         self._started_at = time.time()
@@ -405,9 +407,12 @@ class Daemon:
 
         Retries fault events the store refused earlier, runs the ticket sweep
         (auto-resolve, SLA overdue), the IoT sweep (offline sensors, outbox retries,
-        retention) and refreshes the ticket counts the metrics export.
+        retention) and refreshes the ticket counts the metrics export. A step of the wall
+        clock since the last sweep is logged first and re-baselines what compares wall
+        stamps with "now", so the sweep does not act on it.
         """
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("clock", self._check_clock),
             ("fault backlog", self._drain_backlog),
             ("tickets", self.tickets.sweep),
         ]
@@ -421,6 +426,16 @@ class Daemon:
             except Exception:
                 self.sweep_errors += 1
                 log.exception("sweep failed", extra={"sweep": name})
+
+    async def _check_clock(self) -> None:
+        step = self.clock_watch.check()
+        if not step:
+            return
+        log.warning("wall clock stepped; polling is unaffected (it runs on the monotonic "
+                    "clock)", extra={"step_seconds": round(step, 3)})
+        iot = self.iot
+        if iot is not None:
+            await iot.on_clock_step(step)
 
     # -- polling -------------------------------------------------------------------------
 

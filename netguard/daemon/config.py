@@ -90,6 +90,9 @@ class DaemonConfig(BaseModel):
     misfire_grace_seconds: float = Field(default=30.0, gt=0)
     max_concurrent_polls: int = Field(default=64, ge=1)
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    # Wall and monotonic clocks disagreeing by more than this between two sweeps is a
+    # step (logged, counted; heartbeat baselines move with it). NTP slewing stays below.
+    clock_step_threshold_seconds: float = Field(default=30.0, gt=0)
     trap_listen: str | None = None
 
     @field_validator("trap_listen")

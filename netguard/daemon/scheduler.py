@@ -1,43 +1,40 @@
-"""Poll every target on its own interval with APScheduler 3.11, and count what went wrong.
+"""Poll every target on its interval from one scheduling wheel on the monotonic clock.
 
-Each target is one interval job with jitter, ``coalesce=True`` (a backlog collapses into
-one run), ``max_instances=1`` (a poll never overlaps itself) and a generous misfire grace
-time. A job that fires while its previous poll still runs is an *overrun*; APScheduler
-reports it as ``EVENT_JOB_MAX_INSTANCES`` and we count it. A semaphore bounds how many
-polls run at once across all targets.
+Each target keeps a fixed *phase* inside its interval, taken from a stable hash of its id,
+so 10,000 targets on a 60 s interval are spread evenly over the minute (about 167 polls a
+second) instead of firing in bursts. The first poll of each target comes within
+``first_poll_spread_seconds`` of start, so a (re)started daemon sees its estate at once;
+from then on each target keeps its phase.
 
-APScheduler's asyncio executor cancels in-flight jobs abruptly when shut down, so
-:meth:`PollScheduler.stop` pauses the scheduler first, lets running polls finish within
-the shutdown budget, and cancels only what is left.
+One task sleeps until the next due poll on the event loop's clock, which is monotonic: a
+step of the wall clock neither stalls nor hurries polling. (APScheduler 3 computes run
+times in wall time, so a backward step of Δ stopped every poll for Δ; one job per target
+also cost more than the polls at 10,000 targets. See docs/decisions.md.)
+
+A poll that falls due while the previous poll of the same target still runs is an
+*overrun*: it is skipped and counted, never overlapped. When the wheel itself falls more
+than ``misfire_grace_seconds`` behind (a suspended VM, a stalled loop), each late poll is a
+*misfire*: it is counted and the target re-aligns to its next slot instead of the backlog
+firing at once. A semaphore bounds how many polls run at once across all targets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import heapq
 import logging
-import random
+import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from typing import Any, Protocol
-
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    JobExecutionEvent,
-    JobSubmissionEvent,
-)
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from netguard.daemon.metrics import DaemonStats
 
 log = logging.getLogger(__name__)
 
-# APScheduler logs every added job and every run at INFO; with thousands of targets that
-# drowns the operator's view. Overrun warnings still come through.
-_APS_LOG = logging.getLogger("netguard.daemon.apscheduler")
-_APS_LOG.setLevel(logging.WARNING)
+_WHEEL_TASK = "netguard[daemon].poll-wheel"
 
 
 class PollResult(Protocol):
@@ -59,6 +56,23 @@ class ScheduledTarget(Protocol):
     def interval_seconds(self) -> float: ...
 
 
+def phase_of(target_id: str) -> float:
+    """A target's fixed place in its interval, as a fraction in [0, 1).
+
+    A hash rather than the target's position in the list, so adding or removing one
+    target does not move every other target's polls.
+    """
+    digest = hashlib.blake2b(target_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(slots=True)
+class _Slot:
+    interval: float
+    phase: float
+    generation: int
+
+
 class PollScheduler:
     """Runs ``poll(target_id)`` for every target on its interval.
 
@@ -66,10 +80,10 @@ class PollScheduler:
         targets: What to poll and how often.
         poll: Polls one target and returns its new status (anything with ``reachable``).
             It should not raise; if it does, the failure is logged and counted.
-        jitter_seconds: Random delay added to each run, so that targets with the same
-            interval do not all fire in the same instant; the first poll of each target is
-            also spread over this window.
-        misfire_grace_seconds: How late a run may start before it is skipped.
+        jitter_seconds: The window over which the *first* polls are spread after start
+            (or after a target is added), capped at each target's interval. Later polls
+            are spread over the whole interval by the targets' phases.
+        misfire_grace_seconds: How late a poll may start before it is skipped as a misfire.
         max_concurrency: Polls running at once, across all targets.
     """
 
@@ -77,12 +91,16 @@ class PollScheduler:
                  jitter_seconds: float = 2.0, misfire_grace_seconds: float = 30.0,
                  max_concurrency: int = 64) -> None:
         self._targets = list(targets)
-        self._ids = {t.id for t in self._targets}
         self._poll = poll
-        self._jitter = jitter_seconds
+        self._spread = max(0.0, jitter_seconds)
         self._grace = misfire_grace_seconds
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._scheduler: AsyncIOScheduler | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._seq = 0
+        self._epoch = 0.0
+        self._wake: asyncio.Event | None = None
+        self._wheel: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._busy: set[str] = set()
         self._stopping = False
@@ -92,12 +110,12 @@ class PollScheduler:
 
     @property
     def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._scheduler is not None and self._scheduler.running and not self._stopping
+        """True between :meth:`start` and :meth:`stop` while the wheel turns."""
+        return self._wheel is not None and not self._wheel.done() and not self._stopping
 
     @property
     def inflight(self) -> int:
-        """Polls running right now."""
+        """Polls running (or waiting for the concurrency bound) right now."""
         return len(self._inflight)
 
     def stats(self) -> DaemonStats:
@@ -107,78 +125,59 @@ class PollScheduler:
                            targets_scheduled=len(self._targets))
 
     def start(self) -> None:
-        """Start the scheduler on the running event loop and add one job per target."""
+        """Start the wheel on the running event loop; first polls come within the spread."""
         loop = asyncio.get_running_loop()
-        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC, logger=_APS_LOG)
-        scheduler.add_listener(self._on_event,
-                               EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-        now = datetime.now(UTC)
+        self._epoch = loop.time()
+        self._wake = asyncio.Event()
         for target in self._targets:
-            self._add_job(scheduler, target, now)
-        scheduler.start()
-        self._scheduler = scheduler
+            self._add(target, self._epoch)
+        self._wheel = loop.create_task(self._turn(), name=_WHEEL_TASK)
         log.info("scheduler started", extra={"targets": len(self._targets)})
 
     def update_targets(self, targets: Sequence[ScheduledTarget]) -> None:
-        """Poll ``targets`` from now on: add new jobs, drop removed ones, re-time the rest.
+        """Poll ``targets`` from now on: add new ones, drop removed ones, re-time the rest.
 
-        A removed target's poll that is already running finishes; its job never fires
-        again. A new target's first poll is spread over the jitter window, like at start.
-        A target whose interval changed starts its new interval from now.
+        A removed target's poll that is already running finishes; it is never polled
+        again. A new target's first poll is spread like at start. A target whose interval
+        changed moves to its next slot on the new interval.
         """
-        old = {t.id: t for t in self._targets}
         self._targets = list(targets)
-        self._ids = {t.id for t in self._targets}
-        scheduler = self._scheduler
-        if scheduler is None:
+        if self._wake is None:
             return
-        now = datetime.now(UTC)
+        now = asyncio.get_running_loop().time()
+        wanted = {t.id: t for t in self._targets}
+        for target_id in self._slots.keys() - wanted.keys():
+            del self._slots[target_id]
         for target in self._targets:
-            before = old.get(target.id)
-            if before is None:
-                self._add_job(scheduler, target, now)
-            elif before.interval_seconds != target.interval_seconds:
-                scheduler.reschedule_job(target.id, trigger=self._trigger(target))
-        for target_id in old.keys() - self._ids:
-            if scheduler.get_job(target_id) is not None:
-                scheduler.remove_job(target_id)
-
-    def _trigger(self, target: ScheduledTarget) -> IntervalTrigger:
-        return IntervalTrigger(seconds=target.interval_seconds, jitter=self._jitter or None,
-                               timezone=UTC)
-
-    def _add_job(self, scheduler: AsyncIOScheduler, target: ScheduledTarget,
-                 now: datetime) -> None:
-        first = now + timedelta(seconds=random.uniform(0, self._jitter))  # noqa: S311 - spreading load, not security
-        scheduler.add_job(
-            self._run, self._trigger(target), args=(target.id,), id=target.id,
-            name=f"poll {target.id}", coalesce=True, max_instances=1,
-            misfire_grace_time=max(1, int(self._grace)), next_run_time=first,
-            replace_existing=True)
+            slot = self._slots.get(target.id)
+            if slot is None:
+                self._add(target, now)
+            elif slot.interval != target.interval_seconds:
+                slot.interval = target.interval_seconds
+                slot.generation += 1
+                self._push(self._next_slot(slot, now), target.id, slot)
+        self._wake.set()
 
     def poll_now(self, target_id: str) -> bool:
         """Poll a target right away (e.g. on a trap), unless its poll is already running.
 
         Returns:
-            True if a poll was brought forward.
+            True if a poll was started.
         """
-        if self._scheduler is None or self._stopping or target_id in self._busy:
+        if not self.running or target_id in self._busy or target_id not in self._slots:
             return False
-        job = self._scheduler.get_job(target_id)
-        if job is None:
-            return False
-        # Through the scheduler, so that max_instances still prevents overlap.
-        job.modify(next_run_time=datetime.now(UTC))
+        self._launch(target_id)
         return True
 
     async def stop(self, grace_seconds: float) -> None:
-        """Stop firing, give running polls ``grace_seconds``, then cancel the rest."""
-        scheduler = self._scheduler
-        if scheduler is None:
+        """Stop the wheel, give running polls ``grace_seconds``, then cancel the rest."""
+        wheel = self._wheel
+        if wheel is None:
             return
         self._stopping = True
-        if scheduler.running:
-            scheduler.pause()
+        wheel.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await wheel
         pending = set(self._inflight)
         if pending:
             log.info("waiting for in-flight polls", extra={"polls": len(pending)})
@@ -189,37 +188,86 @@ class PollScheduler:
                 log.warning("cancelled polls still running at shutdown",
                             extra={"polls": len(late)})
                 await asyncio.wait(late)
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
-        self._scheduler = None
+        self._wheel = None
+
+    # -- the wheel -------------------------------------------------------------------------
+
+    def _add(self, target: ScheduledTarget, now: float) -> None:
+        slot = _Slot(target.interval_seconds, phase_of(target.id), 0)
+        self._slots[target.id] = slot
+        first = now + slot.phase * min(self._spread, slot.interval)
+        self._push(first, target.id, slot)
+
+    def _push(self, due: float, target_id: str, slot: _Slot) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, target_id, slot.generation))
+
+    def _next_slot(self, slot: _Slot, after: float) -> float:
+        """The first of the target's slots (epoch + phase + k x interval) after ``after``."""
+        base = self._epoch + slot.phase * slot.interval
+        k = math.floor((after - base) / slot.interval) + 1
+        return base + max(k, 0) * slot.interval
+
+    async def _turn(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            delay = self._heap[0][0] - loop.time()
+            if delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                continue
+            self._fire_due(loop.time())
+            # Let the polls just started run before the next batch is examined.
+            await asyncio.sleep(0)
+
+    def _fire_due(self, now: float) -> None:
+        missed = 0
+        while self._heap and self._heap[0][0] <= now:
+            due, _seq, target_id, generation = heapq.heappop(self._heap)
+            slot = self._slots.get(target_id)
+            if slot is None or slot.generation != generation:
+                continue  # removed or re-timed since this entry was queued
+            if now - due > self._grace:
+                missed += 1
+            elif target_id in self._busy:
+                self.overruns += 1
+            else:
+                self._launch(target_id)
+            # From now, not from ``due``: a wheel running late coalesces to one poll.
+            self._push(self._next_slot(slot, max(due, now)), target_id, slot)
+        if missed:
+            self.misfires += missed
+            log.warning("polls missed their start time; skipped to their next slot",
+                        extra={"polls": missed})
+
+    def _launch(self, target_id: str) -> None:
+        # Busy from the moment the task exists, so a second trigger cannot overlap it.
+        self._busy.add(target_id)
+        task = asyncio.get_running_loop().create_task(
+            self._run(target_id), name=f"netguard[daemon].poll {target_id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     async def _run(self, target_id: str) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)
-        self._busy.add(target_id)
         try:
             async with self._semaphore:
-                # A job submitted just before a reload removed its target: nothing to do.
-                if self._stopping or target_id not in self._ids:
+                # Queued just before a reload removed its target, or shutdown began.
+                if self._stopping or target_id not in self._slots:
                     return
                 result = await self._poll(target_id)
             self.polls["success" if result.reachable else "failure"] += 1
         except asyncio.CancelledError:
-            # Only stop() cancels polls; ending quietly keeps APScheduler from logging the
-            # cancellation as a job crash.
+            # Only stop() cancels polls.
             self.polls["cancelled"] += 1
         except Exception:
             self.polls["error"] += 1
             log.exception("poll crashed", extra={"target": target_id})
         finally:
-            self._inflight.discard(task)
             self._busy.discard(target_id)
-
-    def _on_event(self, event: JobExecutionEvent | JobSubmissionEvent) -> None:
-        if event.code == EVENT_JOB_MAX_INSTANCES:
-            self.overruns += 1
-        elif event.code == EVENT_JOB_MISSED:
-            self.misfires += 1
-            log.warning("poll missed its start time", extra={"target": event.job_id})
-

@@ -172,6 +172,7 @@ class IotService:
         self._recount: asyncio.Task[None] | None = None
         self._recount_again = False
         self.outbox: OutboxWorker | None = None
+        self._skip_retention = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -601,6 +602,39 @@ class IotService:
             await self._count_alerts(session)
             return alert_store.alert_dict(alert)
 
+    # ------------------------------------------------------------------ clock steps
+
+    async def on_clock_step(self, step_seconds: float) -> None:
+        """Re-baseline after the wall clock stepped by ``step_seconds`` (see ``ClockWatch``).
+
+        Heartbeat timeouts compare stored wall stamps with "now": after a forward step of
+        an hour every sensor would look an hour more silent than it is and be declared
+        offline, and a backward step would hide real silence. Moving each sensor's
+        liveness baseline by the step keeps the timeout measured in elapsed time (the
+        baselines are written at once, so a restart keeps them). Event records keep their
+        stamps. The next retention purge is skipped: its cutoff moved with the step, and a
+        purge cannot be undone.
+        """
+        delta = timedelta(seconds=step_seconds)
+        async with self._lock:
+            shifted = {
+                sensor_id: dataclasses.replace(
+                    state,
+                    last_seen=None if state.last_seen is None else state.last_seen + delta,
+                    since=None if state.since is None else state.since + delta)
+                for sensor_id, state in self._view.states.items()}
+            if shifted:
+                async with self.store.session() as session:
+                    await session.exec(sa.update(Sensor),
+                                       params=states_to_rows(shifted.values()))
+                    await session.commit()
+            self._view.states.update(shifted)
+            self._stored_seen.update((d.sensor_id, d.last_seen) for d in shifted.values())
+            self._skip_retention = True
+        log.warning("wall clock stepped: sensor heartbeat baselines moved with it and the "
+                    "next retention purge is skipped",
+                    extra={"step_seconds": round(step_seconds, 3), "sensors": len(shifted)})
+
     # ------------------------------------------------------------------ sweep
 
     async def sweep(self) -> None:
@@ -645,8 +679,12 @@ class IotService:
                     self.config.routes, now)
                 alert_store.mark_renotified(alert, self.config.rules.renotify_minutes, now)
                 session.add(alert)
-            cutoff = now - timedelta(days=self.config.retention_days)
-            redacted, deleted = await purge(session, cutoff=cutoff, now=now)
+            redacted = deleted = 0
+            if self._skip_retention:
+                self._skip_retention = False
+            else:
+                cutoff = now - timedelta(days=self.config.retention_days)
+                redacted, deleted = await purge(session, cutoff=cutoff, now=now)
             await session.commit()
             await self._count_alerts(session)
         self._view.states.update(changed)

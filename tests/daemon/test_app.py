@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from netguard.clock import Clock
+from netguard.clock import Clock, ManualClock
 from netguard.config import Settings, settings_from_data
 from netguard.daemon.app import Daemon, Services
 from netguard.errors import StoreError, StoreUnavailableError
@@ -73,9 +73,13 @@ class Tickets:
 class Iot:
     sweeps: int = 0
     mqtt_connected: bool = True
+    steps: list[float] = field(default_factory=list)
 
     async def sweep(self) -> None:
         self.sweeps += 1
+
+    async def on_clock_step(self, step_seconds: float) -> None:
+        self.steps.append(step_seconds)
 
     def snapshot(self) -> IotSnapshot:
         return IotSnapshot(mqtt_connected=self.mqtt_connected)
@@ -305,3 +309,20 @@ async def test_a_full_backlog_logs_its_drops_and_exports_them(
     drops = [r for r in caplog.records if "backlog is full" in r.getMessage()]
     # The first drop and then every DROP_LOG_EVERY-th: drops 1 and 4 of 4.
     assert [getattr(r, "dropped_total", None) for r in drops] == [1, 4]
+
+
+async def test_a_wall_clock_step_is_caught_by_the_next_sweep_and_handed_to_iot() -> None:
+    iot = Iot()
+    services = Services(store=Store(), probes=Probes(), tickets=Tickets(), iot=iot)
+    clock = ManualClock()
+    async with Daemon(_settings(clock_step_threshold_seconds=30), clock=clock,
+                      open_services=_opener(services)) as daemon:
+        clock.advance(15)
+        await daemon.sweep()
+        assert iot.steps == []
+        clock.step_wall(-7200)
+        clock.advance(15)
+        await daemon.sweep()
+        assert iot.steps == [-7200]
+        assert (daemon.clock_watch.forward, daemon.clock_watch.backward) == (0, 1)
+        assert iot.sweeps == 2  # the sweep itself still ran

@@ -15,7 +15,7 @@ from netguard.clock import ManualClock
 from netguard.errors import InvalidTransitionError
 from netguard.iot import alerts as alert_store
 from netguard.iot.events import AlertType
-from netguard.iot.models import Alert, OutboxMessage
+from netguard.iot.models import Alert, Event, OutboxMessage
 from netguard.iot.rules import RaiseAlert
 from netguard.iot.service import IotService
 from netguard.store import Store
@@ -161,3 +161,40 @@ async def test_racing_raises_open_one_alert(store: Store) -> None:
     assert len({alert_id for alert_id, _ in results}) == 1
     [alert] = await alerts(store)
     assert alert.count == 8
+
+
+@pytest.mark.parametrize("step_seconds", [3600, -3600])
+async def test_a_wall_clock_step_neither_fakes_nor_hides_silence(
+        service: IotService, store: Store, clock: ManualClock, step_seconds: int) -> None:
+    # Heartbeat timeout 600 s. Before the fix, a forward step of an hour raised an offline
+    # alert for every quarantined sensor at the next sweep, and a backward step hid an
+    # hour of real silence.
+    await service.ingest(*native("n1", 1))
+    clock.advance(60)
+    clock.step_wall(step_seconds)
+    await service.on_clock_step(step_seconds)
+    await service.sweep()
+    assert [a for a in await alerts(store) if a.type == "offline"] == []
+    # Real silence still counts, measured in elapsed time: 600 s after the baseline the
+    # silent sensors go offline, whichever way the clock stepped.
+    clock.advance(600)
+    await service.sweep()
+    offline = {a.sensor_id for a in await alerts(store) if a.type == "offline"}
+    assert offline == {"n1", "z1", "s1"}
+
+
+async def test_a_forward_step_skips_one_retention_purge(
+        service: IotService, store: Store, clock: ManualClock) -> None:
+    # n2's household is not in quarantine, so its events are retention's to redact once
+    # they are older than retention_days. A forward step past that must not do it.
+    await service.ingest(*native("n2", 1, event="open"))
+    step = service.config.retention_days * 86_400 + 3600
+    clock.step_wall(step)
+    await service.on_clock_step(step)
+    await service.sweep()
+    async with store.session() as s:
+        assert [e.purged for e in (await s.exec(select(Event))).all()] == [False]
+    # Retention itself still works on the sweep after.
+    await service.sweep()
+    async with store.session() as s:
+        assert [e.purged for e in (await s.exec(select(Event))).all()] == [True]
