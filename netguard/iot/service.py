@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from netguard.clock import Clock, SystemClock
+from netguard.clock import Clock, SystemClock, as_utc
 from netguard.config import Settings
 from netguard.errors import PayloadError, StoreError
 from netguard.iot import alerts as alert_store
@@ -611,9 +611,10 @@ class IotService:
         an hour every sensor would look an hour more silent than it is and be declared
         offline, and a backward step would hide real silence. Moving each sensor's
         liveness baseline by the step keeps the timeout measured in elapsed time (the
-        baselines are written at once, so a restart keeps them). Event records keep their
-        stamps. The next retention purge is skipped: its cutoff moved with the step, and a
-        purge cannot be undone.
+        baselines are written at once, so a restart keeps them); likewise the due time of
+        each alert retry waiting out its backoff and of each open alert's next reminder.
+        Event records keep their stamps. The next retention purge is skipped: its cutoff
+        moved with the step, and a purge cannot be undone.
         """
         delta = timedelta(seconds=step_seconds)
         async with self._lock:
@@ -623,17 +624,36 @@ class IotService:
                     last_seen=None if state.last_seen is None else state.last_seen + delta,
                     since=None if state.since is None else state.since + delta)
                 for sensor_id, state in self._view.states.items()}
-            if shifted:
-                async with self.store.session() as session:
+            async with self.store.session() as session:
+                if shifted:
                     await session.exec(sa.update(Sensor),
                                        params=states_to_rows(shifted.values()))
-                    await session.commit()
+                # A retry waiting out its backoff keeps the wait it had left: without
+                # this, a backward step of an hour held every failed alert for an hour.
+                waiting = (await session.exec(
+                    select(OutboxMessage.id, OutboxMessage.next_attempt_at)
+                    .where(col(OutboxMessage.status) == "pending"))).all()
+                if waiting:
+                    await session.exec(sa.update(OutboxMessage), params=[
+                        {"id": row_id, "next_attempt_at": as_utc(due) + delta}
+                        for row_id, due in waiting])
+                # Reminders of open alerts likewise keep their distance.
+                reminders = (await session.exec(
+                    select(Alert.id, Alert.next_notify_at)
+                    .where(col(Alert.closed_at).is_(None),
+                           col(Alert.next_notify_at).is_not(None)))).all()
+                if reminders:
+                    await session.exec(sa.update(Alert), params=[
+                        {"id": row_id, "next_notify_at": as_utc(due) + delta}
+                        for row_id, due in reminders if due is not None])
+                await session.commit()
             self._view.states.update(shifted)
             self._stored_seen.update((d.sensor_id, d.last_seen) for d in shifted.values())
             self._skip_retention = True
         log.warning("wall clock stepped: sensor heartbeat baselines moved with it and the "
                     "next retention purge is skipped",
-                    extra={"step_seconds": round(step_seconds, 3), "sensors": len(shifted)})
+                    extra={"step_seconds": round(step_seconds, 3), "sensors": len(shifted),
+                               "retries": len(waiting)})
 
     # ------------------------------------------------------------------ sweep
 

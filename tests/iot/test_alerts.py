@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
-from netguard.clock import ManualClock
+from netguard.clock import ManualClock, as_utc
 from netguard.errors import InvalidTransitionError
 from netguard.iot import alerts as alert_store
 from netguard.iot.events import AlertType
@@ -198,3 +199,27 @@ async def test_a_forward_step_skips_one_retention_purge(
     await service.sweep()
     async with store.session() as s:
         assert [e.purged for e in (await s.exec(select(Event))).all()] == [True]
+
+
+async def test_a_backward_step_does_not_hold_back_reminders_and_retries(
+        service: IotService, store: Store, clock: ManualClock) -> None:
+    result = await service.ingest(*native("n1", 1, event="open"))
+    [alert_id] = result.alerts_raised
+    async with store.session() as s:
+        # A retry waiting out its backoff, 60 s from now.
+        s.add(OutboxMessage(alert_id=alert_id, notifier="log", community="c1",
+                            reason="raised", body="{}", status="pending",
+                            created_at=clock.now(), next_attempt_at=clock.now()
+                            + timedelta(seconds=60)))
+        await s.commit()
+    clock.step_wall(-3600)
+    await service.on_clock_step(-3600)
+    async with store.session() as s:
+        [retry] = (await s.exec(select(OutboxMessage)
+                                .where(col(OutboxMessage.status) == "pending"))).all()
+    assert as_utc(retry.next_attempt_at) == clock.now() + timedelta(seconds=60)
+    # The first reminder is 5 min after the opening, in elapsed time: it comes on time.
+    clock.advance(5 * 60)
+    await service.sweep()
+    reasons = [r.reason for r in await outbox(store) if r.alert_id == alert_id]
+    assert "renotify" in reasons
