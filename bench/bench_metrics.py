@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from netguard.daemon.config import MetricsConfig
 from netguard.daemon.http import MetricsServer
-from netguard.daemon.metrics import MetricsSnapshot, Renderer, SnapshotCollector
+from netguard.metrics import MetricsSnapshot, Renderer, SnapshotCollector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.daemon.fakes import estate  # after the sys.path line: needs the repo root

@@ -31,11 +31,11 @@ from typing import Protocol
 from netguard.clock import Clock, ClockWatch, SystemClock
 from netguard.config import Settings
 from netguard.daemon.http import MetricsServer
-from netguard.daemon.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
 from netguard.daemon.reload import ReloadPlan, plan_reload
 from netguard.daemon.scheduler import PollScheduler
 from netguard.errors import ConfigError, TransientError
 from netguard.faults import FaultEvent
+from netguard.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
 from netguard.probes.config import TargetConfig
 from netguard.tickets.config import TicketsConfig
 

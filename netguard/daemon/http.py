@@ -20,8 +20,8 @@ from types import TracebackType
 from aiohttp import web
 
 from netguard.daemon.config import MetricsConfig
-from netguard.daemon.metrics import CONTENT_TYPE, MetricsSnapshot, Renderer
 from netguard.errors import ConfigError
+from netguard.metrics import CONTENT_TYPE, MetricsSnapshot, Renderer, runtime_registry
 from netguard.probes.config import split_address
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class MetricsServer:
         self.config = config
         self._snapshot = snapshot
         self._readiness = readiness
-        self._renderer = Renderer()
+        self._renderer = Renderer(runtime_registry())
         # One render thread: concurrent scrapes queue instead of competing for the GIL
         # with the event loop, and the loop's default executor stays free for others.
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from netguard.daemon.metrics import DaemonStats
+from netguard.metrics import DaemonStats
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from netguard.daemon.metrics import MetricsSnapshot
+from netguard.metrics import MetricsSnapshot
 from netguard.probes.state import (
     InterfaceReading,
     OnuReading,

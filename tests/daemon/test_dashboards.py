@@ -10,7 +10,7 @@ import promql_parser
 import pytest
 import yaml
 
-from netguard.daemon.metrics import SPECS
+from netguard.metrics import SPECS
 from tests.daemon.promql import (
     DASHBOARD_DIR,
     REPO,

@@ -11,16 +11,19 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from netguard.daemon.metrics import (
+from netguard.iot.service import IotSnapshot
+from netguard.metrics import (
+    SPECS,
     DaemonStats,
     MetricsSnapshot,
     Renderer,
     SnapshotCollector,
     render,
+    runtime_registry,
 )
-from netguard.iot.service import IotSnapshot
+from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS
 from netguard.tickets.domain import TicketCounts
-from tests.daemon.fakes import estate, status_for, ups
+from tests.daemon.fakes import KINDS, estate, status_for, ups
 
 
 def _snapshot() -> MetricsSnapshot:
@@ -162,9 +165,37 @@ def test_unknown_state_and_missing_readings() -> None:
     assert reg.get_sample_value("netguard_target_last_success_timestamp_seconds", labels) is None
 
 
+def test_every_section_names_what_its_spec_reads() -> None:
+    """A spec whose section is empty yields nothing, so skipping it cannot lose samples."""
+    emptied = {section: () if section != "radio" and section != "ups" else None
+               for section in OPTIONAL_TARGET_SECTIONS}
+    for kind in KINDS:
+        full = status_for(kind)
+        for spec in SPECS:
+            if not spec.per_target or spec.section not in OPTIONAL_TARGET_SECTIONS:
+                continue
+            bare = dataclasses.replace(full, **{spec.section: emptied[spec.section]})
+            assert list(spec.read(bare)) == [], (spec.name, kind)
+    sections = {spec.section for spec in SPECS if spec.per_target}
+    assert sections == OPTIONAL_TARGET_SECTIONS | {"target"}
+
+
+def test_runtime_collectors_export_process_and_gc_series() -> None:
+    text = render(_snapshot(), runtime_registry()).decode()
+    samples = _samples(text)
+    names = {name for name, _ in samples}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total",
+            "process_open_fds", "process_start_time_seconds"} <= names
+    assert any(name.startswith("python_gc_") for name in names)
+    assert samples[("process_resident_memory_bytes", frozenset())] > 0
+    # The snapshot's own families come first and are unchanged.
+    assert text.startswith(render(_snapshot()).decode())
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_check_metrics_is_clean() -> None:
-    result = subprocess.run(["promtool", "check", "metrics"], input=render(_snapshot()),
+    exposition = render(_snapshot(), runtime_registry())
+    result = subprocess.run(["promtool", "check", "metrics"], input=exposition,
                             capture_output=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b""

@@ -1,0 +1,418 @@
+"""The exported metric families, each declared once as a :class:`MetricSpec`.
+
+A spec says what it exports (name, type, help, labels), which part of the snapshot it reads
+(its ``section``, named explicitly), and how to read samples from it. Both renderers, the
+prometheus_client collector and the text writer, iterate :data:`SPECS`; nothing else
+declares a metric.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from netguard import __version__
+from netguard.iot.events import EventKind
+from netguard.metrics.snapshot import MetricsSnapshot, TargetView
+from netguard.probes.config import LINK_KINDS
+
+MetricType = Literal["gauge", "counter"]
+Labels = tuple[str, ...]
+Sample = tuple[Labels, float]
+
+TARGET_LABELS: Labels = ("target", "kind", "site")
+
+# Where a per-target spec reads from: ``target`` is the status itself (always present); the
+# others are TargetView attributes that many targets leave empty, which the text renderer
+# skips without calling ``read``.
+TargetSection = Literal["target", "interfaces", "optical", "radio", "ups", "pon"]
+# Where an estate-wide spec reads from in the MetricsSnapshot.
+GlobalSection = Literal["process", "estate", "tickets", "iot", "daemon"]
+OPTIONAL_TARGET_SECTIONS: frozenset[str] = frozenset({"interfaces", "optical", "radio", "ups",
+                                                      "pon"})
+
+# The states a target can be in; exported as a state set so that dashboards can count them.
+TARGET_STATES: tuple[str, ...] = ("up", "degraded", "down", "unreachable")
+SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning")
+DOOR_EVENT_TYPES: tuple[str, ...] = tuple(kind.value for kind in EventKind)
+# upsBatteryStatus (UPS-MIB) codes and their names.
+BATTERY_STATES: dict[int, str] = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One exported metric family.
+
+    Attributes:
+        name: The exposition name (counters end in ``_total``).
+        type: ``gauge`` or ``counter``.
+        help: The HELP text.
+        labels: For per-target metrics, the labels after ``target, kind, site``;
+            otherwise all labels.
+        per_target: ``read`` takes one :class:`TargetView` instead of the snapshot.
+        read: Yields ``(label values, value)`` samples.
+        section: The part of the snapshot this metric reads. For per-target specs, a
+            :data:`TargetSection`: ``target``, or the ``TargetView`` attribute (``interfaces``,
+            ``ups``, ...) whose emptiness lets the renderer skip the target. Otherwise a
+            :data:`GlobalSection`.
+    """
+
+    name: str
+    type: MetricType
+    help: str
+    labels: Labels
+    per_target: bool
+    read: Callable[..., Iterable[Sample]]
+    section: TargetSection | GlobalSection
+
+
+def _state_name(state: str | Enum) -> str:
+    return str(state.value) if isinstance(state, Enum) else str(state)
+
+
+def _target_state(t: TargetView) -> Iterator[Sample]:
+    current = _state_name(t.state)
+    for state in TARGET_STATES:
+        yield (state,), 1.0 if state == current else 0.0
+    if current not in TARGET_STATES:
+        yield (current,), 1.0
+
+
+def _opt(value: float | int | bool | None) -> Iterator[Sample]:
+    if value is not None:
+        yield (), float(value)
+
+
+def _interfaces(attr: str) -> Callable[[TargetView], Iterator[Sample]]:
+    def read(t: TargetView) -> Iterator[Sample]:
+        for itf in t.interfaces:
+            value = getattr(itf, attr)
+            if value is not None:
+                yield (itf.name,), float(value)
+    return read
+
+
+def _interfaces_dir(in_attr: str, out_attr: str) -> Callable[[TargetView], Iterator[Sample]]:
+    def read(t: TargetView) -> Iterator[Sample]:
+        for itf in t.interfaces:
+            value = getattr(itf, in_attr)
+            if value is not None:
+                yield (itf.name, "in"), float(value)
+            value = getattr(itf, out_attr)
+            if value is not None:
+                yield (itf.name, "out"), float(value)
+    return read
+
+
+def _optical(attr: str) -> Callable[[TargetView], Iterator[Sample]]:
+    def read(t: TargetView) -> Iterator[Sample]:
+        for sensor in t.optical:
+            value = getattr(sensor, attr)
+            if value is not None:
+                yield (sensor.sensor,), float(value)
+    return read
+
+
+def _radio(attr: str) -> Callable[[TargetView], Iterator[Sample]]:
+    def read(t: TargetView) -> Iterator[Sample]:
+        if t.radio is not None:
+            value = getattr(t.radio, attr)
+            if value is not None:
+                yield (), float(value)
+    return read
+
+
+def _ups(attr: str, scale: float = 1.0) -> Callable[[TargetView], Iterator[Sample]]:
+    def read(t: TargetView) -> Iterator[Sample]:
+        if t.ups is not None:
+            value = getattr(t.ups, attr)
+            if value is not None:
+                yield (), float(value) * scale
+    return read
+
+
+def _ups_battery_status(t: TargetView) -> Iterator[Sample]:
+    if t.ups is None:
+        return
+    code = t.ups.battery_status
+    if code is None:
+        return
+    for known, status in BATTERY_STATES.items():
+        yield (status,), 1.0 if known == code else 0.0
+    if code not in BATTERY_STATES:
+        yield (f"code-{code}",), 1.0
+
+
+def _oper_up(t: TargetView) -> Iterator[Sample]:
+    for itf in t.interfaces:
+        if itf.oper_status is not None:
+            yield (itf.name,), 1.0 if itf.oper_status == 1 else 0.0
+
+
+def _speed(t: TargetView) -> Iterator[Sample]:
+    for itf in t.interfaces:
+        if itf.speed_bps is not None:
+            yield (itf.name,), itf.speed_bps / 8
+
+
+def _pon(attr: str) -> Callable[[TargetView], Iterator[Sample]]:
+    def read(t: TargetView) -> Iterator[Sample]:
+        for port in t.pon:
+            yield (port.port,), float(getattr(port, attr))
+    return read
+
+
+def _onu_rx(t: TargetView) -> Iterator[Sample]:
+    for port in t.pon:
+        for onu in port.onus:
+            if onu.rx_dbm is not None:
+                yield (port.port, onu.onu), float(onu.rx_dbm)
+
+
+def _last_success(t: TargetView) -> Iterator[Sample]:
+    if t.last_success_at is not None:
+        yield (), t.last_success_at.timestamp()
+
+
+def _by_pair(counts: Mapping[tuple[str, str], int],
+             zeros: Iterable[tuple[str, str]] = ()) -> Iterator[Sample]:
+    merged = dict.fromkeys(zeros, 0) | dict(counts)
+    for (first, second), n in sorted(merged.items()):
+        yield (first, second), float(n)
+
+
+def _by_key(counts: Mapping[str, int], zeros: Iterable[str] = ()) -> Iterator[Sample]:
+    merged = dict.fromkeys(zeros, 0) | dict(counts)
+    for key, n in sorted(merged.items()):
+        yield (key,), float(n)
+
+
+def _iot(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
+    def read(s: MetricsSnapshot) -> Iterator[Sample]:
+        if s.iot is not None:
+            yield (), float(getattr(s.iot, attr))
+    return read
+
+
+def _daemon(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
+    def read(s: MetricsSnapshot) -> Iterator[Sample]:
+        yield (), float(getattr(s.daemon, attr))
+    return read
+
+
+def _build_info(_s: MetricsSnapshot) -> Iterator[Sample]:
+    yield (__version__, platform.python_version()), 1.0
+
+
+def _targets_by_state(s: MetricsSnapshot) -> Iterator[Sample]:
+    counts = dict.fromkeys(TARGET_STATES, 0)
+    for t in s.targets.values():
+        name = _state_name(t.state)
+        counts[name] = counts.get(name, 0) + 1
+    for state, n in counts.items():
+        yield (state,), float(n)
+
+
+def _polls(s: MetricsSnapshot) -> Iterator[Sample]:
+    counts = {"success": 0, "failure": 0, **s.daemon.polls}
+    yield from _by_key(counts)
+
+
+def _config_reloads(s: MetricsSnapshot) -> Iterator[Sample]:
+    yield from _by_key({"success": 0, "error": 0, **s.daemon.config_reloads})
+
+
+def _door_events(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.iot is not None:
+        yield from _by_key(s.iot.door_events, DOOR_EVENT_TYPES)
+
+
+def _dead_letters(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.iot is not None:
+        yield from _by_key(s.iot.dead_letters)
+
+
+def _alerts_open(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.iot is not None:
+        yield from _by_pair(s.iot.alerts_open)
+
+
+# Every (category, severity) pair is exported, zeros included, so that a dashboard shows
+# 0 rather than "no data" and rate()/alerts see a series before the first ticket.
+_TICKET_KEYS = tuple((kind, sev) for kind in LINK_KINDS for sev in SEVERITIES)
+
+
+def _tickets_open(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.tickets is not None:
+        yield from _by_pair(s.tickets.open, _TICKET_KEYS)
+
+
+def _tickets_overdue(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.tickets is not None:
+        yield from _by_pair(s.tickets.overdue, _TICKET_KEYS)
+
+
+def _start_time(s: MetricsSnapshot) -> Iterator[Sample]:
+    yield (), s.started_at
+
+
+def _t(name: str, type_: MetricType, help_: str, labels: Labels,
+       read: Callable[[TargetView], Iterable[Sample]], *, section: TargetSection) -> MetricSpec:
+    return MetricSpec(name, type_, help_, labels, True, read, section)
+
+
+def _g(name: str, type_: MetricType, help_: str, labels: Labels,
+       read: Callable[[MetricsSnapshot], Iterable[Sample]], *, section: GlobalSection
+       ) -> MetricSpec:
+    return MetricSpec(name, type_, help_, labels, False, read, section)
+
+
+SPECS: tuple[MetricSpec, ...] = (
+    _g("netguard_build_info", "gauge",
+       "netguard version and Python version; always 1.",
+       ("version", "python_version"), _build_info, section="process"),
+    _g("netguard_start_time_seconds", "gauge",
+       "When the daemon started, Unix time.", (), _start_time, section="process"),
+    # Per target health.
+    _t("netguard_target_up", "gauge",
+       "1 if the target's last poll got an answer, else 0.",
+       (), lambda t: (((), 1.0 if t.reachable else 0.0),), section="target"),
+    _t("netguard_target_state", "gauge",
+       "The target's assessed state (state set: 1 for the current state).",
+       ("state",), _target_state, section="target"),
+    _t("netguard_target_poll_duration_seconds", "gauge",
+       "How long the last poll took.", (), lambda t: _opt(t.poll_duration_seconds),
+       section="target"),
+    _t("netguard_target_last_success_timestamp_seconds", "gauge",
+       "When the target last answered a poll, Unix time.", (), _last_success, section="target"),
+    _g("netguard_targets", "gauge",
+       "Targets by assessed state.", ("state",), _targets_by_state, section="estate"),
+    # Interfaces.
+    _t("netguard_interface_oper_up", "gauge",
+       "1 if ifOperStatus is up(1), else 0.", ("interface",), _oper_up, section="interfaces"),
+    _t("netguard_interface_speed_bytes_per_second", "gauge",
+       "Interface speed (ifHighSpeed or ifSpeed) in bytes per second.", ("interface",), _speed,
+       section="interfaces"),
+    _t("netguard_interface_received_bytes_total", "counter",
+       "Bytes received (ifHCInOctets).", ("interface",), _interfaces("in_octets"),
+       section="interfaces"),
+    _t("netguard_interface_transmitted_bytes_total", "counter",
+       "Bytes transmitted (ifHCOutOctets).", ("interface",), _interfaces("out_octets"),
+       section="interfaces"),
+    _t("netguard_interface_utilisation_ratio", "gauge",
+       "Busier direction's traffic rate over link speed during the last poll interval, 0..1.",
+       ("interface",), _interfaces("utilisation"), section="interfaces"),
+    _t("netguard_interface_errors_total", "counter",
+       "Errored packets (ifIn/OutErrors).",
+       ("interface", "direction"), _interfaces_dir("in_errors", "out_errors"),
+       section="interfaces"),
+    _t("netguard_interface_discards_total", "counter",
+       "Discarded packets (ifIn/OutDiscards).",
+       ("interface", "direction"), _interfaces_dir("in_discards", "out_discards"),
+       section="interfaces"),
+    # Optics and radio.
+    _t("netguard_optical_rx_power_dbm", "gauge",
+       "Transceiver receive power.", ("sensor",), _optical("rx_dbm"), section="optical"),
+    _t("netguard_optical_tx_power_dbm", "gauge",
+       "Transceiver transmit power.", ("sensor",), _optical("tx_dbm"), section="optical"),
+    _t("netguard_radio_signal_dbm", "gauge",
+       "Wireless received signal strength.", (), _radio("signal_dbm"), section="radio"),
+    _t("netguard_radio_noise_dbm", "gauge",
+       "Wireless noise floor.", (), _radio("noise_dbm"), section="radio"),
+    _t("netguard_radio_snr_db", "gauge",
+       "Wireless signal-to-noise ratio in dB.", (), _radio("snr_db"), section="radio"),
+    # 5G cabin UPS.
+    _t("netguard_ups_battery_status", "gauge",
+       "UPS battery status (state set: 1 for the current status).",
+       ("status",), _ups_battery_status, section="ups"),
+    _t("netguard_ups_on_battery", "gauge",
+       "1 if the UPS output runs on battery.", (), _ups("on_battery"), section="ups"),
+    _t("netguard_ups_battery_charge_ratio", "gauge",
+       "Estimated battery charge, 0..1.", (), _ups("charge_percent", 0.01), section="ups"),
+    _t("netguard_ups_battery_runtime_seconds", "gauge",
+       "Estimated runtime left on battery.", (), _ups("minutes_remaining", 60.0), section="ups"),
+    _t("netguard_ups_on_battery_seconds", "gauge",
+       "Time since the UPS switched to battery (0 on mains).", (), _ups("seconds_on_battery"),
+       section="ups"),
+    _t("netguard_ups_input_voltage_volts", "gauge",
+       "UPS input line voltage.", (), _ups("input_voltage"), section="ups"),
+    _t("netguard_ups_battery_temperature_celsius", "gauge",
+       "UPS battery temperature.", (), _ups("temperature_celsius"), section="ups"),
+    # PON.
+    _t("netguard_pon_onus_online", "gauge",
+       "ONUs online on the PON port.", ("port",), _pon("onus_online"), section="pon"),
+    _t("netguard_pon_onus", "gauge",
+       "ONUs provisioned on the PON port.", ("port",), _pon("onus_total"), section="pon"),
+    _t("netguard_pon_onu_rx_power_dbm", "gauge",
+       "ONU receive power.", ("port", "onu"), _onu_rx, section="pon"),
+    # Tickets.
+    _g("netguard_tickets_open", "gauge",
+       "Open tickets.", ("category", "severity"), _tickets_open, section="tickets"),
+    _g("netguard_tickets_overdue", "gauge",
+       "Open tickets past their SLA.", ("category", "severity"), _tickets_overdue,
+       section="tickets"),
+    # Door sensors and alerts.
+    _g("netguard_door_events_total", "counter",
+       "Door-sensor events ingested, by type.", ("type",), _door_events, section="iot"),
+    _g("netguard_sensors_online", "gauge",
+       "Door sensors heard from recently.", (), _iot("sensors_online"), section="iot"),
+    _g("netguard_sensors_offline", "gauge",
+       "Door sensors silent past the heartbeat timeout.", (), _iot("sensors_offline"),
+       section="iot"),
+    _g("netguard_sensors_low_battery", "gauge",
+       "Door sensors reporting a low battery.", (), _iot("sensors_low_battery"), section="iot"),
+    _g("netguard_door_event_duplicates_total", "counter",
+       "Redelivered MQTT messages recognised and dropped.", (), _iot("duplicates"), section="iot"),
+    _g("netguard_alerts_open", "gauge",
+       "Door alerts not yet resolved, by type and community.", ("type", "community"), _alerts_open,
+       section="iot"),
+    _g("netguard_alert_deliveries_total", "counter",
+       "Alert notifications delivered.", (), _iot("deliveries_delivered"), section="iot"),
+    _g("netguard_alert_delivery_failures_total", "counter",
+       "Alert notifications given up on after retries.", (), _iot("deliveries_failed"),
+       section="iot"),
+    _g("netguard_outbox_pending", "gauge",
+       "Alert notifications waiting for delivery.", (), _iot("outbox_pending"), section="iot"),
+    _g("netguard_dead_letters_total", "counter",
+       "MQTT messages set aside as undecodable or unknown, by reason.", ("reason",), _dead_letters,
+       section="iot"),
+    _g("netguard_mqtt_connected", "gauge",
+       "1 while connected to the MQTT broker.", (), _iot("mqtt_connected"), section="iot"),
+    _g("netguard_mqtt_connect_failures_total", "counter",
+       "Failed attempts to connect to the MQTT broker (refused, unreachable, TLS or "
+       "authentication failure).", (), _iot("mqtt_connect_failures"), section="iot"),
+    # The daemon itself.
+    _g("netguard_polls_total", "counter",
+       "Polls finished, by result.", ("result",), _polls, section="daemon"),
+    _g("netguard_scheduler_overruns_total", "counter",
+       "Polls skipped because the previous poll of the target was still running.",
+       (), _daemon("overruns"), section="daemon"),
+    _g("netguard_scheduler_misfires_total", "counter",
+       "Polls skipped because they could not start within the misfire grace time.",
+       (), _daemon("misfires"), section="daemon"),
+    _g("netguard_sweep_errors_total", "counter",
+       "Periodic sweeps that failed.", (), _daemon("sweep_errors"), section="daemon"),
+    _g("netguard_scheduler_running", "gauge",
+       "1 while the poll scheduler runs.", (), _daemon("scheduler_running"), section="daemon"),
+    _g("netguard_config_reloads_total", "counter",
+       "Configuration reloads (SIGHUP), by result.", ("result",), _config_reloads,
+       section="daemon"),
+    _g("netguard_config_last_reload_successful", "gauge",
+       "1 if the last configuration reload succeeded (or none was tried), else 0.",
+       (), _daemon("config_last_reload_successful"), section="daemon"),
+    _g("netguard_config_last_reload_success_timestamp_seconds", "gauge",
+       "When the configuration last loaded successfully (at start or on reload), Unix time.",
+       (), _daemon("config_last_reload_success"), section="daemon"),
+    _g("netguard_fault_event_backlog", "gauge",
+       "Fault events waiting for the ticket store (it refused or could not be reached).",
+       (), _daemon("fault_event_backlog"), section="daemon"),
+    _g("netguard_fault_events_dropped_total", "counter",
+       "Fault events dropped, oldest first, because the backlog was full.",
+       (), _daemon("fault_events_dropped"), section="daemon"),
+    _g("netguard_fault_events_rejected_total", "counter",
+       "Fault events set aside after the ticket store kept refusing them while the database "
+       "answered.", (), _daemon("fault_events_rejected"), section="daemon"),
+)
