@@ -532,7 +532,9 @@ class Daemon:
                         config_last_reload_success=self.last_reload_success_at,
                         fault_event_backlog=len(self._backlog),
                         fault_events_dropped=self.events_dropped,
-                        fault_events_rejected=self.events_rejected)
+                        fault_events_rejected=self.events_rejected,
+                        clock_steps={"forward": self.clock_watch.forward,
+                                     "backward": self.clock_watch.backward})
         return MetricsSnapshot(
             targets=services.probes.statuses(),
             tickets=self._ticket_counts,

@@ -190,6 +190,8 @@ class DaemonStats:
     fault_event_backlog: int = 0
     fault_events_dropped: int = 0
     fault_events_rejected: int = 0
+    # Steps of the wall clock against the monotonic clock, by direction.
+    clock_steps: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,6 +216,12 @@ def _targets_by_state(s: MetricsSnapshot) -> Iterator[Sample]:
         yield (state,), float(n)
 
 
+def _clock_steps(s: MetricsSnapshot) -> Iterator[Sample]:
+    counts = {"forward": 0, "backward": 0, **s.daemon.clock_steps}
+    for direction, n in counts.items():
+        yield (direction,), float(n)
+
+
 def _polls(s: MetricsSnapshot) -> Iterator[Sample]:
     counts = {"success": 0, "failure": 0, **s.daemon.polls}
     yield from _by_key(counts)
@@ -415,4 +421,7 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_fault_events_rejected_total", "counter",
        "Fault events set aside after the ticket store kept refusing them while the database "
        "answered.", (), _daemon("fault_events_rejected"), section="daemon"),
+    _g("netguard_clock_steps_total", "counter",
+       "Steps of the wall clock (beyond daemon.clock_step_threshold_seconds) seen against "
+       "the monotonic clock, by direction.", ("direction",), _clock_steps, section="daemon"),
 )

@@ -325,4 +325,5 @@ async def test_a_wall_clock_step_is_caught_by_the_next_sweep_and_handed_to_iot()
         await daemon.sweep()
         assert iot.steps == [-7200]
         assert (daemon.clock_watch.forward, daemon.clock_watch.backward) == (0, 1)
+        assert daemon.metrics_snapshot().daemon.clock_steps == {"forward": 0, "backward": 1}
         assert iot.sweeps == 2  # the sweep itself still ran
