@@ -13,9 +13,13 @@ also cost more than the polls at 10,000 targets. See docs/decisions.md.)
 
 A poll that falls due while the previous poll of the same target still runs is an
 *overrun*: it is skipped and counted, never overlapped. When the wheel itself falls more
-than ``misfire_grace_seconds`` behind (a suspended VM, a stalled loop), each late poll is a
-*misfire*: it is counted and the target re-aligns to its next slot instead of the backlog
-firing at once. A semaphore bounds how many polls run at once across all targets.
+than ``misfire_grace_seconds`` behind (a suspended VM, a stalled or starved loop), each
+late poll is a *misfire*: it is counted and still runs, once however many of its slots
+were missed, and the target then re-aligns to its next slot. (Skipping it instead would
+leave a target unpolled for a whole extra interval after every stall, and a daemon
+started on a busy machine would skip its very first polls.) A semaphore bounds how many
+polls run at once across all targets, so a catch-up after a stall queues rather than
+bursts.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class PollScheduler:
         jitter_seconds: The window over which the *first* polls are spread after start
             (or after a target is added), capped at each target's interval. Later polls
             are spread over the whole interval by the targets' phases.
-        misfire_grace_seconds: How late a poll may start before it is skipped as a misfire.
+        misfire_grace_seconds: How late a poll may start before it counts as a misfire.
         max_concurrency: Polls running at once, across all targets.
     """
 
@@ -236,7 +240,7 @@ class PollScheduler:
                 continue  # removed or re-timed since this entry was queued
             if now - due > self._grace:
                 missed += 1
-            elif target_id in self._busy:
+            if target_id in self._busy:
                 self.overruns += 1
             else:
                 self._launch(target_id)
@@ -244,8 +248,8 @@ class PollScheduler:
             self._push(self._next_slot(slot, max(due, now)), target_id, slot)
         if missed:
             self.misfires += missed
-            log.warning("polls missed their start time; skipped to their next slot",
-                        extra={"polls": missed})
+            log.warning("polls started late (the loop was stalled or starved); each runs "
+                        "once and returns to its slot", extra={"polls": missed})
 
     def _launch(self, target_id: str) -> None:
         # Busy from the moment the task exists, so a second trigger cannot overlap it.

@@ -397,7 +397,7 @@ SPECS: tuple[MetricSpec, ...] = (
        "Polls skipped because the previous poll of the target was still running.",
        (), _daemon("overruns"), section="daemon"),
     _g("netguard_scheduler_misfires_total", "counter",
-       "Polls skipped because they could not start within the misfire grace time.",
+       "Polls that started later than the misfire grace time (they still ran, once).",
        (), _daemon("misfires"), section="daemon"),
     _g("netguard_sweep_errors_total", "counter",
        "Periodic sweeps that failed.", (), _daemon("sweep_errors"), section="daemon"),

@@ -203,25 +203,42 @@ async def test_second_cycle_follows_the_phases() -> None:
     assert sched.overruns == 0
 
 
-async def test_a_stalled_loop_misfires_and_realigns_instead_of_bursting() -> None:
+async def test_a_stalled_loop_polls_each_target_once_late_then_realigns() -> None:
     # A loop blocked for longer than the grace (a stalled event loop, a suspended VM):
-    # each target's late slot is skipped and counted once, not once per missed slot
-    # (1 s / 0.02 s = 50 each), and polling resumes on the targets' phases.
+    # each target's late slot counts one misfire and one poll, not one per missed slot
+    # (1 s / 0.02 s = 50 each), and polling goes on on the targets' phases.
     poller = Poller()
     sched = PollScheduler([Target("a", 0.02), Target("b", 0.02)], poller, jitter_seconds=0,
                           misfire_grace_seconds=0.2)
     sched.start()
     try:
         await async_wait_until(lambda: _ready(len(poller.calls) >= 2), what="first polls")
-        misfires_before = sched.misfires
+        misfires_before, overruns_before = sched.misfires, sched.overruns
         time.sleep(1.0)  # noqa: ASYNC251 - blocking the loop is the stall under test
         await async_wait_until(lambda: _ready(sched.misfires >= misfires_before + 2),
                                what="misfires")
         resumed = len(poller.calls)
         await async_wait_until(lambda: _ready(len(poller.calls) >= resumed + 4),
                                what="polling resumed")
-        # Room for a natural stall or two of a loaded machine, far below a burst.
+        # Room for a natural stall or two of a loaded machine, far below 50 per target.
         assert sched.misfires - misfires_before <= 8
+        assert sched.overruns - overruns_before <= 8
+    finally:
+        await sched.stop(1.0)
+
+
+async def test_first_polls_run_even_when_the_loop_starts_late() -> None:
+    # A daemon started on a busy machine: the loop is blocked right after start, past the
+    # grace. The first polls still happen (counted as misfires), they are not skipped.
+    poller = Poller()
+    sched = PollScheduler([Target("a", 3600), Target("b", 3600)], poller, jitter_seconds=0,
+                          misfire_grace_seconds=0.1)
+    sched.start()
+    try:
+        time.sleep(0.5)  # noqa: ASYNC251 - blocking the loop is the late start under test
+        await async_wait_until(lambda: _ready(sorted(poller.finished) == ["a", "b"]),
+                               what="first polls")
+        assert sched.misfires == 2
     finally:
         await sched.stop(1.0)
 
