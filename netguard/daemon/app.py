@@ -20,41 +20,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
 from netguard.clock import Clock, ClockWatch, SystemClock
 from netguard.config import Settings
+from netguard.daemon.backlog import FaultBacklog
 from netguard.daemon.http import MetricsServer
 from netguard.daemon.reload import ReloadPlan, plan_reload
 from netguard.daemon.scheduler import PollScheduler
-from netguard.errors import ConfigError, TransientError
-from netguard.faults import FaultEvent
+from netguard.errors import ConfigError
+from netguard.faults import FaultEvent, FaultKey
 from netguard.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
 from netguard.probes.config import TargetConfig
+from netguard.store.health import bounded, describe_error, store_wide_reason
 from netguard.tickets.config import TicketsConfig
 
 log = logging.getLogger(__name__)
 
-# How long a readiness probe may wait for the store before calling it unreachable.
-READY_TIMEOUT_SECONDS = 2.0
-# Fault events kept for retry while the store is down; beyond this the oldest are dropped
-# (and counted) rather than growing without bound. A restart recovers both kinds: the
-# probes re-raise a still-active fault whose FaultOpened was dropped, and are seeded with
-# the faults of open tickets (netguard.daemon.continuity), so a dropped FaultCleared is
-# sent again once the link is seen healthy.
-MAX_EVENT_BACKLOG = 100_000
-# A full backlog logs its first drop and then every this many, so that an outage long
-# enough to overflow it is visible without a log line per lost event.
-DROP_LOG_EVERY = 1_000
-# Sweeps in a row that a backlogged fault event may fail, with the database answering,
-# before it is set aside as one the ticket store will never accept.
+# How long a readiness probe may wait for the store's write probe before "not ready".
+READY_TIMEOUT_SECONDS = 3.0
+# Attempts in a row that a fault event may fail with an error specific to it (a value the
+# schema refuses, a constraint) before it is set aside as one the ticket store will never
+# accept. Store-wide errors (read-only, unreachable, disk full, timeout) never count.
 POISON_EVENT_ATTEMPTS = 3
+# The fault-event writer's retry delay while the store refuses writes: exponential with
+# jitter between these bounds (a readiness probe that finds the store writable again
+# wakes it at once).
+RETRY_MIN_SECONDS = 0.5
+RETRY_MAX_SECONDS = 15.0
+# While a store outage lasts, the writer and the sweeps log one line when it starts, then
+# one every this many seconds with the count of failures, and one when it ends.
+OUTAGE_LOG_EVERY_SECONDS = 60.0
 
 
 # --------------------------------------------------------------------------- ports
@@ -69,18 +72,26 @@ class PollOutcomeView(Protocol):
     def events(self) -> Sequence[FaultEvent]: ...
 
 
+class ActiveFaultView(Protocol):
+    """A fault the probes hold active."""
+
+    @property
+    def key(self) -> FaultKey: ...
+
+
 class ProbesPort(Protocol):
     """The probe service (``netguard.probes.service.ProbeService``)."""
 
     def statuses(self) -> Mapping[str, TargetView]: ...
     async def poll(self, target_id: str) -> PollOutcomeView: ...
+    def active_faults(self) -> Sequence[ActiveFaultView]: ...
 
 
 class TicketsPort(Protocol):
     """The ticket service (``netguard.tickets.service.TicketService``)."""
 
     async def handle(self, event: FaultEvent) -> object: ...
-    async def sweep(self) -> object: ...
+    async def sweep(self, *, still_active: Callable[[str], bool] | None = None) -> object: ...
     async def counts(self) -> TicketCountsView: ...
 
 
@@ -94,10 +105,19 @@ class IotPort(Protocol):
     def mqtt_connected(self) -> bool: ...
 
 
+class StoreHealthView(Protocol):
+    """The outcome of a write probe (``netguard.store.health.StoreHealth``)."""
+
+    @property
+    def writable(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+
+
 class StorePort(Protocol):
     """The database handle."""
 
-    async def ping(self) -> bool: ...
+    async def writable(self, within: float | None = None) -> StoreHealthView: ...
 
 
 Retarget = Callable[[Sequence[TargetConfig], Callable[[], None], float], Awaitable[None]]
@@ -184,16 +204,28 @@ class Daemon:
             misfire_grace_seconds=daemon.misfire_grace_seconds,
             max_concurrency=daemon.max_concurrent_polls)
         self.clock_watch = ClockWatch(self.clock, daemon.clock_step_threshold_seconds)
-        self._backlog: deque[FaultEvent] = deque()
+        self._backlog = FaultBacklog(fault_journal_path(settings),
+                                     memory_limit=daemon.fault_backlog_memory,
+                                     journal_limit=daemon.fault_journal_max_events)
+        self._wake = asyncio.Event()
+        self._draining = False
         self._ticket_counts: TicketCountsView | None = None
         self._started_at = time.time()
         self.last_reload_success_at = self._started_at
         self._stopping_since: float | None = None
         self.sweep_errors = 0
-        self.events_dropped = 0
         self.events_handled = 0
         self.events_rejected = 0
         self._head_failures = 0
+        # The fault-event writer's view of the store: the reason of its last store-wide
+        # failure while it lasts ("" when its last attempt went through).
+        self.store_refusing = ""
+        self.store_write_failures = 0
+        self.store_outages = 0
+        self._writer_outage = _Outage("the ticket store refuses writes; fault events wait "
+                                      "in order and are delivered once it takes them")
+        self._sweep_outage = _Outage("sweeps fail: the store is unavailable")
+        self.readiness_reasons: dict[str, str] = {}
 
     # -- services ------------------------------------------------------------------------
 
@@ -201,6 +233,11 @@ class Daemon:
         if self._services is None:
             raise RuntimeError("Daemon used outside `async with`")
         return self._services
+
+    @property
+    def events_dropped(self) -> int:
+        """Fault events dropped because the journal was full or could not be written."""
+        return self._backlog.dropped
 
     @property
     def store(self) -> StorePort:
@@ -234,7 +271,8 @@ class Daemon:
             await self._refresh_ticket_counts()
             if self.settings.metrics.enabled:
                 self._http = await stack.enter_async_context(
-                    MetricsServer(self.settings.metrics, self.metrics_snapshot, self.readiness))
+                    MetricsServer(self.settings.metrics, self.metrics_snapshot, self.readiness,
+                                  lambda: self.readiness_reasons))
                 self.metrics_url = self._http.url
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
@@ -254,17 +292,22 @@ class Daemon:
             return
         budget = self.settings.daemon.shutdown_timeout_seconds
         spent = 0.0 if self._stopping_since is None else time.monotonic() - self._stopping_since
+        # Fault events the store did not take are kept for the next start.
+        waiting = len(self._backlog)
+        if waiting:
+            kept = self._backlog.persist()
+            log.warning("fault events not delivered by shutdown are kept in the journal",
+                        extra={"events": kept, "journal": str(self._backlog.journal)})
+        # The whole shutdown stays within its budget (systemd's stop timeout is set from
+        # it), so closing the services gets what the polls left over. (Cancelling a close
+        # that waits on a hung database runs cleanup that talks to it again: the store's
+        # connect and statement timeouts are what bound that.)
         try:
-            # The whole shutdown stays within its budget (systemd's stop timeout is set
-            # from it), so closing the services gets what the polls left over.
             async with asyncio.timeout(max(budget - spent, 1.0)):
-                # Whatever is still queued for the ticket service gets one last chance.
-                with contextlib.suppress(Exception):
-                    await self._drain_backlog()
                 await stack.__aexit__(exc_type, exc, tb)
         except TimeoutError:
-            log.exception("services did not close within the shutdown timeout",
-                      extra={"timeout_seconds": budget, "undelivered_events": self.backlog})
+            log.error("services did not close within the shutdown timeout",  # noqa: TRY400 - expected on a hung database: one line, no traceback
+                      extra={"timeout_seconds": budget, "fault_events_waiting": waiting})
         self._services = None
         self.metrics_url = None
         log.info("netguard stopped")
@@ -283,16 +326,50 @@ class Daemon:
         self.scheduler.start()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps")
-                tg.create_task(self._reload_loop(stop), name="netguard[daemon].reload")
+                sweeps = tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps")
+                reload = tg.create_task(self._reload_loop(stop),
+                                        name="netguard[daemon].reload")
+                writer = tg.create_task(self._writer_loop(), name="netguard[daemon].faults")
                 await stop.wait()
-                # Wakes the reload loop so it ends; a reload under way finishes first
-                # (cutting it off could leave a half-switched probe service).
-                self._reload_requested.set()
+                await self._wind_down(sweeps, reload, writer)
         finally:
-            self._stopping_since = time.monotonic()
-            log.info("shutting down", extra={"inflight_polls": self.scheduler.inflight})
-            await self.scheduler.stop(budget * 0.8)
+            if self._stopping_since is None:
+                self._stopping_since = time.monotonic()
+            await self.scheduler.stop(self._budget_left(budget * 0.5))
+
+    def _budget_left(self, share: float) -> float:
+        """Seconds left of the first ``share`` seconds of the shutdown budget."""
+        since = self._stopping_since
+        return max(0.0, share - (0.0 if since is None else time.monotonic() - since))
+
+    async def _wind_down(self, sweeps: asyncio.Task[None], reload: asyncio.Task[None],
+                         writer: asyncio.Task[None]) -> None:
+        """Stop every loop within the shutdown budget, in the order that loses least.
+
+        A sweep under way is cut at once (periodic work: the next start redoes it; with a
+        hung database it could otherwise take minutes). Polls get half the budget to
+        finish and hand their fault events over; a reload under way may finish within
+        60%; the writer delivers what waits until 80% is spent, and the rest goes to the
+        journal when the services close. The remaining 20% is for closing the services.
+        """
+        budget = self.settings.daemon.shutdown_timeout_seconds
+        self._stopping_since = time.monotonic()
+        log.info("shutting down", extra={"inflight_polls": self.scheduler.inflight,
+                                         "fault_events_waiting": len(self._backlog),
+                                         "budget_seconds": budget})
+        sweeps.cancel()
+        # Wakes the reload loop so it ends; a reload under way finishes first if it can
+        # (cutting it off could leave a half-switched probe service).
+        self._reload_requested.set()
+        await self.scheduler.stop(self._budget_left(budget * 0.5))
+        await asyncio.wait({reload}, timeout=self._budget_left(budget * 0.6))
+        if not reload.done():
+            log.warning("a configuration reload was still running at shutdown; cancelled")
+            reload.cancel()
+        self._draining = True
+        self._wake.set()
+        await asyncio.wait({writer}, timeout=self._budget_left(budget * 0.8))
+        writer.cancel()
 
     async def _sweep_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.daemon.sweep_interval_seconds
@@ -405,27 +482,49 @@ class Daemon:
     async def sweep(self) -> None:
         """One round of periodic work; a failing part is logged, counted and skipped.
 
-        Retries fault events the store refused earlier, runs the ticket sweep
-        (auto-resolve, SLA overdue), the IoT sweep (offline sensors, outbox retries,
-        retention) and refreshes the ticket counts the metrics export. A step of the wall
-        clock since the last sweep is logged first and re-baselines what compares wall
-        stamps with "now", so the sweep does not act on it.
+        Runs the ticket sweep (auto-resolve, SLA overdue), the IoT sweep (offline
+        sensors, outbox retries, retention) and refreshes the ticket counts the metrics
+        export; a step of the wall clock since the last sweep is logged first and
+        re-baselines what compares wall stamps with "now", so the sweep does not act on
+        it. Each step is bounded by ``store.operation_timeout_seconds``. A store
+        outage is logged as one line when it starts, then one a minute with a count,
+        not a traceback per step and sweep.
+
+        A ticket is only auto-resolved when its fault is clear where it matters: the
+        probes do not hold it active and no fault event waits for the store (a
+        ``FaultOpened`` the store refused would otherwise be overtaken by the resolve).
         """
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("clock", self._check_clock),
-            ("fault backlog", self._drain_backlog),
-            ("tickets", self.tickets.sweep),
+            ("tickets", lambda: self.tickets.sweep(still_active=self._still_active())),
         ]
         iot = self.iot
         if iot is not None:
             steps.append(("iot", iot.sweep))
         steps.append(("ticket counts", self._refresh_ticket_counts))
+        timeout = self.settings.store.operation_timeout_seconds
+        failed = ""
         for name, step in steps:
             try:
-                await step()
-            except Exception:
+                await bounded(step(), timeout)
+            except Exception as exc:
                 self.sweep_errors += 1
-                log.exception("sweep failed", extra={"sweep": name})
+                reason = store_wide_reason(exc)
+                if reason is None:
+                    log.exception("sweep failed", extra={"sweep": name})
+                else:
+                    failed = failed or f"{name}: {describe_error(exc)}"
+        if failed:
+            self._sweep_outage.failed(failed)
+        else:
+            self._sweep_outage.recovered()
+
+    def _still_active(self) -> Callable[[str], bool]:
+        """Which fault keys are not clear now (for the ticket sweep's auto-resolve)."""
+        if len(self._backlog):
+            return lambda _key: True
+        active = {str(fault.key) for fault in self.probes.active_faults()}
+        return active.__contains__
 
     async def _check_clock(self) -> None:
         step = self.clock_watch.check()
@@ -442,7 +541,8 @@ class Daemon:
     async def _poll(self, target_id: str) -> TargetView:
         outcome = await self.probes.poll(target_id)
         if outcome.events:
-            await self._deliver(outcome.events)
+            # Handed over, never awaited: a slow or hung database must not stall polls.
+            self._hand_over(outcome.events)
         for listener in self.on_poll:
             try:
                 listener(outcome)
@@ -450,72 +550,101 @@ class Daemon:
                 log.exception("poll listener failed")
         return outcome.status
 
-    async def _deliver(self, events: Sequence[FaultEvent]) -> None:
-        # Events for one fault must reach the tickets in order, so once anything waits in
-        # the backlog, new events queue behind it instead of overtaking.
-        if self._backlog:
-            self._queue(events)
-            return
-        for i, event in enumerate(events):
-            try:
-                await self.tickets.handle(event)
-                self.events_handled += 1
-            except Exception:
-                log.exception("ticket service refused a fault event; will retry",
-                              extra={"fault": str(event.key)})
-                self._queue(events[i:])
-                return
-
-    def _queue(self, events: Sequence[FaultEvent]) -> None:
+    def _hand_over(self, events: Sequence[FaultEvent]) -> None:
         for event in events:
-            if len(self._backlog) >= MAX_EVENT_BACKLOG:
-                dropped = self._backlog.popleft()
-                self.events_dropped += 1
-                if (self.events_dropped - 1) % DROP_LOG_EVERY == 0:
-                    log.error("fault event backlog is full; dropping the oldest events",
-                              extra={"fault": str(dropped.key),
-                                     "dropped_total": self.events_dropped,
-                                     "backlog_limit": MAX_EVENT_BACKLOG})
             self._backlog.append(event)
+        self._wake.set()
 
-    async def _drain_backlog(self) -> None:
-        while self._backlog:
-            event = self._backlog[0]
-            try:
-                await self.tickets.handle(event)
-            except Exception as exc:
-                if not await self._is_poison(event, exc):
-                    raise
-                self._backlog.popleft()
+    async def _writer_loop(self) -> None:
+        """Deliver waiting fault events in order, retrying with backoff while the store
+        refuses writes. Ends once drained after shutdown began (``_draining``)."""
+        rng = random.Random()  # noqa: S311 - jitter, not security
+        attempts = 0
+        while True:
+            self._wake.clear()
+            delivered = await self._drain_backlog()
+            if delivered or not len(self._backlog):
+                attempts = 0
+                if self._draining:
+                    return
+                await self._wake.wait()
                 continue
-            self._backlog.popleft()
+            if self._draining:
+                return  # what is left goes to the journal
+            attempts += 1
+            delay = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2.0 ** min(attempts - 1, 16))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay * (0.5 + 0.5 * rng.random())):
+                    await self._wake.wait()
+
+    async def _drain_backlog(self) -> bool:
+        """Deliver waiting events in order until none is left or the store refuses.
+
+        Returns:
+            True if the backlog is empty (everything delivered or set aside).
+        """
+        timeout = self.settings.store.operation_timeout_seconds
+        while (event := self._backlog.head()) is not None:
+            try:
+                await bounded(self.tickets.handle(event), timeout)
+            except Exception as exc:
+                reason = store_wide_reason(exc)
+                if reason is not None:
+                    self._head_failures = 0
+                    self._store_refused(describe_error(exc))
+                    return False
+                if not await self._is_poison(event, exc):
+                    return False
+                self._backlog.pop()
+                continue
+            self._backlog.pop()
             self._head_failures = 0
             self.events_handled += 1
+            self._store_took_write()
+        return True
+
+    def _store_refused(self, reason: str) -> None:
+        self.store_write_failures += 1
+        if not self.store_refusing:
+            self.store_outages += 1
+        self.store_refusing = reason
+        self._writer_outage.failed(reason, waiting=len(self._backlog))
+
+    def _store_took_write(self) -> None:
+        self.store_refusing = ""
+        self._writer_outage.recovered(waiting=len(self._backlog))
 
     async def _is_poison(self, event: FaultEvent, exc: Exception) -> bool:
         """Whether the backlog's head is an event the ticket store will never accept.
 
-        Events wait in order, so one the database refuses while it answers (a site name
-        too long for its column, say) would hold every later event behind it for good.
-        An outage must drop nothing: transient errors and a store that does not answer
-        keep the event.
+        Events wait in order, so one the database refuses for its own content (a site
+        name too long for its column, say) would hold every later event behind it for
+        good. Only such event-specific errors count; a store that refuses every write
+        (read-only, full, unreachable, timing out) never sets anything aside. An error
+        not recognised as store-wide counts only if a write probe then succeeds.
         """
-        if isinstance(exc, TransientError | OSError) or not await self.store.ping():
+        health = await self.store.writable(READY_TIMEOUT_SECONDS)
+        if not health.writable:
             self._head_failures = 0
+            self._store_refused(health.reason)
             return False
+        self._store_took_write()
         self._head_failures += 1
         if self._head_failures < POISON_EVENT_ATTEMPTS:
+            log.warning("the ticket store refused a fault event; will retry",
+                        extra={"fault": str(event.key), "attempt": self._head_failures,
+                               "error": describe_error(exc)})
             return False
         self._head_failures = 0
         self.events_rejected += 1
-        log.error("the ticket store keeps refusing a fault event while the database "
-                  "answers; set aside so that later events are not held behind it",
+        log.error("the ticket store keeps refusing a fault event for its content; set "
+                  "aside so that later events are not held behind it",
                   exc_info=exc, extra={"fault": str(event.key), "event": repr(event)})
         return True
 
     @property
     def backlog(self) -> int:
-        """Fault events waiting for the ticket service."""
+        """Fault events waiting for the ticket service (in memory and in the journal)."""
         return len(self._backlog)
 
     # -- metrics and health ------------------------------------------------------------
@@ -544,17 +673,70 @@ class Daemon:
         )
 
     async def readiness(self) -> dict[str, bool]:
-        """Named readiness checks: ``store``, ``scheduler`` and (with MQTT) ``broker``."""
+        """Named readiness checks: ``store``, ``scheduler`` and (with MQTT) ``broker``.
+
+        ``store`` is true only if the database takes writes: a write probe that is rolled
+        back (PostgreSQL's ``transaction_read_only`` first), and the fault-event writer's
+        last attempt was not refused (a full disk passes a rolled-back probe). Why not is
+        in :attr:`readiness_reasons`, which ``/readyz`` reports.
+        """
         services = self._require()
         checks = {"scheduler": self.scheduler.running}
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                checks["store"] = await services.store.ping()
-        except TimeoutError:
-            checks["store"] = False
+        reasons: dict[str, str] = {}
+        health = await services.store.writable(READY_TIMEOUT_SECONDS)
+        if not health.writable:
+            reasons["store"] = health.reason
+        elif self.store_refusing:
+            reasons["store"] = f"fault events refused: {self.store_refusing}"
+            self._wake.set()  # the probe wrote: let the writer try again now
+        checks["store"] = "store" not in reasons
         if services.iot is not None and self.settings.iot.mqtt.enabled:
             checks["broker"] = services.iot.mqtt_connected
+            if not checks["broker"]:
+                reasons["broker"] = "not connected to the MQTT broker"
+        if not checks["scheduler"]:
+            reasons["scheduler"] = "the poll scheduler is not running"
+        self.readiness_reasons = reasons
         return checks
+
+
+class _Outage:
+    """Logs a store outage as one line when it starts, one a minute while it lasts (with
+    the count of failures) and one when it ends: never a traceback per attempt."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.failures = 0
+        self._since = 0.0
+        self._logged = 0.0
+
+    def failed(self, reason: str, **extra: object) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.failures == 1:
+            self._since = self._logged = now
+            log.error(self.message, extra={"reason": reason, **extra})
+        elif now - self._logged >= OUTAGE_LOG_EVERY_SECONDS:
+            self._logged = now
+            log.error("%s (still)", self.message, extra={
+                "reason": reason, "failures": self.failures,
+                "outage_seconds": round(now - self._since, 1), **extra})
+
+    def recovered(self, **extra: object) -> None:
+        if self.failures:
+            log.warning("the store is back", extra={
+                "after_failures": self.failures,
+                "outage_seconds": round(time.monotonic() - self._since, 1), **extra})
+        self.failures = 0
+
+
+def fault_journal_path(settings: Settings) -> Path:
+    """Where fault events wait when the backlog in memory is full (and at shutdown)."""
+    if settings.daemon.fault_journal is not None:
+        return settings.daemon.fault_journal
+    sqlite = settings.store.sqlite_file()
+    directory = sqlite.parent if sqlite is not None else Path()
+    return directory / "fault-events.journal"
 
 
 # A reload of a big estate may change thousands of targets; the log names the first few.

@@ -94,6 +94,13 @@ class DaemonConfig(BaseModel):
     # step (logged, counted; heartbeat baselines move with it). NTP slewing stays below.
     clock_step_threshold_seconds: float = Field(default=30.0, gt=0)
     trap_listen: str | None = None
+    # Fault events waiting for the ticket store (read-only, full or unreachable): this
+    # many in memory, then appended to the journal file, replayed in order. ``None``:
+    # ``fault-events.journal`` next to the SQLite database, or in the working directory
+    # (the systemd unit's StateDirectory) with PostgreSQL.
+    fault_journal: Path | None = None
+    fault_backlog_memory: int = Field(default=10_000, ge=1)
+    fault_journal_max_events: int = Field(default=1_000_000, ge=1)
 
     @field_validator("trap_listen")
     @classmethod

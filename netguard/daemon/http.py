@@ -61,13 +61,17 @@ class MetricsServer:
         snapshot: Returns the current metrics snapshot; called on the event loop.
         readiness: Returns named checks (``store``, ``broker``, ``scheduler``); all must be
             true for ``/readyz`` to answer 200.
+        reasons: Why the failing checks fail (read after ``readiness``), reported by
+            ``/readyz`` as ``reasons``.
     """
 
     def __init__(self, config: MetricsConfig, snapshot: Callable[[], MetricsSnapshot],
-                 readiness: ReadinessCheck) -> None:
+                 readiness: ReadinessCheck,
+                 reasons: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.config = config
         self._snapshot = snapshot
         self._readiness = readiness
+        self._reasons = reasons
         self._renderer = Renderer(runtime_registry())
         # One render thread: concurrent scrapes queue instead of competing for the GIL
         # with the event loop, and the loop's default executor stays free for others.
@@ -178,10 +182,16 @@ class MetricsServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, _request: web.Request) -> web.Response:
+        reasons: dict[str, str] = {}
         try:
             checks = dict(await self._readiness())
+            if self._reasons is not None:
+                reasons = dict(self._reasons())
         except Exception:
             log.exception("readiness check failed")
             checks = {"readiness": False}
         ready = all(checks.values())
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        body: dict[str, object] = {"ready": ready, "checks": checks}
+        if reasons:
+            body["reasons"] = reasons
+        return web.json_response(body, status=200 if ready else 503)

@@ -126,6 +126,10 @@ class ProbeRoster:
         """
         return self._require().service.restore_active(faults)
 
+    def active_faults(self) -> list[ActiveFault]:
+        """The faults the current service holds active (in memory, never blocks)."""
+        return self._require().service.active_faults()
+
     async def poll(self, target_id: str) -> PollOutcome:
         """Poll one target with the current service.
 

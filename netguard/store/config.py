@@ -25,6 +25,17 @@ class StoreConfig(BaseModel):
     url: SecretStr | None = None
     auto_upgrade: bool = False
     pool_size: int = Field(default=5, ge=1)
+    # A database that accepts connections and never answers must cost seconds, not the
+    # drivers' 60 s (asyncpg connect) or forever (a statement on a hung server): every
+    # call is bounded, so a sick database means "not ready" quickly and nothing stalls.
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    """Connecting (TCP, TLS, authentication), and waiting for a pooled connection."""
+    statement_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """One statement: asyncpg ``command_timeout`` plus the server's ``statement_timeout``;
+    SQLite's busy timeout (how long a writer waits for the lock)."""
+    operation_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """One store operation of the daemon (a fault event, a sweep step, a readiness check),
+    several statements; enforced with ``asyncio.timeout`` where the driver cannot."""
 
     @field_validator("url")
     @classmethod

@@ -8,7 +8,7 @@ the last commits) and a busy timeout so that the CLI and the daemon can write si
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect, make_url, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.errors import SchemaOutdatedError, StoreError, StoreUnavailableError
 from netguard.store.config import StoreConfig
+from netguard.store.health import StoreHealth, bounded, probe_writable
 from netguard.store.revisions import head_revision
 
 if TYPE_CHECKING:
@@ -56,13 +57,15 @@ def alembic_head_revision() -> str:
     return head
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+    return on_connect
 
 
 def create_engine(config: StoreConfig) -> AsyncEngine:
@@ -78,10 +81,24 @@ def create_engine(config: StoreConfig) -> AsyncEngine:
                 raise StoreUnavailableError(
                     f"cannot create the database directory {parent}: "
                     f"{exc.strerror or exc}") from exc
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # The busy timeout is how long a write waits for another writer's lock (the CLI
+        # and the daemon write side by side): the statement timeout.
+        engine = create_async_engine(url, connect_args={
+            "timeout": config.statement_timeout_seconds})
+        event.listen(engine.sync_engine, "connect",
+                     _sqlite_pragmas(int(config.statement_timeout_seconds * 1000)))
         return engine
-    return create_async_engine(url, pool_size=config.pool_size, pool_pre_ping=True)
+    # asyncpg waits 60 s to connect and forever for an answer by default; a hung server
+    # must cost seconds. command_timeout bounds each statement on the client (it also
+    # covers pool_pre_ping), statement_timeout on the server (a slow query is cancelled
+    # there too), pool_timeout the wait for a free pooled connection.
+    statement_ms = int(config.statement_timeout_seconds * 1000)
+    return create_async_engine(
+        url, pool_size=config.pool_size, pool_pre_ping=True,
+        pool_timeout=config.connect_timeout_seconds,
+        connect_args={"timeout": config.connect_timeout_seconds,
+                      "command_timeout": config.statement_timeout_seconds,
+                      "server_settings": {"statement_timeout": str(statement_ms)}})
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -216,13 +233,25 @@ class Store:
         async with self._sessions() as session:
             yield session
 
-    async def ping(self) -> bool:
-        """True when a trivial query succeeds (for ``/readyz``)."""
-        from sqlalchemy import text
+    async def ping(self, within: float | None = None) -> bool:
+        """True when a trivial query succeeds within ``within`` seconds (default: the
+        operation timeout)."""
 
-        try:
+        async def select_one() -> None:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except (OperationalError, DBAPIError, OSError):
+
+        try:
+            await bounded(select_one(), within or self.config.operation_timeout_seconds)
+        except (SQLAlchemyError, OSError, TimeoutError):
             return False
         return True
+
+    async def writable(self, within: float | None = None) -> StoreHealth:
+        """Whether the database takes writes now: a rolled-back write probe (for
+        ``/readyz``; a store that answers ``SELECT 1`` may still refuse every write).
+
+        See :func:`netguard.store.health.probe_writable`.
+        """
+        return await probe_writable(self.engine,
+                                    within or self.config.operation_timeout_seconds)

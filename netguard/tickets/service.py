@@ -112,6 +112,7 @@ class TicketService:
         self._config = config
         self._clock: Clock = clock or SystemClock()
         self._criticality = {site.id: site.criticality for site in config.sites}
+        self._held: set[int] = set()  # cleared tickets the sweep keeps open (logged once)
 
     # ----------------------------------------------------------------- policy helpers
 
@@ -534,20 +535,35 @@ class TicketService:
 
     # ---------------------------------------------------------------- sweep
 
-    async def sweep(self) -> SweepResult:
+    async def sweep(self, *, still_active: Callable[[str], bool] | None = None
+                    ) -> SweepResult:
         """Resolve tickets whose fault stayed clear for the hold time; mark SLA overdue.
 
         Also gives children that waited too long for an upstream ticket their own ticket.
         The daemon calls this periodically; it is safe to run from several processes.
+
+        Args:
+            still_active: Says whether a fault key (``target|component|condition``) is
+                still faulty now, as the probes see it. Such a ticket is not resolved
+                even if its hold expired: its ``FaultOpened`` may not have reached the
+                store (read-only, failover), and "stayed clear" would be false.
         """
         now = self._clock.now()
         cutoff = now - timedelta(seconds=self._config.resolve_hold_seconds)
         async with self._store.engine.connect() as conn:
-            due = (await conn.execute(
-                sa.select(TICKET.c.id).where(TICKET.c.state.in_(ACTIVE),
-                                             TICKET.c.cleared_at.is_not(None),
-                                             TICKET.c.cleared_at <= self._t(cutoff))
-                .order_by(TICKET.c.id))).scalars().all()
+            rows = (await conn.execute(
+                sa.select(TICKET.c.id, TICKET.c.fault_key)
+                .where(TICKET.c.state.in_(ACTIVE), TICKET.c.cleared_at.is_not(None),
+                       TICKET.c.cleared_at <= self._t(cutoff))
+                .order_by(TICKET.c.id))).all()
+        due = [row.id for row in rows if still_active is None or row.fault_key is None
+               or not still_active(row.fault_key)]
+        held = {int(r.id) for r in rows} - set(due)
+        if held - self._held:
+            # Once per ticket, not every sweep.
+            log.info("not resolving tickets whose fault the probes still see", extra={
+                "tickets": ",".join(self.ref(i) for i in sorted(held - self._held))[:500]})
+        self._held = held
         resolved: list[str] = []
         promoted: list[str] = []
         for ticket_id in due:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,15 +15,23 @@ import pytest
 
 from netguard.clock import Clock, ManualClock
 from netguard.config import Settings, settings_from_data
-from netguard.daemon.app import Daemon, Services
+from netguard.daemon.app import POISON_EVENT_ATTEMPTS, Daemon, Services
 from netguard.errors import StoreError, StoreUnavailableError
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
 from netguard.iot.service import IotSnapshot
+from netguard.probes.assess import ActiveFault
 from netguard.probes.state import PollOutcome, TargetStatus
+from netguard.store.health import StoreHealth
 from netguard.tickets.domain import TicketCounts
 from tests.support.wait import async_wait_until
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fault-event journal defaults to the working directory with these settings.
+    monkeypatch.chdir(tmp_path)
 
 
 def _opened(target: str) -> FaultOpened:
@@ -37,6 +47,10 @@ def _cleared(target: str) -> FaultCleared:
 class Probes:
     events: dict[str, list[FaultEvent]] = field(default_factory=dict)
     polled: list[str] = field(default_factory=list)
+    active: list[ActiveFault] = field(default_factory=list)
+
+    def active_faults(self) -> list[ActiveFault]:
+        return list(self.active)
 
     def statuses(self) -> dict[str, TargetStatus]:
         return {t: TargetStatus(target=t, kind="fiber", reachable=True, state="up")
@@ -60,7 +74,7 @@ class Tickets:
             raise StoreUnavailableError("database unreachable")
         self.handled.append(event)
 
-    async def sweep(self) -> None:
+    async def sweep(self, *, still_active: Callable[[str], bool] | None = None) -> None:
         self.sweeps += 1
         if self.down:
             raise StoreUnavailableError("database unreachable")
@@ -89,8 +103,8 @@ class Iot:
 class Store:
     up: bool = True
 
-    async def ping(self) -> bool:
-        return self.up
+    async def writable(self, within: float | None = None) -> StoreHealth:
+        return StoreHealth(True) if self.up else StoreHealth(False, "unreachable")
 
 
 def _settings(**daemon: Any) -> Settings:
@@ -262,7 +276,10 @@ async def test_an_event_the_store_always_refuses_does_not_block_later_ones(
                for r in caplog.records)
 
 
-async def test_an_outage_never_sets_events_aside() -> None:
+async def test_an_outage_never_sets_events_aside(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netguard.daemon import app
+
+    monkeypatch.setattr(app, "RETRY_MAX_SECONDS", 0.2)
     probes, tickets, store = Probes(), PickyTickets(), Store(up=False)
     services = Services(store=store, probes=probes, tickets=tickets, iot=Iot())
     stop = asyncio.Event()
@@ -270,8 +287,9 @@ async def test_an_outage_never_sets_events_aside() -> None:
             asyncio.TaskGroup() as tg:
         tg.create_task(daemon.serve(stop))
         probes.events["t1"] = [_opened("t1")]
-        # Many sweeps fail while the database does not answer: the event stays.
-        await async_wait_until(lambda: _true(tickets.refusals >= 10), what="retries")
+        # Many attempts fail while the database does not answer: the event stays.
+        await async_wait_until(lambda: _true(tickets.refusals >= 2 * POISON_EVENT_ATTEMPTS),
+                               timeout=60, what="retries")
         assert daemon.backlog == 1
         assert daemon.events_rejected == 0
         stop.set()
@@ -284,31 +302,59 @@ def _sample(text: str, name: str) -> float | None:
     return None
 
 
-async def test_a_full_backlog_logs_its_drops_and_exports_them(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from netguard.daemon import app
-
-    monkeypatch.setattr(app, "MAX_EVENT_BACKLOG", 2)
-    monkeypatch.setattr(app, "DROP_LOG_EVERY", 3)
+async def test_a_full_backlog_spills_to_the_journal_and_replays_in_order(
+        tmp_path: Path) -> None:
     probes, tickets = Probes(), Tickets(down=True)
     services = Services(store=Store(), probes=probes, tickets=tickets, iot=Iot())
     stop = asyncio.Event()
-    async with Daemon(_settings(), open_services=_opener(services)) as daemon, \
-            aiohttp.ClientSession() as http:
+    journal = tmp_path / "fault-events.journal"
+    sent = [_opened("t0"), _cleared("t0")] * 3  # 6 events, room for 2 in memory
+    async with Daemon(_settings(fault_backlog_memory=2), open_services=_opener(services)
+                      ) as daemon, aiohttp.ClientSession() as http:
         assert daemon.metrics_url is not None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(daemon.serve(stop))
-            probes.events["t0"] = [_opened("t0"), _cleared("t0")] * 3  # 6 events, room for 2
-            await async_wait_until(lambda: _true(daemon.events_dropped == 4), what="drops")
+            probes.events["t0"] = list(sent)
+            await async_wait_until(lambda: _true(daemon.backlog == 6), what="backlog")
+            assert len(journal.read_text().splitlines()) == 4
             async with http.get(f"{daemon.metrics_url}/metrics") as resp:
                 text = await resp.text()
+            tickets.down = False
+            await async_wait_until(lambda: _true(daemon.backlog == 0), timeout=60,
+                                   what="replayed")
             stop.set()
-    assert _sample(text, "netguard_fault_event_backlog") == 2
-    assert _sample(text, "netguard_fault_events_dropped_total") == 4
-    assert _sample(text, "netguard_fault_events_rejected_total") == 0
-    drops = [r for r in caplog.records if "backlog is full" in r.getMessage()]
-    # The first drop and then every DROP_LOG_EVERY-th: drops 1 and 4 of 4.
-    assert [getattr(r, "dropped_total", None) for r in drops] == [1, 4]
+    assert _sample(text, "netguard_fault_event_backlog") == 6
+    assert _sample(text, "netguard_fault_events_dropped_total") == 0
+    assert tickets.handled == sent
+    assert not journal.exists()
+
+
+async def test_events_waiting_at_shutdown_are_delivered_after_a_restart(
+        tmp_path: Path) -> None:
+    probes, tickets = Probes(), Tickets(down=True)
+    services = Services(store=Store(), probes=probes, tickets=tickets, iot=Iot())
+    stop = asyncio.Event()
+    sent = [_opened("t0"), _opened("t1"), _cleared("t0")]
+    async with Daemon(_settings(shutdown_timeout_seconds=1.0),
+                      open_services=_opener(services)) as daemon:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(daemon.serve(stop))
+            probes.events["t0"] = list(sent)
+            await async_wait_until(lambda: _true(daemon.backlog == 3), what="backlog")
+            stop.set()
+    assert tickets.handled == []
+    assert len((tmp_path / "fault-events.journal").read_text().splitlines()) == 3
+
+    tickets.down = False
+    stop = asyncio.Event()
+    async with Daemon(_settings(), open_services=_opener(services)) as daemon:
+        assert daemon.backlog == 3
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(daemon.serve(stop))
+            await async_wait_until(lambda: _true(daemon.backlog == 0), what="replayed")
+            stop.set()
+    assert tickets.handled == sent
+    assert not (tmp_path / "fault-events.journal").exists()
 
 
 async def test_a_wall_clock_step_is_caught_by_the_next_sweep_and_handed_to_iot() -> None:
