@@ -336,12 +336,11 @@ async def test_events_waiting_at_shutdown_are_delivered_after_a_restart(
     stop = asyncio.Event()
     sent = [_opened("t0"), _opened("t1"), _cleared("t0")]
     async with Daemon(_settings(shutdown_timeout_seconds=1.0),
-                      open_services=_opener(services)) as daemon:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(daemon.serve(stop))
-            probes.events["t0"] = list(sent)
-            await async_wait_until(lambda: _true(daemon.backlog == 3), what="backlog")
-            stop.set()
+                      open_services=_opener(services)) as daemon, asyncio.TaskGroup() as tg:
+        tg.create_task(daemon.serve(stop))
+        probes.events["t0"] = list(sent)
+        await async_wait_until(lambda: _true(daemon.backlog == 3), what="backlog")
+        stop.set()
     assert tickets.handled == []
     assert len((tmp_path / "fault-events.journal").read_text().splitlines()) == 3
 
