@@ -10,7 +10,8 @@ from tests.support.ports import free_tcp_port
 
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to ``upstream``; :meth:`cut` drops every connection and
-    refuses new ones until :meth:`restore`."""
+    refuses new ones until :meth:`restore`; :meth:`freeze` makes it a hung server (open
+    connections and new ones stay open, and nothing is ever answered)."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
@@ -18,6 +19,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._frozen = False
+        self._held: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> TcpProxy:
         """Listen (again) on the same port."""
@@ -41,7 +44,25 @@ class TcpProxy:
         """Accept connections again."""
         await self.start()
 
+    async def freeze(self) -> None:
+        """Stop forwarding in both directions without closing anything: every open
+        connection, and every new one (accepted, never answered), hangs."""
+        self._frozen = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Drop everything, frozen or not."""
+        await self.cut()
+        for writer in list(self._held):
+            writer.transport.abort()
+        self._held.clear()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._frozen:
+            self._held.add(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
