@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from netguard.iot.config import MqttConfig
 from netguard.iot.events import RawMessage
 from netguard.iot.mqtt import client_kwargs
 from netguard.iot.outbox import backoff_seconds
+from netguard.store.health import describe_error, store_wide_reason
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +90,37 @@ class MqttIntake:
             except NetguardError as exc:
                 # The store refused the batch: drop the connection so that the broker
                 # redelivers everything unacknowledged once we are back.
-                log.warning("storing MQTT batch failed, reconnecting: %s", exc)
-            except Exception:
-                # A bug must not stop the intake for good; unacknowledged messages come
-                # back after the reconnect.
-                log.exception("MQTT intake failed unexpectedly, reconnecting")
+                self._store_refused(exc)
+            except Exception as exc:
+                if store_wide_reason(exc) is not None:
+                    self._store_refused(exc)
+                else:
+                    # A bug must not stop the intake for good; unacknowledged messages
+                    # come back after the reconnect.
+                    log.exception("MQTT intake failed unexpectedly, reconnecting")
             finally:
                 self.connected = False
-            failures = 1 if self._was_up else failures + 1
+            # While the store refuses batches, the pause grows like a failed connect's
+            # (with jitter), instead of reconnecting at the minimum delay each time.
+            failures = (self.store_failures or 1) if self._was_up else failures + 1
             await asyncio.sleep(backoff_seconds(failures, self._config.reconnect_min_seconds,
                                                 self._config.reconnect_max_seconds, self._rng))
 
     _was_up = False
+    store_failures = 0
+    """Batches refused by the store in a row (the intake pauses and reconnects)."""
+    _store_logged = 0.0
+
+    def _store_refused(self, exc: Exception) -> None:
+        # One line when it starts and one a minute while it lasts, with the count: a
+        # database outage must not write a traceback per reconnect.
+        self.store_failures += 1
+        now = time.monotonic()
+        if self.store_failures == 1 or now - self._store_logged >= 60.0:
+            self._store_logged = now
+            log.warning("storing MQTT batches fails; the intake pauses and retries "
+                        "(messages stay unacknowledged at the broker): %s",
+                        describe_error(exc), extra={"failures": self.store_failures})
 
     async def _session(self) -> None:
         import aiomqtt
@@ -147,7 +168,9 @@ class MqttIntake:
                 else:
                     await client.subscribe(topic, qos=qos)
             self.connected = True
-            log.info("MQTT connected", extra={"broker": f"{self._config.host}:"
+            # Reconnects during a store outage are the pause, not news (it was logged).
+            log.log(logging.DEBUG if self.store_failures else logging.INFO,
+                    "MQTT connected", extra={"broker": f"{self._config.host}:"
                                                         f"{self._config.port}",
                                               "client_id": self._config.client_id})
             await self._consume(queue, paho)
@@ -167,6 +190,10 @@ class MqttIntake:
                 batch.append(item)
             self.received += len(batch)
             await self._handler(batch)
+            if self.store_failures:
+                log.warning("storing MQTT batches works again",
+                            extra={"after_failures": self.store_failures})
+                self.store_failures = 0
             if closed:
                 # The PUBACKs would go nowhere; the broker redelivers these (DUP set).
                 raise IntakeDisconnectedError("broker connection closed")

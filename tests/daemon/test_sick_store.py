@@ -21,6 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 import yaml
+from paho.mqtt import publish
 from pydantic import SecretStr
 from yarl import URL
 
@@ -35,6 +36,7 @@ from netguard.tickets.config import TicketsConfig
 from netguard.tickets.service import TicketService
 from tests.daemon.tcpproxy import TcpProxy
 from tests.support.ports import free_tcp_port
+from tests.support.servers import Broker
 from tests.support.wait import async_wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -278,4 +280,69 @@ async def test_sigterm_with_a_hung_database_exits_within_the_budget(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        log.close()
+
+
+async def test_a_refusing_database_logs_a_bounded_number_of_lines_and_stays_not_ready(
+        hung_ready: TcpProxy, pg_url: str, tmp_path: Path, broker: Broker) -> None:
+    port = free_tcp_port()
+    base = f"http://127.0.0.1:{port}"
+    config = _config(tmp_path, pg_url, hung_ready, port, 4.0, iot={"mqtt": {
+        "enabled": True, "host": broker.host, "port": broker.port,
+        "client_id": "netguard-refusing-db", "reconnect_min_seconds": 0.1,
+        "reconnect_max_seconds": 2.0}})
+    log_path = tmp_path / "run.log"
+    log = log_path.open("wb")
+    proc = await asyncio.create_subprocess_exec(NETGUARD, "run", "--config", str(config),
+                                                stdout=log, stderr=log, cwd=tmp_path)
+    try:
+        async def ready() -> bool:
+            return await _status(base) == 200
+
+        await async_wait_until(ready, timeout=60, what="ready")
+        await async_wait_until(lambda: _metric(base, "netguard_mqtt_connected"), timeout=30,
+                               what="MQTT connected")
+        before = len(log_path.read_text().splitlines())
+        polls = await _metric(base, "netguard_polls_total", 'result="failure"') or 0.0
+
+        await hung_ready.cut()  # connections refused from now on
+        # Door events arrive during the outage: the intake cannot store them.
+        for i in range(5):
+            await asyncio.to_thread(publish.single, f"zigbee2mqtt/door-{i}",
+                                    json.dumps({"contact": False}), qos=1,
+                                    hostname=broker.host, port=broker.port)
+        statuses: list[int] = []
+
+        async def outage_lasted() -> bool:
+            statuses.append(await _status(base))
+            now = await _metric(base, "netguard_polls_total", 'result="failure"') or 0.0
+            return now >= polls + 20  # ~10 s of polling at 0.5 s
+
+        await async_wait_until(outage_lasted, timeout=120, interval=0.2, what="an outage")
+        during = [json.loads(line) for line in log_path.read_text().splitlines()[before:]
+                  if line.startswith("{")]
+        # /readyz says "not ready" throughout once it noticed (no flapping back to 200).
+        first = statuses.index(503)
+        assert set(statuses[first:]) == {503}, statuses
+        # The dead target's own poll lines are not about the store; the outbox's retry
+        # line per pass is the outbox's to bound (issue 14, item 9).
+        store_lines = [r for r in during
+                       if r["logger"] not in ("netguard.probes", "netguard.iot.outbox")
+                       and not r["msg"].startswith("dead-1: ")
+                       and "skipped: maximum number of running instances" not in r["msg"]]
+        assert not [r for r in store_lines if "exc" in r], store_lines[:3]
+        # One line per failing loop when the outage starts (writer, sweeps, intake,
+        # outbox, ...), not one per attempt: dozens of attempts happened meanwhile.
+        assert len(store_lines) <= 15, [r["msg"] for r in store_lines]
+
+        await hung_ready.restore()
+        await async_wait_until(ready, timeout=60, what="ready after the outage")
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
         log.close()
