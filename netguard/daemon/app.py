@@ -660,8 +660,11 @@ class Daemon:
                         config_last_reload_successful=self.last_reload_ok,
                         config_last_reload_success=self.last_reload_success_at,
                         fault_event_backlog=len(self._backlog),
+                        fault_event_journal=self._backlog.spilled,
                         fault_events_dropped=self.events_dropped,
                         fault_events_rejected=self.events_rejected,
+                        store_write_failures=self.store_write_failures,
+                        store_refusing_writes=bool(self.store_refusing),
                         clock_steps={"forward": self.clock_watch.forward,
                                      "backward": self.clock_watch.backward})
         return MetricsSnapshot(

@@ -185,11 +185,16 @@ class DaemonStats:
     config_reloads: Mapping[str, int] = field(default_factory=dict)
     config_last_reload_success: float = 0.0
     config_last_reload_successful: bool = True
-    # Fault events waiting for the ticket store, dropped from a full backlog, and set
-    # aside after the store kept refusing them while the database answered.
+    # Fault events waiting for the ticket store (in memory and in the journal; those in
+    # the journal alone), dropped because the journal was full, and set aside because the
+    # store kept refusing their content. Writes the store refused as a whole (read-only,
+    # full, unreachable, timed out), and 1 while it does.
     fault_event_backlog: int = 0
+    fault_event_journal: int = 0
     fault_events_dropped: int = 0
     fault_events_rejected: int = 0
+    store_write_failures: int = 0
+    store_refusing_writes: bool = False
     # Steps of the wall clock against the monotonic clock, by direction.
     clock_steps: Mapping[str, int] = field(default_factory=dict)
 

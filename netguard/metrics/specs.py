@@ -415,12 +415,22 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_fault_event_backlog", "gauge",
        "Fault events waiting for the ticket store (it refused or could not be reached).",
        (), _daemon("fault_event_backlog"), section="daemon"),
+    _g("netguard_fault_event_journal", "gauge",
+       "Fault events of the backlog spilled to the journal file (memory bound reached, or "
+       "left at the last shutdown).", (), _daemon("fault_event_journal"), section="daemon"),
     _g("netguard_fault_events_dropped_total", "counter",
-       "Fault events dropped, oldest first, because the backlog was full.",
+       "Fault events dropped because the journal was full or could not be written.",
        (), _daemon("fault_events_dropped"), section="daemon"),
     _g("netguard_fault_events_rejected_total", "counter",
-       "Fault events set aside after the ticket store kept refusing them while the database "
-       "answered.", (), _daemon("fault_events_rejected"), section="daemon"),
+       "Fault events set aside after the ticket store kept refusing their content "
+       "(never for a store-wide error).", (), _daemon("fault_events_rejected"),
+       section="daemon"),
+    _g("netguard_store_write_failures_total", "counter",
+       "Fault-event writes the store refused as a whole (read-only, disk full, "
+       "unreachable, timed out).", (), _daemon("store_write_failures"), section="daemon"),
+    _g("netguard_store_refusing_writes", "gauge",
+       "1 while the store refuses fault-event writes (events wait in the backlog).",
+       (), _daemon("store_refusing_writes"), section="daemon"),
     _g("netguard_clock_steps_total", "counter",
        "Steps of the wall clock (beyond daemon.clock_step_threshold_seconds) seen against "
        "the monotonic clock, by direction.", ("direction",), _clock_steps, section="daemon"),
