@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 PayloadFormat = Literal["native", "zigbee2mqtt", "shelly"]
+
+# RFC 9110 token characters: a header name outside them is refused by any HTTP stack.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
 class TlsConfig(BaseModel):
@@ -67,6 +71,16 @@ class MqttConfig(BaseModel):
     # MQTT 5 Receive Maximum: QoS1 messages the broker may have in flight towards us.
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
 
+    @field_validator("alert_topic_prefix")
+    @classmethod
+    def _publishable_prefix(cls, value: str) -> str:
+        # Every alert is published under it: a wildcard would fail every send.
+        if not value or "#" in value or "+" in value or value.startswith("/") \
+                or value.endswith("/") or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be a topic without wildcards (# +), control characters "
+                             f"or a leading/trailing '/', got {value!r}")
+        return value
+
 
 class NotifierConfig(BaseModel):
     """A named delivery channel."""
@@ -78,9 +92,23 @@ class NotifierConfig(BaseModel):
     # Robot and webhook URLs embed their access keys, so they are secrets.
     url: SecretStr | None = None
     secret: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Webhook headers usually carry tokens (Authorization), so every value is a secret:
+    # masked in logs, and ``<Header>_file`` reads a value from a file.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
     rate_per_minute: int = Field(default=20, ge=1)
-    timeout_seconds: float = Field(default=5.0, gt=0)
+    # Bounds each send; the outbox gives up on a send a little after it.
+    timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key, secret in value.items():
+            if not _HEADER_NAME.match(key):
+                raise ValueError(f"header name {key!r} is not a valid HTTP header name")
+            # CR/LF would split the request (header injection); never echo the value.
+            if any(c in secret.get_secret_value() for c in "\r\n\0"):
+                raise ValueError(f"header {key!r}: the value contains a line break or NUL")
+        return value
 
     @model_validator(mode="after")
     def _needs_url(self) -> NotifierConfig:
@@ -126,6 +154,9 @@ class IotConfig(BaseModel):
     outbox_backoff_max_seconds: float = Field(default=60.0, gt=0)
     # Alerts that go into one robot message when a channel is at its rate limit.
     outbox_batch_max: int = Field(default=20, ge=1)
+    # Sends in flight at once across all channels (each channel has at most one), so a
+    # hung receiver holds one slot, not the whole outbox.
+    outbox_max_concurrent_sends: int = Field(default=16, ge=1, le=1024)
     # Optional HMAC key for the event log's hash chain: without it anyone with write
     # access to the database could recompute the chain after forging a row.
     audit_key: SecretStr | None = None

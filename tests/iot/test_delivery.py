@@ -271,9 +271,11 @@ async def test_row_both_handed_off_and_polled_is_sent_once(
         else:
             worker.hand_off(rows)
             await worker.deliver_due()
-        await worker.run_once()
-        worker.wake()
-        await worker.run_once()
+        for _ in range(2):
+            await worker.flush()
+            await worker.run_once()
+            worker.wake()
+        await worker.flush()
     assert [_alert_ids(r) for r in receiver.requests] == [[7]]
     [row] = await _outbox(sqlite_store)
     assert (row.status, row.attempts) == ("delivered", 1)
@@ -297,6 +299,7 @@ async def test_hand_off_delivers_without_a_poll(sqlite_store: Store,
         assert await worker.run_once() > 0  # the first poll: nothing there
         worker.hand_off(await _enqueue_one(sqlite_store, settings, 8, clock))
         await worker.run_once()
+        await worker.flush()
     assert [_alert_ids(r) for r in receiver.requests] == [[8]]
 
 
@@ -321,9 +324,12 @@ async def test_hand_off_behind_a_rate_limited_backlog_is_folded_in(
         for alert_id in (1, 2, 3):  # the third meets the limit of 2 per minute
             worker.hand_off(await _enqueue_one(sqlite_store, settings, alert_id, clock))
             await worker.run_once()
+            await worker.flush()
         clock.advance(60)
         worker.hand_off(await _enqueue_one(sqlite_store, settings, 4, clock))
         await worker.run_once()
+        await worker.flush()
         worker.wake()
         await worker.run_once()
+        await worker.flush()
     assert [_alert_ids(r) for r in receiver.requests] == [[1], [2], [3, 4]]

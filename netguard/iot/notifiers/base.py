@@ -50,9 +50,25 @@ class Notification:
 
 
 class Notifier(Protocol):
-    """A delivery channel. ``send`` delivers a batch as one message, or raises."""
+    """A delivery channel. ``send`` delivers a batch as one message, or raises.
+
+    The outbox bounds every ``send`` with a timeout and treats any other exception as a
+    failed attempt, so a notifier cannot stall or break its neighbours; still, raise
+    :class:`NotifyError` with a reason rather than anything else.
+    """
 
     name: str
+
+    def check(self, notification: Notification) -> None:
+        """Refuse a notification this channel can never deliver, before anything is sent.
+
+        Called for each alert of a batch, so that one unsendable alert (a community name
+        that would make an MQTT topic a wildcard) fails alone instead of with its batch.
+
+        Raises:
+            NotifyError: Permanently undeliverable on this channel; the message says why.
+        """
+        ...
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """Deliver ``batch`` as one message.
@@ -73,6 +89,9 @@ class HttpNotifier:
         self._config = config
         self._url = config.url.get_secret_value()
         self._http = http
+
+    def check(self, notification: Notification) -> None:
+        """Every notification can be rendered into an HTTP message."""
 
 
 def markdown_lines(batch: Sequence[Notification]) -> str:

@@ -17,6 +17,9 @@ class ConsoleNotifier:
     def __init__(self, config: NotifierConfig) -> None:
         self.name = config.name
 
+    def check(self, notification: Notification) -> None:
+        """Every notification can be logged."""
+
     async def send(self, batch: Sequence[Notification]) -> None:
         """Log every notification of the batch."""
         for n in batch:

@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
-from netguard.errors import NotifyTransientError
+from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import MqttConfig, NotifierConfig
 from netguard.iot.mqtt import client_kwargs
 from netguard.iot.notifiers.base import Notification
+
+# MQTT 3.1.1/5 limit a topic to 65,535 UTF-8 bytes; names are far shorter in practice.
+_TOPIC_MAX_BYTES = 65535
+
+
+def topic_level_problem(level: str) -> str | None:
+    """Why ``level`` cannot be one level of a publish topic, or None if it can.
+
+    A wildcard (``#``, ``+``) makes the broker client refuse the publish; a ``/`` would
+    publish into another level (another community's topic); control characters and NUL
+    are forbidden by the MQTT spec or confuse subscribers.
+    """
+    if not level:
+        return "it is empty"
+    if "#" in level or "+" in level:
+        return "it contains an MQTT wildcard (# or +)"
+    if "/" in level:
+        return "it contains '/'"
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in level):
+        return "it contains a control character"
+    return None
+
+
+def alert_topic(prefix: str, community: str, *, name: str = "mqtt") -> str:
+    """The topic an alert for ``community`` is published on.
+
+    Raises:
+        NotifyError: ``community`` cannot be one topic level (refused, never escaped: a
+            subscriber on ``<prefix>/<community>`` must not receive another's alerts).
+    """
+    problem = topic_level_problem(community)
+    if problem is not None:
+        raise NotifyError(f"{name}: community {community!r} cannot be an MQTT topic level: "
+                          f"{problem}")
+    topic = f"{prefix}/{community}"
+    if len(topic.encode("utf-8")) > _TOPIC_MAX_BYTES:
+        raise NotifyError(f"{name}: the alert topic for community {community[:40]!r}... "
+                          "is longer than MQTT allows")
+    return topic
 
 
 class MqttNotifier:
@@ -16,16 +56,25 @@ class MqttNotifier:
     def __init__(self, config: NotifierConfig, mqtt: MqttConfig) -> None:
         self.name = config.name
         self._mqtt = mqtt
+        self._timeout = config.timeout_seconds
+
+    def check(self, notification: Notification) -> None:
+        """Refuse a community name that cannot be a topic level (see :func:`alert_topic`)."""
+        alert_topic(self._mqtt.alert_topic_prefix, notification.community, name=self.name)
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """Connect, publish the batch with QoS 1, disconnect."""
         import aiomqtt
 
+        # Checked again here (the outbox checks first), so nothing is published when any
+        # topic of the batch is bad.
+        topics = [alert_topic(self._mqtt.alert_topic_prefix, n.community, name=self.name)
+                  for n in batch]
         kwargs = client_kwargs(self._mqtt, f"{self._mqtt.client_id}-alerts", persistent=False)
+        kwargs["timeout"] = self._timeout
         try:
             async with aiomqtt.Client(**kwargs) as client:
-                for n in batch:
-                    await client.publish(f"{self._mqtt.alert_topic_prefix}/{n.community}",
-                                         n.to_json().encode(), qos=1)
+                for topic, n in zip(topics, batch, strict=True):
+                    await client.publish(topic, n.to_json().encode(), qos=1)
         except aiomqtt.MqttError as exc:
             raise NotifyTransientError(f"{self.name}: {exc}") from None

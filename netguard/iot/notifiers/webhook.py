@@ -14,5 +14,6 @@ class WebhookNotifier(HttpNotifier):
     async def send(self, batch: Sequence[Notification]) -> None:
         """POST the batch as one JSON document."""
         body = {"source": "netguard", "alerts": [asdict(n) for n in batch]}
+        headers = {k: v.get_secret_value() for k, v in self._config.headers.items()}
         await post_json(self._http, self._url, body, name=self.name,
-                        timeout_s=self._config.timeout_seconds, headers=self._config.headers)
+                        timeout_s=self._config.timeout_seconds, headers=headers)
