@@ -6,7 +6,8 @@ module assembles them into :class:`Settings` and turns pydantic errors into
 ``path: message`` lines such as ``targets[2].snmp.auth_protocol: unknown protocol 'sha999'``.
 
 Secrets may be written inline, as ``${ENV_VAR}`` (with ``${ENV_VAR:-default}``), or as a
-sibling ``<key>_file`` naming a file whose stripped content is the value.
+sibling ``<key>_file`` naming a file whose stripped content is the value (for every
+entry of a webhook's ``headers`` too: ``Authorization_file``).
 """
 
 from __future__ import annotations
@@ -147,13 +148,14 @@ def _join(prefix: str, key: str | int) -> str:
 
 
 def _resolve_secrets(node: Any, path: str, env: Mapping[str, str], base_dir: Path,
-                     problems: list[str]) -> Any:
+                     problems: list[str], *, all_secret: bool = False) -> Any:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, value in node.items():
             key_s = str(key)
             here = _join(path, key_s)
-            if key_s.endswith("_file") and key_s[:-5] in _FILE_SECRET_KEYS:
+            if key_s.endswith("_file") and len(key_s) > 5 and (
+                    all_secret or key_s[:-5] in _FILE_SECRET_KEYS):
                 target_key = key_s[:-5]
                 if target_key in node:
                     problems.append(f"{here}: give either {target_key} or {key_s}, not both")
@@ -167,7 +169,8 @@ def _resolve_secrets(node: Any, path: str, env: Mapping[str, str], base_dir: Pat
                     problems.append(f"{here}: cannot read secret file {str(file_path)!r}: "
                                     f"{exc.strerror or exc}")
                 continue
-            out[key_s] = _resolve_secrets(value, here, env, base_dir, problems)
+            out[key_s] = _resolve_secrets(value, here, env, base_dir, problems,
+                                          all_secret=key_s in _SECRET_MAPPINGS)
         return out
     if isinstance(node, list):
         return [_resolve_secrets(v, _join(path, i), env, base_dir, problems)
@@ -190,6 +193,9 @@ def _resolve_secrets(node: Any, path: str, env: Mapping[str, str], base_dir: Pat
 _FILE_SECRET_KEYS = frozenset({
     "community", "auth_key", "priv_key", "password", "secret", "token", "url",
 })
+# Mappings whose every value is a secret: inside them, any ``<name>_file`` key reads the
+# value of ``<name>`` from a file (``headers: {Authorization_file: /run/credentials/x}``).
+_SECRET_MAPPINGS = frozenset({"headers"})
 
 
 def _format_errors(exc: ValidationError) -> list[str]:

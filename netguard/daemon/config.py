@@ -24,8 +24,16 @@ class BasicAuth(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    username: str
+    username: str = Field(min_length=1)
     password: SecretStr
+
+    @field_validator("password")
+    @classmethod
+    def _password_given(cls, value: SecretStr) -> SecretStr:
+        # An empty password (often an unset ${VAR:-}) would let anyone read /metrics.
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty (an empty password lets anyone in)")
+        return value
 
 
 class HttpTls(BaseModel):
