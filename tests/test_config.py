@@ -127,6 +127,14 @@ def test_env_default_syntax() -> None:
          "metrics.listen: expected host:port, got 'localhost'"),
         ({"metrics": {"listen": "127.0.0.1:70000"}},
          "metrics.listen: expected host:port, got '127.0.0.1:70000'"),
+        ({"metrics": {"basic_auth": {"username": "prom", "password": ""}}},
+         "metrics.basic_auth.password: must not be empty"),
+        ({"metrics": {"basic_auth": {"username": "prom", "password": "${NG_NO_PW:-}"}}},
+         "metrics.basic_auth.password: must not be empty"),
+        ({"metrics": {"basic_auth": {"username": "", "password": "s3cret!"}}},
+         "metrics.basic_auth.username: String should have at least 1 character"),
+        ({"iot": {"mqtt": {"alert_topic_prefix": "netguard/#"}}},
+         "iot.mqtt.alert_topic_prefix: must be a topic without wildcards"),
     ],
 )
 def test_invalid_configs_name_the_path(data: dict[str, object], expected: str) -> None:
@@ -187,3 +195,16 @@ def test_supported_store_urls_load(url: str) -> None:
     assert settings.store.url is not None
     assert settings.store.url.get_secret_value() == url
 
+
+
+def test_check_config_refuses_an_empty_metrics_password(tmp_path: Path) -> None:
+    """An empty password used to be accepted, and let anyone read /metrics."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "metrics:\n  basic_auth: {username: prom, password: ''}\n")
+    netguard = Path(sys.executable).parent / "netguard"
+    result = subprocess.run([str(netguard), "check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "metrics.basic_auth.password: must not be empty" in result.stderr
