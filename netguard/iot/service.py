@@ -100,6 +100,10 @@ class IotSnapshot:
         sensors_online / sensors_offline / sensors_low_battery: Current sensor counts.
         alerts_open: Open alerts by (type, community).
         deliveries_delivered / deliveries_failed: Outbox rows since start.
+        delivery_send_errors: Alert messages whose send failed (error answer, exception
+            or timeout) since start; each failed row is retried until its attempts run out.
+        deliveries_refused: Rows a notifier refused outright since start (a community name
+            that cannot be an MQTT topic level); they also count in ``deliveries_failed``.
         outbox_pending: Rows waiting for delivery (as of the last outbox pass).
     """
 
@@ -114,6 +118,8 @@ class IotSnapshot:
     alerts_open: Mapping[tuple[str, str], int] = field(default_factory=dict)
     deliveries_delivered: int = 0
     deliveries_failed: int = 0
+    delivery_send_errors: int = 0
+    deliveries_refused: int = 0
     outbox_pending: int = 0
 
 
@@ -300,6 +306,8 @@ class IotService:
             alerts_open=dict(self._alerts_open),
             deliveries_delivered=stats.delivered if stats else 0,
             deliveries_failed=stats.failed if stats else 0,
+            delivery_send_errors=stats.send_errors if stats else 0,
+            deliveries_refused=stats.refused if stats else 0,
             outbox_pending=self.outbox.pending if self.outbox else 0,
         )
 

@@ -380,6 +380,12 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_alert_delivery_failures_total", "counter",
        "Alert notifications given up on after retries.", (), _iot("deliveries_failed"),
        section="iot"),
+    _g("netguard_alert_send_errors_total", "counter",
+       "Alert messages whose send failed (error answer, exception or timeout); retried.",
+       (), _iot("delivery_send_errors"), section="iot"),
+    _g("netguard_alert_deliveries_refused_total", "counter",
+       "Alert notifications a channel refused outright (e.g. a community name that cannot "
+       "be an MQTT topic).", (), _iot("deliveries_refused"), section="iot"),
     _g("netguard_outbox_pending", "gauge",
        "Alert notifications waiting for delivery.", (), _iot("outbox_pending"), section="iot"),
     _g("netguard_dead_letters_total", "counter",

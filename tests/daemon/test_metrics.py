@@ -36,7 +36,7 @@ def _snapshot() -> MetricsSnapshot:
                         sensors_online=7, sensors_offline=1, sensors_low_battery=2,
                         alerts_open={("door_open", "east"): 1}, deliveries_delivered=3,
                         deliveries_failed=1, dead_letters={"malformed": 2}, duplicates=4,
-                        outbox_pending=5),
+                        outbox_pending=5, delivery_send_errors=6, deliveries_refused=2),
         daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
                            scheduler_running=True),
     )
@@ -98,6 +98,8 @@ def test_global_values() -> None:
     assert reg.get_sample_value("netguard_dead_letters_total", {"reason": "malformed"}) == 2
     assert reg.get_sample_value("netguard_door_event_duplicates_total") == 4
     assert reg.get_sample_value("netguard_outbox_pending") == 5
+    assert reg.get_sample_value("netguard_alert_send_errors_total") == 6
+    assert reg.get_sample_value("netguard_alert_deliveries_refused_total") == 2
     # Zeros are exported too, so dashboards show 0 rather than "no data".
     assert reg.get_sample_value("netguard_door_events_total", {"type": "tamper"}) == 0
     assert reg.get_sample_value("netguard_tickets_open",
