@@ -10,21 +10,26 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import aiomqtt
 import pytest
+import sqlalchemy as sa
 from sqlmodel import col, select
+from typer.testing import CliRunner
 
+from netguard.cli import app
 from netguard.clock import ManualClock
 from netguard.config import Settings
-from netguard.iot.models import OutboxMessage
+from netguard.iot.models import Household, OutboxMessage
 from netguard.iot.notifiers import Notifier, build_notifier
 from netguard.iot.notifiers.base import Notification
 from netguard.iot.outbox import OutboxWorker, enqueue
+from netguard.iot.service import IotService
 from netguard.store import Store
-from tests.iot.conftest import T0, make_settings
+from tests.iot.conftest import T0, make_settings, register_estate
 from tests.iot.receiver import Receiver
 from tests.support.servers import Broker
 from tests.support.wait import async_wait_until
@@ -305,3 +310,38 @@ async def test_retries_never_take_the_budget_of_first_sends(
     assert _hook_ids(receiver)[2:] == [[1], [3], [2]]
     assert {(json.loads(r.body)["alert_id"], r.status) for r in await _rows(sqlite_store)} \
         == {(1, "delivered"), (2, "delivered"), (3, "delivered")}
+
+
+async def test_a_refused_alert_is_failed_counted_and_shown_by_alerts_show(
+        broker: Broker, sqlite_store: Store, tmp_path: Path) -> None:
+    """A community name stored before names were validated ('#') still never reaches the
+    broker: its alert's MQTT delivery fails at once, visibly."""
+    await register_estate(sqlite_store, T0)
+    async with sqlite_store.session() as s:
+        await s.exec(sa.update(Household).where(col(Household.id) == "h1")
+                     .values(community="#"))
+        await s.commit()
+    settings = make_settings(sqlite_store.config, {
+        "mqtt": {"enabled": False, "host": broker.host, "port": broker.port},
+        "notifiers": [{"name": "bus", "type": "mqtt"}],
+        "routes": [{"community": "*", "notifiers": ["bus"]}],
+        "rules": {"heartbeat_timeout_seconds": 86400},
+    })
+    async with IotService(settings, sqlite_store) as service:
+        result = await service.ingest("netguard/sensors/n1/event",
+                                      b'{"sensor":"n1","seq":1,"event":"open"}')
+        [alert_id] = result.alerts_raised
+        await async_wait_until(_status(sqlite_store, "bus", {"failed"}, 1),
+                               what="the MQTT delivery failed")
+        snapshot = service.snapshot()
+    assert (snapshot.deliveries_refused, snapshot.deliveries_failed,
+            snapshot.deliveries_delivered) == (1, 1, 0)
+
+    config = tmp_path / "netguard.yaml"
+    config.write_text(f"store:\n  path: {sqlite_store.config.path}\n")
+    # The CLI runs its own event loop: give it a thread.
+    shown = await asyncio.to_thread(CliRunner().invoke, app, [
+        "alerts", "show", str(alert_id), "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert ("delivery: bus raised failed attempts=1 bus: community '#' cannot be an MQTT "
+            "topic level: it contains an MQTT wildcard") in shown.output
