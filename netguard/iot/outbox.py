@@ -16,7 +16,7 @@ import logging
 import random
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -103,6 +103,10 @@ def backoff_seconds(attempts: int, low: float, high: float,
     return float(base * (0.5 + 0.5 * (rng or random).random()))
 
 
+def _bump(counts: Mapping[str, int], key: str, n: int) -> Mapping[str, int]:
+    return {**counts, key: counts.get(key, 0) + n}
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
     """Delivery counters since start."""
@@ -111,6 +115,9 @@ class OutboxStats:
     failed: int = 0
     attempts: int = 0
     messages_sent: int = 0
+    # The same two counts by notifier name (configured ones start at zero).
+    delivered_by: Mapping[str, int] = field(default_factory=dict)
+    failed_by: Mapping[str, int] = field(default_factory=dict)
 
 
 class OutboxWorker:
@@ -145,7 +152,8 @@ class OutboxWorker:
         # worth). New rows for them wait for the poll, which folds them into one message
         # with the older ones, instead of spending the limit on one alert at a time.
         self._backlog: set[str] = set()
-        self.stats = OutboxStats()
+        zeros = dict.fromkeys(self._notifiers, 0)
+        self.stats = OutboxStats(delivered_by=zeros, failed_by=zeros)
         self.pending = 0
         self._counted_at = float("-inf")
         self._stopping = False
@@ -325,4 +333,6 @@ class OutboxWorker:
         s = self.stats
         self.stats = OutboxStats(delivered=s.delivered + delivered, failed=s.failed + failed,
                                  attempts=s.attempts + len(rows),
-                                 messages_sent=s.messages_sent + 1)
+                                 messages_sent=s.messages_sent + 1,
+                                 delivered_by=_bump(s.delivered_by, name, delivered),
+                                 failed_by=_bump(s.failed_by, name, failed))

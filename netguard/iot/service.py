@@ -101,6 +101,8 @@ class IotSnapshot:
         alerts_open: Open alerts by (type, community).
         deliveries_delivered / deliveries_failed: Outbox rows since start.
         outbox_pending: Rows waiting for delivery (as of the last outbox pass).
+        mqtt_enabled: The MQTT intake is configured (``iot.mqtt.enabled``).
+        delivered_by / failed_by: ``deliveries_*`` by notifier name.
     """
 
     mqtt_connected: bool = False
@@ -115,6 +117,9 @@ class IotSnapshot:
     deliveries_delivered: int = 0
     deliveries_failed: int = 0
     outbox_pending: int = 0
+    mqtt_enabled: bool = False
+    delivered_by: Mapping[str, int] = field(default_factory=dict)
+    failed_by: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -301,6 +306,9 @@ class IotService:
             deliveries_delivered=stats.delivered if stats else 0,
             deliveries_failed=stats.failed if stats else 0,
             outbox_pending=self.outbox.pending if self.outbox else 0,
+            mqtt_enabled=self.config.mqtt.enabled,
+            delivered_by=stats.delivered_by if stats else {},
+            failed_by=stats.failed_by if stats else {},
         )
 
     # ------------------------------------------------------------------ intake
