@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from datetime import UTC, datetime
 
@@ -25,6 +24,7 @@ from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS
 from netguard.probes.traps import TrapStats
 from netguard.tickets.domain import TicketCounts
 from tests.daemon.fakes import KINDS, estate, status_for, ups
+from tests.daemon.promql import require
 
 
 def _snapshot() -> MetricsSnapshot:
@@ -227,10 +227,9 @@ def test_runtime_collectors_export_process_and_gc_series() -> None:
     assert text.startswith(render(_snapshot()).decode())
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_check_metrics_is_clean() -> None:
     exposition = render(_snapshot(), runtime_registry())
-    result = subprocess.run(["promtool", "check", "metrics"], input=exposition,
+    result = subprocess.run([require("promtool"), "check", "metrics"], input=exposition,
                             capture_output=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b""
