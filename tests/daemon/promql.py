@@ -26,6 +26,7 @@ SUBSTITUTIONS = {
     "$kind": ".*",
     "$site": ".*",
     "$category": ".*",
+    "$community": ".*",
 }
 
 _COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
@@ -78,6 +79,8 @@ def variable_queries() -> Iterator[Expression]:
     for path in sorted(DASHBOARD_DIR.glob("*.json")):
         board = json.loads(path.read_text())
         for var in board["templating"]["list"]:
+            if var["type"] == "datasource":
+                continue
             query = var["query"]["query"]
             assert query.startswith("label_values("), query
             assert query.endswith(")"), query
