@@ -2,7 +2,10 @@
 
 Run ``python grafana/generate.py`` after editing; the JSON under ``grafana/dashboards/`` is
 checked in, and a test fails when it differs from what this script produces. Every
-dashboard and the datasource have fixed uids, so links and provisioning stay stable.
+dashboard has a fixed uid, so links and provisioning stay stable. Every panel, query and
+variable uses the ``datasource`` template variable (any Prometheus; the provisioned
+``netguard-prometheus`` by default), so the boards also import into an existing Grafana.
+Targets Grafana 11.x (``schemaVersion`` 41, as grafana-foundation-sdk 11.6 writes it).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DATASOURCE = {"type": "prometheus", "uid": "netguard-prometheus"}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+SCHEMA_VERSION = 41  # Grafana 11.6
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 GRID_WIDTH = 24
 
@@ -21,6 +25,7 @@ F = 'kind=~"$kind",site=~"$site"'
 FT = 'target=~"$target",kind=~"$kind",site=~"$site"'
 S = 'site=~"$site"'
 C = 'category=~"$category"'
+Q = 'community=~"$community"'
 RATE = "$__rate_interval"
 
 
@@ -55,6 +60,23 @@ class Row:
     panels: list[Panel]
 
 
+def datasource_variable() -> dict[str, Any]:
+    """The ``datasource`` variable: pick any Prometheus; Grafana's default when unset."""
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "regex": "",
+        "refresh": 1,
+        "multi": False,
+        "includeAll": False,
+        "current": {},
+        "options": [],
+        "hide": 0,
+    }
+
+
 def variable(name: str, label: str, metric: str, selector: str = "") -> dict[str, Any]:
     """A multi-select query variable over a label's values, "All" meaning any value."""
     query = f"label_values({metric}{{{selector}}}, {name})" if selector \
@@ -64,7 +86,6 @@ def variable(name: str, label: str, metric: str, selector: str = "") -> dict[str
         "label": label,
         "type": "query",
         "datasource": DATASOURCE,
-        "definition": query,
         "query": {"query": query, "refId": f"netguard-{name}"},
         "refresh": 2,
         "sort": 1,
@@ -150,7 +171,7 @@ def dashboard(uid: str, title: str, description: str, rows: list[Row],
         "tags": ["netguard"],
         "editable": False,
         "graphTooltip": 1,
-        "schemaVersion": 39,
+        "schemaVersion": SCHEMA_VERSION,
         "version": 1,
         "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
@@ -159,7 +180,7 @@ def dashboard(uid: str, title: str, description: str, rows: list[Row],
         "annotations": {"list": []},
         "links": [{"title": "netguard", "type": "dashboards", "tags": ["netguard"],
                    "asDropdown": True, "includeVars": False, "keepTime": True}] if links else [],
-        "templating": {"list": variables},
+        "templating": {"list": [datasource_variable(), *variables]},
         "panels": panels,
     }
 
@@ -377,7 +398,7 @@ def quarantine() -> dict[str, Any]:
                 Panel("Sensors online", [Query("sum(netguard_sensors_online)")], **stat),
                 Panel("Sensors offline", [Query("sum(netguard_sensors_offline)")], **stat),
                 Panel("Low battery", [Query("sum(netguard_sensors_low_battery)")], **stat),
-                Panel("Alerts open", [Query("sum(netguard_alerts_open)")], **stat),
+                Panel("Alerts open", [Query(f"sum(netguard_alerts_open{{{Q}}})")], **stat),
                 Panel("Outbox pending", [Query("sum(netguard_outbox_pending)")], **stat),
                 Panel("MQTT connected", [Query("min(netguard_mqtt_connected)")], **stat),
             ]),
@@ -390,22 +411,25 @@ def quarantine() -> dict[str, Any]:
                     Query("sum(netguard_sensors_offline)", "offline"),
                     Query("sum(netguard_sensors_low_battery)", "low battery"),
                 ]),
-                Panel("Alert delivery", [
-                    Query(f"sum(rate(netguard_alert_deliveries_total[{RATE}]))", "delivered"),
-                    Query(f"sum(rate(netguard_alert_delivery_failures_total[{RATE}]))",
-                          "failed"),
+                Panel("Alert delivery by notifier", [
+                    Query(f"sum by (notifier) (rate(netguard_alert_deliveries_total[{RATE}]))",
+                          "{{notifier}} delivered"),
+                    Query("sum by (notifier) "
+                          f"(rate(netguard_alert_delivery_failures_total[{RATE}]))",
+                          "{{notifier}} failed"),
                 ], unit="ops"),
                 Panel("Dead letters by reason", [Query(
                     f"sum by (reason) (increase(netguard_dead_letters_total[{RATE}]))",
                     "{{reason}}")], description="MQTT messages set aside as undecodable, "
                     "oversized or from unknown sensors."),
                 Panel("Open alerts by type and community", [Query(
-                    "sum by (type, community) (netguard_alerts_open)", "{{type}} {{community}}")]),
+                    f"sum by (type, community) (netguard_alerts_open{{{Q}}})",
+                    "{{type}} {{community}}")]),
                 Panel("Redelivered messages dropped", [Query(
                     f"increase(netguard_door_event_duplicates_total[{RATE}])", "duplicates")]),
             ]),
         ],
-        [],
+        [variable("community", "Community", "netguard_alerts_open")],
     )
 
 

@@ -37,7 +37,13 @@ from netguard.daemon.reload import ReloadPlan, plan_reload
 from netguard.daemon.scheduler import PollScheduler
 from netguard.errors import ConfigError
 from netguard.faults import FaultEvent, FaultKey
-from netguard.metrics import IotView, MetricsSnapshot, TargetView, TicketCountsView
+from netguard.metrics import (
+    IotView,
+    MetricsSnapshot,
+    TargetView,
+    TicketCountsView,
+    TrapStatsView,
+)
 from netguard.probes.config import TargetConfig
 from netguard.store.health import bounded, describe_error, store_wide_reason
 from netguard.tickets.config import TicketsConfig
@@ -138,6 +144,8 @@ class Services:
     iot: IotPort | None = None
     retarget: Retarget | None = None
     make_tickets: Callable[[TicketsConfig], TicketsPort] | None = None
+    # The trap receiver's counters, when one listens.
+    trap_stats: Callable[[], TrapStatsView] | None = None
 
 
 ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],
@@ -673,6 +681,7 @@ class Daemon:
             iot=services.iot.snapshot() if services.iot is not None else None,
             daemon=stats,
             started_at=self._started_at,
+            traps=services.trap_stats() if services.trap_stats is not None else None,
         )
 
     async def readiness(self) -> dict[str, bool]:

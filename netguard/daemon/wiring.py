@@ -19,6 +19,7 @@ from netguard.probes.config import TargetConfig
 from netguard.tickets.config import TicketsConfig
 
 if TYPE_CHECKING:
+    from netguard.probes.traps import TrapReceiver
     from netguard.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     probes = await stack.enter_async_context(ProbeRoster(probe_service, settings.targets))
     await _restore_faults(store, probes)
     iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
-    if settings.daemon.trap_listen:
-        await _open_traps(settings, stack, on_trap)
+    traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
-                    iot=iot, retarget=probes.replace, make_tickets=ticket_service)
+                    iot=iot, retarget=probes.replace, make_tickets=ticket_service,
+                    trap_stats=traps.stats if traps is not None else None)
 
 
 async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
@@ -77,7 +78,7 @@ async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
 
 
 async def _open_traps(settings: Settings, stack: AsyncExitStack,
-                      on_trap: Callable[[str], object]) -> None:
+                      on_trap: Callable[[str], object]) -> TrapReceiver:
     from netguard.probes.traps import TrapReceiver
 
     def repoll(target_id: str, trap: str) -> None:
@@ -87,6 +88,7 @@ async def _open_traps(settings: Settings, stack: AsyncExitStack,
                                          "repoll": bool(brought_forward)})
 
     assert settings.daemon.trap_listen is not None
-    await stack.enter_async_context(
+    receiver = await stack.enter_async_context(
         TrapReceiver(settings.daemon.trap_listen, settings.targets, repoll))
     log.info("trap receiver listening", extra={"listen": settings.daemon.trap_listen})
+    return receiver

@@ -24,7 +24,7 @@ import logging
 import random
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -128,6 +128,10 @@ def backoff_seconds(attempts: int, low: float, high: float,
     return float(base * (0.5 + 0.5 * (rng or random).random()))
 
 
+def _bump(counts: Mapping[str, int], key: str, n: int) -> Mapping[str, int]:
+    return {**counts, key: counts.get(key, 0) + n}
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
     """Delivery counters since start.
@@ -148,6 +152,9 @@ class OutboxStats:
     messages_sent: int = 0
     send_errors: int = 0
     refused: int = 0
+    # ``delivered`` and ``failed`` by notifier name (configured ones start at zero).
+    delivered_by: Mapping[str, int] = field(default_factory=dict)
+    failed_by: Mapping[str, int] = field(default_factory=dict)
 
 
 # One row's outcome: None (delivered), or the error and whether to give up now.
@@ -209,7 +216,8 @@ class OutboxWorker:
         # Outcomes of sends that could not be stored (database down): their rows are not
         # sent again; storing is retried on every pass.
         self._unrecorded: dict[int, tuple[str, NotifyError | None]] = {}
-        self.stats = OutboxStats()
+        zeros = dict.fromkeys(self._notifiers, 0)
+        self.stats = OutboxStats(delivered_by=zeros, failed_by=zeros)
         self.pending = 0
         self._counted_at = float("-inf")
         self._stopping = False
@@ -542,3 +550,7 @@ class OutboxWorker:
                         next(e for _, e in outcomes if e is not None),
                         extra={"notifier": name, "gave_up": failed})
         self._count(delivered=delivered, failed=failed, attempts=attempted)
+        s = self.stats
+        self.stats = dataclasses.replace(
+            s, delivered_by=_bump(s.delivered_by, name, delivered),
+            failed_by=_bump(s.failed_by, name, failed))

@@ -105,6 +105,8 @@ class IotSnapshot:
         deliveries_refused: Rows a notifier refused outright since start (a community name
             that cannot be an MQTT topic level); they also count in ``deliveries_failed``.
         outbox_pending: Rows waiting for delivery (as of the last outbox pass).
+        mqtt_enabled: The MQTT intake is configured (``iot.mqtt.enabled``).
+        delivered_by / failed_by: ``deliveries_*`` by notifier name.
     """
 
     mqtt_connected: bool = False
@@ -121,6 +123,9 @@ class IotSnapshot:
     delivery_send_errors: int = 0
     deliveries_refused: int = 0
     outbox_pending: int = 0
+    mqtt_enabled: bool = False
+    delivered_by: Mapping[str, int] = field(default_factory=dict)
+    failed_by: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -309,6 +314,9 @@ class IotService:
             delivery_send_errors=stats.send_errors if stats else 0,
             deliveries_refused=stats.refused if stats else 0,
             outbox_pending=self.outbox.pending if self.outbox else 0,
+            mqtt_enabled=self.config.mqtt.enabled,
+            delivered_by=stats.delivered_by if stats else {},
+            failed_by=stats.failed_by if stats else {},
         )
 
     # ------------------------------------------------------------------ intake

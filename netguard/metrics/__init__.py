@@ -14,6 +14,7 @@ from netguard.metrics.snapshot import (
     MetricsSnapshot,
     TargetView,
     TicketCountsView,
+    TrapStatsView,
 )
 from netguard.metrics.specs import SPECS, MetricSpec
 
@@ -28,6 +29,7 @@ __all__ = [
     "SnapshotCollector",
     "TargetView",
     "TicketCountsView",
+    "TrapStatsView",
     "collect_families",
     "render",
     "runtime_registry",

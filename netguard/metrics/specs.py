@@ -18,6 +18,7 @@ from netguard import __version__
 from netguard.iot.events import EventKind
 from netguard.metrics.snapshot import MetricsSnapshot, TargetView
 from netguard.probes.config import LINK_KINDS
+from netguard.probes.traps import TRAP_REJECT_REASONS, TRAP_TYPES
 
 MetricType = Literal["gauge", "counter"]
 Labels = tuple[str, ...]
@@ -30,7 +31,7 @@ TARGET_LABELS: Labels = ("target", "kind", "site")
 # skips without calling ``read``.
 TargetSection = Literal["target", "interfaces", "optical", "radio", "ups", "pon"]
 # Where an estate-wide spec reads from in the MetricsSnapshot.
-GlobalSection = Literal["process", "estate", "tickets", "iot", "daemon"]
+GlobalSection = Literal["process", "estate", "tickets", "iot", "traps", "daemon"]
 OPTIONAL_TARGET_SECTIONS: frozenset[str] = frozenset({"interfaces", "optical", "radio", "ups",
                                                       "pon"})
 
@@ -241,6 +242,39 @@ def _dead_letters(s: MetricsSnapshot) -> Iterator[Sample]:
         yield from _by_key(s.iot.dead_letters)
 
 
+def _deliveries(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
+    def read(s: MetricsSnapshot) -> Iterator[Sample]:
+        if s.iot is not None:
+            yield from _by_key(getattr(s.iot, attr))
+    return read
+
+
+def _walk_timeouts(t: TargetView) -> Iterator[Sample]:
+    yield (), float(t.walk_timeouts)
+
+
+def _rx_thresholds(t: TargetView) -> Iterator[Sample]:
+    # Only beside a target's optical readings: a rule compares the two.
+    if t.optical:
+        for level, dbm in t.rx_thresholds_dbm:
+            yield (level,), float(dbm)
+
+
+def _traps(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
+    def read(s: MetricsSnapshot) -> Iterator[Sample]:
+        if s.traps is not None:
+            yield from _by_key(getattr(s.traps, attr), TRAP_TYPES)
+    return read
+
+
+_TRAP_REJECT_KEYS = tuple((kind, reason) for kind in TRAP_TYPES for reason in TRAP_REJECT_REASONS)
+
+
+def _traps_rejected(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.traps is not None:
+        yield from _by_pair(s.traps.rejected, _TRAP_REJECT_KEYS)
+
+
 def _alerts_open(s: MetricsSnapshot) -> Iterator[Sample]:
     if s.iot is not None:
         yield from _by_pair(s.iot.alerts_open)
@@ -292,6 +326,9 @@ SPECS: tuple[MetricSpec, ...] = (
     _t("netguard_target_poll_duration_seconds", "gauge",
        "How long the last poll took.", (), lambda t: _opt(t.poll_duration_seconds),
        section="target"),
+    _t("netguard_target_walk_timeouts_total", "counter",
+       "Table-walk requests (GETBULK/GETNEXT) to the target that got no answer in time.",
+       (), _walk_timeouts, section="target"),
     _t("netguard_target_last_success_timestamp_seconds", "gauge",
        "When the target last answered a poll, Unix time.", (), _last_success, section="target"),
     _g("netguard_targets", "gauge",
@@ -324,6 +361,10 @@ SPECS: tuple[MetricSpec, ...] = (
        "Transceiver receive power.", ("sensor",), _optical("rx_dbm"), section="optical"),
     _t("netguard_optical_tx_power_dbm", "gauge",
        "Transceiver transmit power.", ("sensor",), _optical("tx_dbm"), section="optical"),
+    _t("netguard_optical_rx_threshold_dbm", "gauge",
+       "The target's configured optical receive thresholds (kind default or override), "
+       "by level: low (raise), low_clear (clear), down.", ("level",), _rx_thresholds,
+       section="optical"),
     _t("netguard_radio_signal_dbm", "gauge",
        "Wireless received signal strength.", (), _radio("signal_dbm"), section="radio"),
     _t("netguard_radio_noise_dbm", "gauge",
@@ -376,10 +417,11 @@ SPECS: tuple[MetricSpec, ...] = (
        "Door alerts not yet resolved, by type and community.", ("type", "community"), _alerts_open,
        section="iot"),
     _g("netguard_alert_deliveries_total", "counter",
-       "Alert notifications delivered.", (), _iot("deliveries_delivered"), section="iot"),
+       "Alert notifications delivered, by notifier.", ("notifier",),
+       _deliveries("delivered_by"), section="iot"),
     _g("netguard_alert_delivery_failures_total", "counter",
-       "Alert notifications given up on after retries.", (), _iot("deliveries_failed"),
-       section="iot"),
+       "Alert notifications given up on after retries, by notifier.", ("notifier",),
+       _deliveries("failed_by"), section="iot"),
     _g("netguard_alert_send_errors_total", "counter",
        "Alert messages whose send failed (error answer, exception or timeout); retried.",
        (), _iot("delivery_send_errors"), section="iot"),
@@ -391,11 +433,24 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_dead_letters_total", "counter",
        "MQTT messages set aside as undecodable or unknown, by reason.", ("reason",), _dead_letters,
        section="iot"),
+    _g("netguard_mqtt_enabled", "gauge",
+       "1 if the MQTT intake is configured (iot.mqtt.enabled), else 0.", (),
+       _iot("mqtt_enabled"), section="iot"),
     _g("netguard_mqtt_connected", "gauge",
        "1 while connected to the MQTT broker.", (), _iot("mqtt_connected"), section="iot"),
     _g("netguard_mqtt_connect_failures_total", "counter",
        "Failed attempts to connect to the MQTT broker (refused, unreachable, TLS or "
        "authentication failure).", (), _iot("mqtt_connect_failures"), section="iot"),
+    # SNMP traps (only with daemon.trap_listen).
+    _g("netguard_traps_received_total", "counter",
+       "SNMP traps accepted by the receiver, by type.", ("type",), _traps("received"),
+       section="traps"),
+    _g("netguard_traps_decoded_total", "counter",
+       "SNMP traps matched to a target (which is then re-polled), by type.", ("type",),
+       _traps("decoded"), section="traps"),
+    _g("netguard_traps_rejected_total", "counter",
+       "SNMP traps set aside, by type and reason (unmatched, malformed).",
+       ("type", "reason"), _traps_rejected, section="traps"),
     # The daemon itself.
     _g("netguard_polls_total", "counter",
        "Polls finished, by result.", ("result",), _polls, section="daemon"),

@@ -68,6 +68,12 @@ class Limits:
     raise_after: int
     clear_after: int
 
+    @property
+    def rx_thresholds_dbm(self) -> tuple[tuple[str, float], ...]:
+        """The optical receive thresholds by level, as exported to Prometheus."""
+        return (("low", self.rx_power_low_dbm), ("low_clear", self.rx_power_low_clear_dbm),
+                ("down", self.rx_power_down_dbm))
+
 
 def limits_for(kind: LinkKind, overrides: Thresholds | None = None) -> Limits:
     """The effective thresholds of a target of ``kind``."""

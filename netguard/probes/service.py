@@ -296,6 +296,8 @@ class ProbeService:
             polls=old.polls + 1,
             failures=old.failures + (0 if sample is not None else 1),
             active_faults=verdict.active,
+            walk_timeouts=slot.session.walk_timeouts,
+            rx_thresholds_dbm=slot.assessor.limits.rx_thresholds_dbm,
         )
         self._live[target.id] = status
         self._snapshot = None  # readers keep the old snapshot, which never changes

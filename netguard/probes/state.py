@@ -223,6 +223,11 @@ class TargetStatus:
     polls: int = 0
     failures: int = 0
     active_faults: tuple[str, ...] = field(default=())
+    # Walk requests (GETBULK/GETNEXT) that got no answer in time, since the session opened.
+    walk_timeouts: int = 0
+    # The optical receive thresholds this target is assessed against, in dBm, by level
+    # (``low``, ``low_clear``, ``down``): exported so that alert rules compare against them.
+    rx_thresholds_dbm: tuple[tuple[str, float], ...] = ()
 
     @property
     def up(self) -> bool:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -35,9 +37,39 @@ TRAP_NAMES = {
 }
 
 
+# Metric label values for a trap's type: the known names, plus these two. An agent can
+# send any OID, so unknown ones are folded into "other" to bound the label's cardinality.
+TRAP_TYPES: tuple[str, ...] = (*TRAP_NAMES.values(), "other", "unknown")
+TRAP_REJECT_REASONS: tuple[str, ...] = ("unmatched", "malformed")
+
+
 def trap_name(oid: str) -> str:
     """The trap's name (``linkDown``), or its numeric OID when netguard does not know it."""
     return TRAP_NAMES.get(oid.lstrip("."), oid.lstrip("."))
+
+
+def trap_type(oid: str) -> str:
+    """The trap's bounded type label: a known name, ``other``, or ``unknown`` (no OID)."""
+    if not oid:
+        return "unknown"
+    return TRAP_NAMES.get(oid.lstrip("."), "other")
+
+
+@dataclass(frozen=True, slots=True)
+class TrapStats:
+    """Trap counters since the receiver opened, by type (see :data:`TRAP_TYPES`).
+
+    Attributes:
+        received: Traps pysnmp accepted (community or USM user known).
+        decoded: Traps matched to a target, which is then re-polled.
+        rejected: Traps set aside, by ``(type, reason)``: ``unmatched`` (no target sends
+            from that address with that community or user) or ``malformed`` (could not
+            be read).
+    """
+
+    received: Mapping[str, int] = field(default_factory=dict)
+    decoded: Mapping[str, int] = field(default_factory=dict)
+    rejected: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _same_host(a: str, b: str) -> bool:
@@ -65,6 +97,14 @@ class TrapReceiver:
         self._communities: dict[str, str] = {}
         self.received = 0
         self.unmatched = 0
+        self._received_by: Counter[str] = Counter()
+        self._decoded_by: Counter[str] = Counter()
+        self._rejected_by: Counter[tuple[str, str]] = Counter()
+
+    def stats(self) -> TrapStats:
+        """The counters now (copies: safe to read from a scrape thread)."""
+        return TrapStats(received=dict(self._received_by), decoded=dict(self._decoded_by),
+                         rejected=dict(self._rejected_by))
 
     async def __aenter__(self) -> TrapReceiver:
         from pysnmp.carrier.asyncio.dgram import udp
@@ -124,17 +164,27 @@ class TrapReceiver:
                     oid = str(value)
             matches = self.match(source, security_model, security_name,
                                  bytes(context_engine_id).hex())
-            name = trap_name(oid) if oid else "unknown"
-            if not matches:
-                self.unmatched += 1
-                log.warning("trap %s from %s matches no target", name, source)
-                return
-            for target_id in matches:
-                log.info("%s: trap %s", target_id, name)
-                self._on_trap(target_id, name)
         except Exception:  # a bad trap must never stop the receiver
             self.unmatched += 1
-            log.exception("could not handle a trap")
+            self._received_by["unknown"] += 1
+            self._rejected_by["unknown", "malformed"] += 1
+            log.exception("could not read a trap")
+            return
+        name = trap_name(oid) if oid else "unknown"
+        kind = trap_type(oid)
+        self._received_by[kind] += 1
+        if not matches:
+            self.unmatched += 1
+            self._rejected_by[kind, "unmatched"] += 1
+            log.warning("trap %s from %s matches no target", name, source)
+            return
+        self._decoded_by[kind] += 1
+        for target_id in matches:
+            log.info("%s: trap %s", target_id, name)
+            try:
+                self._on_trap(target_id, name)
+            except Exception:  # the re-poll hook failing must not stop the receiver
+                log.exception("%s: could not act on trap %s", target_id, name)
 
     def match(self, source: str, security_model: int, security_name: str,
               engine_id_hex: str) -> list[str]:

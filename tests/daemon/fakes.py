@@ -46,7 +46,9 @@ def status_for(kind: str, i: int = 0, site: str | None = None, **changes: object
     if kind == "fiber":
         base = replace(base, interfaces=itfs, optical=(
             OpticalReading("xe-1", rx_dbm=-12.5, tx_dbm=2.0),
-            OpticalReading("xe-2", rx_dbm=-13.0, tx_dbm=2.1)))
+            OpticalReading("xe-2", rx_dbm=-13.0, tx_dbm=2.1)),
+            rx_thresholds_dbm=(("low", -25.0), ("low_clear", -24.0), ("down", -30.0)),
+            walk_timeouts=2)
     elif kind == "wireless":
         base = replace(base, radio=RadioReading(signal_dbm=-61.0, noise_dbm=-95.0, snr_db=34.0))
     elif kind == "cabin_5g":

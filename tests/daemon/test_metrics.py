@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from datetime import UTC, datetime
 
@@ -22,8 +21,10 @@ from netguard.metrics import (
     runtime_registry,
 )
 from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS
+from netguard.probes.traps import TrapStats
 from netguard.tickets.domain import TicketCounts
 from tests.daemon.fakes import KINDS, estate, status_for, ups
+from tests.daemon.promql import require
 
 
 def _snapshot() -> MetricsSnapshot:
@@ -36,7 +37,12 @@ def _snapshot() -> MetricsSnapshot:
                         sensors_online=7, sensors_offline=1, sensors_low_battery=2,
                         alerts_open={("door_open", "east"): 1}, deliveries_delivered=3,
                         deliveries_failed=1, dead_letters={"malformed": 2}, duplicates=4,
-                        outbox_pending=5, delivery_send_errors=6, deliveries_refused=2),
+                        outbox_pending=5, delivery_send_errors=6, deliveries_refused=2,
+                        mqtt_enabled=True,
+                        delivered_by={"wecom-east": 3, "webhook": 0},
+                        failed_by={"wecom-east": 1, "webhook": 0}),
+        traps=TrapStats(received={"linkDown": 3, "other": 1}, decoded={"linkDown": 2},
+                        rejected={("linkDown", "unmatched"): 1, ("other", "unmatched"): 1}),
         daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
                            scheduler_running=True),
     )
@@ -82,6 +88,14 @@ def test_per_target_values_and_base_units() -> None:
                                 {**pon, "port": "0/1/0", "onu": "3"}) == -20.0
     assert reg.get_sample_value("netguard_target_last_success_timestamp_seconds", fiber) == \
         datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert reg.get_sample_value("netguard_target_walk_timeouts_total", fiber) == 2
+    assert reg.get_sample_value("netguard_optical_rx_threshold_dbm",
+                                {**fiber, "level": "low"}) == -25.0
+    assert reg.get_sample_value("netguard_optical_rx_threshold_dbm",
+                                {**fiber, "level": "down"}) == -30.0
+    # Thresholds appear only beside optical readings.
+    assert reg.get_sample_value("netguard_optical_rx_threshold_dbm",
+                                {**pon, "level": "low"}) is None
 
 
 def test_global_values() -> None:
@@ -92,7 +106,20 @@ def test_global_values() -> None:
                                 {"category": "pon", "severity": "major"}) == 1
     assert reg.get_sample_value("netguard_door_events_total", {"type": "open"}) == 5
     assert reg.get_sample_value("netguard_sensors_low_battery") == 2
-    assert reg.get_sample_value("netguard_alert_delivery_failures_total") == 1
+    assert reg.get_sample_value("netguard_alert_delivery_failures_total",
+                                {"notifier": "wecom-east"}) == 1
+    assert reg.get_sample_value("netguard_alert_deliveries_total",
+                                {"notifier": "wecom-east"}) == 3
+    assert reg.get_sample_value("netguard_alert_deliveries_total", {"notifier": "webhook"}) == 0
+    assert reg.get_sample_value("netguard_mqtt_enabled") == 1
+    assert reg.get_sample_value("netguard_traps_received_total", {"type": "linkDown"}) == 3
+    assert reg.get_sample_value("netguard_traps_decoded_total", {"type": "linkDown"}) == 2
+    assert reg.get_sample_value("netguard_traps_rejected_total",
+                                {"type": "other", "reason": "unmatched"}) == 1
+    # Every trap type is exported, zeros included, once a receiver listens.
+    assert reg.get_sample_value("netguard_traps_decoded_total", {"type": "coldStart"}) == 0
+    assert reg.get_sample_value("netguard_traps_rejected_total",
+                                {"type": "unknown", "reason": "malformed"}) == 0
     assert reg.get_sample_value("netguard_alerts_open",
                                 {"type": "door_open", "community": "east"}) == 1
     assert reg.get_sample_value("netguard_dead_letters_total", {"reason": "malformed"}) == 2
@@ -152,6 +179,15 @@ def test_label_values_are_escaped() -> None:
     assert samples[("netguard_target_up", key)] == 1
 
 
+def test_no_trap_series_without_a_receiver_and_mqtt_disabled_is_exported() -> None:
+    snap = dataclasses.replace(_snapshot(), traps=None,
+                               iot=IotSnapshot(mqtt_enabled=False, mqtt_connected=False))
+    samples = _samples(render(snap).decode())
+    assert not any(name.startswith("netguard_traps_") for name, _ in samples)
+    assert samples[("netguard_mqtt_enabled", frozenset())] == 0
+    assert samples[("netguard_mqtt_connected", frozenset())] == 0
+
+
 def test_unknown_state_and_missing_readings() -> None:
     tid = "t1"
     status = status_for("private_line", state="testing", reachable=False,
@@ -194,10 +230,9 @@ def test_runtime_collectors_export_process_and_gc_series() -> None:
     assert text.startswith(render(_snapshot()).decode())
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_check_metrics_is_clean() -> None:
     exposition = render(_snapshot(), runtime_registry())
-    result = subprocess.run(["promtool", "check", "metrics"], input=exposition,
+    result = subprocess.run([require("promtool"), "check", "metrics"], input=exposition,
                             capture_output=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b""

@@ -1,24 +1,34 @@
-"""The shipped Prometheus config and alert rules, checked and unit-tested by real promtool."""
+"""The shipped Prometheus config and alert rules, checked and unit-tested by real promtool.
+
+promtool is required: a missing one skips these tests locally and fails them when CI=true.
+"""
 
 from __future__ import annotations
 
-import shutil
+import re
 import subprocess
 from pathlib import Path
 
-import pytest
+import yaml
+
+from tests.daemon.promql import require
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "config" / "prometheus"
-
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
+RUNBOOKS = REPO / "docs" / "runbooks.md"
+RUNBOOK_BASE = "https://netguard.example.org/docs/runbooks.md"
 
 
 def _promtool(*args: str) -> str:
-    result = subprocess.run(["promtool", *args], cwd=PROM_DIR, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([require("promtool"), *args], cwd=PROM_DIR, capture_output=True,
+                            text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
+
+
+def _alerts() -> list[dict[str, object]]:
+    rules = yaml.safe_load((PROM_DIR / "rules" / "netguard.yml").read_text())
+    return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
 
 
 def test_prometheus_yml_is_valid() -> None:
@@ -28,19 +38,18 @@ def test_prometheus_yml_is_valid() -> None:
 
 def test_rules_are_valid() -> None:
     out = _promtool("check", "rules", *[str(p) for p in sorted((PROM_DIR / "rules").glob("*.yml"))])
-    assert "SUCCESS: 12 rules found" in out
+    assert f"SUCCESS: {len(_alerts())} rules found" in out
+    assert len(_alerts()) == 19
 
 
 def test_rule_unit_tests_pass() -> None:
     out = _promtool("test", "rules", *[str(p) for p in sorted((PROM_DIR / "tests").glob("*.yml"))])
     assert "SUCCESS" in out
+    assert "FAILED" not in out
 
 
 def test_every_alert_has_a_unit_test() -> None:
-    import yaml
-
-    rules = yaml.safe_load((PROM_DIR / "rules" / "netguard.yml").read_text())
-    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    alerts = {str(r["alert"]) for r in _alerts()}
     tested: set[str] = set()
     for path in (PROM_DIR / "tests").glob("*.yml"):
         for case in yaml.safe_load(path.read_text())["tests"]:
@@ -48,3 +57,17 @@ def test_every_alert_has_a_unit_test() -> None:
                 if check.get("exp_alerts"):
                     tested.add(check["alertname"])
     assert alerts - tested == set()
+
+
+def test_every_alert_links_its_own_runbook_section() -> None:
+    # GitHub-style anchors of the runbook's second-level headings.
+    anchors = {m.group(1).strip().lower().replace(" ", "-")
+               for m in re.finditer(r"^## (.+)$", RUNBOOKS.read_text(), re.MULTILINE)}
+    for rule in _alerts():
+        annotations = rule["annotations"]
+        assert isinstance(annotations, dict)
+        name = str(rule["alert"])
+        assert annotations.get("runbook_url") == f"{RUNBOOK_BASE}#{name.lower()}", name
+        assert name.lower() in anchors, f"docs/runbooks.md has no section for {name}"
+    # One section a rule, and none for a rule that no longer exists.
+    assert anchors == {str(r["alert"]).lower() for r in _alerts()}

@@ -138,6 +138,13 @@ async def _outage_run(store: Store, receiver: Receiver, outage_s: float) -> None
                                what="the outage to end")
         await receiver.start()
         await async_wait_until(_all_delivered(store), timeout=60, what="all delivered")
+
+        async def counted() -> bool:
+            # 3 alerts delivered through each of the 3 notifiers, counted by name.
+            return sorted(service.snapshot().delivered_by.values()) == [3, 3, 3]
+
+        await async_wait_until(counted, timeout=10, what="deliveries counted by notifier")
+        assert set(service.snapshot().failed_by) == set(service.snapshot().delivered_by)
     per_path = Counter((r.path, a) for r in receiver.requests for a in _alert_ids(r))
     assert set(per_path.values()) == {1}, per_path
     assert {a for (_, a) in per_path} == set(raised)

@@ -9,7 +9,7 @@ import pytest
 
 from netguard.errors import ProbeError
 from netguard.probes.service import ProbeService
-from netguard.probes.traps import TrapReceiver, trap_name
+from netguard.probes.traps import TRAP_TYPES, TrapReceiver, trap_name, trap_type
 from netguard.sim import SnmpSim, free_udp_port
 from tests.probes.conftest import FAST, targets
 
@@ -29,6 +29,11 @@ def test_trap_names() -> None:
     assert trap_name("1.3.6.1.6.3.1.1.5.3") == "linkDown"
     assert trap_name(".1.3.6.1.2.1.33.2.1") == "upsTrapOnBattery"
     assert trap_name("1.3.6.1.4.1.9.9.1") == "1.3.6.1.4.1.9.9.1"
+    # Metric labels stay bounded whatever OID an agent sends.
+    assert trap_type(".1.3.6.1.6.3.1.1.5.4") == "linkUp"
+    assert trap_type("1.3.6.1.4.1.9.9.1") == "other"
+    assert trap_type("") == "unknown"
+    assert {"linkDown", "other", "unknown"} <= set(TRAP_TYPES)
 
 
 async def test_traps_trigger_repoll(sim: SnmpSim) -> None:
@@ -66,6 +71,12 @@ async def test_traps_trigger_repoll(sim: SnmpSim) -> None:
         assert await asyncio.wait_for(queue.get(), 10) == ("fiber-t", "linkUp")
         assert receiver.unmatched == 1
         assert receiver.received == 5
+        stats = receiver.stats()
+        assert stats.received == {"linkDown": 1, "coldStart": 1, "upsTrapOnBattery": 1,
+                                  "linkUp": 2}
+        assert stats.decoded == {"linkDown": 1, "coldStart": 1, "upsTrapOnBattery": 1,
+                                 "linkUp": 1}
+        assert stats.rejected == {("linkUp", "unmatched"): 1}
         assert queue.empty()
 
 
