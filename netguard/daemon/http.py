@@ -81,6 +81,7 @@ class MetricsServer:
         self._scheme = "https" if config.tls else "http"
         self._host, self._wanted_port = parse_listen(config.listen)
         self.scrapes = 0
+        self.scrapes_abandoned = 0
 
     @property
     def url(self) -> str:
@@ -160,10 +161,18 @@ class MetricsServer:
             headers["Content-Encoding"] = "gzip"
         response = web.StreamResponse(headers=headers)
         response.content_length = sum(len(chunk) for chunk in chunks)
-        await response.prepare(request)
-        for chunk in chunks:
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            for chunk in chunks:
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError as exc:
+            # The scraper gave up (its scrape_timeout) or went away mid-body: its loss,
+            # not a server error. aiohttp would log it at ERROR with a traceback.
+            self.scrapes_abandoned += 1
+            log.info("scrape abandoned by the client", extra={
+                "peer": request.remote, "reason": type(exc).__name__})
+            return response
         self.scrapes += 1
         return response
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import socket
 import ssl
+import struct
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from netguard.errors import ConfigError
 from netguard.metrics import Renderer
 from tests.daemon.fakes import estate
 from tests.support.tls import self_signed
+from tests.support.wait import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +167,29 @@ async def test_scrape_renders_off_the_loop() -> None:
                                f"{render_s * 1e3:.1f} ms, idle stall {max(idle) * 1e3:.1f} ms")
     # ...and many ticks happened during the render, so the loop kept running.
     assert len(lags) > 10
+
+
+async def test_a_scraper_that_hangs_up_mid_body_is_no_server_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Prometheus gives up at its scrape_timeout and resets the connection. That used to
+    # come out as aiohttp's "Error handling request" ERROR with a traceback.
+    snap = estate(2000)  # a body far larger than the socket buffers
+    async with MetricsServer(MetricsConfig(listen="127.0.0.1:0"), lambda: snap,
+                             Ready()) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await reader.readexactly(1)  # the response has started: the body is being sent
+            sock = writer.get_extra_info("socket")
+            # Reset, not FIN: what a client that gives up does to a half-read response.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+
+        async def accounted() -> bool:
+            return server.scrapes_abandoned + server.scrapes == 3
+
+        await async_wait_until(accounted, what="the three scrapes accounted for")
+    assert server.scrapes_abandoned >= 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
