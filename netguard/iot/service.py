@@ -44,6 +44,7 @@ from netguard.clock import Clock, SystemClock, as_utc
 from netguard.config import Settings
 from netguard.errors import PayloadError, StoreError
 from netguard.iot import alerts as alert_store
+from netguard.iot.anchor import Anchorer
 from netguard.iot.codecs import decode, topic_matches
 from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, DoorEvent, RawMessage
@@ -105,6 +106,9 @@ class IotSnapshot:
         deliveries_refused: Rows a notifier refused outright since start (a community name
             that cannot be an MQTT topic level); they also count in ``deliveries_failed``.
         outbox_pending: Rows waiting for delivery (as of the last outbox pass).
+        audit_anchor_sequence: The anchored head sequence number per chain.
+        audit_anchor_time: Unix time of the last anchor pass (None before the first).
+        audit_anchor_failures: Anchor passes that failed since start.
     """
 
     mqtt_connected: bool = False
@@ -121,6 +125,9 @@ class IotSnapshot:
     delivery_send_errors: int = 0
     deliveries_refused: int = 0
     outbox_pending: int = 0
+    audit_anchor_sequence: Mapping[str, int] = field(default_factory=dict)
+    audit_anchor_time: float | None = None
+    audit_anchor_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -159,6 +166,9 @@ class IotService:
         key = self.config.audit_key
         self._key = None if key is None else key.get_secret_value().encode("utf-8")
         self._chain = ChainWriter(self.config.mqtt.client_id, self._key)
+        anchor = self.config.audit_anchor
+        self.anchors = Anchorer(store, anchor.file, self._key, self.clock,
+                                anchor.interval_seconds)
         self._view = RegistryView()
         self._lock = asyncio.Lock()
         self._notifier_override = notifiers
@@ -194,6 +204,9 @@ class IotService:
             await self._load_recent(session)
             await self._load_native_window(session)
             await self._count_alerts(session)
+        # Never carry on from a chain head older than the last anchor (rows truncated,
+        # an older backup restored): AnchorError says what to do.
+        await self.anchors.check_start()
         self._last_reload = self.clock.monotonic()
         await self._stack.__aenter__()
         try:
@@ -202,6 +215,7 @@ class IotService:
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
             self._tg = tg
             self._tasks.append(tg.create_task(self.outbox.run(), name=_OUTBOX_TASK))
+            self._tasks.append(tg.create_task(self.anchors.run(), name="netguard[iot].anchor"))
             if self.config.mqtt.enabled:
                 self.intake = MqttIntake(self.config.mqtt, self.ingest_batch,
                                          batch_max=self.config.intake_batch_max,
@@ -241,6 +255,10 @@ class IotService:
                 outbox_task.cancel()
             await self._stack.aclose()
             self._tasks.clear()
+            # The shutdown anchor: the head as this instance leaves it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.daemon.shutdown_timeout_seconds):
+                    await self.anchors.try_anchor()
         finally:
             if locked:
                 self._lock.release()
@@ -309,6 +327,10 @@ class IotService:
             delivery_send_errors=stats.send_errors if stats else 0,
             deliveries_refused=stats.refused if stats else 0,
             outbox_pending=self.outbox.pending if self.outbox else 0,
+            audit_anchor_sequence=self.anchors.sequences(),
+            audit_anchor_time=None if self.anchors.last_at is None
+            else self.anchors.last_at.timestamp(),
+            audit_anchor_failures=self.anchors.failures,
         )
 
     # ------------------------------------------------------------------ intake
@@ -712,7 +734,7 @@ class IotService:
                 self._skip_retention = False
             else:
                 cutoff = now - timedelta(days=self.config.retention_days)
-                redacted, deleted = await purge(session, cutoff=cutoff, now=now)
+                redacted, deleted = await purge(session, cutoff=cutoff, now=now, key=self._key)
             await session.commit()
             await self._count_alerts(session)
         self._view.states.update(changed)
