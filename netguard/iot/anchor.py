@@ -268,9 +268,13 @@ def append_line(path: Path, line: str) -> None:
     """Append one line and fsync it (and the directory, when the file was created)."""
     created = not path.exists()
     # O_APPEND: one write() per line, so concurrent writers never interleave within a line.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
     try:
-        os.write(fd, line.encode("utf-8"))
+        data = line.encode("utf-8")
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # end a line torn by a crash, rather than extend it
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -295,6 +295,9 @@ class _Walk:
             return None
         if self.key is not None and link_hash(cp.prev_hash, cp.digest, cp.received_at,
                                               self.key) == cp.hash:
+            if cp.mac is None:
+                # Whoever linked that row with the key would have signed its checkpoint.
+                return "checkpoint carries no HMAC, but its row links with the key (forged)"
             self.keyed = True
         elif link_hash(cp.prev_hash, cp.digest, cp.received_at) != cp.hash:
             return "its row's fields do not hash to it (forged checkpoint)"
