@@ -36,7 +36,9 @@ def _snapshot() -> MetricsSnapshot:
                         sensors_online=7, sensors_offline=1, sensors_low_battery=2,
                         alerts_open={("door_open", "east"): 1}, deliveries_delivered=3,
                         deliveries_failed=1, dead_letters={"malformed": 2}, duplicates=4,
-                        outbox_pending=5, delivery_send_errors=6, deliveries_refused=2),
+                        outbox_pending=5, delivery_send_errors=6, deliveries_refused=2,
+                        audit_anchor_sequence={"netguard": 41},
+                        audit_anchor_time=1_780_000_000.0, audit_anchor_failures=2),
         daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
                            scheduler_running=True),
     )
@@ -106,6 +108,9 @@ def test_global_values() -> None:
                                 {"category": "wireless", "severity": "minor"}) == 0
     assert reg.get_sample_value("netguard_mqtt_connected") == 1
     assert reg.get_sample_value("netguard_mqtt_connect_failures_total") == 3
+    assert reg.get_sample_value("netguard_audit_anchor_sequence", {"chain": "netguard"}) == 41
+    assert reg.get_sample_value("netguard_audit_anchor_timestamp_seconds") == 1_780_000_000.0
+    assert reg.get_sample_value("netguard_audit_anchor_failures_total") == 2
     assert reg.get_sample_value("netguard_scheduler_overruns_total") == 3
     assert reg.get_sample_value("netguard_polls_total", {"result": "failure"}) == 1
     assert reg.get_sample_value("netguard_targets", {"state": "up"}) == 10
