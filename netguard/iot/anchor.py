@@ -265,8 +265,14 @@ def last_anchor(path: Path, key: bytes | None) -> Anchor | None:
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one line and fsync it (and the directory, when the file was created)."""
+    """Append one line and fsync it (and the directory, when the file was created).
+
+    Raises:
+        OSError: The file cannot be created or written.
+    """
     created = not path.exists()
+    if created:
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     # O_APPEND: one write() per line, so concurrent writers never interleave within a line.
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
     try:

@@ -394,7 +394,13 @@ async def test_a_torn_last_line_is_passed_over(store: Store, clock: ManualClock,
 
 async def test_anchor_failures_are_counted_not_raised(store: Store, clock: ManualClock,
                                                       tmp_path: Path) -> None:
-    anchorer = Anchorer(store, tmp_path / "missing-dir" / "anchors.jsonl", None, clock, 60)
+    blocked = tmp_path / "anchors.jsonl"
+    blocked.mkdir()  # a directory where the file should be: every append fails
+    anchorer = Anchorer(store, blocked, None, clock, 60)
     await register_estate(store, T0)
     assert await anchorer.try_anchor() is None
     assert anchorer.failures == 1
+    # A missing directory is created (a fresh StateDirectory), not a failure.
+    fresh = Anchorer(store, tmp_path / "audit" / "anchors.jsonl", None, clock, 60)
+    assert await fresh.try_anchor() is not None
+    assert fresh.failures == 0
