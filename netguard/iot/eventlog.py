@@ -229,8 +229,12 @@ async def verify(session: AsyncSession, key: bytes | None = None, *,
         walk = _Walk(key, redacted_before)
         problem = walk.start(checkpoint)
         bad: VerifyProblem | None = None
+        # The chain fails the way a missing or wrong key makes it fail: at its start, on
+        # a digest or HMAC, and no later row matches its digest under this key either.
+        suspect = False
         if problem is not None:
             bad = VerifyProblem(chain, walk.expect_seq - 1, None, f"checkpoint: {problem}")
+            suspect = any(w in problem for w in _MISMATCH_WORDS)
         first = True
         probed = 0
         async for row in _stream(session, chain):
@@ -239,21 +243,18 @@ async def verify(session: AsyncSession, key: bytes | None = None, *,
                 problem = walk.step(row)
                 if problem is not None:
                     bad = VerifyProblem(chain, row.chain_seq, row.id, problem)
-                    if not first or not any(w in problem for w in _MISMATCH_WORDS):
+                    suspect = first and any(w in problem for w in _MISMATCH_WORDS)
+                    if not suspect:
                         break
-            elif probed < _KEY_PROBE_ROWS:
-                # Does any later row match its digest under this key? Then it is an edit.
-                if not row.purged:
-                    probed += 1
-                    if content_digest(row, key) == row.digest:
-                        break
-            else:
-                key_like += 1
+            elif not suspect or probed >= _KEY_PROBE_ROWS:
                 break
+            elif not row.purged:
+                probed += 1
+                if content_digest(row, key) == row.digest:
+                    suspect = False  # a later row matches: the first one was edited
+                    break
             first = False
-        else:
-            if bad is not None and any(w in bad.problem for w in _MISMATCH_WORDS):
-                key_like += 1
+        key_like += suspect
         if bad is not None:
             problems.append(bad)
         elif walk.unbound_checkpoint:
