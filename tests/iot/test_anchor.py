@@ -367,8 +367,9 @@ async def test_anchors_go_to_the_file_the_journal_and_the_snapshot(
     anchorer = Anchorer(store, anchors, KEY.encode(), clock, 60)
     anchorer.last = last_anchor(anchors, KEY.encode())
     assert await anchorer.anchor() is None
+    assert len(anchors.read_text().splitlines()) == len(lines)
     await _ingest(store, clock, iot, range(3, 4))
-    assert len(anchors.read_text().splitlines()) == 3
+    assert len(anchors.read_text().splitlines()) == len(lines) + 1
 
 
 async def test_a_torn_last_line_is_passed_over(store: Store, clock: ManualClock,
