@@ -191,7 +191,7 @@ def _resolve_secrets(node: Any, path: str, env: Mapping[str, str], base_dir: Pat
 # Keys that may be given as ``<key>_file``. Kept explicit so that ordinary path options
 # such as ``ca_file`` are never mistaken for secrets.
 _FILE_SECRET_KEYS = frozenset({
-    "community", "auth_key", "priv_key", "password", "secret", "token", "url",
+    "community", "auth_key", "priv_key", "password", "secret", "token", "url", "audit_key",
 })
 # Mappings whose every value is a secret: inside them, any ``<name>_file`` key reads the
 # value of ``<name>`` from a file (``headers: {Authorization_file: /run/credentials/x}``).

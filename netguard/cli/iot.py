@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -469,34 +470,116 @@ def alerts_ack(
 # ---------------------------------------------------------------- audit
 
 
+def _audit_key(settings: Settings) -> bytes | None:
+    key = settings.iot.audit_key
+    return None if key is None else key.get_secret_value().encode("utf-8")
+
+
+def _chains(count: int) -> str:
+    return f"{count} chain verifies" if count == 1 else f"{count} chains verify"
+
+
 @audit_app.command("verify")
 @handle_errors
-def audit_verify(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+def audit_verify(
+    anchor: Annotated[Path | None, typer.Option(
+        "--anchor", help="An anchor file (iot.audit_anchor.file, or an auditor's copy): "
+                         "also prove nothing was truncated or deleted since its anchors.")]
+    = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
     """Check the event log's hash chain; exit 1 naming the first bad row."""
     from datetime import timedelta
 
+    from netguard.iot.anchor import AnchorFile, check, read_anchors
     from netguard.iot.eventlog import verify
 
-    async def work(store: Store, settings: Settings) -> Any:
-        key = settings.iot.audit_key
+    async def work(store: Store, settings: Settings) -> tuple[Any, AnchorFile | None,
+                                                              list[str]]:
+        key = _audit_key(settings)
         before = _now() - timedelta(days=settings.iot.retention_days)
+        anchors = None if anchor is None else read_anchors(anchor, key)
         async with store.session() as s:
-            return await verify(s, None if key is None else key.get_secret_value().encode(),
-                                redacted_before=before)
+            report = await verify(s, key, redacted_before=before)
+            lost = [] if anchors is None else await check(s, anchors.anchors)
+        return report, anchors, lost
 
-    report = _run(config, work, read_only=True)
+    report, anchors, lost = _run(config, work, read_only=True)
+    anchor_problems = [] if anchors is None else [*anchors.problems, *lost]
+    ok = report.ok and not anchor_problems
+    notes = list(report.notes)
+    if anchors is not None:
+        notes += anchors.skipped
+        if anchors.accepted is not None:
+            notes.append(f"anchors before line {anchors.accepted.line} were set aside by "
+                         f"`audit accept-head` at {anchors.accepted.at.isoformat()}: "
+                         f"{anchors.accepted.note}")
     if as_json:
-        print_json({"ok": report.ok, "rows": report.rows, "chains": report.chains,
+        print_json({"ok": ok, "rows": report.rows, "chains": report.chains,
+                    "key_hint": report.key_hint,
                     "problems": [{"chain": p.chain, "chain_seq": p.chain_seq,
                                   "row_id": p.row_id, "problem": p.problem}
-                                 for p in report.problems]})
-    elif report.ok:
-        typer.echo(f"ok: {report.rows} events in {report.chains} chain(s) verify")
+                                 for p in report.problems],
+                    "anchors": None if anchors is None else len(anchors.anchors),
+                    "anchor_problems": anchor_problems, "notes": notes})
     else:
-        for problem in report.problems:
-            typer.echo(f"BAD: {problem}")
-    if not report.ok:
+        if report.key_hint is not None:
+            typer.echo(f"BAD: {report.key_hint}")
+        else:
+            for problem in report.problems:
+                typer.echo(f"BAD: {problem}")
+        for line in anchor_problems:
+            typer.echo(f"BAD: {line}")
+        for note in notes:
+            typer.echo(f"note: {note}")
+        if ok:
+            against = "" if anchors is None else (
+                f", and match {len(anchors.anchors)} anchor line(s) of {anchor}")
+            typer.echo(f"ok: {report.rows} events in {_chains(report.chains)}{against}")
+    if not ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("accept-head")
+@handle_errors
+def audit_accept_head(
+    reason: Annotated[str, typer.Option("--reason", help="Why (e.g. the restored backup).")],
+    by: Annotated[str | None, typer.Option("--by", help="Who accepts (default: $NETGUARD_"
+                                                         "OPERATOR or the login name).")]
+    = None,
+    config: ConfigOption = None,
+) -> None:
+    """Accept the event log as it is now (after knowingly restoring a backup).
+
+    Appends an ``accept`` line with the current chain heads to iot.audit_anchor.file, so
+    that the daemon starts again; `audit verify --anchor` checks from that line on and
+    names it. The earlier anchors, and what they show was lost, stay in the file.
+    """
+    from netguard.iot.anchor import Anchorer
+
+    reason = reason.strip()
+    if not reason or len(reason) > 500 or not reason.isprintable():
+        raise fail("--reason: give 1-500 printable characters", EXIT_CONFIG)
+    actor = operator_name(by)
+
+    async def work(store: Store, settings: Settings) -> Any:
+        path = settings.iot.audit_anchor.file
+        if path is None:
+            raise fail("iot.audit_anchor.file is not set: there is no anchor to accept "
+                       "against", EXIT_CONFIG)
+        anchorer = Anchorer(store, path, _audit_key(settings), _system_clock(), 1.0)
+        return path, await anchorer.anchor(kind="accept", note=f"{actor}: {reason}")
+
+    path, accepted = _run(config, work, read_only=True)
+    heads = ", ".join(f"{h.chain} at seq {h.seq}" for h in accepted.heads) or "no chains"
+    typer.echo(f"accepted {heads}; appended to {path}")
+
+
+def _system_clock() -> Any:
+    from netguard.clock import SystemClock
+
+    return SystemClock()
 
 
 @audit_app.command("export")
@@ -549,7 +632,15 @@ def audit_export(  # noqa: PLR0917  (typer: one parameter per option)
         writer.writeheader()
         writer.writerows(data["events"])
     if output is None:
-        sys.stdout.write(out.getvalue())
+        try:
+            sys.stdout.write(out.getvalue())
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # `audit export | head`: the reader has all it wants. Point stdout at
+            # /dev/null so that the interpreter's final flush does not complain either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
     else:
         output.write_text(out.getvalue(), encoding="utf-8")
         typer.echo(f"wrote {len(data['events'])} events to {output}", err=True)

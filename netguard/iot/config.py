@@ -139,6 +139,18 @@ class RulesConfig(BaseModel):
     renotify_minutes: list[float] = Field(default_factory=lambda: [5.0, 15.0, 30.0])
 
 
+class AuditAnchorConfig(BaseModel):
+    """Where and how often the event log's chain heads are anchored outside the database
+    (see ``netguard.iot.anchor``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # An append-only JSON-lines file the database account cannot write; None keeps only
+    # the journal line and the metric (and start-up cannot check the heads).
+    file: Path | None = None
+    interval_seconds: float = Field(default=60.0, gt=0)
+
+
 class IotConfig(BaseModel):
     """Everything about door sensors."""
 
@@ -160,6 +172,7 @@ class IotConfig(BaseModel):
     # Optional HMAC key for the event log's hash chain: without it anyone with write
     # access to the database could recompute the chain after forging a row.
     audit_key: SecretStr | None = None
+    audit_anchor: AuditAnchorConfig = Field(default_factory=AuditAnchorConfig)
     # Messages committed (and then acknowledged) together; bounds unacknowledged ones.
     intake_batch_max: int = Field(default=500, ge=1)
 

@@ -112,7 +112,12 @@ class Event(SQLModel, table=True):
 
 
 class ChainCheckpoint(SQLModel, table=True):
-    """Where a chain starts after a retention purge deleted its oldest rows."""
+    """Where a chain starts after a retention purge deleted its oldest rows.
+
+    ``prev_hash``, ``digest`` and ``received_at`` are those of the last deleted row (they
+    hash to ``hash``), and ``mac`` is an HMAC over the checkpoint with ``iot.audit_key``;
+    all four are None in checkpoints written before audit revision 0003.
+    """
 
     __tablename__ = "iot_chain_checkpoint"
 
@@ -120,6 +125,10 @@ class ChainCheckpoint(SQLModel, table=True):
     chain_seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     hash: str = Field(max_length=64)
     purged_at: datetime = Field(sa_column=_ts())
+    prev_hash: str | None = Field(default=None, max_length=64)
+    digest: str | None = Field(default=None, max_length=64)
+    received_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    mac: str | None = Field(default=None, max_length=64)
 
 
 class Alert(SQLModel, table=True):

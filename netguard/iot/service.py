@@ -44,6 +44,7 @@ from netguard.clock import Clock, SystemClock, as_utc
 from netguard.config import Settings
 from netguard.errors import PayloadError, StoreError
 from netguard.iot import alerts as alert_store
+from netguard.iot.anchor import Anchorer
 from netguard.iot.codecs import decode, topic_matches
 from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, DoorEvent, RawMessage
@@ -107,6 +108,9 @@ class IotSnapshot:
         outbox_pending: Rows waiting for delivery (as of the last outbox pass).
         mqtt_enabled: The MQTT intake is configured (``iot.mqtt.enabled``).
         delivered_by / failed_by: ``deliveries_*`` by notifier name.
+        audit_anchor_sequence: The anchored head sequence number per chain.
+        audit_anchor_time: Unix time of the last anchor pass (None before the first).
+        audit_anchor_failures: Anchor passes that failed since start.
     """
 
     mqtt_connected: bool = False
@@ -126,6 +130,9 @@ class IotSnapshot:
     mqtt_enabled: bool = False
     delivered_by: Mapping[str, int] = field(default_factory=dict)
     failed_by: Mapping[str, int] = field(default_factory=dict)
+    audit_anchor_sequence: Mapping[str, int] = field(default_factory=dict)
+    audit_anchor_time: float | None = None
+    audit_anchor_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -164,6 +171,9 @@ class IotService:
         key = self.config.audit_key
         self._key = None if key is None else key.get_secret_value().encode("utf-8")
         self._chain = ChainWriter(self.config.mqtt.client_id, self._key)
+        anchor = self.config.audit_anchor
+        self.anchors = Anchorer(store, anchor.file, self._key, self.clock,
+                                anchor.interval_seconds)
         self._view = RegistryView()
         self._lock = asyncio.Lock()
         self._notifier_override = notifiers
@@ -199,6 +209,9 @@ class IotService:
             await self._load_recent(session)
             await self._load_native_window(session)
             await self._count_alerts(session)
+        # Never carry on from a chain head older than the last anchor (rows truncated,
+        # an older backup restored): AnchorError says what to do.
+        await self.anchors.check_start()
         self._last_reload = self.clock.monotonic()
         await self._stack.__aenter__()
         try:
@@ -207,6 +220,7 @@ class IotService:
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
             self._tg = tg
             self._tasks.append(tg.create_task(self.outbox.run(), name=_OUTBOX_TASK))
+            self._tasks.append(tg.create_task(self.anchors.run(), name="netguard[iot].anchor"))
             if self.config.mqtt.enabled:
                 self.intake = MqttIntake(self.config.mqtt, self.ingest_batch,
                                          batch_max=self.config.intake_batch_max,
@@ -246,6 +260,10 @@ class IotService:
                 outbox_task.cancel()
             await self._stack.aclose()
             self._tasks.clear()
+            # The shutdown anchor: the head as this instance leaves it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.daemon.shutdown_timeout_seconds):
+                    await self.anchors.try_anchor()
         finally:
             if locked:
                 self._lock.release()
@@ -317,6 +335,10 @@ class IotService:
             mqtt_enabled=self.config.mqtt.enabled,
             delivered_by=stats.delivered_by if stats else {},
             failed_by=stats.failed_by if stats else {},
+            audit_anchor_sequence=self.anchors.sequences(),
+            audit_anchor_time=None if self.anchors.last_at is None
+            else self.anchors.last_at.timestamp(),
+            audit_anchor_failures=self.anchors.failures,
         )
 
     # ------------------------------------------------------------------ intake
@@ -720,7 +742,7 @@ class IotService:
                 self._skip_retention = False
             else:
                 cutoff = now - timedelta(days=self.config.retention_days)
-                redacted, deleted = await purge(session, cutoff=cutoff, now=now)
+                redacted, deleted = await purge(session, cutoff=cutoff, now=now, key=self._key)
             await session.commit()
             await self._count_alerts(session)
         self._view.states.update(changed)

@@ -280,6 +280,17 @@ def _alerts_open(s: MetricsSnapshot) -> Iterator[Sample]:
         yield from _by_pair(s.iot.alerts_open)
 
 
+def _anchor_sequence(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.iot is not None:
+        yield from _by_key(s.iot.audit_anchor_sequence)
+
+
+def _anchor_time(s: MetricsSnapshot) -> Iterator[Sample]:
+    # No sample before the first anchor: "never" must not read as 1970.
+    if s.iot is not None and s.iot.audit_anchor_time is not None:
+        yield (), s.iot.audit_anchor_time
+
+
 # Every (category, severity) pair is exported, zeros included, so that a dashboard shows
 # 0 rather than "no data" and rate()/alerts see a series before the first ticket.
 _TICKET_KEYS = tuple((kind, sev) for kind in LINK_KINDS for sev in SEVERITIES)
@@ -451,6 +462,15 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_traps_rejected_total", "counter",
        "SNMP traps set aside, by type and reason (unmatched, malformed).",
        ("type", "reason"), _traps_rejected, section="traps"),
+    _g("netguard_audit_anchor_sequence", "gauge",
+       "The event log's head sequence number as last anchored outside the database, by chain.",
+       ("chain",), _anchor_sequence, section="iot"),
+    _g("netguard_audit_anchor_timestamp_seconds", "gauge",
+       "Unix time of the last anchor pass (heads anchored, or found unchanged).", (),
+       _anchor_time, section="iot"),
+    _g("netguard_audit_anchor_failures_total", "counter",
+       "Anchor passes that failed (store unreadable, anchor file not writable).", (),
+       _iot("audit_anchor_failures"), section="iot"),
     # The daemon itself.
     _g("netguard_polls_total", "counter",
        "Polls finished, by result.", ("result",), _polls, section="daemon"),

@@ -40,7 +40,9 @@ def _snapshot() -> MetricsSnapshot:
                         outbox_pending=5, delivery_send_errors=6, deliveries_refused=2,
                         mqtt_enabled=True,
                         delivered_by={"wecom-east": 3, "webhook": 0},
-                        failed_by={"wecom-east": 1, "webhook": 0}),
+                        failed_by={"wecom-east": 1, "webhook": 0},
+                        audit_anchor_sequence={"netguard": 41},
+                        audit_anchor_time=1_780_000_000.0, audit_anchor_failures=2),
         traps=TrapStats(received={"linkDown": 3, "other": 1}, decoded={"linkDown": 2},
                         rejected={("linkDown", "unmatched"): 1, ("other", "unmatched"): 1}),
         daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
@@ -133,6 +135,9 @@ def test_global_values() -> None:
                                 {"category": "wireless", "severity": "minor"}) == 0
     assert reg.get_sample_value("netguard_mqtt_connected") == 1
     assert reg.get_sample_value("netguard_mqtt_connect_failures_total") == 3
+    assert reg.get_sample_value("netguard_audit_anchor_sequence", {"chain": "netguard"}) == 41
+    assert reg.get_sample_value("netguard_audit_anchor_timestamp_seconds") == 1_780_000_000.0
+    assert reg.get_sample_value("netguard_audit_anchor_failures_total") == 2
     assert reg.get_sample_value("netguard_scheduler_overruns_total") == 3
     assert reg.get_sample_value("netguard_polls_total", {"result": "failure"}) == 1
     assert reg.get_sample_value("netguard_targets", {"state": "up"}) == 10

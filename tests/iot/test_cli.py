@@ -256,3 +256,79 @@ def test_unknown_ids_exit_3(config: Path, args: list[str], expected: str) -> Non
     # A known household with no sensors is not an error.
     code, out = ng(config, "sensors", "status", "--household", "A1")
     assert (code, out.strip()) == (0, "(none)")
+
+
+def _anchored_config(tmp_path: Path, key: str | None) -> tuple[Path, Path]:
+    db = tmp_path / "anchored.db"
+    asyncio.run(upgrade(StoreConfig(path=db)))
+    anchors = tmp_path / "anchors.jsonl"
+    path = tmp_path / "anchored.yaml"
+    text = f"store:\n  path: {db}\niot:\n  audit_anchor:\n    file: {anchors}\n"
+    if key is not None:
+        (tmp_path / "audit.key").write_text(key + "\n")
+        text += f"  audit_key_file: {tmp_path / 'audit.key'}\n"
+    path.write_text(text)
+    return path, anchors
+
+
+def test_audit_verify_against_anchors_and_accept_head(tmp_path: Path) -> None:
+    config, anchors = _anchored_config(tmp_path, "cli-audit-key")
+    _ingest(config, [("zigbee2mqtt/nobody", b"{}"), ("zigbee2mqtt/nobody", b"[]")])
+    code, out = ng(config, "audit", "verify", "--anchor", str(anchors))
+    assert code == 0, out
+    assert "ok: 2 events in 1 chain verifies, and match" in out
+
+    with sqlite3.connect(tmp_path / "anchored.db") as conn:
+        conn.execute("DELETE FROM iot_event WHERE chain_seq = 2")
+    code, out = ng(config, "audit", "verify")
+    assert code == 0, out  # the chain alone cannot tell
+    code, out = ng(config, "audit", "verify", "--anchor", str(anchors))
+    assert code == 1
+    assert "BAD: chain 'netguard' ends at seq 1, but was anchored at seq 2" in out
+
+    code, out = ng(config, "audit", "accept-head", "--reason", "restored backup", "--by", "li")
+    assert code == 0, out
+    assert "accepted netguard at seq 1" in out
+    code, out = ng(config, "audit", "verify", "--anchor", str(anchors), "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["ok"] is True
+    assert "li: restored backup" in data["notes"][0]
+
+
+def test_audit_verify_without_the_key_says_the_store_is_keyed(tmp_path: Path) -> None:
+    config, _anchors = _anchored_config(tmp_path, "cli-audit-key")
+    _ingest(config, [("zigbee2mqtt/nobody", b"{}")])
+    keyless = tmp_path / "keyless.yaml"
+    keyless.write_text(f"store:\n  path: {tmp_path / 'anchored.db'}\n")
+    code, out = ng(keyless, "audit", "verify")
+    assert code == 1
+    assert out.strip() == ("BAD: this store is keyed; give audit_key "
+                           "(iot.audit_key or iot.audit_key_file)")
+
+
+def test_audit_verify_counts_chains_in_words(config: Path) -> None:
+    code, out = ng(config, "audit", "verify")
+    assert code == 0, out
+    assert "ok: 0 events in 0 chains verify" in out
+
+
+def test_audit_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config, _anchors = _anchored_config(tmp_path, None)
+    _ingest(config, [])
+    code, out = ng(config, "households", "add", "H1", "--community", "c1")
+    assert code == 0, out
+    _ingest(config, [("zigbee2mqtt/nobody", b"{}")])
+    # A reader that has what it wants and leaves before netguard writes (`| head -c0`).
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from netguard.cli import app; app()", "audit", "export",
+         "--household", "H1", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err == b""
