@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
 from netguard.errors import ConfigError
 from netguard.iot.config import IotConfig
-from netguard.probes.config import TargetConfig
+from netguard.probes.config import ProbesConfig, TargetConfig, engine_problems
 from netguard.store.config import StoreConfig
 from netguard.tickets.config import TicketsConfig
 
@@ -38,6 +38,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     targets: list[TargetConfig] = Field(default_factory=list)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     tickets: TicketsConfig = Field(default_factory=TicketsConfig)
     iot: IotConfig = Field(default_factory=IotConfig)
@@ -70,6 +71,9 @@ class Settings(BaseModel):
                     )
                 chain.append(node)
                 node = by_id[node].upstream
+        problems = engine_problems(self.probes, self.targets)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def target(self, target_id: str) -> TargetConfig:

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         target = settings.target(target_id)
 
         async def once() -> TargetStatus:
-            async with ProbeService([target]) as probes:
+            async with ProbeService([target], probes=settings.probes) as probes:
                 return (await probes.poll(target.id)).status
 
         status = run_async(once())

@@ -45,7 +45,8 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
 
     def probe_service(targets: Sequence[TargetConfig]) -> ProbeService:
         return ProbeService(targets, clock=clock,
-                            max_concurrency=settings.daemon.max_concurrent_polls)
+                            max_concurrency=settings.daemon.max_concurrent_polls,
+                            probes=settings.probes)
 
     def ticket_service(config: TicketsConfig) -> TicketService:
         return TicketService(store, config, clock=clock)

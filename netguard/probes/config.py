@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -13,6 +14,10 @@ AUTH_PROTOCOLS = ("none", "md5", "sha", "sha224", "sha256", "sha384", "sha512")
 PRIV_PROTOCOLS = ("none", "des", "aes128", "aes192", "aes256")
 
 TargetIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+
+# Polling engines (transports), chosen by name; see netguard/probes/transport.py.
+PollEngine = Literal["gufo", "pysnmp"]
+POLL_ENGINES: tuple[PollEngine, ...] = ("gufo", "pysnmp")
 
 
 class SnmpConfig(BaseModel):
@@ -31,6 +36,8 @@ class SnmpConfig(BaseModel):
     # Needed only to accept v3 traps from this agent (pysnmp drops them otherwise).
     engine_id: str | None = None
     max_repetitions: int = Field(default=25, ge=1, le=200)
+    # Overrides ``probes.engine`` for this target (a v3 context needs ``pysnmp``).
+    engine: PollEngine | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -89,6 +96,70 @@ class SnmpConfig(BaseModel):
                 # RFC 3414 requires at least 8 characters; agents reject shorter keys.
                 raise ValueError(f"{name} must be at least 8 characters")
         return self
+
+
+class ProbesConfig(BaseModel):
+    """The ``probes:`` section: how targets are polled.
+
+    Attributes:
+        engine: The polling transport: ``gufo`` (gufo-snmp, the default) or ``pysnmp``.
+            A target may override it with ``snmp.engine``; pysnmp is needed only for
+            SNMPv3 context names (see docs/probes.md).
+        max_open_sockets: Idle gufo-snmp sessions (one UDP socket each) kept open; the
+            least recently used are closed beyond it. Polls in flight hold theirs too,
+            so at most ``max_open_sockets + daemon.max_concurrent_polls`` are open.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: PollEngine = "gufo"
+    max_open_sockets: int = Field(default=512, ge=1, le=60000)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _known_engine(cls, value: object) -> object:
+        if isinstance(value, str) and value not in POLL_ENGINES:
+            raise ValueError(f"unknown engine {value!r} (one of {', '.join(POLL_ENGINES)})")
+        return value
+
+    def engine_of(self, target: TargetConfig) -> PollEngine:
+        """The engine that polls ``target`` (its own ``snmp.engine``, else this one)."""
+        return target.snmp.engine or self.engine
+
+
+def engine_problems(probes: ProbesConfig, targets: Sequence[TargetConfig]) -> list[str]:
+    """What an engine cannot do for these targets, as ``targets[i].path: message`` lines.
+
+    - gufo-snmp has no SNMPv3 context names: such a target needs ``snmp.engine: pysnmp``.
+    - pysnmp keeps one USM table per engine keyed by user name and engine id, so targets
+      that share a v3 user name with different keys overwrite each other's keys
+      mid-poll (issue 14: about 23% of polls failed). That combination is refused.
+    """
+    problems: list[str] = []
+    seen_keys: dict[str, tuple[int, tuple[object, ...]]] = {}
+    for i, target in enumerate(targets):
+        snmp = target.snmp
+        engine = probes.engine_of(target)
+        if engine == "gufo" and snmp.version == "3" and snmp.context_name:
+            problems.append(
+                f"targets[{i}].snmp.context_name: the gufo engine has no SNMPv3 context "
+                "names; set snmp.engine: pysnmp on this target")
+        if engine != "pysnmp" or snmp.version != "3" or snmp.user is None:
+            continue
+        keys = (snmp.auth_protocol, _secret(snmp.auth_key), snmp.priv_protocol,
+                _secret(snmp.priv_key))
+        first = seen_keys.setdefault(snmp.user, (i, keys))
+        if first[1] != keys:
+            problems.append(
+                f"targets[{i}].snmp.user: SNMPv3 user {snmp.user!r} has other keys on "
+                f"targets[{first[0]}] ({targets[first[0]].id}); the pysnmp engine mixes "
+                "up keys shared under one user name, so poll these targets with the "
+                "gufo engine")
+    return problems
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 class Thresholds(BaseModel):

@@ -1,4 +1,4 @@
-"""The probe service: poll targets over one shared SNMP engine, assess, emit faults.
+"""The probe service: poll targets over the configured SNMP engine, assess, emit faults.
 
 ``ProbeService`` is what the daemon and the CLI use::
 
@@ -25,12 +25,12 @@ from netguard.clock import Clock, SystemClock
 from netguard.errors import NotFoundError, ProbeError
 from netguard.faults import FaultKey
 from netguard.probes.assess import ActiveFault, Assessor
-from netguard.probes.config import TargetConfig
+from netguard.probes.config import PollEngine, ProbesConfig, TargetConfig, engine_problems
 from netguard.probes.counters import apply_rates, elapsed_seconds
 from netguard.probes.decode import decode_sample
 from netguard.probes.profiles import Profile, ProfileLibrary, default_library
 from netguard.probes.state import LinkSample, PollOutcome, TargetStatus
-from netguard.probes.transport import AgentSession, SnmpTransport, fetch
+from netguard.probes.transport import PollSession, PollTransport, fetch, open_transport
 
 log = logging.getLogger("netguard.probes")
 
@@ -45,24 +45,34 @@ class _Slot:
     profile: Profile
     assessor: Assessor
     lock: asyncio.Lock
-    session: AgentSession | None = None
+    engine: PollEngine
+    session: PollSession | None = None
     last_sample: LinkSample | None = None
     last_sample_mono: float = 0.0
     last_sample_real: float = 0.0
 
 
 class ProbeService:
-    """Polls SNMP targets; an async context manager owning one pysnmp ``SnmpEngine``.
+    """Polls SNMP targets; an async context manager owning the polling transports.
 
     Args:
         targets: The targets it may poll (upstream links are looked up among them).
         clock: Time source (``SystemClock`` by default).
         max_concurrency: Polls in flight at once; more wait their turn.
         profiles: Where profiles come from (the built-in library by default).
+        probes: The ``probes:`` settings: which engine polls (gufo by default).
+
+    Raises:
+        ValueError: An engine cannot serve a target (see ``engine_problems``).
     """
 
     def __init__(self, targets: Sequence[TargetConfig], *, clock: Clock | None = None,
-                 max_concurrency: int = 64, profiles: ProfileLibrary | None = None) -> None:
+                 max_concurrency: int = 64, profiles: ProfileLibrary | None = None,
+                 probes: ProbesConfig | None = None) -> None:
+        self._probes = probes or ProbesConfig()
+        problems = engine_problems(self._probes, targets)
+        if problems:
+            raise ValueError("; ".join(problems))
         self._clock = clock or SystemClock()
         self._library = profiles or default_library()
         self._slots: dict[str, _Slot] = {}
@@ -72,9 +82,10 @@ class ProbeService:
                 profile=self._library.for_target(target),
                 assessor=Assessor.for_target(target),
                 lock=asyncio.Lock(),
+                engine=self._probes.engine_of(target),
             )
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._transport: SnmpTransport | None = None
+        self._transports: dict[PollEngine, PollTransport] | None = None
         # Keys are fixed here and never added or removed, so copying the dict for a
         # snapshot is safe even from a scrape thread while the loop replaces values.
         self._live: dict[str, TargetStatus] = {
@@ -88,14 +99,26 @@ class ProbeService:
         self.restore_ignored = 0
 
     async def __aenter__(self) -> ProbeService:
-        self._transport = await SnmpTransport().__aenter__()
+        transports: dict[PollEngine, PollTransport] = {}
+        # The default engine is always open (a reload may add targets); others on demand.
+        engines = {self._probes.engine, *(s.engine for s in self._slots.values())}
+        try:
+            for engine in sorted(engines):
+                transport = open_transport(engine, clock=self._clock,
+                                           max_open_sockets=self._probes.max_open_sockets)
+                transports[engine] = await transport.__aenter__()
+        except BaseException:
+            for opened in transports.values():
+                await opened.__aexit__(None, None, None)
+            raise
+        self._transports = transports
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._transport is not None:
-            await self._transport.__aexit__(exc_type, exc, tb)
-            self._transport = None
+        transports, self._transports = self._transports, None
+        for transport in (transports or {}).values():
+            await transport.__aexit__(exc_type, exc, tb)
 
     @property
     def targets(self) -> list[TargetConfig]:
@@ -210,12 +233,12 @@ class ProbeService:
             NotFoundError: Unknown target id (the only error it raises).
         """
         slot = self._slot(target_id)
-        if self._transport is None:
+        if self._transports is None:
             raise RuntimeError("ProbeService is not open; use `async with`")
         async with slot.lock, self._semaphore:
-            return await self._poll(slot, self._transport)
+            return await self._poll(slot, self._transports[slot.engine])
 
-    async def _poll(self, slot: _Slot, transport: SnmpTransport) -> PollOutcome:
+    async def _poll(self, slot: _Slot, transport: PollTransport) -> PollOutcome:
         target = slot.target
         if slot.session is None:
             slot.session = transport.agent(target)

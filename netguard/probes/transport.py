@@ -1,7 +1,13 @@
-"""The SNMP transport: one shared pysnmp engine, GET for scalars, GETBULK column walks.
+"""The polling transport contract, and its pysnmp engine.
 
-This is the only module that imports pysnmp. It hands plain Python values
-(``int``/``bytes``/``str``/``None``) to the decoder.
+A transport (:class:`PollTransport`) opens :class:`PollSession` s, one per target; the
+service serialises the polls of a target, so a session is never used concurrently. A
+session GETs scalars and walks table columns, and hands plain Python values
+(``int``/``bytes``/``str``/``None``) to the decoder; noSuchObject/noSuchInstance read as
+absent. A dead agent raises ``AgentUnreachableError`` within ``timeout x (retries + 1)``
+(for GETs and for a whole walk), a refused login ``AgentResponseError``. Engines are
+chosen by name (:func:`open_transport`): ``gufo`` (netguard/probes/gufo_transport.py, the
+default) and ``pysnmp`` (below; this is the only polling module that imports pysnmp).
 
 What the DESIGN notes taught, applied here: one engine for the process, numeric OIDs
 with ``lookupMib=False``, ObjectTypes built once per agent, walks that stop on any
@@ -33,10 +39,11 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
+from netguard.clock import Clock
 from netguard.errors import AgentResponseError, AgentUnreachableError, ProbeError
-from netguard.probes.config import TargetConfig
+from netguard.probes.config import POLL_ENGINES, TargetConfig
 from netguard.probes.decode import Index, RawValue
 from netguard.probes.profiles import Metric
 
@@ -51,6 +58,86 @@ _PRIV = {
     "none": "USM_PRIV_NONE", "des": "USM_PRIV_CBC56_DES", "aes128": "USM_PRIV_CFB128_AES",
     "aes192": "USM_PRIV_CFB192_AES", "aes256": "USM_PRIV_CFB256_AES",
 }
+
+
+class PollSession(Protocol):
+    """Requests to one agent (see the module docstring for the contract).
+
+    Attributes:
+        target: The agent's configuration.
+        max_repetitions: Rows the next GETBULK asks for at most (adapts).
+        pdus: Requests sent (including retries and SNMPv3 discovery).
+        varbinds: Values received (an engine may count those past a column's end).
+        values: Values handed to the decoder.
+        too_big: Answers that said "does not fit"; each split a GET or shrank a walk.
+        walk_timeouts: Walk requests that got no answer in time.
+        answered_at: When the last GET was answered (``time.monotonic``).
+    """
+
+    target: TargetConfig
+    max_repetitions: int
+
+    @property
+    def pdus(self) -> int: ...
+
+    @property
+    def varbinds(self) -> int: ...
+
+    @property
+    def values(self) -> int: ...
+
+    @property
+    def too_big(self) -> int: ...
+
+    @property
+    def walk_timeouts(self) -> int: ...
+
+    @property
+    def answered_at(self) -> float: ...
+
+    async def get(self, metrics: Sequence[Metric]) -> dict[str, RawValue]:
+        """GET scalars; absent objects come back as ``None``."""
+        ...
+
+    async def walk(self, columns: Sequence[Metric]) -> dict[str, dict[Index, RawValue]]:
+        """Walk table columns: column name -> index -> value."""
+        ...
+
+
+class PollTransport(Protocol):
+    """An open polling engine; an async context manager."""
+
+    async def __aenter__(self) -> PollTransport: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None: ...
+
+    def agent(self, target: TargetConfig) -> PollSession:
+        """A session with one agent."""
+        ...
+
+
+def open_transport(engine: str, *, clock: Clock | None = None,
+                   max_open_sockets: int = 512) -> PollTransport:
+    """A polling transport by engine name (not yet entered).
+
+    Args:
+        engine: ``gufo`` or ``pysnmp``.
+        clock: The monotonic clock (gufo uses it for the SNMPv3 time window).
+        max_open_sockets: The gufo session pool's cap of idle UDP sockets.
+
+    Raises:
+        ValueError: Unknown engine name.
+    """
+    if engine == "gufo":
+        from netguard.probes.gufo_transport import GufoTransport
+
+        return GufoTransport(clock=clock, max_open_sockets=max_open_sockets)
+    if engine == "pysnmp":
+        return SnmpTransport()
+    raise ValueError(f"unknown polling engine {engine!r} (one of {', '.join(POLL_ENGINES)})")
+
+
 _OBJECT_CACHE_LIMIT = 4096
 _MAX_COLUMNS_PER_PDU = 24
 _TOO_BIG = 1
@@ -377,7 +464,7 @@ class AgentSession:
         return clean
 
 
-async def fetch(session: AgentSession, scalars: Sequence[Metric], columns: Sequence[Metric]
+async def fetch(session: PollSession, scalars: Sequence[Metric], columns: Sequence[Metric]
                 ) -> tuple[Mapping[str, RawValue], Mapping[str, Mapping[Index, RawValue]],
                            str | None]:
     """GET the scalars, then walk the columns (a dead agent fails fast on the GET).
