@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
 from netguard.errors import ConfigError
-from netguard.iot.config import IotConfig
+from netguard.iot.config import NOTIFIER_TYPES, IotConfig
 from netguard.probes.config import ProbesConfig, TargetConfig, engine_problems
 from netguard.store.config import StoreConfig
 from netguard.tickets.config import TicketsConfig
@@ -205,10 +205,21 @@ _SECRET_MAPPINGS = frozenset({"headers"})
 def _format_errors(exc: ValidationError) -> list[str]:
     lines: list[str] = []
     for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        # The notifier union puts the chosen ``type`` into the path
+        # (iot.notifiers[2].webhook.url); users wrote iot.notifiers[2].url.
+        if len(loc) > 3 and loc[:2] == ["iot", "notifiers"] and loc[3] in NOTIFIER_TYPES:
+            del loc[3]
         path = ""
-        for part in err["loc"]:
+        for part in loc:
             path = _join(path, part)
         message = str(err["msg"])
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path = _join(path, "type")
+            ctx = err.get("ctx") or {}
+            known = str(ctx.get("expected_tags", ", ".join(NOTIFIER_TYPES)))
+            message = (f"unknown type {ctx['tag']!r} (known: {known})" if "tag" in ctx
+                       else f"required (one of: {known})")
         for prefix in ("Value error, ", "Assertion failed, "):
             if message.startswith(prefix):
                 message = message[len(prefix):]

@@ -208,3 +208,25 @@ def test_check_config_refuses_an_empty_metrics_password(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert "metrics.basic_auth.password: must not be empty" in result.stderr
+
+
+def test_check_config_refuses_a_route_to_an_unknown_notifier(tmp_path: Path) -> None:
+    """A typo in a route used to be caught only when an alert had nowhere to go."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, """
+iot:
+  notifiers:
+    - {name: ops-webhook, type: webhook, url: "http://127.0.0.1:9/hook"}
+    - {name: console, type: console}
+  routes:
+    - {community: riverside, notifiers: [ops-webhook, riverside-wecom]}
+""")
+    netguard = Path(sys.executable).parent / "netguard"
+    result = subprocess.run([str(netguard), "check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    [line] = [ln.strip() for ln in result.stderr.splitlines() if "iot.routes" in ln]
+    assert line == ("iot.routes[0].notifiers: unknown notifier 'riverside-wecom' in the route "
+                    "for community 'riverside' (known: console, ops-webhook)")

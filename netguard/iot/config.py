@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -12,6 +12,15 @@ PayloadFormat = Literal["native", "zigbee2mqtt", "shelly"]
 
 # RFC 9110 token characters: a header name outside them is refused by any HTTP stack.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+def _topic_prefix_problem(value: str) -> str | None:
+    # Every alert is published under it: a wildcard would fail every send.
+    if not value or "#" in value or "+" in value or value.startswith("/") \
+            or value.endswith("/") or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return ("must be a topic without wildcards (# +), control characters "
+                f"or a leading/trailing '/', got {value!r}")
+    return None
 
 
 class TlsConfig(BaseModel):
@@ -74,30 +83,50 @@ class MqttConfig(BaseModel):
     @field_validator("alert_topic_prefix")
     @classmethod
     def _publishable_prefix(cls, value: str) -> str:
-        # Every alert is published under it: a wildcard would fail every send.
-        if not value or "#" in value or "+" in value or value.startswith("/") \
-                or value.endswith("/") or any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("must be a topic without wildcards (# +), control characters "
-                             f"or a leading/trailing '/', got {value!r}")
+        problem = _topic_prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
-class NotifierConfig(BaseModel):
-    """A named delivery channel."""
+class NotifierConfigBase(BaseModel):
+    """Options every delivery channel has."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    type: Literal["webhook", "wecom", "dingtalk", "mqtt", "console"]
-    # Robot and webhook URLs embed their access keys, so they are secrets.
-    url: SecretStr | None = None
-    secret: SecretStr | None = None
-    # Webhook headers usually carry tokens (Authorization), so every value is a secret:
-    # masked in logs, and ``<Header>_file`` reads a value from a file.
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    name: str = Field(min_length=1, max_length=64)
     rate_per_minute: int = Field(default=20, ge=1)
     # Bounds each send; the outbox gives up on a send a little after it.
     timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
+class UrlNotifierConfig(NotifierConfigBase):
+    """A channel that POSTs to a URL."""
+
+    # Robot and webhook URLs embed their access keys, so they are secrets.
+    url: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        # The value is a secret: the messages describe it and never echo it.
+        text = value.get_secret_value()
+        if not text.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValueError("must not contain spaces or control characters")
+        if len(text) > 2048:
+            raise ValueError("must be at most 2048 characters")
+        return value
+
+
+class WebhookNotifierConfig(UrlNotifierConfig):
+    """A generic JSON webhook."""
+
+    type: Literal["webhook"]
+    # Headers usually carry tokens (Authorization), so every value is a secret:
+    # masked in logs, and ``<Header>_file`` reads a value from a file.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("headers")
     @classmethod
@@ -110,11 +139,59 @@ class NotifierConfig(BaseModel):
                 raise ValueError(f"header {key!r}: the value contains a line break or NUL")
         return value
 
-    @model_validator(mode="after")
-    def _needs_url(self) -> NotifierConfig:
-        if self.type in ("webhook", "wecom", "dingtalk") and self.url is None:
-            raise ValueError(f"notifier {self.name!r} of type {self.type} needs a url")
-        return self
+
+class WecomNotifierConfig(UrlNotifierConfig):
+    """A WeCom (企业微信) group robot; the route's recipients are @-mentioned."""
+
+    type: Literal["wecom"]
+
+
+class DingtalkNotifierConfig(UrlNotifierConfig):
+    """A DingTalk (钉钉) custom robot; ``secret`` turns on signed mode."""
+
+    type: Literal["dingtalk"]
+    secret: SecretStr | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty secret (an unset ``${VAR:-}``) would sign every message wrongly.
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty (leave it out for an unsigned robot)")
+        return value
+
+
+class MqttNotifierConfig(NotifierConfigBase):
+    """Publishes alerts to the intake's broker."""
+
+    type: Literal["mqtt"]
+    # None publishes under ``iot.mqtt.alert_topic_prefix``.
+    topic_prefix: str | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _publishable_prefix(cls, value: str | None) -> str | None:
+        problem = None if value is None else _topic_prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+class ConsoleNotifierConfig(NotifierConfigBase):
+    """Logs alerts (the demo, and sites without a chat robot)."""
+
+    type: Literal["console"]
+
+
+# One delivery channel; ``type`` picks the model, so each type validates its own fields
+# and an error names them (``iot.notifiers[2].url: ...``).
+NotifierConfig = Annotated[
+    WebhookNotifierConfig | WecomNotifierConfig | DingtalkNotifierConfig
+    | MqttNotifierConfig | ConsoleNotifierConfig,
+    Field(discriminator="type"),
+]
+# The ``type`` values, in the order the docs list them.
+NOTIFIER_TYPES: tuple[str, ...] = ("webhook", "wecom", "dingtalk", "mqtt", "console")
 
 
 class CommunityRoute(BaseModel):
@@ -181,8 +258,11 @@ class IotConfig(BaseModel):
         names = {n.name for n in self.notifiers}
         if len(names) != len(self.notifiers):
             raise ValueError("iot.notifiers: notifier names must be unique")
+        known = ", ".join(sorted(names)) or "none configured"
         for i, route in enumerate(self.routes):
             for name in route.notifiers:
                 if name not in names:
-                    raise ValueError(f"iot.routes[{i}].notifiers: unknown notifier {name!r}")
+                    raise ValueError(f"iot.routes[{i}].notifiers: unknown notifier {name!r} "
+                                     f"in the route for community {route.community!r} "
+                                     f"(known: {known})")
         return self

@@ -1,29 +1,13 @@
-"""Alert delivery channels, chosen by ``type`` in config."""
+"""Alert delivery channels, chosen by ``type`` in config through a name->factory registry.
+
+Importing this package imports every notifier module, which registers its factory.
+"""
 
 from __future__ import annotations
 
-import aiohttp
-
-from netguard.iot.config import MqttConfig, NotifierConfig
+# Imported for their registrations (``@register`` in each module).
+from netguard.iot.notifiers import console, dingtalk, mqtt, webhook, wecom  # noqa: F401
 from netguard.iot.notifiers.base import Notification, Notifier
-from netguard.iot.notifiers.console import ConsoleNotifier
-from netguard.iot.notifiers.dingtalk import DingtalkNotifier
-from netguard.iot.notifiers.mqtt import MqttNotifier
-from netguard.iot.notifiers.webhook import WebhookNotifier
-from netguard.iot.notifiers.wecom import WecomNotifier
+from netguard.iot.notifiers.registry import build_notifier, known_types
 
-__all__ = ["Notification", "Notifier", "build_notifier"]
-
-
-def build_notifier(config: NotifierConfig, http: aiohttp.ClientSession,
-                   mqtt: MqttConfig) -> Notifier:
-    """The notifier for one config entry."""
-    if config.type == "webhook":
-        return WebhookNotifier(config, http)
-    if config.type == "wecom":
-        return WecomNotifier(config, http)
-    if config.type == "dingtalk":
-        return DingtalkNotifier(config, http)
-    if config.type == "mqtt":
-        return MqttNotifier(config, mqtt)
-    return ConsoleNotifier(config)
+__all__ = ["Notification", "Notifier", "build_notifier", "known_types"]

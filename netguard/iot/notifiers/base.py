@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from netguard.errors import NotifyError, NotifyTransientError
-from netguard.iot.config import NotifierConfig
+from netguard.iot.config import UrlNotifierConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +83,7 @@ class Notifier(Protocol):
 class HttpNotifier:
     """Shared set-up of the notifiers that POST to a URL from their config."""
 
-    def __init__(self, config: NotifierConfig, http: aiohttp.ClientSession) -> None:
-        assert config.url is not None  # NotifierConfig requires it for HTTP types
+    def __init__(self, config: UrlNotifierConfig, http: aiohttp.ClientSession) -> None:
         self.name = config.name
         self._config = config
         self._url = config.url.get_secret_value()

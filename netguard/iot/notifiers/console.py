@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from netguard.iot.config import NotifierConfig
+from netguard.iot.config import ConsoleNotifierConfig
 from netguard.iot.notifiers.base import Notification
+from netguard.iot.notifiers.registry import NotifierDeps, register
 
 log = logging.getLogger("netguard.alerts")
 
@@ -14,7 +15,7 @@ log = logging.getLogger("netguard.alerts")
 class ConsoleNotifier:
     """Writes each alert to the ``netguard.alerts`` logger."""
 
-    def __init__(self, config: NotifierConfig) -> None:
+    def __init__(self, config: ConsoleNotifierConfig) -> None:
         self.name = config.name
 
     def check(self, notification: Notification) -> None:
@@ -25,3 +26,8 @@ class ConsoleNotifier:
         for n in batch:
             log.warning("%s", n.headline(), extra={"alert_id": n.alert_id,
                                                    "community": n.community})
+
+
+@register("console", ConsoleNotifierConfig)
+def _build(config: ConsoleNotifierConfig, deps: NotifierDeps) -> ConsoleNotifier:
+    return ConsoleNotifier(config)

@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
-from netguard.iot.config import NotifierConfig
+from netguard.iot.config import DingtalkNotifierConfig
 from netguard.iot.notifiers.base import HttpNotifier, Notification, markdown_lines, post_json
+from netguard.iot.notifiers.registry import NotifierDeps, register
 
 # 130101: the robot sends too fast.
 DINGTALK_RATE_CODES = frozenset({130101})
@@ -47,7 +48,7 @@ def dingtalk_body(batch: Sequence[Notification]) -> dict[str, object]:
 class DingtalkNotifier(HttpNotifier):
     """Posts to a DingTalk custom robot webhook."""
 
-    def __init__(self, config: NotifierConfig, http: aiohttp.ClientSession, *,
+    def __init__(self, config: DingtalkNotifierConfig, http: aiohttp.ClientSession, *,
                  time_ms: Callable[[], int] | None = None) -> None:
         super().__init__(config, http)
         self._secret = None if config.secret is None else config.secret.get_secret_value()
@@ -59,3 +60,8 @@ class DingtalkNotifier(HttpNotifier):
         await post_json(self._http, url, dingtalk_body(batch), name=self.name,
                         timeout_s=self._config.timeout_seconds, robot=True,
                         rate_codes=DINGTALK_RATE_CODES)
+
+
+@register("dingtalk", DingtalkNotifierConfig)
+def _build(config: DingtalkNotifierConfig, deps: NotifierDeps) -> DingtalkNotifier:
+    return DingtalkNotifier(config, deps.http)

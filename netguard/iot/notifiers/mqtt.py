@@ -6,9 +6,10 @@ import unicodedata
 from collections.abc import Sequence
 
 from netguard.errors import NotifyError, NotifyTransientError
-from netguard.iot.config import MqttConfig, NotifierConfig
+from netguard.iot.config import MqttConfig, MqttNotifierConfig
 from netguard.iot.mqtt import client_kwargs
 from netguard.iot.notifiers.base import Notification
+from netguard.iot.notifiers.registry import NotifierDeps, register
 
 # MQTT 3.1.1/5 limit a topic to 65,535 UTF-8 bytes; names are far shorter in practice.
 _TOPIC_MAX_BYTES = 65535
@@ -51,16 +52,20 @@ def alert_topic(prefix: str, community: str, *, name: str = "mqtt") -> str:
 
 
 class MqttNotifier:
-    """Publishes each notification as JSON to ``netguard/alerts/<community>``."""
+    """Publishes each notification as JSON to ``<prefix>/<community>``.
 
-    def __init__(self, config: NotifierConfig, mqtt: MqttConfig) -> None:
+    The prefix is the entry's ``topic_prefix``, else ``iot.mqtt.alert_topic_prefix``.
+    """
+
+    def __init__(self, config: MqttNotifierConfig, mqtt: MqttConfig) -> None:
         self.name = config.name
         self._mqtt = mqtt
+        self._prefix = config.topic_prefix or mqtt.alert_topic_prefix
         self._timeout = config.timeout_seconds
 
     def check(self, notification: Notification) -> None:
         """Refuse a community name that cannot be a topic level (see :func:`alert_topic`)."""
-        alert_topic(self._mqtt.alert_topic_prefix, notification.community, name=self.name)
+        alert_topic(self._prefix, notification.community, name=self.name)
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """Connect, publish the batch with QoS 1, disconnect."""
@@ -68,7 +73,7 @@ class MqttNotifier:
 
         # Checked again here (the outbox checks first), so nothing is published when any
         # topic of the batch is bad.
-        topics = [alert_topic(self._mqtt.alert_topic_prefix, n.community, name=self.name)
+        topics = [alert_topic(self._prefix, n.community, name=self.name)
                   for n in batch]
         kwargs = client_kwargs(self._mqtt, f"{self._mqtt.client_id}-alerts", persistent=False)
         kwargs["timeout"] = self._timeout
@@ -78,3 +83,8 @@ class MqttNotifier:
                     await client.publish(topic, n.to_json().encode(), qos=1)
         except aiomqtt.MqttError as exc:
             raise NotifyTransientError(f"{self.name}: {exc}") from None
+
+
+@register("mqtt", MqttNotifierConfig)
+def _build(config: MqttNotifierConfig, deps: NotifierDeps) -> MqttNotifier:
+    return MqttNotifier(config, deps.mqtt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from netguard.iot.config import WecomNotifierConfig
 from netguard.iot.notifiers.base import (
     HttpNotifier,
     Notification,
@@ -11,6 +12,7 @@ from netguard.iot.notifiers.base import (
     post_json,
     truncate_utf8,
 )
+from netguard.iot.notifiers.registry import NotifierDeps, register
 
 WECOM_MARKDOWN_LIMIT = 4096
 # 45009: the robot's send frequency limit was exceeded.
@@ -35,3 +37,8 @@ class WecomNotifier(HttpNotifier):
         await post_json(self._http, self._url, wecom_body(batch), name=self.name,
                         timeout_s=self._config.timeout_seconds, robot=True,
                         rate_codes=WECOM_RATE_CODES)
+
+
+@register("wecom", WecomNotifierConfig)
+def _build(config: WecomNotifierConfig, deps: NotifierDeps) -> WecomNotifier:
+    return WecomNotifier(config, deps.http)
