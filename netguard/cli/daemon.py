@@ -8,9 +8,9 @@ import typer
 
 from netguard.cli.common import (
     ConfigOption,
+    find_config_file,
     handle_errors,
-    load_config,
-    resolve_config_path,
+    load_config_at,
     run_async,
 )
 
@@ -33,14 +33,20 @@ def register(app: typer.Typer) -> None:
         settings apply live; an invalid file is logged and the running config kept.
         Exit codes: 2 bad config, 5 outdated database schema, 1 other failures.
         """
-        settings = load_config(config)
+        import logging
+
         from netguard.logsetup import configure_logging
 
+        location = find_config_file(config)
+        settings = load_config_at(location)
         configure_logging(settings.logging.level, settings.logging.format)
-        run_async(_serve(settings, resolve_config_path(config)))
+        logging.getLogger("netguard.cli").info(
+            "configuration loaded", extra={"config": str(location.path.resolve()),
+                                           "found_by": location.found_by})
+        run_async(_serve(settings, location.path))
 
 
-async def _serve(settings: Settings, path: Path | None) -> None:
+async def _serve(settings: Settings, path: Path) -> None:
     import asyncio
     import functools
 
