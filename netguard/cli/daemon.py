@@ -48,14 +48,36 @@ def register(app: typer.Typer) -> None:
 
 async def _serve(settings: Settings, path: Path) -> None:
     import asyncio
+    import contextlib
     import functools
 
     from netguard.config import load_settings
     from netguard.daemon.app import Daemon
+    from netguard.daemon.sdnotify import SystemdNotifier
     from netguard.daemon.signals import reload_on_signal, stop_on_signals
 
     stop = asyncio.Event()
     daemon = Daemon(settings, load_settings=functools.partial(load_settings, path))
-    with stop_on_signals(stop), reload_on_signal(daemon.request_reload):
-        async with daemon:
-            await daemon.serve(stop)
+
+    async def announce_stop(notifier: SystemdNotifier) -> None:
+        await stop.wait()
+        notifier.stopping()
+
+    # Under systemd (Type=notify): READY once serving, watchdog pings from this loop,
+    # STOPPING when the shutdown begins. Outside systemd these do nothing.
+    async with SystemdNotifier.from_env() as notifier:
+        notifier.status("starting: opening the store and services")
+        with stop_on_signals(stop), reload_on_signal(daemon.request_reload):
+            async with daemon:
+                stopping = asyncio.create_task(announce_stop(notifier),
+                                               name="netguard[systemd].stopping")
+                notifier.ready(f"serving: {len(settings.targets)} targets, metrics "
+                               f"{daemon.metrics_url or 'disabled'}")
+                try:
+                    await daemon.serve(stop)
+                finally:
+                    if not stop.is_set():  # a failure, not a requested stop
+                        stopping.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await stopping
+        notifier.status("stopped")
