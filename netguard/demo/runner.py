@@ -368,13 +368,18 @@ class _Run:
         if not self.live:
             self.say(f"step: {step.description}")
 
-    async def snapshot(self) -> DemoSnapshot:
+    async def read_news(self) -> None:
+        """Record (and off a terminal, print) each ticket opened, grouped or resolved."""
         assert self.counts is not None
-        assert self.sink is not None
         for line in await self.counts.news():
             self.summary.ticket_news.append(f"{self.elapsed():4.0f}s  {line}")
             if not self.live:
                 self.say(f"ticket: {line}")
+
+    async def snapshot(self) -> DemoSnapshot:
+        assert self.counts is not None
+        assert self.sink is not None
+        await self.read_news()
         numbers = await self.counts.read()
         snap = DemoSnapshot(
             elapsed_seconds=self.elapsed(), duration_seconds=self.options.duration,
@@ -393,14 +398,15 @@ class _Run:
 
     async def show(self) -> None:
         if not self.live:
-            # Ticket news within a second; the summary line every five.
+            # Ticket news within a second (one indexed query); the counts every five.
             ticks = 0
             while True:
                 await asyncio.sleep(1.0)
                 ticks += 1
-                snapshot = await self.snapshot()
-                if ticks % 5 == 0:
-                    self.say(status_line(snapshot))
+                if ticks % 5:
+                    await self.read_news()
+                else:
+                    self.say(status_line(await self.snapshot()))
         from rich.live import Live
 
         with Live(render(await self.snapshot()), console=self.console,
