@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
-from netguard.errors import ConfigError
+from netguard.errors import ConfigError, ConfigNotFoundError
 from netguard.iot.config import NOTIFIER_TYPES, IotConfig
 from netguard.probes.config import ProbesConfig, TargetConfig, engine_problems
 from netguard.store.config import StoreConfig
@@ -88,6 +89,68 @@ class Settings(BaseModel):
             if target.id == target_id:
                 return target
         raise NotFoundError("target", target_id)
+
+
+CONFIG_ENV = "NETGUARD_CONFIG"
+"""The environment variable naming the config file when ``--config`` is not given."""
+DEFAULT_CONFIG_FILES: tuple[Path, ...] = (Path("netguard.yaml"),
+                                          Path("/etc/netguard/netguard.yaml"))
+"""Where netguard looks, in order, when neither ``--config`` nor ``NETGUARD_CONFIG`` is given.
+
+A relative entry is taken in the working directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLocation:
+    """The config file chosen by :func:`find_config`, and how it was chosen.
+
+    Attributes:
+        path: The file (it may not exist when it was given explicitly; loading then
+            fails with the file's name).
+        found_by: ``--config``, ``NETGUARD_CONFIG``, or ``default`` for a found default.
+    """
+
+    path: Path
+    found_by: str
+
+    def describe(self) -> str:
+        """One line for the operator: ``config: /etc/netguard/netguard.yaml (default)``."""
+        return f"config: {self.path} (from {self.found_by})"
+
+
+def find_config(given: str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None,
+                defaults: Sequence[Path] = DEFAULT_CONFIG_FILES,
+                cwd: Path | None = None) -> ConfigLocation:
+    """Choose the config file: ``given``, else ``$NETGUARD_CONFIG``, else the first default
+    file that exists (``./netguard.yaml``, then ``/etc/netguard/netguard.yaml``).
+
+    There is deliberately no fallback to built-in defaults: a command run from the wrong
+    directory would otherwise create or read a ``netguard.db`` there and look empty.
+
+    Args:
+        given: The ``--config`` value, if any.
+        env: Environment to read ``NETGUARD_CONFIG`` from; defaults to ``os.environ``.
+        defaults: The files to look for, in order.
+        cwd: Directory for relative defaults; defaults to the working directory.
+
+    Raises:
+        ConfigNotFoundError: Nothing given and no default file exists; the error lists
+            every place searched.
+    """
+    if given is not None:
+        return ConfigLocation(Path(given), "--config")
+    environ = os.environ if env is None else env
+    named = environ.get(CONFIG_ENV, "").strip()
+    if named:
+        return ConfigLocation(Path(named), CONFIG_ENV)
+    base = Path.cwd() if cwd is None else cwd
+    searched = ["--config (not given)", f"${CONFIG_ENV} (not set)"]
+    for candidate in defaults:
+        path = candidate if candidate.is_absolute() else base / candidate
+        if path.is_file():
+            return ConfigLocation(path, "default")
+        searched.append(f"{path} (no such file)")
+    raise ConfigNotFoundError(searched)
 
 
 def load_settings(path: str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None

@@ -32,6 +32,22 @@ class ConfigError(NetguardError):
         super().__init__(f"{source}: invalid configuration\n{lines}")
 
 
+class ConfigNotFoundError(ConfigError):
+    """No configuration file was given and none was found where netguard looks.
+
+    Attributes:
+        searched: Where netguard looked, in order (``--config``, ``$NETGUARD_CONFIG``,
+            then the default files).
+    """
+
+    def __init__(self, searched: list[str]) -> None:
+        super().__init__("<no file>", searched)
+        self.searched = searched
+        self.args = ("no configuration file found; looked at: " + "; ".join(searched)
+                     + ". Give one with --config FILE or NETGUARD_CONFIG=FILE "
+                     "(`netguard demo` writes a working example).",)
+
+
 class ProbeError(NetguardError):
     """An SNMP probe failed.
 

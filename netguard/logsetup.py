@@ -2,15 +2,19 @@
 
 Every secret value found in the settings is registered with :class:`SecretFilter`, which
 masks it in any log record, as a last line of defence behind ``SecretStr``.
+
+Under systemd (``JOURNAL_STREAM`` names the log stream), every line starts with its syslog
+priority, ``<3>`` for an error, so that ``journalctl -p warning`` selects by level.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,19 +143,85 @@ class HumanFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level: DEBUG 7, INFO 6, WARNING 4, ERROR 3,
+    CRITICAL 2 (levels in between take the next lower one's)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefixes every line of another formatter's output with ``<priority>``.
+
+    journald reads the prefix of each line it receives on a stream (``SyslogLevelPrefix=``
+    is on by default), so a multi-line record (a traceback in the human format) keeps its
+    level on every line.
+    """
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self._inner.format(record).split("\n"))
+
+
+def writes_to_journal(stream: Any, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``stream`` is the journald stream systemd gave us.
+
+    systemd sets ``JOURNAL_STREAM=<device>:<inode>`` for a service whose stdout or stderr
+    is connected to the journal; the variable is inherited by children whose output goes
+    elsewhere, so it counts only when it matches ``stream``'s own file.
+    """
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    try:
+        expected = (int(device), int(inode))
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        # io.UnsupportedOperation (a StringIO) is both an OSError and a ValueError.
+        return False
+    return (st.st_dev, st.st_ino) == expected
+
+
+class _AlembicChatter(logging.Filter):
+    """Drops Alembic's per-connection INFO lines; keeps "Running upgrade ..." and warnings."""
+
+    _NOISE = ("setup plugin", "Context impl", "Will assume")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not str(record.msg).startswith(self._NOISE)
+
+
+_ALEMBIC_FILTER = _AlembicChatter()
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None, *,
+                      env: Mapping[str, str] | None = None) -> None:
     """Install one handler on the root logger with the secret filter attached.
 
     Args:
         level: Root log level.
         fmt: ``json``, ``human``, or ``auto`` (human when the stream is a terminal).
         stream: Where to write; defaults to stderr.
+        env: Environment to read ``JOURNAL_STREAM`` from; defaults to ``os.environ``.
     """
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "human" if getattr(stream, "isatty", lambda: False)() else "json"
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else HumanFormatter()
+    if writes_to_journal(stream, env):
+        formatter = JournalFormatter(formatter)
+    handler.setFormatter(formatter)
     handler.addFilter(SECRETS)
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -161,3 +231,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None
     # Library chatter at INFO drowns the operator's view.
     for noisy in ("aiosqlite", "apscheduler.executors", "asyncio", "pysnmp", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Alembic announces its plugins and dialect on every connection at INFO; the schema
+    # changes it runs are worth a line, the rest is not.
+    for name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
+        logger = logging.getLogger(name)
+        if _ALEMBIC_FILTER not in logger.filters:
+            logger.addFilter(_ALEMBIC_FILTER)

@@ -5,12 +5,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from netguard.config import settings_from_data
-from netguard.logsetup import SECRETS, collect_secrets, configure_logging
+from netguard.logsetup import (
+    SECRETS,
+    collect_secrets,
+    configure_logging,
+    syslog_priority,
+    writes_to_journal,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -108,3 +119,85 @@ def test_an_extra_whose_repr_raises_is_still_masked() -> None:
     configure_logging("INFO", "json", stream)
     logging.getLogger("netguard.test").warning("odd", extra={"thing": _Broken()})
     assert json.loads(stream.getvalue())["thing"] == "broken ***"
+
+
+# --------------------------------------------------------------------------- journald
+
+_LOG_EVERY_LEVEL = """
+import logging, sys
+from netguard.logsetup import configure_logging
+configure_logging("DEBUG", sys.argv[1])
+log = logging.getLogger("netguard.test")
+log.debug("d")
+log.info("i")
+log.warning("w")
+log.error("e")
+log.critical("c")
+try:
+    raise RuntimeError("boom")
+except RuntimeError:
+    log.exception("x")
+# Alembic's per-connection chatter is dropped at INFO; its schema changes are kept.
+logging.getLogger("alembic.runtime.plugins").info("setup plugin %s", "alembic.autogenerate")
+logging.getLogger("alembic.runtime.migration").info("Context impl %s.", "SQLiteImpl")
+logging.getLogger("alembic.runtime.migration").info("Will assume %s DDL.", "transactional")
+logging.getLogger("alembic.runtime.migration").info("Running upgrade  -> 0001_tickets")
+"""
+
+
+def _log_to_file(tmp_path: Path, fmt: str, journal: bool | str) -> list[str]:
+    """Run a real process whose stderr is a file; JOURNAL_STREAM names that file or not."""
+    path = tmp_path / f"stderr-{fmt}-{journal}.log"
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    with path.open("wb") as err:
+        if journal is True:
+            st = os.fstat(err.fileno())
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        elif journal:
+            env["JOURNAL_STREAM"] = journal
+        subprocess.run([sys.executable, "-c", _LOG_EVERY_LEVEL, fmt], stderr=err,
+                       env=env, check=True, timeout=60)
+    return path.read_text().splitlines()
+
+
+@pytest.mark.parametrize("fmt", ["json", "human"])
+def test_journal_stream_gets_syslog_priority_prefixes(tmp_path: Path, fmt: str) -> None:
+    lines = _log_to_file(tmp_path, fmt, journal=True)
+    assert all(re.match(r"^<[2-7]>", line) for line in lines), lines
+    firsts = [line for line in lines if "netguard.test" in line]
+    assert [line[:3] for line in firsts] == ["<7>", "<6>", "<4>", "<3>", "<2>", "<3>"]
+    if fmt == "json":
+        assert json.loads(firsts[3][3:])["msg"] == "e"
+    else:
+        # Every line of a traceback keeps the record's priority.
+        assert any(line.startswith("<3>RuntimeError: boom") for line in lines), lines
+    alembic = [line for line in lines if "alembic" in line]
+    assert len(alembic) == 1, alembic
+    assert "Running upgrade" in alembic[0]
+
+
+@pytest.mark.parametrize("journal", [False, "1:2", "not-a-pair"])
+def test_no_prefix_unless_the_stream_is_the_journal(tmp_path: Path,
+                                                    journal: bool | str) -> None:
+    # An inherited JOURNAL_STREAM that names another file (our stderr was redirected)
+    # must not change the output.
+    lines = _log_to_file(tmp_path, "json", journal=journal)
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [r["level"] for r in records if r["logger"] == "netguard.test"] == [
+        "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "ERROR"]
+    assert not any(line.startswith("<") for line in lines)
+
+
+def test_syslog_priorities() -> None:
+    assert [syslog_priority(n) for n in (5, 10, 20, 25, 30, 40, 50, 60)] == [
+        7, 7, 6, 6, 4, 3, 2, 2]
+
+
+def test_writes_to_journal_matches_the_streams_own_file(tmp_path: Path) -> None:
+    with (tmp_path / "a").open("w") as a, (tmp_path / "b").open("w") as b:
+        st = os.fstat(a.fileno())
+        env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        assert writes_to_journal(a, env)
+        assert not writes_to_journal(b, env)
+        assert not writes_to_journal(a, {})
+        assert not writes_to_journal(io.StringIO(), env)

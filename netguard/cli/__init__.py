@@ -13,8 +13,12 @@ from netguard.cli import config_cmd, daemon, db, demo, iot, probes, tickets
 app = typer.Typer(
     name="netguard",
     help="Network assurance and home-quarantine sensor monitoring for emergency network teams.",
-    add_completion=False,
+    # `netguard --install-completion` / `--show-completion` for bash, zsh and fish.
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Click passes help_option_names down to every subcommand's context, so `-h` works
+    # everywhere `--help` does.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 config_cmd.register(app)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from netguard.config import Settings
+    from netguard.config import ConfigLocation, Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -31,29 +31,47 @@ EXIT_SCHEMA = 5
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", envvar="NETGUARD_CONFIG",
-                 help="netguard YAML config (default: ./netguard.yaml if present, "
-                      "else embedded defaults)."),
+    typer.Option("--config", "-c",
+                 help="netguard YAML config. Default: $NETGUARD_CONFIG, else ./netguard.yaml, "
+                      "else /etc/netguard/netguard.yaml; with none of them, netguard "
+                      "refuses to run (exit 2).",
+                 show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def resolve_config_path(path: Path | None) -> Path | None:
-    """The config file to use: the given one, else ./netguard.yaml when it exists."""
-    if path is not None:
-        return path
-    default = Path("netguard.yaml")
-    return default if default.exists() else None
+def find_config_file(path: Path | None) -> ConfigLocation:
+    """The config file to use (see :func:`netguard.config.find_config`).
+
+    Raises:
+        ConfigNotFoundError: None given and none found; it names every place searched.
+    """
+    from netguard.config import find_config
+
+    return find_config(path)
 
 
-def load_config(path: Path | None) -> Settings:
-    """Load settings and register their secrets with the log filter."""
+def load_config_at(location: ConfigLocation) -> Settings:
+    """Load settings from a chosen file and register their secrets with the log filter."""
     from netguard.config import load_settings
     from netguard.logsetup import SECRETS, collect_secrets
 
-    settings = load_settings(resolve_config_path(path))
+    settings = load_settings(location.path)
     SECRETS.add(collect_secrets(settings))
     return settings
+
+
+def load_config(path: Path | None) -> Settings:
+    """Find and load the config for a one-shot command.
+
+    A file found through ``NETGUARD_CONFIG`` or the default places is named in one line on
+    stderr (never stdout, which ``--json`` output owns), so an operator sees which estate
+    the command acted on; a file given with ``--config`` is not repeated back.
+    """
+    location = find_config_file(path)
+    if location.found_by != "--config":
+        typer.echo(location.describe(), err=True)
+    return load_config_at(location)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from netguard.cli.common import ConfigOption, handle_errors, load_config, resolve_config_path
+from netguard.cli.common import ConfigOption, find_config_file, handle_errors, load_config_at
 
 if TYPE_CHECKING:
     from netguard.config import Settings
@@ -45,8 +45,9 @@ def register(app: typer.Typer) -> None:
         """Validate a configuration file and summarise what it defines."""
         from netguard.errors import ConfigError
 
-        settings = load_config(config)
-        source = resolve_config_path(config) or "<embedded defaults>"
+        location = find_config_file(config)
+        settings = load_config_at(location)
+        source = location.path
         problems = _tls_problems(settings)
         if problems:
             raise ConfigError(str(source), problems)
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
         for target in settings.targets:
             kinds[target.kind] = kinds.get(target.kind, 0) + 1
         by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
-        typer.echo(f"{source}: OK")
+        typer.echo(f"{source}: OK (from {location.found_by})")
         typer.echo(f"  targets: {len(settings.targets)} ({by_kind})")
         typer.echo(f"  store: {'postgresql' if settings.store.url else settings.store.path}")
         mqtt = settings.iot.mqtt

@@ -8,9 +8,9 @@ import typer
 
 from netguard.cli.common import (
     ConfigOption,
+    find_config_file,
     handle_errors,
-    load_config,
-    resolve_config_path,
+    load_config_at,
     run_async,
 )
 
@@ -33,23 +33,51 @@ def register(app: typer.Typer) -> None:
         settings apply live; an invalid file is logged and the running config kept.
         Exit codes: 2 bad config, 5 outdated database schema, 1 other failures.
         """
-        settings = load_config(config)
+        import logging
+
         from netguard.logsetup import configure_logging
 
+        location = find_config_file(config)
+        settings = load_config_at(location)
         configure_logging(settings.logging.level, settings.logging.format)
-        run_async(_serve(settings, resolve_config_path(config)))
+        logging.getLogger("netguard.cli").info(
+            "configuration loaded", extra={"config": str(location.path.resolve()),
+                                           "found_by": location.found_by})
+        run_async(_serve(settings, location.path))
 
 
-async def _serve(settings: Settings, path: Path | None) -> None:
+async def _serve(settings: Settings, path: Path) -> None:
     import asyncio
+    import contextlib
     import functools
 
     from netguard.config import load_settings
     from netguard.daemon.app import Daemon
+    from netguard.daemon.sdnotify import SystemdNotifier
     from netguard.daemon.signals import reload_on_signal, stop_on_signals
 
     stop = asyncio.Event()
     daemon = Daemon(settings, load_settings=functools.partial(load_settings, path))
-    with stop_on_signals(stop), reload_on_signal(daemon.request_reload):
-        async with daemon:
-            await daemon.serve(stop)
+
+    async def announce_stop(notifier: SystemdNotifier) -> None:
+        await stop.wait()
+        notifier.stopping()
+
+    # Under systemd (Type=notify): READY once serving, watchdog pings from this loop,
+    # STOPPING when the shutdown begins. Outside systemd these do nothing.
+    async with SystemdNotifier.from_env() as notifier:
+        notifier.status("starting: opening the store and services")
+        with stop_on_signals(stop), reload_on_signal(daemon.request_reload):
+            async with daemon:
+                stopping = asyncio.create_task(announce_stop(notifier),
+                                               name="netguard[systemd].stopping")
+                notifier.ready(f"serving: {len(settings.targets)} targets, metrics "
+                               f"{daemon.metrics_url or 'disabled'}")
+                try:
+                    await daemon.serve(stop)
+                finally:
+                    if not stop.is_set():  # a failure, not a requested stop
+                        stopping.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await stopping
+        notifier.status("stopped")

@@ -65,8 +65,9 @@ def register(app: typer.Typer) -> None:
         say("")
         say("[bold]demo stopped[/bold]; everything it started has exited.")
         if last is not None:
-            say(f"  tickets: {last.tickets_open} open ({last.tickets_children} children), "
-                f"{last.tickets_resolved} resolved; alerts received by the webhook sink: "
+            from netguard.demo.view import ticket_counts
+
+            say(f"  tickets: {ticket_counts(last)}; alerts received by the webhook sink: "
                 f"{last.alerts_received}")
         say(f"  log      {log_path}")
         say(f"  alerts   {summary.sink_file}")

@@ -58,7 +58,8 @@ ByOption = Annotated[str | None, typer.Option(
 MessageOption = Annotated[str, typer.Option("--message", "-m", help="Why (goes in the history).")]
 RequiredMessage = Annotated[str, typer.Option("--message", "-m",
                                               help="Why (goes in the history).")]
-IdArgument = Annotated[str, typer.Argument(help="Ticket id, e.g. NG-000123.")]
+IdArgument = Annotated[str, typer.Argument(
+    help="Ticket id, e.g. NG-000123 (the prefix is tickets.id_prefix).")]
 
 
 def _usage_errors(func: Callable[P, T]) -> Callable[P, T]:
@@ -230,19 +231,41 @@ def show(ticket_id: IdArgument, config: ConfigOption = None, json_: JsonOption =
     from netguard.tickets import render
 
     settings = load_config(config)
-    item = _with_service(settings, lambda svc: svc.detail(ticket_id))
+    ref = _checked_ref(ticket_id, settings)
+    item = _with_service(settings, lambda svc: svc.detail(ref))
     if json_:
         print_json(item.to_dict())
     else:
         typer.echo(render.detail(item, _now()))
 
 
-def _act(config: Path | None, by: str | None, as_json: bool, what: str,
-         call: Callable[[TicketService, str], Any]) -> None:
-    """Run one operator action through the service and report the ticket."""
+def _checked_ref(text: str, settings: Settings) -> str:
+    """The canonical id for what the operator typed, checked before anything is touched.
+
+    Raises:
+        ValueError: Not a ticket id, or another installation's prefix (exit 2: a typo
+            must never act on the ticket that happens to have the same number).
+    """
+    from netguard.tickets.domain import format_ref, parse_ref
+
+    prefix = settings.tickets.id_prefix
+    return format_ref(parse_ref(text, prefix), prefix)
+
+
+def _act(ticket_id: str, what: str, call: Callable[[TicketService, str, str], Any], *,
+         config: Path | None, by: str | None, as_json: bool) -> None:
+    """Run one operator action on ``ticket_id`` through the service and report the ticket.
+
+    ``call`` gets the service, the checked ticket id and the actor.
+    """
     settings = load_config(config)
+    ref = _checked_ref(ticket_id, settings)
     actor = operator_name(by)
-    ticket: Ticket = _with_service(settings, lambda svc: call(svc, actor))
+    ticket: Ticket = _with_service(settings, lambda svc: call(svc, ref, actor))
+    _report(ticket, what, actor, as_json)
+
+
+def _report(ticket: Ticket, what: str, actor: str, as_json: bool) -> None:
     if as_json:
         print_json(ticket.to_dict())
     else:
@@ -269,9 +292,12 @@ def open_ticket(
     from netguard.tickets.domain import as_severity
 
     level = as_severity(severity)
-    _act(config, by, json_, "opened", lambda svc, actor: svc.open(
+    settings = load_config(config)
+    actor = operator_name(by)
+    ticket: Ticket = _with_service(settings, lambda svc: svc.open(
         category=category, summary=summary, severity=level, target=target, site=site,
         actor=actor, message=message))
+    _report(ticket, "opened", actor, json_)
 
 
 @app.command("ack")
@@ -280,8 +306,9 @@ def open_ticket(
 def ack(ticket_id: IdArgument, message: MessageOption = "", by: ByOption = None,
         config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Acknowledge an open ticket."""
-    _act(config, by, json_, "acknowledged",
-         lambda svc, actor: svc.acknowledge(ticket_id, actor=actor, message=message))
+    _act(ticket_id, "acknowledged",
+         lambda svc, ref, actor: svc.acknowledge(ref, actor=actor, message=message),
+         config=config, by=by, as_json=json_)
 
 
 @app.command("assign")
@@ -292,8 +319,9 @@ def assign(ticket_id: IdArgument, *,
            message: MessageOption = "", by: ByOption = None, config: ConfigOption = None,
            json_: JsonOption = False) -> None:
     """Assign an open or acknowledged ticket."""
-    _act(config, by, json_, f"assigned to {to}",
-         lambda svc, actor: svc.assign(ticket_id, to, actor=actor, message=message))
+    _act(ticket_id, f"assigned to {to}",
+         lambda svc, ref, actor: svc.assign(ref, to, actor=actor, message=message),
+         config=config, by=by, as_json=json_)
 
 
 @app.command("comment")
@@ -302,8 +330,9 @@ def assign(ticket_id: IdArgument, *,
 def comment(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
             config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Add a comment to a ticket's history."""
-    _act(config, by, json_, "commented",
-         lambda svc, actor: svc.comment(ticket_id, message, actor=actor))
+    _act(ticket_id, "commented",
+         lambda svc, ref, actor: svc.comment(ref, message, actor=actor),
+         config=config, by=by, as_json=json_)
 
 
 @app.command("resolve")
@@ -312,8 +341,9 @@ def comment(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None
 def resolve(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
             config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Resolve an open or acknowledged ticket."""
-    _act(config, by, json_, "resolved",
-         lambda svc, actor: svc.resolve(ticket_id, actor=actor, message=message))
+    _act(ticket_id, "resolved",
+         lambda svc, ref, actor: svc.resolve(ref, actor=actor, message=message),
+         config=config, by=by, as_json=json_)
 
 
 @app.command("close")
@@ -322,8 +352,9 @@ def resolve(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None
 def close(ticket_id: IdArgument, message: MessageOption = "", by: ByOption = None,
           config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Close a resolved ticket (it will never reopen automatically)."""
-    _act(config, by, json_, "closed",
-         lambda svc, actor: svc.close(ticket_id, actor=actor, message=message))
+    _act(ticket_id, "closed",
+         lambda svc, ref, actor: svc.close(ref, actor=actor, message=message),
+         config=config, by=by, as_json=json_)
 
 
 @app.command("reopen")
@@ -332,5 +363,6 @@ def close(ticket_id: IdArgument, message: MessageOption = "", by: ByOption = Non
 def reopen(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
            config: ConfigOption = None, json_: JsonOption = False) -> None:
     """Reopen a resolved or closed ticket."""
-    _act(config, by, json_, "reopened",
-         lambda svc, actor: svc.reopen(ticket_id, actor=actor, message=message))
+    _act(ticket_id, "reopened",
+         lambda svc, ref, actor: svc.reopen(ref, actor=actor, message=message),
+         config=config, by=by, as_json=json_)

@@ -40,6 +40,7 @@ from netguard.demo.view import (
     next_commands,
     render,
     status_line,
+    ticket_news_line,
 )
 from netguard.errors import ConfigError
 
@@ -113,6 +114,7 @@ class DemoSummary:
     executable: str = field(default_factory=netguard_executable)
     steps: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    ticket_news: list[str] = field(default_factory=list)
     agent_pids: list[int] = field(default_factory=list)
     last: DemoSnapshot | None = None
 
@@ -178,11 +180,16 @@ async def register_households(settings: Settings, households: Sequence[Household
 
 
 class StoreCounts:
-    """Reads ticket and alert counts for the live view through its own connection."""
+    """Reads ticket and alert counts and ticket news for the live view.
+
+    It reads the store through its own connection, as ``netguard tickets`` would from
+    another terminal: the view must not reach into the daemon's services while they work.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._store: Any = None
+        self._last_event = 0
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> StoreCounts:
@@ -199,7 +206,9 @@ class StoreCounts:
         from sqlalchemy import text
 
         queries = {
-            "children": "SELECT COUNT(*) FROM ticket_child",
+            # Children of resolved tickets are history; only those under open ones count.
+            "children": "SELECT COUNT(*) FROM ticket_child c JOIN ticket t "
+                        "ON t.id = c.ticket_id WHERE t.state IN ('open', 'acknowledged')",
             "alerts_open": "SELECT COUNT(*) FROM iot_alert WHERE closed_at IS NULL",
             "door_events": "SELECT COUNT(*) FROM iot_event",
         }
@@ -221,6 +230,31 @@ class StoreCounts:
                     log.debug("%s unavailable", name, exc_info=True)
                     out[name] = 0
         return out
+
+    async def news(self) -> list[str]:
+        """A line for each ticket opened, grouped or resolved since the last call."""
+        from sqlalchemy import text
+
+        from netguard.tickets.domain import format_ref
+
+        prefix = self._settings.tickets.id_prefix
+        lines: list[str] = []
+        async with self._store.session() as session:
+            try:
+                rows = (await session.execute(text(
+                    "SELECT e.id, e.ticket_id, e.action, e.message, t.summary "
+                    "FROM ticket_event e JOIN ticket t ON t.id = e.ticket_id "
+                    "WHERE e.id > :last ORDER BY e.id"), {"last": self._last_event})).all()
+            except Exception:  # the view must survive whatever the store says
+                log.debug("ticket news unavailable", exc_info=True)
+                return lines
+        for event_id, ticket_id, action, message, summary in rows:
+            self._last_event = max(self._last_event, int(event_id))
+            line = ticket_news_line(format_ref(int(ticket_id), prefix), str(action),
+                                    str(message or ""), str(summary or ""))
+            if line is not None:
+                lines.append(line)
+        return lines
 
 
 def _target_lines(daemon: Any) -> tuple[TargetLine, ...]:
@@ -334,9 +368,18 @@ class _Run:
         if not self.live:
             self.say(f"step: {step.description}")
 
+    async def read_news(self) -> None:
+        """Record (and off a terminal, print) each ticket opened, grouped or resolved."""
+        assert self.counts is not None
+        for line in await self.counts.news():
+            self.summary.ticket_news.append(f"{self.elapsed():4.0f}s  {line}")
+            if not self.live:
+                self.say(f"ticket: {line}")
+
     async def snapshot(self) -> DemoSnapshot:
         assert self.counts is not None
         assert self.sink is not None
+        await self.read_news()
         numbers = await self.counts.read()
         snap = DemoSnapshot(
             elapsed_seconds=self.elapsed(), duration_seconds=self.options.duration,
@@ -344,7 +387,7 @@ class _Run:
             tickets_resolved=numbers["resolved"], tickets_children=numbers["children"],
             alerts_open=numbers["alerts_open"], alerts_received=len(self.sink.received),
             door_events=numbers["door_events"], steps=tuple(self.summary.steps),
-            alerts=tuple(self.summary.alerts),
+            alerts=tuple(self.summary.alerts), ticket_news=tuple(self.summary.ticket_news),
             metrics_url=self.summary.metrics_url, config_path=str(self.summary.config_path),
             executable=self.summary.executable,
             sink_file=str(self.summary.sink_file), mqtt_url=self.mqtt_label)
@@ -355,9 +398,15 @@ class _Run:
 
     async def show(self) -> None:
         if not self.live:
+            # Ticket news within a second (one indexed query); the counts every five.
+            ticks = 0
             while True:
-                await asyncio.sleep(5.0)
-                self.say(status_line(await self.snapshot()))
+                await asyncio.sleep(1.0)
+                ticks += 1
+                if ticks % 5:
+                    await self.read_news()
+                else:
+                    self.say(status_line(await self.snapshot()))
         from rich.live import Live
 
         with Live(render(await self.snapshot()), console=self.console,

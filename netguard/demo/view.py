@@ -42,6 +42,7 @@ class DemoSnapshot:
     targets: tuple[TargetLine, ...]
     tickets_open: int = 0
     tickets_resolved: int = 0
+    # Child faults grouped under tickets that are still open (not under resolved ones).
     tickets_children: int = 0
     alerts_open: int = 0
     alerts_received: int = 0
@@ -53,6 +54,7 @@ class DemoSnapshot:
     sink_file: str = ""
     mqtt_url: str = ""
     alerts: tuple[str, ...] = ()
+    ticket_news: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     def states(self) -> dict[str, int]:
@@ -78,6 +80,37 @@ def alert_lines(body: Any) -> list[str]:
                      f" in {alert.get('community', '?')}, sensor {alert.get('sensor', '?')} "
                      f"-> {', '.join(alert.get('recipients') or []) or 'staff'}")
     return lines
+
+
+# The ticket history actions the demo narrates, and how.
+_NEWS: Mapping[str, str] = {
+    "opened": "opened",
+    "reopened": "reopened",
+    "child_attached": "grouped a child fault",
+    "grouped": "grouped",
+    "resolved": "resolved",
+}
+
+
+def ticket_news_line(ref: str, action: str, message: str, summary: str) -> str | None:
+    """One line for a ticket history event worth narrating, else ``None``.
+
+    Examples: ``DEMO-000003 opened: pl-east-uplink unreachable``,
+    ``DEMO-000003 grouped a child fault: fib-east-clinic/... suppressed under this ticket``,
+    ``DEMO-000004 grouped: grouped under DEMO-000003 ...``,
+    ``DEMO-000001 resolved: fault stayed clear for 10s``.
+    """
+    verb = _NEWS.get(action)
+    if verb is None:
+        return None
+    detail = summary if action in ("opened", "reopened") else message
+    return f"{ref} {verb}: {detail}" if detail else f"{ref} {verb}"
+
+
+def ticket_counts(snapshot: DemoSnapshot) -> str:
+    """The ticket counts in words that cannot be misread."""
+    return (f"{snapshot.tickets_open} open, {snapshot.tickets_resolved} resolved, "
+            f"{snapshot.tickets_children} child faults grouped under the open ones")
 
 
 def next_commands(config_path: str, executable: str = "netguard") -> list[str]:
@@ -109,8 +142,7 @@ def status_line(snapshot: DemoSnapshot) -> str:
     """A one-line summary for non-terminal output."""
     states = ", ".join(f"{n} {s}" for s, n in sorted(snapshot.states().items()))
     return (f"[{snapshot.elapsed_seconds:5.1f}s] targets: {states or 'none'} | tickets: "
-            f"{snapshot.tickets_open} open ({snapshot.tickets_children} children), "
-            f"{snapshot.tickets_resolved} resolved | alerts: {snapshot.alerts_open} open, "
+            f"{ticket_counts(snapshot)} | alerts: {snapshot.alerts_open} open, "
             f"{snapshot.alerts_received} received by the webhook sink")
 
 
@@ -143,7 +175,7 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
             summary.append(f"{states[state]} {state}  ", style=STATE_STYLES[state])
     counters = Table.grid(padding=(0, 2))
     counters.add_row("tickets open", str(snapshot.tickets_open),
-                     "of which children", str(snapshot.tickets_children),
+                     "child faults grouped under open tickets", str(snapshot.tickets_children),
                      "resolved", str(snapshot.tickets_resolved))
     counters.add_row("alerts open", str(snapshot.alerts_open),
                      "alerts received by the sink", str(snapshot.alerts_received),
@@ -151,6 +183,8 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
     timeline = Text("\n".join(snapshot.steps[-6:]) or "waiting for the first scripted fault")
     alerts = Text("\n".join(snapshot.alerts[-4:]) or "none yet", style="bold red"
                   if snapshot.alerts else "dim")
+    news = Text("\n".join(snapshot.ticket_news[-6:]) or "none yet",
+                style="" if snapshot.ticket_news else "dim")
     where = Table.grid(padding=(0, 1))
     where.add_row("metrics", snapshot.metrics_url or "disabled")
     where.add_row("MQTT broker", snapshot.mqtt_url)
@@ -165,6 +199,7 @@ def render(snapshot: DemoSnapshot) -> RenderableType:
         _targets_table(snapshot.targets),
         Panel(counters, title="Tickets and alerts"),
         Panel(timeline, title="Scripted faults"),
+        Panel(news, title="Tickets: opened, grouped, resolved"),
         Panel(alerts, title="Alerts community staff received (webhook sink)"),
         Panel(where, title="Where to look"),
         Panel(try_next, title="Try in another terminal (Ctrl-C here stops the demo)"),

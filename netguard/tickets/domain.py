@@ -102,7 +102,7 @@ def raise_severity(severity: FaultSeverity, steps: int) -> FaultSeverity:
     return SEVERITIES[max(0, severity_rank(severity) - max(0, steps))]
 
 
-_REF = re.compile(r"^(?:[A-Za-z]{1,8}-)?0*(\d{1,18})$")
+_REF = re.compile(r"^(?:([A-Za-z]{1,8})-)?0*(\d{1,18})$")
 
 
 def format_ref(ticket_id: int, prefix: str = "NG") -> str:
@@ -113,16 +113,27 @@ def format_ref(ticket_id: int, prefix: str = "NG") -> str:
     return f"{prefix}-{ticket_id:06d}"
 
 
-def parse_ref(text: str) -> int:
+def parse_ref(text: str, prefix: str | None = None) -> int:
     """The primary key in a human id (``NG-000123``, ``ng-123`` or ``123``).
 
+    Args:
+        text: What the operator typed.
+        prefix: The installation's prefix (``tickets.id_prefix``). When given, an id with
+            another prefix is refused: ``XYZ-000002`` must not act on ``NG-000002``.
+
     Raises:
-        ValueError: ``text`` is not a ticket id.
+        ValueError: ``text`` is not a ticket id, or has another prefix.
     """
     match = _REF.match(text.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise ValueError(f"not a ticket id: {text!r} (expected e.g. NG-000123)")
-    return int(match.group(1))
+    if match is None or int(match.group(2)) == 0:
+        example = format_ref(123, prefix or "NG")
+        raise ValueError(f"not a ticket id: {text!r} (expected e.g. {example})")
+    given = match.group(1)
+    if prefix is not None and given is not None and given.upper() != prefix.upper():
+        raise ValueError(f"{text.strip()!r} is not a ticket of this installation: its ticket "
+                         f"ids start with {prefix}- (tickets.id_prefix), e.g. "
+                         f"{format_ref(int(match.group(2)), prefix)}")
+    return int(match.group(2))
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,9 @@ def detail(item: TicketDetail, now: datetime) -> str:
         f"  occurrences: {t.occurrences}   flaps: {t.flaps}   reopens: {t.reopens}",
     ]
     if t.cleared_at:
-        lines.append(f"  cleared:     {_when(t.cleared_at)} (resolving after the hold)")
+        # Only an active ticket is still waiting out the hold; a resolved one is done.
+        pending = " (resolving after the hold)" if t.state.active else ""
+        lines.append(f"  cleared:     {_when(t.cleared_at)}{pending}")
     if t.resolved_at:
         lines.append(f"  resolved:    {_when(t.resolved_at)}")
     if t.closed_at:

@@ -700,7 +700,8 @@ class TicketService:
 
     def _lookup(self, ref: str) -> int:
         try:
-            return parse_ref(ref)
+            # With the configured prefix: another installation's id never acts on ours.
+            return parse_ref(ref, self._config.id_prefix)
         except ValueError:
             raise NotFoundError("ticket", ref) from None
 
@@ -738,7 +739,9 @@ class TicketService:
                 .order_by(CHILD.c.id))).all()
             event_rows = (await conn.execute(
                 sa.select(EVENT).where(EVENT.c.ticket_id == ticket_id)
-                .order_by(EVENT.c.id))).all()
+                # Fault events carry the time they were observed, which may precede
+                # actions already recorded (a backlog drained late): show time order.
+                .order_by(EVENT.c.at, EVENT.c.id))).all()
         children = tuple(ChildFault(
             fault_key=r.fault_key, target=r.target, upstream_target=r.upstream_target,
             state=r.state, severity=r.severity, summary=r.summary,

@@ -179,6 +179,13 @@ def test_demo_end_to_end(
                what="the demo's child processes to exit")
     output = log.read_text(errors="replace")
     assert "demo stopped" in output
+    # The view narrated the tickets as they happened (not only in the counts).
+    news = [line.split("ticket: ", 1)[1] for line in output.splitlines()
+            if line.startswith("ticket: ")]
+    assert any(" opened: " in line for line in news), output[-3000:]
+    assert any(" grouped a child fault: " in line for line in news), output[-3000:]
+    assert any(" resolved: " in line for line in news), output[-3000:]
+    assert "child faults grouped under the open ones" in output
     # The command the demo prints works as printed, from another terminal.
     printed = [line.split("look at", 1)[1].split() for line in output.splitlines()
                if "look at" in line]

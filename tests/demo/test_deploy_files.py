@@ -51,6 +51,20 @@ def test_unit_is_hardened_and_stops_after_the_shutdown_timeout() -> None:
     assert stop > DaemonConfig().shutdown_timeout_seconds
 
 
+def test_unit_uses_notify_and_the_watchdog_and_does_not_restart_what_restarts_cannot_fix(
+) -> None:
+    from netguard.cli.common import EXIT_CONFIG, EXIT_SCHEMA
+
+    service = _service_section()
+    # netguard.daemon.sdnotify sends READY=1, WATCHDOG=1 and STOPPING=1.
+    assert service["Type"] == ["notify"]
+    assert service["NotifyAccess"] == ["main"]
+    assert float(service["WatchdogSec"][0]) >= 10  # pings go out every half of it
+    assert "AF_UNIX" in service["RestrictAddressFamilies"][0].split()  # the notify socket
+    assert service["RestartPreventExitStatus"][0].split() == [str(EXIT_CONFIG),
+                                                              str(EXIT_SCHEMA)]
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     unit = tmp_path / "netguard.service"

@@ -20,6 +20,8 @@ from netguard.demo.view import (
     next_commands,
     render,
     status_line,
+    ticket_counts,
+    ticket_news_line,
 )
 from netguard.errors import ConfigError
 
@@ -65,7 +67,8 @@ def test_render_shows_targets_counts_and_next_command() -> None:
         tickets_open=3, tickets_resolved=1, tickets_children=2, alerts_open=2,
         alerts_received=4, steps=("east uplink down",), metrics_url="http://127.0.0.1:1/metrics",
         config_path="/tmp/d/netguard.yaml", sink_file="/tmp/d/alerts.jsonl",
-        mqtt_url="mqtt://127.0.0.1:2", alerts=("12s  door_open: household hh-1",))
+        mqtt_url="mqtt://127.0.0.1:2", alerts=("12s  door_open: household hh-1",),
+        ticket_news=("30s  DEMO-000003 grouped a child fault: fib-a suppressed",))
     console = Console(record=True, width=140, color_system=None)
     console.print(render(snapshot))
     text = console.export_text()
@@ -77,8 +80,11 @@ def test_render_shows_targets_counts_and_next_command() -> None:
     assert "http://127.0.0.1:1/metrics" in text
     assert "east uplink down" in text
     assert "12s  door_open: household hh-1" in text
+    assert "30s  DEMO-000003 grouped a child fault: fib-a suppressed" in text
+    assert "child faults grouped under open tickets" in text
     line = status_line(snapshot)
-    assert "3 open (2 children), 1 resolved" in line
+    assert "tickets: 3 open, 1 resolved, 2 child faults grouped under the open ones |" in line
+    assert ticket_counts(snapshot) in line
     assert "4 received" in line
 
 
@@ -126,3 +132,17 @@ def test_bad_mqtt_url_error_hides_the_password(bad: str) -> None:
         parse_mqtt_url(bad)
     assert "s3cret-pw" not in str(err.value)
     assert "demo:***@h" in str(err.value)
+
+
+def test_ticket_news_lines() -> None:
+    assert ticket_news_line("DEMO-000001", "opened", "ignored", "fib-a rx power low") == (
+        "DEMO-000001 opened: fib-a rx power low")
+    assert ticket_news_line("DEMO-000003", "child_attached", "fib-b/if:1/down suppressed "
+                            "under this ticket", "uplink down") == (
+        "DEMO-000003 grouped a child fault: fib-b/if:1/down suppressed under this ticket")
+    assert ticket_news_line("DEMO-000004", "grouped", "grouped under DEMO-000003", "x") == (
+        "DEMO-000004 grouped: grouped under DEMO-000003")
+    assert ticket_news_line("DEMO-000001", "resolved", "fault stayed clear for 10s", "x") == (
+        "DEMO-000001 resolved: fault stayed clear for 10s")
+    for quiet in ("repeat", "flap", "commented", "overdue", "child_cleared"):
+        assert ticket_news_line("DEMO-000001", quiet, "m", "s") is None

@@ -124,11 +124,108 @@ def test_cli_every_transition(ng: Run, store_config: StoreConfig) -> None:
 
 
 def test_cli_unknown_ids_exit_3(ng: Run) -> None:
-    for args in (["show", "NG-000404"], ["ack", "NG-000404"], ["close", "nonsense"],
+    # Exit 3 is for a well-formed id of this installation that does not exist.
+    for args in (["show", "NG-000404"], ["ack", "NG-000404"], ["close", "404"],
                  ["comment", "NG-000009", "-m", "x"]):
         result = ng("tickets", *args)
         assert result.returncode == 3, (args, result.stderr)
         assert result.stderr.startswith("error: unknown ticket"), result.stderr
+
+
+def test_cli_wrong_prefix_or_non_id_is_a_usage_error_and_touches_nothing(
+        ng: Run, store_config: StoreConfig) -> None:
+    opened = ng("tickets", "open", "--category", "pon", "--site", "hotel-1", "--summary",
+                "hotel broadband down", "--by", "alice")
+    assert opened.returncode == 0, opened.stderr
+    before = json.loads(ng("tickets", "show", "NG-000001", "--json").stdout)
+
+    wrong = ng("tickets", "comment", "XYZ-000001", "-m", "meant for another team")
+    assert wrong.returncode == 2, wrong.stderr
+    assert wrong.stderr.strip() == (
+        "error: 'XYZ-000001' is not a ticket of this installation: its ticket ids start "
+        "with NG- (tickets.id_prefix), e.g. NG-000001")
+    for args in (["ack", "XYZ-000001"], ["resolve", "ops-1", "-m", "x"],
+                 ["show", "XYZ-000001"]):
+        result = ng("tickets", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "start with NG-" in result.stderr, (args, result.stderr)
+    for args in (["ack", "bogus"], ["show", "NG-"], ["close", "NG-0"], ["comment", "1.5",
+                                                                         "-m", "x"]):
+        result = ng("tickets", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "not a ticket id" in result.stderr, (args, result.stderr)
+        assert "expected e.g. NG-000123" in result.stderr
+
+    after = json.loads(ng("tickets", "show", "NG-000001", "--json").stdout)
+    assert after == before  # no comment, no acknowledgement, nothing
+    # The configured prefix in any case, or no prefix, still reaches the ticket.
+    assert ng("tickets", "ack", "ng-1").returncode == 0
+    assert ng("tickets", "comment", "1", "-m", "ok").returncode == 0
+
+
+def test_cli_wrong_prefix_under_a_custom_prefix(store_config: StoreConfig,
+                                                tmp_path: Path) -> None:
+    asyncio.run(upgrade(store_config))
+    config = _config_file(tmp_path, store_config)
+    data = yaml.safe_load(config.read_text())
+    data["tickets"]["id_prefix"] = "DEMO"
+    config.write_text(yaml.safe_dump(data))
+    ng = _runner(config, tmp_path)
+    opened = ng("tickets", "open", "--category", "pon", "--site", "hotel-1", "--summary",
+                "x", "--json")
+    assert json.loads(opened.stdout)["id"] == "DEMO-000001"
+    wrong = ng("tickets", "comment", "NG-000001", "-m", "x")
+    assert wrong.returncode == 2
+    assert "start with DEMO- (tickets.id_prefix), e.g. DEMO-000001" in wrong.stderr
+    assert ng("tickets", "comment", "DEMO-000001", "-m", "x").returncode == 0
+
+
+def test_cli_show_lists_history_in_time_order_and_resolved_reads_resolved(
+        store_config: StoreConfig, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from netguard.clock import ManualClock
+    from netguard.faults import FaultCleared, FaultKey, FaultOpened
+
+    asyncio.run(upgrade(store_config))
+    ng = _runner(_config_file(tmp_path, store_config), tmp_path)
+    start = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    clock = ManualClock(start + timedelta(minutes=10))
+    key = FaultKey("olt-1", "if:3", "oper_down")
+
+    def fault(minutes: int) -> FaultOpened:
+        return FaultOpened(key=key, category="fiber", site=None, severity="major",
+                           summary="olt-1 down", reasons=("if:3 down",),
+                           at=start + timedelta(minutes=minutes))
+
+    async def setup() -> str:
+        async with Store(store_config) as store:
+            service = TicketService(store, TicketsConfig(resolve_hold_seconds=60),
+                                    clock=clock)
+            await service.handle(fault(0))
+            ref = (await service.list())[0].ref
+            # An operator comments at 08:10; a repeat observed at 08:05 arrives later
+            # (a backlog drained after the store came back).
+            await service.comment(ref, "looking", actor="op")
+            await service.handle(fault(5))
+            await service.handle(FaultCleared(key=key, at=start + timedelta(minutes=11),
+                                              reasons=("recovered",)))
+            clock.advance(300)
+            await service.sweep()
+            return ref
+
+    ref = asyncio.run(setup())
+    shown = json.loads(ng("tickets", "show", ref, "--json").stdout)
+    assert shown["state"] == "resolved"
+    times = [e["at"] for e in shown["events"]]
+    assert times == sorted(times), shown["events"]
+    assert [e["action"] for e in shown["events"]][:3] == ["opened", "repeat", "commented"]
+    text = ng("tickets", "show", ref).stdout
+    history = text.split("history:\n", 1)[1].splitlines()
+    assert [line.split("  ")[3] for line in history][:3] == ["opened", "repeat", "commented"]
+    assert "resolving after the hold" not in text
+    assert f"{ref}  MAJOR  resolved" in text.splitlines()[0]
+    assert "  cleared:     2026-11-29 08:11:00 UTC" in text.splitlines()
 
 
 def test_cli_bad_input_exits_2(ng: Run) -> None:

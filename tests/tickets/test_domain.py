@@ -57,6 +57,16 @@ def test_refs() -> None:
             parse_ref(bad)
 
 
+def test_refs_with_the_configured_prefix() -> None:
+    for text in ("DEMO-000002", "demo-2", "2"):
+        assert parse_ref(text, "DEMO") == 2
+    with pytest.raises(ValueError, match=r"start with DEMO- \(tickets.id_prefix\), "
+                                         r"e.g. DEMO-000002"):
+        parse_ref("XYZ-000002", "DEMO")
+    with pytest.raises(ValueError, match=r"not a ticket id: 'bogus' \(expected e.g. DEMO-000123"):
+        parse_ref("bogus", "DEMO")
+
+
 def test_severities() -> None:
     assert [severity_rank(s) for s in ("critical", "major", "minor", "warning")] == [0, 1, 2, 3]
     assert raise_severity("minor", 1) == "major"
