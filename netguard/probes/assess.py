@@ -264,7 +264,7 @@ AGENT = "agent"
 UNREACHABLE = "unreachable"
 
 
-@dataclass
+@dataclass(slots=True)
 class _FaultTrack:
     bad: int = 0
     good: int = 0
@@ -275,6 +275,11 @@ class _FaultTrack:
     level: Level = "degraded"
     severity: FaultSeverity = "minor"
     suppressed_by: str | None = None
+
+    @property
+    def pristine(self) -> bool:
+        """Nothing to remember: as a fresh track (no streak, never opened)."""
+        return self.bad == 0 and not self.active and not self.opened_once
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,8 +402,16 @@ class Assessor:
         for ob in observations:
             key = (ob.component, ob.condition)
             seen.add(key)
-            track = self.tracks.setdefault(key, _FaultTrack())
+            track = self.tracks.get(key)
+            if track is None:
+                if not ob.bad:
+                    continue  # a fresh track folds a good observation into nothing
+                track = self.tracks[key] = _FaultTrack()
             events.extend(self._fold(ob, track, now, suppressed_by))
+            if track.pristine:
+                # Only tracks with history are kept: a healthy target holds none, where
+                # it held one per interface and condition (bench/RESULTS.md, memory).
+                del self.tracks[key]
         if sample is not None and complete:
             # A component that vanished (interface removed) counts as recovered.
             for key, track in self.tracks.items():

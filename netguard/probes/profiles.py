@@ -105,6 +105,9 @@ class ProfileLibrary:
 
     def __init__(self, extra_dirs: Iterable[Path] = ()) -> None:
         self._specs: dict[str, ProfileSpec] = {}
+        # Resolved profiles without target overrides, shared by every target using them:
+        # one copy per target cost about 9 KB each (bench/RESULTS.md, memory).
+        self._resolved: dict[str, Profile] = {}
         for directory in (_builtin_dir(), *extra_dirs):
             for path in sorted(directory.glob("*.yaml")):
                 spec = _read_spec(path)
@@ -127,7 +130,19 @@ class ProfileLibrary:
                 f"unknown profile {name!r} (one of {', '.join(self.names())})"]) from None
 
     def resolve(self, name: str, overrides: Sequence[ExtraOid] = ()) -> Profile:
-        """Expand includes and apply a target's ``oids:`` overrides."""
+        """Expand includes and apply a target's ``oids:`` overrides.
+
+        Without overrides the result is cached: the same immutable object for every
+        target of that profile.
+        """
+        if not overrides:
+            cached = self._resolved.get(name)
+            if cached is None:
+                cached = self._resolved[name] = self._resolve(name, ())
+            return cached
+        return self._resolve(name, overrides)
+
+    def _resolve(self, name: str, overrides: Sequence[ExtraOid]) -> Profile:
         merged: dict[str, MetricSpec] = {}
         self._expand(name, merged, ())
         for extra in overrides:

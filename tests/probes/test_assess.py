@@ -65,6 +65,29 @@ def test_flaps_are_counted() -> None:
     assert v.events[0].flaps == 3
 
 
+def test_healthy_polls_keep_no_hysteresis_state_but_history_is_kept() -> None:
+    # Memory per target: a track per (component, condition) is kept only while it has
+    # something to remember (a bad streak, an active fault, a past opening for flaps).
+    a = Assessor.for_target(_target(raise_after=2, clear_after=1))
+    for _ in range(3):
+        assert a.assess(_fiber(-5.0), now=NOW).state == "up"
+    assert a.tracks == {}
+    a.assess(_fiber(-27.0), now=NOW)  # pending 1/2: the streak is remembered
+    assert set(a.tracks) == {("sensor:Te1/1", "rx_power_low")}
+    a.assess(_fiber(-5.0), now=NOW)  # streak broken before it raised: forgotten
+    assert a.tracks == {}
+    a.assess(_fiber(-27.0), now=NOW)
+    (opened,) = a.assess(_fiber(-27.0), now=NOW).events
+    assert isinstance(opened, FaultOpened)
+    (cleared,) = a.assess(_fiber(-5.0), now=NOW).events
+    assert isinstance(cleared, FaultCleared)
+    assert set(a.tracks) == {("sensor:Te1/1", "rx_power_low")}  # opened once: a flap later
+    a.assess(_fiber(-27.0), now=NOW)
+    (again,) = a.assess(_fiber(-27.0), now=NOW).events
+    assert isinstance(again, FaultOpened)
+    assert again.flaps == 1
+
+
 def test_no_light_is_down_not_low() -> None:
     a = Assessor.for_target(_target(raise_after=1))
     v = a.assess(_fiber(-40.0), now=NOW)
