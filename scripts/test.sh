@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first: Debian packages (snmpd, snmp,
-# mosquitto, prometheus, postgresql) when missing, and netguard with its dev extras in .venv.
+# mosquitto, prometheus, postgresql, systemd) when missing, and netguard with its dev extras in .venv.
 # Then lint (ruff), types (mypy strict) and pytest. Arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 cd "$ng_root"
 
-ng_apt_install snmpd snmp mosquitto prometheus postgresql
+# Every tool a test requires (tests/support/tools.py PACKAGES): under CI=true a missing one
+# fails the run instead of skipping tests.
+ng_apt_install snmpd snmp mosquitto prometheus postgresql systemd
 ng_venv dev
 
 # Tests make throwaway databases on a local PostgreSQL (NETGUARD_TEST_PG overrides).

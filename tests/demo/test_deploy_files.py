@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from netguard.daemon.config import DaemonConfig
+from tests.support.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "config" / "systemd" / "netguard.service"
@@ -51,7 +49,7 @@ def test_unit_is_hardened_and_stops_after_the_shutdown_timeout() -> None:
     assert stop > DaemonConfig().shutdown_timeout_seconds
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+@require_tool("systemd-analyze")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     unit = tmp_path / "netguard.service"
     unit.write_text(UNIT.read_text().replace("/opt/netguard/.venv/bin/netguard", str(NETGUARD)))
