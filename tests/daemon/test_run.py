@@ -46,7 +46,8 @@ from tests.support.procs import ServerProcess
 from tests.support.servers import Broker
 from tests.support.wait import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.xdist_group("heavy")]  # CPU-heavy: one at a time (docs/testing.md)
 
 FAST = {"raise_after": 1, "clear_after": 1}
 SHUTDOWN_TIMEOUT = 8.0

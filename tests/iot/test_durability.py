@@ -28,7 +28,8 @@ from tests.support.seeds import seeded_rng
 from tests.support.servers import mosquitto
 from tests.support.wait import async_wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.xdist_group("heavy")]  # CPU-heavy: one at a time (docs/testing.md)
 
 N = 10_000
 SENSORS = 20
