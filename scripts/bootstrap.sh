@@ -37,10 +37,42 @@ ng_venv() {
             "$py" -m venv "$ng_root/.venv"
         }
     fi
-    local stamp="$ng_root/.venv/.netguard-$extra"
-    if [ ! -f "$stamp" ] || [ "$ng_root/pyproject.toml" -nt "$stamp" ]; then
-        "$ng_root/.venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$ng_root/.venv/bin/python" -m pip install -q -e "$ng_root[$extra]"
-        touch "$stamp"
+    if ng_venv_current "$extra"; then
+        return 0
     fi
+    echo "netguard: installing netguard[$extra] into .venv from constraints.txt" \
+         "(about a minute the first time)" >&2
+    local log="$ng_root/.venv/pip.log"
+    if ! "$ng_root/.venv/bin/python" -m pip install -q --upgrade pip >"$log" 2>&1; then
+        cat "$log" >&2
+        exit 1
+    fi
+    # One line per package instead of pip's silence (-q) or its full chatter; the whole
+    # output is kept in .venv/pip.log and shown when pip fails.
+    if ! "$ng_root/.venv/bin/python" -m pip install --progress-bar off \
+            -c "$ng_root/constraints.txt" -e "$ng_root[$extra]" 2>&1 \
+            | tee -a "$log" | sed -un 's/^Collecting \([^ ]*\).*/  collecting \1/p'; then
+        tail -n 40 "$log" >&2
+        echo "netguard: pip failed; the full output is in $log" >&2
+        exit 1
+    fi
+    rm -f "$ng_root"/.venv/.netguard-*
+    touch "$ng_root/.venv/.netguard-$extra"
+    echo "netguard: .venv ready" >&2
+}
+
+ng_venv_current() {
+    # True when .venv already holds netguard[EXTRA] as pyproject.toml and constraints.txt
+    # now ask for it. The dev extra includes demo, so a test venv serves the demo as is.
+    local extra="$1" candidates=("$1")
+    [ "$extra" = demo ] && candidates+=(dev)
+    local stamp
+    for candidate in "${candidates[@]}"; do
+        stamp="$ng_root/.venv/.netguard-$candidate"
+        if [ -f "$stamp" ] && [ ! "$ng_root/pyproject.toml" -nt "$stamp" ] \
+                && [ ! "$ng_root/constraints.txt" -nt "$stamp" ]; then
+            return 0
+        fi
+    done
+    return 1
 }

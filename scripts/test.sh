@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first: Debian packages (snmpd, snmp,
-# mosquitto, prometheus, postgresql) when missing, and netguard with its dev extras in .venv.
+# mosquitto, prometheus, postgresql, systemd) when missing, and netguard with its dev
+# extras in .venv, at the versions in constraints.txt (refresh with scripts/lock.sh).
 # Then lint (ruff), types (mypy strict) and pytest. Arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 cd "$ng_root"
 
-ng_apt_install snmpd snmp mosquitto prometheus postgresql
+# Every tool a test requires (tests/support/tools.py PACKAGES): under CI=true a missing one
+# fails the run instead of skipping tests.
+ng_apt_install snmpd snmp mosquitto prometheus postgresql systemd
 ng_venv dev
 
 # Tests make throwaway databases on a local PostgreSQL (NETGUARD_TEST_PG overrides).
@@ -35,4 +38,12 @@ fi
 
 .venv/bin/ruff check netguard tests bench
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# The whole suite runs on 2 xdist workers (docs/testing.md); a run with arguments (one area,
+# -x, -k ...) runs in one process, as before. NETGUARD_TEST_WORKERS overrides both:
+# a number, 0 for no xdist, or auto for one worker per core.
+if [ "$#" -eq 0 ]; then workers="${NETGUARD_TEST_WORKERS:-2}"; else workers="${NETGUARD_TEST_WORKERS:-0}"; fi
+if [ "$workers" = 0 ]; then
+    .venv/bin/pytest "$@"
+else
+    .venv/bin/pytest -n "$workers" --dist loadgroup "$@"
+fi

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import promql_parser
-import pytest
 import yaml
+
+from tests.support.tools import check_tools
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
@@ -36,16 +36,12 @@ _SET_OPS = {"and", "or", "unless"}
 def require(tool: str) -> str:
     """The path of ``tool``; a missing one skips the test locally and fails it under CI.
 
-    A local stand-in for tests/support's ``require_tool`` (being added in parallel): in CI
-    (``CI=true``) a missing promtool must turn the run red, not skip the check silently.
+    See tests/support/tools.py, which maps the tool to the package scripts/test.sh installs.
     """
+    check_tools((tool,))
     path = shutil.which(tool)
-    if path is not None:
-        return path
-    message = f"needs {tool} (Debian package prometheus)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and a required tool is missing: {message}", pytrace=False)
-    pytest.skip(message)
+    assert path is not None
+    return path
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from netguard.probes.assess import ActiveFault
 from netguard.probes.state import PollOutcome, TargetStatus
 from netguard.store.health import StoreHealth
 from netguard.tickets.domain import TicketCounts
+from tests.support.timing import slack
 from tests.support.wait import async_wait_until
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -218,7 +219,8 @@ async def test_busy_port_fails_startup_and_releases_services() -> None:
     assert closed == ["services"]
 
 
-async def test_shutdown_is_bounded_even_if_a_service_hangs_on_close() -> None:
+async def test_shutdown_is_bounded_even_if_a_service_hangs_on_close(
+        caplog: pytest.LogCaptureFixture) -> None:
     closed: list[str] = []
 
     async def hang() -> None:
@@ -232,13 +234,17 @@ async def test_shutdown_is_bounded_even_if_a_service_hangs_on_close() -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with Daemon(_settings(shutdown_timeout_seconds=1.0),
-                      open_services=open_services) as daemon:
-        loop.call_later(0.2, stop.set)
-        await daemon.serve(stop)
-        started = loop.time()
-    assert loop.time() - started < 2.5
-    assert closed == ["store"]  # the rest of the stack still closed
+    # Without the budget the close would hang for ever; fail here rather than at the
+    # suite's timeout. The 1 s budget is fixed; only the overhead allowance scales.
+    async with asyncio.timeout(1.0 + slack(1.5)):
+        async with Daemon(_settings(shutdown_timeout_seconds=1.0),
+                          open_services=open_services) as daemon:
+            loop.call_later(0.2, stop.set)
+            await daemon.serve(stop)
+    # The daemon's own budget cut the hanging close short (not the guard above) ...
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "services did not close within the shutdown timeout"]
+    assert closed == ["store"]  # ... and the rest of the stack still closed
 
 
 @dataclass

@@ -14,7 +14,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -47,7 +46,8 @@ from tests.support.procs import ServerProcess
 from tests.support.servers import Broker
 from tests.support.wait import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.xdist_group("heavy")]  # CPU-heavy: one at a time (docs/testing.md)
 
 FAST = {"raise_after": 1, "clear_after": 1}
 SHUTDOWN_TIMEOUT = 8.0
@@ -137,10 +137,8 @@ def _publish(broker: Broker, topic: str, payload: bytes) -> None:
     publish.single(topic, payload, qos=1, hostname=broker.host, port=broker.port)
 
 
-def _stop(proc: ServerProcess) -> tuple[int | None, float]:
-    started = time.monotonic()
-    code = proc.stop(signal.SIGTERM, timeout=SHUTDOWN_TIMEOUT + 5)
-    return code, time.monotonic() - started
+def _stop(proc: ServerProcess) -> int | None:
+    return proc.stop(signal.SIGTERM, timeout=SHUTDOWN_TIMEOUT + 5)
 
 
 def test_netguard_run_end_to_end(tmp_path: Path, sim: SnmpSim, broker: Broker) -> None:
@@ -227,12 +225,16 @@ def test_netguard_run_end_to_end(tmp_path: Path, sim: SnmpSim, broker: Broker) -
         tickets_before = _rows(db, "SELECT id, fault_key, state FROM ticket ORDER BY id")
         alerts_before = _rows(db, "SELECT id, sensor_id, type FROM iot_alert ORDER BY id")
         events_before = _rows(db, "SELECT count(*) FROM iot_event")
-        code, took = _stop(daemon)
+        code = _stop(daemon)
         assert code == 0, daemon.tail()
-        assert took < SHUTDOWN_TIMEOUT
         log_lines = json_log(daemon)
         assert any(rec["msg"] == "netguard stopped" for rec in log_lines)
         assert not [rec for rec in log_lines if rec["level"] in ("ERROR", "CRITICAL")]
+        # Within its shutdown budget, by the daemon's own account (a clock here would
+        # measure the machine's load): no poll had to be cancelled, no close timed out.
+        assert not [rec for rec in log_lines if rec["msg"] in (
+            "cancelled polls still running at shutdown",
+            "services did not close within the shutdown timeout")]
 
         # Restart: carries on, duplicates nothing.
         restarted = _daemon(tmp_path, config, metrics_port, "run2").start(timeout=60)
@@ -246,7 +248,7 @@ def test_netguard_run_end_to_end(tmp_path: Path, sim: SnmpSim, broker: Broker) -
                                         'category="fiber",severity="critical"') or 0) >= 1,
                        timeout=30, what="ticket counts after restart")
         finally:
-            code, _ = _stop(restarted)
+            code = _stop(restarted)
         assert code == 0, restarted.tail()
         tickets_after = _rows(db, "SELECT id, fault_key, state FROM ticket ORDER BY id")
         keys = [key for _id, key, state in tickets_after if state in ("open", "acknowledged")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,11 @@ from netguard.daemon.app import Daemon
 from netguard.sim import SnmpSim, build_agent
 from netguard.store import upgrade
 from tests.support.ports import free_udp_port
+from tests.support.tools import require_tool
 from tests.support.wait import async_wait_until
 
 pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(shutil.which("snmptrap") is None, reason="needs snmptrap")]
+              require_tool("snmptrap")]
 
 
 async def test_link_down_trap_triggers_an_immediate_poll(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from netguard.demo.fleet import FLEET, fleet_target
 from netguard.demo.timeline import Step
 from netguard.errors import DemoError
 from netguard.probes.profiles import default_library
+from tests.support.tools import require_tool
 
-pytestmark = pytest.mark.skipif(shutil.which("snmpget") is None, reason="net-snmp tools missing")
+pytestmark = require_tool("snmpget")
 
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 HC_IN = "1.3.6.1.2.1.31.1.1.1.6.1"

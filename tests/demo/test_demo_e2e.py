@@ -28,7 +28,8 @@ from tests.demo.procs import descendants, kill_all, running
 from tests.support.ports import free_tcp_port
 from tests.support.wait import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.xdist_group("heavy")]  # CPU-heavy: one at a time (docs/testing.md)
 
 NETGUARD = Path(sys.executable).parent / "netguard"
 # Bounds the run if the SIGINT below never comes; the test normally stops it earlier.

@@ -16,7 +16,8 @@ from tests.support.ports import free_tcp_port
 from tests.support.servers import Broker
 from tests.support.wait import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.xdist_group("heavy")]  # CPU-heavy: one at a time (docs/testing.md)
 
 NETGUARD = Path(sys.executable).parent / "netguard"
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from netguard.daemon.config import DaemonConfig
+from tests.support.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "config" / "systemd" / "netguard.service"
@@ -65,7 +63,7 @@ def test_unit_uses_notify_and_the_watchdog_and_does_not_restart_what_restarts_ca
                                                               str(EXIT_SCHEMA)]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+@require_tool("systemd-analyze")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     unit = tmp_path / "netguard.service"
     unit.write_text(UNIT.read_text().replace("/opt/netguard/.venv/bin/netguard", str(NETGUARD)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import signal
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,12 @@ from tests.iot.support import (
     shipped_broker_section,
     write_config,
 )
+from tests.support.seeds import seeded_rng
 from tests.support.servers import mosquitto
 from tests.support.wait import async_wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.xdist_group("heavy")]  # CPU-heavy: one at a time (docs/testing.md)
 
 N = 10_000
 SENSORS = 20
@@ -78,7 +79,7 @@ async def _verify_chain(db: Path) -> None:
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_intake_sigkilled_twice_loses_and_duplicates_nothing(tmp_path: Path,
                                                                    protocol: str) -> None:
-    rng = random.Random()
+    rng = seeded_rng(f"intake kill points ({protocol})")
     with mosquitto(tmp_path / "broker", base=shipped_broker_section(tmp_path)) as broker:
         db, config = await _prepare(tmp_path, broker.port, protocol)
         intake = intake_process(config, tmp_path / "intake.log")
@@ -111,7 +112,7 @@ async def test_intake_sigkilled_twice_loses_and_duplicates_nothing(tmp_path: Pat
 
 
 async def test_broker_restart_with_shipped_config_loses_nothing(tmp_path: Path) -> None:
-    rng = random.Random()
+    rng = seeded_rng("broker restart point")
     with mosquitto(tmp_path / "broker", base=shipped_broker_section(tmp_path)) as broker:
         db, config = await _prepare(tmp_path, broker.port)
         intake = intake_process(config, tmp_path / "intake.log")

@@ -14,6 +14,7 @@ from netguard.probes.service import ProbeService
 from netguard.probes.state import TargetStatus
 from netguard.sim import SimRecord, SnmpSim, build_agent
 from tests.probes.conftest import FAST, targets
+from tests.support.timing import slack
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +55,10 @@ async def test_dead_agent_is_unreachable_in_time_and_others_keep_schedule(
     assert status.reachable is False
     assert status.reasons[0].startswith(f"no response from {victim.address} within 0.5 s x 2")
     assert [e.key.condition for e in outcome.events] == ["unreachable"]
-    # Generous headroom for a loaded machine; on loopback the kernel's port-unreachable
-    # lets gufo tell a killed agent at once (the reason says so).
-    assert took <= 4 * TIMEOUT * (RETRIES + 1) + MARGIN
+    # On loopback the kernel's port-unreachable lets gufo tell a killed agent at once (the
+    # reason says so); at worst it waits out its tries. The overhead allowance scales with
+    # this machine's measured slowdown (tests/support/timing.py).
+    assert took <= TIMEOUT * (RETRIES + 1) + slack(MARGIN)
     assert status.poll_duration_seconds is not None
     # The live target kept being polled, and answering, while the dead one failed.
     assert live_polls

