@@ -121,7 +121,17 @@ class NotFoundError(NetguardError):
         super().__init__(f"unknown {kind} {ident!r}")
 
 
-class TicketError(NetguardError):
+class InvalidInputError(NetguardError):
+    """Operator input was refused before anything was touched (empty, too long, unknown
+    name): a usage error, exit 2 in the CLI."""
+
+
+class RefusedError(NetguardError):
+    """A valid request that the current state refuses (an action not allowed in a
+    ticket's state, a second active ticket for one fault): exit 4 in the CLI."""
+
+
+class TicketError(RefusedError):
     """A ticket operation was refused."""
 
 

@@ -8,9 +8,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
+from typing import Literal, get_args
+
+
+class Severity(StrEnum):
+    """How urgent a fault (and its ticket) is, most urgent first: the one definition.
+
+    The values are what config files, the database and the CLI spell; the order is the
+    rank the ticket queue sorts on (``severity_rank`` column: 0 critical .. 3 warning).
+    """
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    WARNING = "warning"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical up to 3 for warning."""
+        return SEVERITIES.index(self)
+
+    def raised(self, steps: int) -> Severity:
+        """Raised by ``steps`` towards critical (critical is the cap; negative: none)."""
+        return SEVERITIES[max(0, self.rank - max(0, steps))]
+
+
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
+"""Most urgent first; a severity's index is its rank."""
 
 FaultSeverity = Literal["critical", "major", "minor", "warning"]
+"""The same names as a ``Literal``, for code that passes them as plain strings (the
+probes' tables). Checked against :class:`Severity` below, so the two cannot drift."""
+
+if get_args(FaultSeverity) != tuple(s.value for s in SEVERITIES):  # pragma: no cover
+    raise AssertionError("FaultSeverity and Severity disagree")
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -1,7 +1,8 @@
 """Helpers every CLI command shares: config loading, async running, error mapping, output.
 
 Exit codes: 0 success, 1 operational failure, 2 bad config or usage, 3 unknown id,
-4 refused action (e.g. an invalid ticket transition), 5 outdated database schema.
+4 refused action (e.g. an invalid ticket transition), 5 outdated database schema. They
+are chosen by subtree of :mod:`netguard.errors` (:func:`exit_code`), never by leaf class.
 """
 
 from __future__ import annotations
@@ -85,32 +86,36 @@ def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        from netguard.errors import (
-            ConfigError,
-            InvalidTransitionError,
-            NetguardError,
-            NotFoundError,
-            SchemaOutdatedError,
-        )
+        from netguard.errors import NetguardError
 
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            raise fail(str(exc), EXIT_CONFIG) from None
-        except NotFoundError as exc:
-            raise fail(str(exc), EXIT_NOT_FOUND) from None
-        except InvalidTransitionError as exc:
-            raise fail(str(exc), EXIT_REFUSED) from None
-        except SchemaOutdatedError as exc:
-            raise fail(str(exc), EXIT_SCHEMA) from None
         except NetguardError as exc:
-            raise fail(str(exc), EXIT_FAILURE) from None
+            raise fail(str(exc), exit_code(exc)) from None
         except OSError as exc:
             # An output file that cannot be written (--output in a missing directory, a
             # full disk) is the operator's to fix: one line naming the file, no traceback.
             raise fail(_os_error_message(exc), EXIT_FAILURE) from None
 
     return wrapper
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code of an error, by its subtree of :mod:`netguard.errors`."""
+    from netguard.errors import (
+        ConfigError,
+        InvalidInputError,
+        NetguardError,
+        NotFoundError,
+        RefusedError,
+        SchemaOutdatedError,
+    )
+
+    subtrees: tuple[tuple[type[NetguardError], int], ...] = (
+        (ConfigError, EXIT_CONFIG), (InvalidInputError, EXIT_CONFIG),
+        (NotFoundError, EXIT_NOT_FOUND), (RefusedError, EXIT_REFUSED),
+        (SchemaOutdatedError, EXIT_SCHEMA))
+    return next((code for base, code in subtrees if isinstance(exc, base)), EXIT_FAILURE)
 
 
 def _os_error_message(exc: OSError) -> str:

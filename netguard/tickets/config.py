@@ -6,12 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Severity = Literal["critical", "major", "minor", "warning"]
+from netguard.faults import Severity
+
 Criticality = Literal["normal", "quarantine_hotel", "hospital", "test_site", "government"]
 
 
 _DEFAULT_SLA: dict[Severity, float] = {
-    "critical": 60.0, "major": 240.0, "minor": 1440.0, "warning": 4320.0}
+    Severity.CRITICAL: 60.0, Severity.MAJOR: 240.0, Severity.MINOR: 1440.0,
+    Severity.WARNING: 4320.0}
 _DEFAULT_RAISE: dict[Criticality, int] = {
     "normal": 0, "quarantine_hotel": 1, "hospital": 1, "test_site": 1, "government": 1}
 

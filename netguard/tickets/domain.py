@@ -8,12 +8,14 @@ service consults it and names the allowed actions when it refuses one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from netguard.faults import FaultSeverity
+from netguard.faults import SEVERITIES, FaultSeverity, Severity
+
+__all__ = ["SEVERITIES", "Severity"]  # re-exported: ticket code spells them from here too
 
 
 class TicketState(StrEnum):
@@ -27,7 +29,20 @@ class TicketState(StrEnum):
     @property
     def active(self) -> bool:
         """True while the fault is being worked on (at most one such ticket per key)."""
-        return self in (TicketState.OPEN, TicketState.ACKNOWLEDGED)
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES: tuple[TicketState, ...] = (TicketState.OPEN, TicketState.ACKNOWLEDGED)
+"""The one definition of "an active ticket": at most one per fault key (the dedup
+guarantee). Everything else derives from it: :attr:`TicketState.active`, the SQL
+predicate below, the partial unique index and the metrics' open counts."""
+
+ACTIVE_SQL = f"state IN ({', '.join(repr(s.value) for s in ACTIVE_STATES)})"
+""":data:`ACTIVE_STATES` as SQL text: ``state IN ('open', 'acknowledged')``. It is also the
+WHERE clause of the partial unique index, which ``ON CONFLICT`` must name verbatim."""
+
+QUEUE_SQL = f"state <> '{TicketState.CLOSED.value}'"
+"""The default queue (everything not closed): the predicate of ``ix_ticket_queue``."""
 
 
 class TicketAction(StrEnum):
@@ -71,35 +86,31 @@ def states_allowing(action: TicketAction) -> tuple[TicketState, ...]:
     return tuple(s for s, actions in ALLOWED_ACTIONS.items() if action in actions)
 
 
-SEVERITIES: tuple[FaultSeverity, ...] = ("critical", "major", "minor", "warning")
-"""Most urgent first; a severity's index is its rank (the queue sorts on it)."""
-
-
-def severity_rank(severity: str) -> int:
-    """0 for critical up to 3 for warning.
-
-    Raises:
-        ValueError: Not a known severity.
-    """
-    try:
-        return SEVERITIES.index(severity)
-    except ValueError:
-        raise ValueError(f"unknown severity {severity!r}; expected one of "
-                         f"{', '.join(SEVERITIES)}") from None
-
-
-def as_severity(text: str) -> FaultSeverity:
+def as_severity(text: str) -> Severity:
     """Validate a severity name.
 
     Raises:
         ValueError: Not a known severity.
     """
-    return SEVERITIES[severity_rank(text)]
+    try:
+        return Severity(text)
+    except ValueError:
+        raise ValueError(f"unknown severity {text!r}; expected one of "
+                         f"{', '.join(SEVERITIES)}") from None
 
 
-def raise_severity(severity: FaultSeverity, steps: int) -> FaultSeverity:
+def severity_rank(severity: str) -> int:
+    """0 for critical up to 3 for warning (see :attr:`Severity.rank`).
+
+    Raises:
+        ValueError: Not a known severity.
+    """
+    return as_severity(severity).rank
+
+
+def raise_severity(severity: FaultSeverity | Severity, steps: int) -> Severity:
     """Raise ``severity`` by ``steps`` towards critical (critical is the cap)."""
-    return SEVERITIES[max(0, severity_rank(severity) - max(0, steps))]
+    return as_severity(severity).raised(steps)
 
 
 _REF = re.compile(r"^(?:([A-Za-z]{1,8})-)?0*(\d{1,18})$")
@@ -150,7 +161,7 @@ class Ticket:
     category: str
     target: str | None
     site: str | None
-    severity: FaultSeverity
+    severity: Severity
     state: TicketState
     summary: str
     reasons: tuple[str, ...]
@@ -176,13 +187,17 @@ class Ticket:
         return data
 
 
-TICKET_FIELDS: tuple[str, ...] = (
-    "id", "fault_key", "source", "category", "target", "site", "severity", "state",
-    "summary", "reasons", "first_seen", "last_seen", "opened_at", "cleared_at",
-    "acknowledged_at", "resolved_at", "closed_at", "updated_at", "occurrences", "flaps",
-    "reopens", "assignee", "sla_due", "overdue",
-)
-"""The exported fields, in order (``--json`` and CSV columns)."""
+TICKET_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Ticket) if f.name != "ref")
+"""The exported fields, in order (``--json`` and CSV columns): :class:`Ticket`'s fields,
+whose names are the ``ticket`` table's columns (``id`` is exported as the human id)."""
+
+COMPUTED_FIELDS: frozenset[str] = frozenset({"overdue"})
+"""Fields computed when a ticket is read rather than read from their column."""
+
+TICKET_COLUMNS: tuple[str, ...] = tuple(f for f in TICKET_FIELDS if f not in COMPUTED_FIELDS)
+"""The columns a listing selects, in :data:`TICKET_FIELDS` order (a test checks each is a
+column of the table; the table model is not imported here, to keep ``tickets list``
+free of SQLAlchemy)."""
 
 
 def _plain(value: Any) -> Any:
@@ -279,11 +294,27 @@ class TicketFilter:
 
     def __post_init__(self) -> None:
         for severity in self.severities:
-            severity_rank(severity)
+            as_severity(severity)
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be at least 1")
         if self.since is not None and self.since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFault:
+    """A fault the ticket store still holds active (the probes reseed it at start-up).
+
+    Attributes:
+        fault_key: ``target|component|condition`` as stored (parsed by the caller).
+        suppressed_by: The upstream of an active child link; ``None`` for a ticket.
+    """
+
+    fault_key: str
+    suppressed_by: str | None
+    reasons: tuple[str, ...]
+    summary: str
+    severity: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,17 +10,19 @@ time without an offset, read back through :func:`netguard.clock.as_utc`).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-# The predicate of "an active ticket": at most one per fault key (the dedup guarantee).
-ACTIVE_STATES = ("open", "acknowledged")
-ACTIVE_PREDICATE = "state IN ('open', 'acknowledged')"
-# The default queue (everything not closed), ordered most urgent first.
-QUEUE_PREDICATE = "state <> 'closed'"
+from netguard.clock import as_utc
+from netguard.errors import InvalidInputError
+from netguard.tickets.domain import ACTIVE_SQL as ACTIVE_PREDICATE
+from netguard.tickets.domain import QUEUE_SQL as QUEUE_PREDICATE
+
 # A child fault still suppressed under (or waiting for) its upstream's ticket.
-CHILD_ACTIVE_PREDICATE = "state = 'active'"
+CHILD_ACTIVE = "active"
+CHILD_ACTIVE_PREDICATE = f"state = '{CHILD_ACTIVE}'"
 
 
 def _ts(*, nullable: bool) -> sa.Column[datetime]:
@@ -127,3 +129,32 @@ class ChildFaultRow(SQLModel, table=True):
     occurrences: int = 1
     promoted_ticket_id: int | None = Field(default=None, foreign_key="ticket.id",
                                            ondelete="SET NULL")
+
+
+TICKET = cast(sa.Table, TicketRow.__table__)  # type: ignore[attr-defined]
+EVENT = cast(sa.Table, TicketEventRow.__table__)  # type: ignore[attr-defined]
+CHILD = cast(sa.Table, ChildFaultRow.__table__)  # type: ignore[attr-defined]
+
+SYSTEM_ACTOR = "netguard"
+"""The actor recorded for automatic changes."""
+
+
+def check_lengths(table: sa.Table, **values: str | None) -> None:
+    """Refuse operator input longer than its column, the same on every database.
+
+    SQLite stores an over-long string as it is; PostgreSQL refuses the whole statement,
+    which would surface as "database failed". The limits come from the table itself
+    (:class:`~netguard.errors.InvalidInputError`: ``name is N characters; at most L``).
+    """
+    for name, value in values.items():
+        limit = getattr(table.c[name].type, "length", None)
+        if value is not None and limit is not None and len(value) > limit:
+            raise InvalidInputError(f"{name} is {len(value)} characters; at most {limit}")
+
+
+def event_row(ticket_id: int, at: datetime, action: str, message: str, *,
+              actor: str = SYSTEM_ACTOR, old: str | None = None, new: str | None = None
+              ) -> dict[str, Any]:
+    """One audit record for :meth:`TicketTx.log`."""
+    return {"ticket_id": ticket_id, "at": as_utc(at), "actor": actor, "action": action,
+            "old_state": old, "new_state": new, "message": message}

@@ -12,26 +12,27 @@ index and stops after ``LIMIT`` rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_type_hints
 
 from netguard.tickets.domain import (
+    ACTIVE_SQL,
+    ACTIVE_STATES,
+    QUEUE_SQL,
+    TICKET_COLUMNS,
+    ChildFault,
+    Severity,
     Ticket,
+    TicketEvent,
     TicketFilter,
     TicketState,
     format_ref,
 )
 
-ACTIVE_SQL = "state IN ('open', 'acknowledged')"
-QUEUE_SQL = "state <> 'closed'"
+__all__ = ["ACTIVE_SQL", "QUEUE_SQL", "TICKET_COLUMNS"]  # also spelled from here
 
-TICKET_COLUMNS: tuple[str, ...] = (
-    "id", "fault_key", "source", "category", "target", "site", "severity", "state",
-    "summary", "reasons", "first_seen", "last_seen", "opened_at", "cleared_at",
-    "acknowledged_at", "resolved_at", "closed_at", "updated_at", "occurrences", "flaps",
-    "reopens", "assignee", "sla_due",
-)
+_ACTIVE_VALUES = frozenset(s.value for s in ACTIVE_STATES)
 SELECT_TICKETS = f"SELECT {', '.join(TICKET_COLUMNS)} FROM ticket"  # noqa: S608 (constants)
 ORDER_SQL = "ORDER BY severity_rank, opened_at, id"
 
@@ -110,24 +111,46 @@ def _reasons(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value or ())
 
 
+def _ticket_converters() -> tuple[Callable[[Any], Any], ...]:
+    """How to turn each stored column into its :class:`Ticket` field, by the field's type."""
+    hints = get_type_hints(Ticket)
+    by_type: dict[Any, Callable[[Any], Any]] = {
+        datetime: parse_time, datetime | None: _opt_time, int: int,
+        tuple[str, ...]: _reasons, TicketState: TicketState, Severity: Severity,
+    }
+    return tuple(by_type.get(hints[name], _same) for name in TICKET_COLUMNS)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_CONVERT = _ticket_converters()
+
+
 def ticket_from_row(row: Sequence[Any], *, prefix: str, now: datetime) -> Ticket:
     """Build a :class:`Ticket` from a row in :data:`TICKET_COLUMNS` order."""
-    (id_, fault_key, source, category, target, site, severity, state, summary, reasons,
-     first_seen, last_seen, opened_at, cleared_at, acknowledged_at, resolved_at, closed_at,
-     updated_at, occurrences, flaps, reopens, assignee, sla_due) = row
-    ticket_state = TicketState(state)
-    due = parse_time(sla_due)
-    return Ticket(
-        id=int(id_), ref=format_ref(int(id_), prefix), fault_key=fault_key, source=source,
-        category=category, target=target, site=site, severity=severity, state=ticket_state,
-        summary=summary, reasons=_reasons(reasons), first_seen=parse_time(first_seen),
-        last_seen=parse_time(last_seen), opened_at=parse_time(opened_at),
-        cleared_at=_opt_time(cleared_at), acknowledged_at=_opt_time(acknowledged_at),
-        resolved_at=_opt_time(resolved_at), closed_at=_opt_time(closed_at),
-        updated_at=parse_time(updated_at), occurrences=int(occurrences), flaps=int(flaps),
-        reopens=int(reopens), assignee=assignee, sla_due=due,
-        overdue=ticket_state.active and due <= now,
-    )
+    values = {name: convert(value)
+              for name, convert, value in zip(TICKET_COLUMNS, _CONVERT, row, strict=True)}
+    state: TicketState = values["state"]
+    return Ticket(**values, ref=format_ref(values["id"], prefix),
+                  overdue=state.active and values["sla_due"] <= now)
+
+
+def child_from_row(row: Any, ref: Callable[[int], str]) -> ChildFault:
+    """A ``ticket_child`` row as a :class:`ChildFault` (``ref`` formats ticket ids)."""
+    return ChildFault(
+        fault_key=row.fault_key, target=row.target, upstream_target=row.upstream_target,
+        state=row.state, severity=row.severity, summary=row.summary,
+        first_seen=parse_time(row.first_seen), last_seen=parse_time(row.last_seen),
+        ended_at=_opt_time(row.ended_at), occurrences=int(row.occurrences),
+        promoted_to=None if row.promoted_ticket_id is None else ref(row.promoted_ticket_id))
+
+
+def event_from_row(row: Any) -> TicketEvent:
+    """A ``ticket_event`` row as a :class:`TicketEvent`."""
+    return TicketEvent(at=parse_time(row.at), actor=row.actor, action=row.action,
+                       old_state=row.old_state, new_state=row.new_state, message=row.message)
 
 
 def _iso(value: Any) -> str | None:
@@ -143,20 +166,30 @@ def _iso(value: Any) -> str | None:
     return parse_time(value).isoformat()
 
 
+def _export_list(value: Any) -> list[str]:
+    return list(_reasons(value))
+
+
+def _export_converters() -> tuple[Callable[[Any], Any], ...]:
+    """:func:`_ticket_converters` for export values: times as ISO text, tuples as lists."""
+    as_export: dict[Callable[[Any], Any], Callable[[Any], Any]] = {
+        parse_time: _iso, _opt_time: _iso, _reasons: _export_list,
+        TicketState: _same, Severity: _same}
+    return tuple(as_export.get(convert, convert) for convert in _CONVERT)
+
+
+_EXPORT = _export_converters()
+_STATE = TICKET_COLUMNS.index("state")
+_DUE = TICKET_COLUMNS.index("sla_due")
+
+
 def export_record(row: Sequence[Any], *, prefix: str, now: datetime) -> list[Any]:
     """A row in :data:`TICKET_COLUMNS` order as export values in ``TICKET_FIELDS`` order.
 
     The same values as ``ticket_from_row(row).to_dict()``, without building the ticket
     (exports stream every row, so this is their hot path).
     """
-    (id_, fault_key, source, category, target, site, severity, state, summary, reasons,
-     first_seen, last_seen, opened_at, cleared_at, acknowledged_at, resolved_at, closed_at,
-     updated_at, occurrences, flaps, reopens, assignee, sla_due) = row
-    due = _iso(sla_due)
-    assert due is not None
-    overdue = state in ("open", "acknowledged") and parse_time(sla_due) <= now
-    return [format_ref(int(id_), prefix), fault_key, source, category, target, site,
-            severity, state, summary, list(_reasons(reasons)), _iso(first_seen),
-            _iso(last_seen), _iso(opened_at), _iso(cleared_at), _iso(acknowledged_at),
-            _iso(resolved_at), _iso(closed_at), _iso(updated_at), int(occurrences),
-            int(flaps), int(reopens), assignee, due, overdue]
+    values = [convert(value) for convert, value in zip(_EXPORT, row, strict=True)]
+    values[0] = format_ref(values[0], prefix)
+    values.append(row[_STATE] in _ACTIVE_VALUES and parse_time(row[_DUE]) <= now)
+    return values

@@ -72,5 +72,8 @@ def test_cli_one_line_error(tmp_path: Path, args: tuple[str, ...], where: str) -
                             text=True, timeout=60, check=False)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("error: "), result.stderr
+    # `run` logs which configuration it loaded first; the failure is one error line.
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.rstrip("\n").endswith(errors[0]), result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout

@@ -26,8 +26,13 @@ KEY = FaultKey("olt-1", "if:1", "oper_down")
 
 
 async def main(store: str, n: int) -> None:
-    config = (StoreConfig(url=SecretStr(store)) if "://" in store
-              else StoreConfig(path=Path(store)))
+    # N tasks queue on one row lock (PostgreSQL) or the write lock (SQLite): on a loaded
+    # machine the last waits longer than the production timeouts (5 s for a pooled
+    # connection, 10 s per statement), which this test does not measure. Generous bounds
+    # keep it about counts, not speed.
+    limits = {"connect_timeout_seconds": 120.0, "statement_timeout_seconds": 120.0}
+    config = (StoreConfig(url=SecretStr(store), **limits) if "://" in store
+              else StoreConfig(path=Path(store), **limits))
     async with Store(config) as db:
         service = TicketService(db, TicketsConfig())
         print("ready", flush=True)

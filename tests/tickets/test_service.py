@@ -7,7 +7,12 @@ from collections.abc import Callable
 import pytest
 
 from netguard.clock import ManualClock
-from netguard.errors import InvalidTransitionError, NotFoundError, TicketConflictError
+from netguard.errors import (
+    InvalidInputError,
+    InvalidTransitionError,
+    NotFoundError,
+    TicketConflictError,
+)
 from netguard.faults import FaultCleared, FaultKey
 from netguard.tickets.domain import (
     ALLOWED_ACTIONS,
@@ -116,14 +121,14 @@ async def test_unknown_ids_and_bad_input(service: TicketService) -> None:
             await service.acknowledge(ref, actor="op")
     with pytest.raises(NotFoundError):
         await service.detail("NG-000404")
-    with pytest.raises(ValueError, match="target or a site"):
+    with pytest.raises(InvalidInputError, match="target or a site"):
         await service.open(category="pon", summary="x", severity="minor", actor="op")
-    with pytest.raises(ValueError, match="unknown severity"):
+    with pytest.raises(InvalidInputError, match="unknown severity"):
         await service.open(category="pon", summary="x", severity="urgent",  # type: ignore[arg-type]
                            target="a", actor="op")
     t = await service.open(category="pon", summary="x", severity="minor", target="a",
                            actor="op")
-    with pytest.raises(ValueError, match="needs a message"):
+    with pytest.raises(InvalidInputError, match="needs a message"):
         await service.comment(t.ref, "  ", actor="op")
 
 
@@ -501,18 +506,20 @@ _MANUAL = {"category": "fiber", "summary": "cut at the hotel", "target": "olt-1"
     ("category", 64), ("target", 128), ("site", 128), ("summary", 1024), ("actor", 128)])
 async def test_manual_ticket_fields_are_checked_against_their_columns(
         service: TicketService, field: str, limit: int) -> None:
-    """Too long is a ValueError naming the field on both databases, not 'database failed'."""
+    """Too long is an InvalidInputError naming the field on every database, not 'database
+    failed'."""
     at_limit = await service.open(severity="minor", **{**_MANUAL, field: "x" * limit})
     assert at_limit.ref
-    with pytest.raises(ValueError, match=rf"^{field} is {limit + 1} characters; at most {limit}"):
+    with pytest.raises(InvalidInputError,
+                       match=rf"^{field} is {limit + 1} characters; at most {limit}"):
         await service.open(severity="minor", **{**_MANUAL, field: "x" * (limit + 1)})
     assert len(await service.list(TicketFilter())) == 1  # nothing half-written
 
 
 async def test_assignee_and_actor_lengths_are_checked(service: TicketService) -> None:
     t = await service.open(severity="minor", **_MANUAL)
-    with pytest.raises(ValueError, match=r"^assignee is 129 characters"):
+    with pytest.raises(InvalidInputError, match=r"^assignee is 129 characters"):
         await service.assign(t.ref, "a" * 129, actor="op")
-    with pytest.raises(ValueError, match=r"^actor is 129 characters"):
+    with pytest.raises(InvalidInputError, match=r"^actor is 129 characters"):
         await service.acknowledge(t.ref, actor="o" * 129)
     assert (await service.assign(t.ref, "a" * 128, actor="o" * 128)).assignee == "a" * 128
