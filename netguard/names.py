@@ -1,4 +1,4 @@
-"""The one pattern for operator-given names, and escaping of names put into MQTT topics.
+"""The one pattern for operator-given names (communities, households, sensors, routes).
 
 Community, household, sensor (and bus address), notifier and route names end up in MQTT
 topics (``netguard/alerts/<community>``), in spreadsheets, in log lines and in dedup keys,
@@ -58,21 +58,3 @@ def check_name(value: object, what: str = "name") -> str:
         raise InvalidNameError(what, value)
     assert isinstance(value, str)
     return value
-
-
-# Characters that must not reach a topic level verbatim: the separator, the wildcards,
-# "$" (reserved at the start of a topic), "%" (our escape character, so that escaping is
-# one-to-one) and every control character (NUL is forbidden in MQTT strings).
-_TOPIC_UNSAFE = re.compile(r"[/#+$%\x00-\x1f\x7f-\x9f]")
-
-
-def topic_level(name: str) -> str:
-    """``name`` as one MQTT topic level: unsafe characters percent-encoded.
-
-    A name that follows the pattern comes back unchanged. One stored before names were
-    checked (``a/b``, ``#``) is escaped (``a%2Fb``, ``%23``), so it can neither reach
-    another community's topic nor make the publish fail. The mapping is one-to-one.
-    """
-    escaped = _TOPIC_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), name)
-    return escaped or "%"  # an empty level would publish on the prefix itself; "%" alone is
-    # no escape, so this stays one-to-one

@@ -614,7 +614,8 @@ class IotService:
             # A dead letter always fits its row: the topic (refused as too long, or with
             # control characters) is stored escaped and cut, and the detail likewise.
             row.update(topic=fit_text(m.topic, TOPIC_MAX), dead_reason=p.error.reason,
-                       detail=fit_text(str(p.error), _DETAIL_MAX))
+                       detail=fit_text(str(p.error), _DETAIL_MAX),
+                       mqtt_mid=m.mid if m.mid is not None and 0 < m.mid < 2**16 else None)
         return row
 
     async def _find_duplicates(self, batch: list[_Pending], check_store: bool) -> set[int]:
