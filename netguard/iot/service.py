@@ -74,6 +74,7 @@ from netguard.iot.rules import (
     evaluate,
 )
 from netguard.store import Store
+from netguard.store.health import store_wide_reason
 
 log = logging.getLogger(__name__)
 
@@ -889,6 +890,8 @@ def message_specific(exc: BaseException) -> bool:
     Python error raised while handling the batch (a bug must not stall the intake:
     the message is kept as a dead letter instead).
     """
+    if store_wide_reason(exc) is not None:  # the store's own classification comes first
+        return False
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated:
             return False
