@@ -141,20 +141,21 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
     name = pg_url.rsplit("/", 1)[1]
     async with Store(config) as store:
         await register_estate(store, T0)
-        async with IotService(make_settings(config), store) as service:
-            await _pg(pg_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-            await store.engine.dispose()  # new connections pick the setting up
-            with pytest.raises(StoreError):
-                await service.ingest_batch([_opening("n1", 1)])
-            snap = service.snapshot()
-            assert snap.dead_letters == {}
-            assert snap.store_failures == 1
-            await _pg(pg_url, "SET default_transaction_read_only = off",
-                      f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
-            await store.engine.dispose()
-            [result] = await service.ingest_batch([_opening("n1", 1)])
-            assert result.status == "stored"
-            assert result.alerts_raised
+    # Read-only from the next connection on (as after a failover to a standby).
+    await _pg(pg_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    async with Store(config) as store, IotService(make_settings(config), store) as service:
+        with pytest.raises(StoreError):
+            await service.ingest_batch([_opening("n1", 1)])
+        snap = service.snapshot()
+        assert snap.dead_letters == {}
+        assert snap.store_failures == 1
+    await _pg(pg_url, "SET default_transaction_read_only = off",
+              f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
+    # The same message, redelivered once the store takes writes again, is stored.
+    async with Store(config) as store, IotService(make_settings(config), store) as service:
+        [result] = await service.ingest_batch([_opening("n1", 1)])
+        assert result.status == "stored"
+        assert result.alerts_raised
 
 
 async def _pg(url: str, *statements: str) -> None:
