@@ -6,13 +6,14 @@ Thin: parse, open the store, call :mod:`netguard.iot`, print. ``--json`` on ever
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from netguard.store import Store
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 households_app = typer.Typer(help="Households under home quarantine.", no_args_is_help=True)
 sensors_app = typer.Typer(help="Door sensors bound to households.", no_args_is_help=True)
@@ -75,6 +77,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _bad_input(func: Callable[P, T]) -> Callable[P, T]:
+    """An invalid id, name or text (a ValueError from netguard.names or the registry) is a
+    one-line ``error:`` with exit 2, like a bad option, instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except ValueError as exc:
+            raise fail(str(exc).splitlines()[0], EXIT_CONFIG) from None
+
+    return wrapper
+
+
+# Alert ids are INTEGER primary keys; a larger number overflows the driver (a traceback).
+_ALERT_ID_MAX = 2**31 - 1
+
+
+def _alert_id(value: int) -> int:
+    if not 1 <= value <= _ALERT_ID_MAX:
+        raise ValueError(f"not an alert id: {value} (expected 1 to {_ALERT_ID_MAX})")
+    return value
+
+
 def _run(config: Path | None, work: Callable[[Store, Settings], Awaitable[T]], *,
          read_only: bool = False) -> T:
     settings = load_config(config)
@@ -110,6 +136,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 @households_app.command("add")
 @handle_errors
+@_bad_input
 def households_add(  # noqa: PLR0917  (typer: one parameter per option)
     household_id: Annotated[str, typer.Argument(help="Household id, e.g. B3-1201.")],
     community: Annotated[str, typer.Option("--community", help="Community it belongs to.")],
@@ -136,6 +163,7 @@ def households_add(  # noqa: PLR0917  (typer: one parameter per option)
 
 @households_app.command("quarantine")
 @handle_errors
+@_bad_input
 def households_quarantine(
     household_id: str,
     start: FromOption = None,
@@ -158,6 +186,7 @@ def households_quarantine(
 
 @households_app.command("allow")
 @handle_errors
+@_bad_input
 def households_allow(
     household_id: str,
     start: Annotated[str, typer.Option("--from", help="Window start (ISO 8601).")],
@@ -184,6 +213,7 @@ def households_allow(
 
 @households_app.command("end")
 @handle_errors
+@_bad_input
 def households_end(
     household_id: str,
     at: Annotated[str | None, typer.Option("--at", help="End time (default now).")] = None,
@@ -206,6 +236,7 @@ def households_end(
 
 @households_app.command("import")
 @handle_errors
+@_bad_input
 def households_import(
     csv_file: Annotated[Path, typer.Argument(help="CSV: id,community,label,start,end"
                                                    "[,sensor,format,address].")],
@@ -236,6 +267,7 @@ def households_import(
 
 @households_app.command("list")
 @handle_errors
+@_bad_input
 def households_list(
     community: Annotated[str | None, typer.Option("--community")] = None,
     as_json: JsonOption = False,
@@ -267,6 +299,7 @@ def households_list(
 
 @households_app.command("show")
 @handle_errors
+@_bad_input
 def households_show(household_id: str, as_json: JsonOption = False,
                     config: ConfigOption = None) -> None:
     """Show one household with its periods, windows and sensors."""
@@ -295,6 +328,7 @@ def households_show(household_id: str, as_json: JsonOption = False,
 
 @sensors_app.command("add")
 @handle_errors
+@_bad_input
 def sensors_add(  # noqa: PLR0917  (typer: one parameter per option)
     sensor_id: str,
     household: Annotated[str, typer.Option("--household", help="Household it is bound to.")],
@@ -336,6 +370,7 @@ async def _sensors(store: Store, household: str | None) -> list[dict[str, Any]]:
 
 @sensors_app.command("list")
 @handle_errors
+@_bad_input
 def sensors_list(
     household: Annotated[str | None, typer.Option("--household")] = None,
     as_json: JsonOption = False,
@@ -351,6 +386,7 @@ def sensors_list(
 
 @sensors_app.command("status")
 @handle_errors
+@_bad_input
 def sensors_status(
     household: Annotated[str | None, typer.Option("--household")] = None,
     as_json: JsonOption = False,
@@ -371,6 +407,7 @@ def sensors_status(
 
 @alerts_app.command("list")
 @handle_errors
+@_bad_input
 def alerts_list(
     all_alerts: Annotated[bool, typer.Option("--all", help="Include closed alerts.")] = False,
     community: Annotated[str | None, typer.Option("--community")] = None,
@@ -407,6 +444,7 @@ def alerts_list(
 
 @alerts_app.command("show")
 @handle_errors
+@_bad_input
 def alerts_show(alert_id: int, as_json: JsonOption = False,
                 config: ConfigOption = None) -> None:
     """Show one alert with its deliveries."""
@@ -418,7 +456,7 @@ def alerts_show(alert_id: int, as_json: JsonOption = False,
 
     async def work(store: Store, _s: Settings) -> dict[str, Any]:
         async with store.session() as s:
-            alert = await s.get(Alert, alert_id)
+            alert = await s.get(Alert, _alert_id(alert_id))
             if alert is None:
                 raise NotFoundError("alert", str(alert_id))
             data = alert_dict(alert)
@@ -447,6 +485,7 @@ def alerts_show(alert_id: int, as_json: JsonOption = False,
 
 @alerts_app.command("ack")
 @handle_errors
+@_bad_input
 def alerts_ack(
     alert_id: int,
     by: Annotated[str | None, typer.Option("--by", help="Who acknowledges (recorded).")
@@ -460,7 +499,7 @@ def alerts_ack(
 
     async def work(store: Store, _s: Settings) -> None:
         async with store.session() as s:
-            await acknowledge(s, alert_id, actor, _now())
+            await acknowledge(s, _alert_id(alert_id), actor, _now())
             await s.commit()
 
     _run(config, work)

@@ -198,10 +198,11 @@ def export_tickets(
 
 async def _export(settings: Settings, flt: TicketFilter, now: datetime, format_: str,
                   output: Path | None) -> None:
+    from netguard.csvsafe import escaping  # cells that would run as spreadsheet formulas
     from netguard.tickets import render
     from netguard.tickets.reader import open_reader
 
-    write = render.write_csv if format_ == "csv" else render.write_json
+    write = escaping(render.write_csv) if format_ == "csv" else render.write_json
     async with open_reader(settings.store, prefix=settings.tickets.id_prefix,
                            now=now) as reader:
         if output is None:

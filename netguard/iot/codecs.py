@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from netguard.errors import PayloadError
-from netguard.iot.events import Contact, DoorEvent, EventKind, check_sensor_id
+from netguard.iot.events import (
+    BOOT_MAX,
+    SEQ_MAX,
+    Contact,
+    DoorEvent,
+    EventKind,
+    check_sensor_id,
+)
 
 NATIVE_VERSION = 1
 _NATIVE_EVENTS = {
@@ -48,6 +55,12 @@ def decode(fmt: str, topic: str, payload: bytes, *, max_bytes: int = 4096) -> Do
     if fmt == "shelly":
         return decode_shelly(topic, payload)
     raise PayloadError("unsupported_topic", f"unknown payload format {fmt!r}")
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for error details (a 4,000-digit number must not fill the log)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _reject_constant(name: str) -> Any:
@@ -89,16 +102,20 @@ def _device_time(value: Any) -> datetime:
         try:
             return datetime.fromtimestamp(value / 1000, UTC)
         except (OverflowError, OSError, ValueError) as exc:
-            raise PayloadError("malformed", f"ts out of range: {value!r}") from exc
+            raise PayloadError("malformed", f"ts out of range: {_short(value)}") from exc
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise PayloadError("malformed", f"ts is not ISO 8601: {value!r}") from None
+            raise PayloadError("malformed", f"ts is not ISO 8601: {_short(value)}") from None
         if parsed.tzinfo is None:
-            raise PayloadError("malformed", f"ts needs a UTC offset: {value!r}")
-        return parsed.astimezone(UTC)
-    raise PayloadError("malformed", f"ts must be epoch milliseconds or ISO 8601, got {value!r}")
+            raise PayloadError("malformed", f"ts needs a UTC offset: {_short(value)}")
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past datetime.max in UTC
+            raise PayloadError("malformed", f"ts out of range: {_short(value)}") from None
+    raise PayloadError("malformed",
+                       f"ts must be epoch milliseconds or ISO 8601, got {_short(value)}")
 
 
 def native_topic_sensor(topic: str) -> str | None:
@@ -136,11 +153,15 @@ def decode_native(topic: str, payload: bytes) -> DoorEvent:  # noqa: PLR0915  (o
         raise PayloadError("topic_mismatch",
                            f"sensor {sensor!r} published on the topic of {on_topic!r}")
     seq = data.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise PayloadError("malformed", f"seq must be a non-negative integer, got {seq!r}")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= SEQ_MAX:
+        raise PayloadError("malformed",
+                           f"seq must be an integer from 0 to 2^63-1, got {_short(seq)}")
     boot = data.get("boot")
-    if boot is not None and (not isinstance(boot, str) or not 0 < len(boot) <= 64):
-        raise PayloadError("malformed", "boot must be a string of 1-64 characters")
+    # isprintable(): no NUL (PostgreSQL text refuses it), no control characters, no lone
+    # surrogates (not encodable as UTF-8).
+    if boot is not None and (not isinstance(boot, str) or not 0 < len(boot) <= BOOT_MAX
+                             or not boot.isprintable()):
+        raise PayloadError("malformed", "boot must be a string of 1-64 printable characters")
     raw_battery = _alias(data, "battery", "battery_percent")
     battery = _battery(raw_battery) if raw_battery is not None else None
     tamper = data.get("tamper")

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from netguard.names import check_name
+
 PayloadFormat = Literal["native", "zigbee2mqtt", "shelly"]
 
 # RFC 9110 token characters: a header name outside them is refused by any HTTP stack.
@@ -98,6 +100,11 @@ class NotifierConfigBase(BaseModel):
     rate_per_minute: int = Field(default=20, ge=1)
     # Bounds each send; the outbox gives up on a send a little after it.
     timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "notifier name")
 
 
 class UrlNotifierConfig(NotifierConfigBase):
@@ -204,6 +211,11 @@ class CommunityRoute(BaseModel):
     notifiers: list[str]
     recipients: list[str] = Field(default_factory=list)
 
+    @field_validator("community")
+    @classmethod
+    def _community(cls, value: str) -> str:
+        return value if value == "*" else check_name(value, "community")
+
 
 class RulesConfig(BaseModel):
     """Door-sensor alert rules."""
@@ -252,6 +264,14 @@ class IotConfig(BaseModel):
     audit_anchor: AuditAnchorConfig = Field(default_factory=AuditAnchorConfig)
     # Messages committed (and then acknowledged) together; bounds unacknowledged ones.
     intake_batch_max: int = Field(default=500, ge=1)
+    # Bytes of each raw payload kept in the event log (its full size and SHA-256 are kept
+    # too): any client allowed to publish could otherwise fill the disk with dead letters.
+    raw_keep_bytes: int = Field(default=4096, ge=0)
+    # A device timestamp is used as the event's time when it is at most this far behind
+    # the first receipt (a sensor's queue, a broker outage) ...
+    device_time_max_delay_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # ... and at most this far ahead of it (clock skew); otherwise the receipt time is.
+    device_time_max_ahead_seconds: float = Field(default=120.0, ge=0)
 
     @model_validator(mode="after")
     def _routes_name_notifiers(self) -> IotConfig:

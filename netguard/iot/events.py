@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
+from netguard.names import check_name
+
 Contact = Literal["open", "closed"]
-_SENSOR_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# The stored columns are signed 64-bit (BIGINT): a larger sequence number would make the
+# insert fail, so the codec refuses it instead.
+SEQ_MAX = 2**63 - 1
+BOOT_MAX = 64
 
 
 class EventKind(StrEnum):
@@ -34,10 +38,19 @@ class AlertType(StrEnum):
 
 
 def check_sensor_id(value: str, what: str = "sensor id") -> str:
-    """Return ``value`` if it is a valid sensor id or bus address, else raise ValueError."""
-    if not _SENSOR_ID.match(value):
-        raise ValueError(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 _ . : -")
-    return value
+    """Return ``value`` if it is a valid sensor id or bus address (the pattern of
+    :mod:`netguard.names`), else raise ValueError."""
+    return check_name(value, what)
+
+
+def native_identity(address: str, boot: str | None, seq: int) -> str:
+    """The dedup identity of a native event: unambiguous for any address and boot.
+
+    Each variable part is length-prefixed, so sensor ``a:b`` and sensor ``a`` with a boot
+    id starting ``b:`` can never share an identity (a ``:``-join made them collide).
+    """
+    boot = boot or ""
+    return f"n:{len(address)}:{address}:{len(boot)}:{boot}:{seq}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +91,11 @@ class DoorEvent:
             raise ValueError(f"DoorEvent.battery out of range: {self.battery}")
         if self.device_time is not None and self.device_time.tzinfo is None:
             raise ValueError("DoorEvent.device_time must be timezone-aware")
-        if self.seq is not None and self.seq < 0:
-            raise ValueError("DoorEvent.seq must not be negative")
+        if self.seq is not None and not 0 <= self.seq <= SEQ_MAX:
+            raise ValueError(f"DoorEvent.seq out of range 0..2^63-1: {self.seq}")
+        if self.boot is not None and not (0 < len(self.boot) <= BOOT_MAX
+                                          and self.boot.isprintable()):
+            raise ValueError("DoorEvent.boot must be 1-64 printable characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +105,8 @@ class RawMessage:
     Attributes:
         topic: The MQTT topic.
         payload: The raw bytes.
-        received_at: When netguard received it (None: the service's clock at ingest).
+        received_at: When netguard first received it (None: the service's clock at
+            ingest). A redelivery after a failed commit keeps the first receipt time.
         qos: The delivery QoS.
         mid: The MQTT packet id (for acknowledgement and redelivery detection).
         dup: The MQTT DUP flag: the broker may have sent this message before.

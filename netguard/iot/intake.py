@@ -12,11 +12,14 @@ unacknowledged messages the broker sends us at once, which also bounds our memor
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from netguard.clock import Clock, SystemClock
@@ -56,6 +59,13 @@ class MqttIntake:
         self._batch_max = batch_max
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+        # First receipt time of each unacknowledged message, by (packet id, topic, payload
+        # hash): a redelivery after a failed commit or a reconnect keeps the time the
+        # message first arrived, so the rules judge a door opening when it happened, not
+        # when the store came back. Bounded: only unacknowledged messages are kept, at most
+        # two Receive Maximum windows (older entries belong to dropped sessions).
+        self._first_seen: OrderedDict[tuple[int, str, str], datetime] = OrderedDict()
+        self._first_seen_max = 2 * config.receive_maximum + batch_max
         self.connected = False
         self.connects = 0
         self.connect_failures = 0
@@ -136,10 +146,15 @@ class MqttIntake:
         clock = self._clock
 
         def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
-            queue.put_nowait(RawMessage(topic=msg.topic, payload=bytes(msg.payload),
-                                        received_at=clock.now(), qos=int(msg.qos),
-                                        mid=int(msg.mid), dup=bool(msg.dup),
-                                        retain=bool(msg.retain)))
+            payload = bytes(msg.payload)
+            qos, mid = int(msg.qos), int(msg.mid)
+            received_at = clock.now()
+            if qos > 0:
+                received_at = self._first_receipt((mid, msg.topic, payload), received_at,
+                                                  redelivery=bool(msg.dup))
+            queue.put_nowait(RawMessage(topic=msg.topic, payload=payload,
+                                        received_at=received_at, qos=qos, mid=mid,
+                                        dup=bool(msg.dup), retain=bool(msg.retain)))
 
         aiomqtt_on_disconnect = paho.on_disconnect
         assert aiomqtt_on_disconnect is not None
@@ -175,6 +190,23 @@ class MqttIntake:
                                               "client_id": self._config.client_id})
             await self._consume(queue, paho)
 
+    def _first_receipt(self, message: tuple[int, str, bytes], now: datetime, *,
+                       redelivery: bool) -> datetime:
+        mid, topic, payload = message
+        key = (mid, topic, hashlib.sha256(payload).hexdigest())
+        if not redelivery:
+            # Without DUP it is a new message (that may reuse a packet id): its own time.
+            self._first_seen.pop(key, None)
+        first = self._first_seen.setdefault(key, now)
+        while len(self._first_seen) > self._first_seen_max:
+            self._first_seen.popitem(last=False)
+        return first
+
+    def _forget(self, message: RawMessage) -> None:
+        if message.mid is not None:
+            self._first_seen.pop((message.mid, message.topic,
+                                  hashlib.sha256(message.payload).hexdigest()), None)
+
     async def _consume(self, queue: asyncio.Queue[RawMessage | None], paho: Any) -> None:
         while True:
             first = await queue.get()
@@ -200,4 +232,5 @@ class MqttIntake:
             for message in batch:
                 if message.qos > 0 and message.mid is not None:
                     paho.ack(message.mid, message.qos)
+                    self._forget(message)
             self.acked += len(batch)

@@ -6,10 +6,16 @@ naive, so readers pass them through :func:`netguard.clock.as_utc`.
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
+
+# The longest topic stored; a longer one is refused (dead letter ``bad_topic``, stored cut).
+TOPIC_MAX = 512
 
 
 def _ts(*, nullable: bool = False, index: bool = False) -> sa.Column[datetime]:
@@ -93,8 +99,12 @@ class Event(SQLModel, table=True):
     chain_seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     identity: str = Field(unique=True, max_length=200)
     received_at: datetime = Field(sa_column=_ts(index=True))
-    topic: str = Field(default="", max_length=512)
+    topic: str = Field(default="", max_length=TOPIC_MAX)
+    # The first ``iot.raw_keep_bytes`` of the raw payload; its full size and SHA-256 are
+    # kept beside it, so a publisher cannot fill the disk through dead letters.
     payload: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    payload_size: int | None = None
+    payload_sha256: str | None = Field(default=None, max_length=64)
     sensor_id: str | None = Field(default=None, max_length=64, index=True)
     household_id: str | None = Field(default=None, max_length=64)
     kind: str = Field(max_length=16)
@@ -177,3 +187,85 @@ class OutboxMessage(SQLModel, table=True):
     next_attempt_at: datetime = Field(sa_column=_ts())
     delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_error: str | None = Field(default=None, max_length=500)
+
+
+# ---------------------------------------------------------------- column limits
+#
+# What a column accepts is derived from the table definitions above, so that a value from
+# a message is checked against the same limits the database enforces (PostgreSQL refuses
+# an over-long VARCHAR, a NUL in text and an integer beyond its type; SQLite refuses an
+# integer beyond 64 bits) before the insert, and one bad message cannot fail a batch.
+
+_INT_RANGE = {sa.BigInteger: (-(2**63), 2**63 - 1), sa.SmallInteger: (-(2**15), 2**15 - 1)}
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _int_range(kind: sa.types.TypeEngine[Any]) -> tuple[int, int]:
+    for integer, bounds in _INT_RANGE.items():
+        if isinstance(kind, integer):
+            return bounds
+    return _INT32
+
+
+def _text_problem(value: str, length: int | None) -> str | None:
+    if length is not None and len(value) > length:
+        return f"{len(value)} characters, at most {length}"
+    if "\x00" in value:
+        return "contains NUL"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not encodable as UTF-8 (lone surrogate)"
+    return None
+
+
+def row_problems(table: sa.Table, row: Mapping[str, Any]) -> list[str]:
+    """Why ``row`` would not fit ``table``'s columns (empty: it fits).
+
+    Checks text length, NUL and encodability, and integer ranges; what the database would
+    otherwise refuse at the insert.
+    """
+    problems: list[str] = []
+    for name, value in row.items():
+        column = table.columns.get(name)
+        if column is None or value is None:
+            continue
+        kind = column.type
+        if isinstance(kind, sa.TypeDecorator):  # SQLModel's AutoString wraps a VARCHAR
+            kind = kind.impl_instance
+        if isinstance(kind, sa.String) and isinstance(value, str):
+            problem = _text_problem(value, kind.length)
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
+        elif (isinstance(kind, sa.Integer) and isinstance(value, int)
+              and not isinstance(value, bool)):
+            low, high = _int_range(kind)
+            if not low <= value <= high:
+                problems.append(f"{name}: {_short_int(value)} out of range {low}..{high}")
+    return problems
+
+
+def _short_int(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters, NUL and lone surrogates escaped (``\\x00``).
+
+    For storing (and logging) text from a message in a dead letter: what was received stays
+    readable, and the row always fits a text column.
+    """
+    out: list[str] = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def fit_text(text: str, length: int) -> str:
+    """:func:`printable` ``text`` cut to ``length`` characters (marked with ``...``)."""
+    text = printable(text)
+    return text if len(text) <= length else text[:length - 3] + "..."

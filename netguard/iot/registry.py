@@ -17,19 +17,42 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.clock import as_utc
+from netguard.csvsafe import is_formula
 from netguard.errors import NotFoundError, RegistryError
 from netguard.iot.events import check_sensor_id
-from netguard.iot.models import AllowedWindow, Household, QuarantinePeriod, Sensor
+from netguard.iot.models import AllowedWindow, Household, QuarantinePeriod, Sensor, fit_text
 from netguard.iot.rules import HouseholdRules, Period, SensorState
+from netguard.names import check_name
 
 FORMATS = ("native", "zigbee2mqtt", "shelly")
+TEXT_MAX = 200
+
+
+def check_text(value: str, what: str, max_length: int = TEXT_MAX) -> str:
+    """A free-text field (label, reason): at most ``max_length`` characters and no control
+    characters (PostgreSQL refuses NUL; a newline would break a log line or a table).
+
+    Raises:
+        ValueError: It is too long or holds a control character.
+    """
+    if len(value) > max_length:
+        raise ValueError(f"{what} is {len(value)} characters long; at most {max_length}")
+    if fit_text(value, max_length) != value:
+        raise ValueError(f"{what} contains a control character: {fit_text(value, 60)!r}")
+    return value
 
 
 async def add_household(session: AsyncSession, household_id: str, community: str, *,
                         label: str = "", start: datetime | None = None,
                         end: datetime | None = None, now: datetime) -> Household:
-    """Register a household, optionally with a first quarantine period."""
-    check_sensor_id(household_id, "household id")
+    """Register a household, optionally with a first quarantine period.
+
+    Raises:
+        InvalidNameError: The id or community does not follow :mod:`netguard.names`.
+    """
+    check_name(household_id, "household id")
+    check_name(community, "community")
+    label = check_text(label, "label")
     if await session.get(Household, household_id) is not None:
         raise RegistryError(f"household {household_id!r} already exists")
     household = Household(id=household_id, community=community, label=label, created_at=now)
@@ -62,6 +85,7 @@ async def add_quarantine(session: AsyncSession, household_id: str, start: dateti
 async def add_window(session: AsyncSession, household_id: str, start: datetime,
                      end: datetime, reason: str = "") -> AllowedWindow:
     """Allow the door to open in ``[start, end)`` (e.g. a scheduled test visit)."""
+    reason = check_text(reason, "reason")
     await get_household(session, household_id)
     if end <= start:
         raise RegistryError("an allowed window must end after it starts")
@@ -90,8 +114,13 @@ async def end_quarantine(session: AsyncSession, household_id: str, at: datetime)
 async def add_sensor(session: AsyncSession, sensor_id: str, household_id: str, *,
                      fmt: str = "native", address: str | None = None, kind: str = "door",
                      now: datetime) -> Sensor:
-    """Bind a sensor to a household; ``address`` defaults to the sensor id."""
+    """Bind a sensor to a household; ``address`` defaults to the sensor id.
+
+    Raises:
+        InvalidNameError: The id, address or kind does not follow :mod:`netguard.names`.
+    """
     check_sensor_id(sensor_id)
+    check_name(kind, "sensor kind")
     if fmt not in FORMATS:
         raise RegistryError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     await get_household(session, household_id)
@@ -143,6 +172,15 @@ def _check_header(fieldnames: Sequence[str] | None) -> None:
                              f"(columns: {','.join(IMPORT_COLUMNS)}); nothing imported")
 
 
+def _check_formulas(row: dict[Any, Any]) -> None:
+    for column, value in row.items():
+        if isinstance(value, str) and (is_formula(value) or is_formula(value.strip())):
+            # Stored, it would run as a formula in every later export opened in a
+            # spreadsheet: refuse it where the operator can see and fix it.
+            raise RegistryError(f"column {column}: {fit_text(value.strip(), 40)!r} starts with "
+                                f"{value.strip()[0]!r} and would run as a spreadsheet formula")
+
+
 def _check_width(row: dict[Any, Any]) -> None:
     if None in row:  # DictReader files surplus fields under the key None
         raise RegistryError("the row has more fields than the header")
@@ -166,6 +204,7 @@ async def import_households(session: AsyncSession, text: str, now: datetime) -> 
     for row in reader:
         try:
             _check_width(row)
+            _check_formulas(row)
             household_id = (row.get("id") or "").strip()
             start = _ts(row.get("start") or "", "start")
             end = _ts(row.get("end") or "", "end")

@@ -8,7 +8,8 @@ point therefore either loses nothing or redelivers messages that deduplication d
 
 Deduplication identities:
 
-* native payloads: ``n:<sensor>:<boot>:<seq>``, a database unique key. The last 100,000
+* native payloads: ``n:<len>:<sensor>:<len>:<boot>:<seq>`` (length-prefixed, so no
+  sensor id or boot id can make two events share it), a database unique key. The last 100,000
   are also kept in memory, so the common path needs no lookup; an older one makes the
   insert fail, and the batch is retried once with a lookup;
 * Zigbee2MQTT and Shelly payloads carry no sequence number, and identical payloads
@@ -47,9 +48,18 @@ from netguard.iot import alerts as alert_store
 from netguard.iot.anchor import Anchorer
 from netguard.iot.codecs import decode, topic_matches
 from netguard.iot.eventlog import ChainWriter, purge
-from netguard.iot.events import AlertType, DoorEvent, RawMessage
+from netguard.iot.events import AlertType, DoorEvent, RawMessage, native_identity
 from netguard.iot.intake import MqttIntake
-from netguard.iot.models import Alert, Event, OutboxMessage, Sensor
+from netguard.iot.models import (
+    TOPIC_MAX,
+    Alert,
+    Event,
+    OutboxMessage,
+    Sensor,
+    fit_text,
+    printable,
+    row_problems,
+)
 from netguard.iot.mqtt import tls_context
 from netguard.iot.notifiers import Notifier, build_notifier
 from netguard.iot.notifiers.base import Notification
@@ -64,6 +74,7 @@ from netguard.iot.rules import (
     evaluate,
 )
 from netguard.store import Store
+from netguard.store.health import store_wide_reason
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,8 @@ _OUTBOX_TASK = "netguard[iot].outbox"
 _NATIVE_WINDOW = 100_000
 
 IngestStatus = Literal["stored", "duplicate", "dead"]
+_EVENT_TABLE: sa.Table = Event.__table__  # type: ignore[attr-defined]
+_DETAIL_MAX = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +110,10 @@ class IotSnapshot:
         mqtt_connect_failures: Failed attempts to connect to the broker since start.
         door_events: Events stored since start, by kind (``open``, ``close``, ...).
         duplicates: Redeliveries dropped since start.
-        dead_letters: Messages dead-lettered since start, by reason.
+        dead_letters: Messages dead-lettered since start, by reason (``store_rejected``:
+            the database refused the message itself, after every check passed).
+        store_failures: Batches the store refused as a whole (unreachable, disk full,
+            read-only); the intake then holds their acknowledgements and reconnects.
         sensors_online / sensors_offline / sensors_low_battery: Current sensor counts.
         alerts_open: Open alerts by (type, community).
         deliveries_delivered / deliveries_failed: Outbox rows since start.
@@ -118,6 +134,7 @@ class IotSnapshot:
     door_events: Mapping[str, int] = field(default_factory=dict)
     duplicates: int = 0
     dead_letters: Mapping[str, int] = field(default_factory=dict)
+    store_failures: int = 0
     sensors_online: int = 0
     sensors_offline: int = 0
     sensors_low_battery: int = 0
@@ -139,6 +156,9 @@ class IotSnapshot:
 class _Pending:
     message: RawMessage
     received_at: datetime
+    # When the rules judge the event: the device's own time when plausible, else
+    # ``received_at`` (the first receipt).
+    event_time: datetime | None = None
     event: DoorEvent | None = None
     error: PayloadError | None = None
     sensor_id: str | None = None
@@ -183,6 +203,7 @@ class IotService:
         self._events: Counter[str] = Counter()
         self._dead: Counter[str] = Counter()
         self._duplicates = 0
+        self._store_failures = 0
         self._alerts_open: dict[tuple[str, str], int] = {}
         self._last_reload = float("-inf")
         self._stored_seen: dict[str, datetime | None] = {}
@@ -285,12 +306,15 @@ class IotService:
 
     async def _load_recent(self, session: AsyncSession) -> None:
         rows = (await session.exec(
-            select(Event.mqtt_mid, Event.topic, Event.payload, Event.identity)
+            select(Event)
             .where(col(Event.chain) == self._chain.chain, col(Event.mqtt_mid).is_not(None))
             .order_by(col(Event.chain_seq).desc()).limit(self._recent_max))).all()
-        for mid, topic, payload, identity in reversed(rows):
-            if payload is not None and mid is not None:
-                self._remember((int(mid), topic, _sha(payload)), identity)
+        for row in reversed(rows):
+            if row.payload is not None and row.mqtt_mid is not None:
+                # The stored payload may be cut to raw_keep_bytes: use the full one's hash
+                # (rows from before revision 0004 kept the whole payload).
+                self._remember((int(row.mqtt_mid), row.topic,
+                                row.payload_sha256 or _sha(row.payload)), row.identity)
 
     def _remember(self, key: tuple[int, str, str], identity: str) -> None:
         self._recent[key] = identity
@@ -322,6 +346,7 @@ class IotService:
             door_events=dict(self._events),
             duplicates=self._duplicates,
             dead_letters=dict(self._dead),
+            store_failures=self._store_failures,
             sensors_online=sum(1 for s in states if s.online),
             sensors_offline=sum(1 for s in states if not s.online),
             sensors_low_battery=sum(1 for s in states
@@ -350,25 +375,50 @@ class IotService:
     async def ingest_batch(self, messages: Sequence[RawMessage]) -> list[IngestResult]:
         """Decode, deduplicate, store, evaluate and commit a batch in one transaction.
 
-        Returns when the batch is durable (then it is safe to acknowledge).
+        Returns when the batch is durable (then it is safe to acknowledge). A message the
+        database refuses by itself (a value it cannot store, which the checks before the
+        insert missed) never blocks the others: the batch is then stored message by
+        message, and that one becomes a ``store_rejected`` dead letter.
 
         Raises:
-            StoreError: The database refused the batch; nothing of it was stored.
+            StoreError: The store refused the batch as a whole (unreachable, disk full,
+                read-only); nothing of it was stored. The intake then holds the
+                acknowledgements, so the broker redelivers the batch later.
         """
         async with self._lock:
             try:
+                return await self._store(messages)
+            except _MessageRefusedError as exc:
+                if len(messages) == 1:
+                    return await self._store(messages, refused=exc)
+                log.warning("the store refused a message of a batch of %d; storing them "
+                            "one by one: %s", len(messages), exc)
+            results: list[IngestResult] = []
+            for message in messages:
                 try:
-                    return await self._ingest_locked(messages, check_store=False)
-                except sa.exc.IntegrityError:
-                    # An identity older than the in-memory window (or stored by another
-                    # instance), or another writer on our chain: look in the store, reload
-                    # the chain head and try once more.
-                    async with self.store.session() as session:
-                        await self._chain.load(session)
-                    return await self._ingest_locked(messages, check_store=True)
-            except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(f"storing events failed: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]}") from exc
+                    results += await self._store([message])
+                except _MessageRefusedError as exc:
+                    results += await self._store([message], refused=exc)
+            return results
+
+    async def _store(self, messages: Sequence[RawMessage], *,
+                     refused: _MessageRefusedError | None = None) -> list[IngestResult]:
+        try:
+            try:
+                return await self._ingest_locked(messages, check_store=False, refused=refused)
+            except sa.exc.IntegrityError:
+                # An identity older than the in-memory window (or stored by another
+                # instance), or another writer on our chain: look in the store, reload
+                # the chain head and try once more.
+                async with self.store.session() as session:
+                    await self._chain.load(session)
+                return await self._ingest_locked(messages, check_store=True, refused=refused)
+        except Exception as exc:
+            summary = _error_summary(exc)
+            if refused is None and message_specific(exc):
+                raise _MessageRefusedError(summary) from exc
+            self._store_failures += 1
+            raise StoreError(f"storing events failed: {summary}") from exc
 
     def _format_for(self, topic: str) -> str | None:
         for sub in self.config.mqtt.subscriptions:
@@ -378,6 +428,10 @@ class IotService:
 
     async def _decode(self, pending: _Pending) -> None:
         message = pending.message
+        problem = topic_problem(message.topic)
+        if problem is not None:
+            pending.error = PayloadError("bad_topic", problem)
+            return
         fmt = self._format_for(message.topic)
         if fmt is None:
             pending.error = PayloadError("unsupported_topic",
@@ -404,11 +458,32 @@ class IotService:
             pending.error = PayloadError("unknown_sensor",
                                          f"no {fmt} sensor registered at {event.address!r}")
             return
+        identity = "" if event.seq is None else native_identity(event.address, event.boot,
+                                                                 event.seq)
+        problems = row_problems(_EVENT_TABLE, {
+            "identity": identity, "sensor_id": entry.sensor_id,
+            "household_id": entry.household_id, "kind": event.kind.value,
+            "contact": event.contact, "seq": event.seq})
+        if problems:
+            # The codecs should have refused it; never let the insert find out.
+            pending.error = PayloadError("out_of_range", "; ".join(problems))
+            return
         pending.event = event
         pending.sensor_id = entry.sensor_id
         pending.household_id = entry.household_id
-        if event.seq is not None:
-            pending.identity = f"n:{event.address}:{event.boot or ''}:{event.seq}"
+        pending.identity = identity
+        pending.event_time = self._event_time(event, pending.received_at)
+
+    def _event_time(self, event: DoorEvent, received_at: datetime) -> datetime:
+        """The device's own time when it is plausible, else the first receipt time."""
+        device = event.device_time
+        if device is None:
+            return received_at
+        behind = (received_at - device).total_seconds()
+        if -self.config.device_time_max_ahead_seconds <= behind <= \
+                self.config.device_time_max_delay_seconds:
+            return device
+        return received_at
 
     async def _reload_view(self) -> None:
         async with self.store.session() as session:
@@ -418,12 +493,17 @@ class IotService:
         self._view = fresh
         self._last_reload = self.clock.monotonic()
 
-    async def _ingest_locked(self, messages: Sequence[RawMessage], *,
-                             check_store: bool) -> list[IngestResult]:
+    async def _ingest_locked(self, messages: Sequence[RawMessage], *, check_store: bool,
+                             refused: _MessageRefusedError | None = None
+                             ) -> list[IngestResult]:
         now = self.clock.now()
         batch = [_Pending(m, m.received_at or now) for m in messages]
         for pending in batch:
-            await self._decode(pending)
+            if refused is None:
+                await self._decode(pending)
+            else:
+                pending.error = PayloadError("store_rejected",
+                                             f"the database refused it: {refused}")
         duplicates = await self._find_duplicates(batch, check_store)
 
         rows: list[dict[str, Any]] = []
@@ -433,22 +513,7 @@ class IotService:
             if i in duplicates:
                 continue
             rows.append(self._row(pending))
-            if pending.event is None or pending.sensor_id is None:
-                continue
-            household = self._view.households.get(pending.household_id or "")
-            if household is None:
-                continue
-            state = states.get(pending.sensor_id) or self._view.states.get(
-                pending.sensor_id) or SensorState(pending.sensor_id, household.household_id)
-            try:
-                result = evaluate(state, pending.event, household, self.config.rules,
-                                  pending.received_at)
-            except Exception:
-                # The event is stored either way; a rule bug must not block the intake.
-                log.exception("rule evaluation failed", extra={"sensor": pending.sensor_id})
-                continue
-            states[pending.sensor_id] = result.state
-            actions.extend((pending, a) for a in result.actions)
+            actions.extend((pending, a) for a in self._judge(pending, states))
 
         head = self._chain.link(rows)
         raised: dict[int, list[int]] = {}
@@ -461,8 +526,9 @@ class IotService:
             if dirty:
                 await session.exec(sa.update(Sensor), params=states_to_rows(dirty))
             for pending, action in actions:
-                alert_id, new = await self._apply(session, pending.sensor_id or "",
-                                                  action, pending.received_at, outbox_rows)
+                alert_id, new = await self._apply(
+                    session, pending.sensor_id or "", action,
+                    pending.event_time or pending.received_at, outbox_rows)
                 if alert_id is not None and new:
                     raised.setdefault(id(pending), []).append(alert_id)
             await session.commit()
@@ -485,6 +551,32 @@ class IotService:
             self._refresh_alert_counts()
         return self._results(batch, duplicates, raised)
 
+    def _judge(self, pending: _Pending, states: dict[str, SensorState]
+               ) -> tuple[AlertAction, ...]:
+        """Run the rules on one stored event; its sensor's new state goes into ``states``."""
+        if pending.event is None or pending.sensor_id is None:
+            return ()
+        household = self._view.households.get(pending.household_id or "")
+        if household is None:
+            return ()
+        state = states.get(pending.sensor_id) or self._view.states.get(
+            pending.sensor_id) or SensorState(pending.sensor_id, household.household_id)
+        when = pending.event_time or pending.received_at
+        try:
+            result = evaluate(state, pending.event, household, self.config.rules, when)
+        except Exception:
+            # The event is stored either way; a rule bug must not block the intake.
+            log.exception("rule evaluation failed", extra={"sensor": pending.sensor_id})
+            return ()
+        new_state = result.state
+        if state.last_seen is not None and (new_state.last_seen is None
+                                            or new_state.last_seen < state.last_seen):
+            # An older event (queued on the device) does not make a sensor look silent
+            # for longer than it has been.
+            new_state = dataclasses.replace(new_state, last_seen=state.last_seen)
+        states[pending.sensor_id] = new_state
+        return result.actions
+
     def _dirty_states(self, states: dict[str, SensorState]) -> list[SensorState]:
         """Sensor states worth writing: any change but ``last_seen``, or a ``last_seen``
         more than 30 s ahead of the stored one. Keeps a heartbeat storm from rewriting
@@ -504,9 +596,15 @@ class IotService:
         m, ev = p.message, p.event
         if not p.identity:
             p.identity = f"m:{self._chain.chain}:{uuid.uuid4().hex}"
+        keep = self.config.raw_keep_bytes
         row: dict[str, Any] = {
             "identity": p.identity, "received_at": p.received_at, "topic": m.topic,
-            "payload": m.payload, "sensor_id": p.sensor_id, "household_id": p.household_id,
+            # Only the first raw_keep_bytes are kept, with the full size and hash: a
+            # client that may publish must not be able to fill the disk (a full disk
+            # stops the intake).
+            "payload": m.payload[:keep], "payload_size": len(m.payload),
+            "payload_sha256": _sha(m.payload),
+            "sensor_id": p.sensor_id, "household_id": p.household_id,
             "kind": "dead", "contact": None, "battery": None, "device_time": None,
             "seq": None, "mqtt_mid": m.mid, "dead_reason": None, "detail": None,
         }
@@ -514,7 +612,11 @@ class IotService:
             row.update(kind=ev.kind.value, contact=ev.contact, battery=ev.battery,
                        device_time=ev.device_time, seq=ev.seq)
         elif p.error is not None:
-            row.update(dead_reason=p.error.reason, detail=str(p.error)[:500])
+            # A dead letter always fits its row: the topic (refused as too long, or with
+            # control characters) is stored escaped and cut, and the detail likewise.
+            row.update(topic=fit_text(m.topic, TOPIC_MAX), dead_reason=p.error.reason,
+                       detail=fit_text(str(p.error), _DETAIL_MAX),
+                       mqtt_mid=m.mid if m.mid is not None and 0 < m.mid < 2**16 else None)
         return row
 
     async def _find_duplicates(self, batch: list[_Pending], check_store: bool) -> set[int]:
@@ -562,8 +664,11 @@ class IotService:
                 results.append(IngestResult("duplicate", sensor_id=p.sensor_id))
             elif p.error is not None:
                 self._dead[p.error.reason] += 1
-                log.warning("dead letter: %s", p.error,
-                            extra={"reason": p.error.reason, "topic": p.message.topic[:200]})
+                log.warning("dead letter (%s): %s", p.error.reason,
+                            fit_text(str(p.error), 300),
+                            extra={"reason": p.error.reason,
+                                   "topic": fit_text(p.message.topic, 200),
+                                   "bytes": len(p.message.payload)})
                 results.append(IngestResult("dead", reason=p.error.reason))
             else:
                 assert p.event is not None
@@ -755,6 +860,51 @@ class IotService:
 
 def _sha(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why a topic cannot be stored (too long, control characters), or None."""
+    if len(topic) > TOPIC_MAX:
+        return f"topic of {len(topic)} characters exceeds {TOPIC_MAX}"
+    if printable(topic) != topic:
+        return "topic contains control characters"
+    return None
+
+
+class _MessageRefusedError(StoreError):
+    """The database refused something specific to one message of the batch."""
+
+
+# SQLSTATE classes of errors caused by the data of a row, not by the store: 22 data
+# exception (value out of range, string too long, NUL or bad encoding), 23 integrity.
+_ROW_SQLSTATE_CLASSES = ("22", "23")
+
+
+def message_specific(exc: BaseException) -> bool:
+    """True when ``exc`` is about the data being stored, not about the store.
+
+    Store-wide errors (connection lost or refused, timeouts, disk full, read-only, the
+    SQLite file locked) are False: the intake must hold its acknowledgements and wait.
+    A data error (PostgreSQL SQLSTATE class 22/23, SQLAlchemy ``DataError`` and
+    ``IntegrityError``, a value the driver cannot bind) is True, and so is any other
+    Python error raised while handling the batch (a bug must not stall the intake:
+    the message is kept as a dead letter instead).
+    """
+    if store_wide_reason(exc) is not None:  # the store's own classification comes first
+        return False
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(state, str) and state:
+            return state[:2] in _ROW_SQLSTATE_CLASSES
+        return isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError)
+    return not isinstance(exc, sa.exc.SQLAlchemyError | OSError | TimeoutError | MemoryError)
+
+
+def _error_summary(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {fit_text(text, 200)}"
 
 
 __all__ = ["AlertType", "IngestResult", "IotService", "IotSnapshot"]

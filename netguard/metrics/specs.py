@@ -447,6 +447,10 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_mqtt_enabled", "gauge",
        "1 if the MQTT intake is configured (iot.mqtt.enabled), else 0.", (),
        _iot("mqtt_enabled"), section="iot"),
+    _g("netguard_iot_store_failures_total", "counter",
+       "Door-event batches the store refused as a whole (unreachable, disk full, read-only); "
+       "the intake then holds their acknowledgements.", (), _iot("store_failures"),
+       section="iot"),
     _g("netguard_mqtt_connected", "gauge",
        "1 while connected to the MQTT broker.", (), _iot("mqtt_connected"), section="iot"),
     _g("netguard_mqtt_connect_failures_total", "counter",

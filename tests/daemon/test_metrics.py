@@ -32,7 +32,7 @@ def _snapshot() -> MetricsSnapshot:
     return dataclasses.replace(
         base,
         tickets=TicketCounts(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
-        iot=IotSnapshot(mqtt_connected=True, mqtt_connect_failures=3,
+        iot=IotSnapshot(mqtt_connected=True, mqtt_connect_failures=3, store_failures=2,
                         door_events={"open": 5, "close": 4},
                         sensors_online=7, sensors_offline=1, sensors_low_battery=2,
                         alerts_open={("door_open", "east"): 1}, deliveries_delivered=3,
@@ -138,6 +138,7 @@ def test_global_values() -> None:
     assert reg.get_sample_value("netguard_audit_anchor_sequence", {"chain": "netguard"}) == 41
     assert reg.get_sample_value("netguard_audit_anchor_timestamp_seconds") == 1_780_000_000.0
     assert reg.get_sample_value("netguard_audit_anchor_failures_total") == 2
+    assert reg.get_sample_value("netguard_iot_store_failures_total") == 2
     assert reg.get_sample_value("netguard_scheduler_overruns_total") == 3
     assert reg.get_sample_value("netguard_polls_total", {"result": "failure"}) == 1
     assert reg.get_sample_value("netguard_targets", {"state": "up"}) == 10

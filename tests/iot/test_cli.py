@@ -170,11 +170,17 @@ def test_import_with_a_bad_header_exits_2_naming_the_columns(
 
 def test_import_names_the_line_of_a_bad_row(config: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    # The quoted label spans two lines, so the bad row is on line 4, record 3.
-    bad.write_text('id,community,label\nA1,c,"two\nlines"\nA2,c,x,surplus\n')
+    # A quoted label over two lines is refused (labels are one line), naming line 3
+    # where that row ends; a surplus field is named by its line too.
+    bad.write_text('id,community,label\nA1,"c","two, still\none line"\nA2,c,x,surplus\n')
     code, out = ng(config, "households", "import", str(bad))
     assert code == 2, out
-    assert "line 4" in out
+    assert "line 3" in out  # a label is one line: no control characters
+    assert "control character" in out
+    bad.write_text('id,community,label\nA1,c,"two, but one line"\nA2,c,x,surplus\n')
+    code, out = ng(config, "households", "import", str(bad))
+    assert code == 2, out
+    assert "line 3" in out
     assert "more fields than the header" in out
     code, out = ng(config, "households", "list", "--json")
     assert json.loads(out) == []
