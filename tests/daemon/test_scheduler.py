@@ -185,24 +185,6 @@ def test_phases_spread_ten_thousand_targets_evenly() -> None:
     assert min(per_second) >= 0.6 * mean
 
 
-async def test_second_cycle_follows_the_phases() -> None:
-    # After the first polls (all at once with no spread window), each target's next poll
-    # comes at its own phase of the interval: the order of the second round is the order
-    # of the phases, whatever the machine's load does to the exact times.
-    poller = Poller()
-    targets = [Target(f"t{i}", 0.5) for i in range(12)]
-    sched = PollScheduler(targets, poller, jitter_seconds=0, misfire_grace_seconds=60)
-    sched.start()
-    try:
-        await async_wait_until(lambda: _ready(len(poller.calls) >= 24), what="two rounds")
-    finally:
-        await sched.stop(1.0)
-    second = poller.calls[12:24]
-    assert sorted(second) == sorted(t.id for t in targets)
-    assert second == sorted(second, key=phase_of)
-    assert sched.overruns == 0
-
-
 async def test_a_stalled_loop_polls_each_target_once_late_then_realigns() -> None:
     # A loop blocked for longer than the grace (a stalled event loop, a suspended VM):
     # each target's late slot counts one misfire and one poll, not one per missed slot
