@@ -206,17 +206,21 @@ async def test_a_backward_step_does_not_hold_back_reminders_and_retries(
     result = await service.ingest(*native("n1", 1, event="open"))
     [alert_id] = result.alerts_raised
     async with store.session() as s:
-        # A retry waiting out its backoff, 60 s from now.
-        s.add(OutboxMessage(alert_id=alert_id, notifier="log", community="c1",
-                            reason="raised", body="{}", status="pending",
-                            created_at=clock.now(), next_attempt_at=clock.now()
-                            + timedelta(seconds=60)))
+        # A retry waiting out its backoff, 60 s from now. The outbox worker may or may
+        # not have sent the alert's own "raised" message yet, so the retry is found by id.
+        planted = OutboxMessage(alert_id=alert_id, notifier="log", community="c1",
+                                reason="raised", body="{}", status="pending",
+                                created_at=clock.now(), next_attempt_at=clock.now()
+                                + timedelta(seconds=60))
+        s.add(planted)
         await s.commit()
+        planted_id = planted.id
     clock.step_wall(-3600)
     await service.on_clock_step(-3600)
     async with store.session() as s:
-        [retry] = (await s.exec(select(OutboxMessage)
-                                .where(col(OutboxMessage.status) == "pending"))).all()
+        retry = await s.get(OutboxMessage, planted_id)
+    assert retry is not None
+    assert retry.status == "pending"
     assert as_utc(retry.next_attempt_at) == clock.now() + timedelta(seconds=60)
     # The first reminder is 5 min after the opening, in elapsed time: it comes on time.
     clock.advance(5 * 60)
