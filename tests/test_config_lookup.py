@@ -157,7 +157,11 @@ def test_short_help_works_everywhere(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_shell_completion_is_offered(tmp_path: Path) -> None:
-    result = _run("--show-completion", "bash", cwd=tmp_path, env=_env())
+    # With shellingham installed, typer guesses the shell from the parent processes, which
+    # differ between a terminal, CI and an xdist worker; typer's own switch makes the shell
+    # an argument instead.
+    env = _env(_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
+    result = _run("--show-completion", "bash", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "_netguard_completion" in result.stdout
     assert "--install-completion" in _run("--help", cwd=tmp_path, env=_env()).stdout
