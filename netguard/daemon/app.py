@@ -91,6 +91,7 @@ class ProbesPort(Protocol):
     def statuses(self) -> Mapping[str, TargetView]: ...
     async def poll(self, target_id: str) -> PollOutcomeView: ...
     def active_faults(self) -> Sequence[ActiveFaultView]: ...
+    async def update_targets(self, targets: Sequence[TargetConfig]) -> object: ...
 
 
 class TicketsPort(Protocol):
@@ -126,23 +127,18 @@ class StorePort(Protocol):
     async def writable(self, within: float | None = None) -> StoreHealthView: ...
 
 
-Retarget = Callable[[Sequence[TargetConfig], Callable[[], None], float], Awaitable[None]]
-"""Switches the probes to a new target list (``ProbeRoster.replace``)."""
-
-
 @dataclass
 class Services:
     """The opened services the daemon runs (each already entered on the exit stack).
 
-    ``retarget`` and ``make_tickets`` let a configuration reload swap the target list and
-    the ticket settings live; ``None`` means that part needs a restart.
+    ``make_tickets`` lets a configuration reload apply the ticket settings live; ``None``
+    means they need a restart. The probes change their target list in place.
     """
 
     store: StorePort
     probes: ProbesPort
     tickets: TicketsPort
     iot: IotPort | None = None
-    retarget: Retarget | None = None
     make_tickets: Callable[[TicketsConfig], TicketsPort] | None = None
     # The trap receiver's counters, when one listens.
     trap_stats: Callable[[], TrapStatsView] | None = None
@@ -467,17 +463,11 @@ class Daemon:
                 needs_restart.append("tickets")
                 new = new.model_copy(update={"tickets": self.settings.tickets})
         if plan.targets_changed:
-            if services.retarget is None:
-                needs_restart.append("targets")
-                new = new.model_copy(update={"targets": self.settings.targets})
-            else:
-                def switch() -> None:
-                    self.scheduler.update_targets(new.targets)
-
-                await services.retarget(new.targets, switch,
-                                        new.daemon.shutdown_timeout_seconds)
-                if new.daemon.trap_listen:
-                    needs_restart.append("targets (trap receiver)")
+            await services.probes.update_targets(new.targets)
+            # In the same step as the probes' switch: no poll of a removed target starts.
+            self.scheduler.update_targets(new.targets)
+            if new.daemon.trap_listen:
+                needs_restart.append("targets (trap receiver)")
         if plan.logging_changed:
             from netguard.logsetup import configure_logging
 

@@ -7,18 +7,17 @@ stand-ins, and so that importing the daemon does not pull in pysnmp or aiomqtt.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from netguard.clock import Clock
 from netguard.config import Settings
 from netguard.daemon.app import Services
-from netguard.daemon.roster import ProbeRoster
-from netguard.probes.config import TargetConfig
 from netguard.tickets.config import TicketsConfig
 
 if TYPE_CHECKING:
+    from netguard.probes.service import ProbeService
     from netguard.probes.traps import TrapReceiver
     from netguard.store.db import Store
 
@@ -43,25 +42,21 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
 
     store = await stack.enter_async_context(Store(settings.store))
 
-    def probe_service(targets: Sequence[TargetConfig]) -> ProbeService:
-        return ProbeService(targets, clock=clock,
-                            max_concurrency=settings.daemon.max_concurrent_polls,
-                            probes=settings.probes)
-
     def ticket_service(config: TicketsConfig) -> TicketService:
         return TicketService(store, config, clock=clock)
 
-    # The roster lets a configuration reload replace the target list while running.
-    probes = await stack.enter_async_context(ProbeRoster(probe_service, settings.targets))
+    probes = await stack.enter_async_context(ProbeService(
+        settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls,
+        probes=settings.probes))
     await _restore_faults(store, probes)
     iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
-                    iot=iot, retarget=probes.replace, make_tickets=ticket_service,
+                    iot=iot, make_tickets=ticket_service,
                     trap_stats=traps.stats if traps is not None else None)
 
 
-async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
+async def _restore_faults(store: Store, probes: ProbeService) -> None:
     """Seed the probes with the faults the store still holds active (see ``continuity``)."""
     from netguard.daemon.continuity import stored_active_faults
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ from netguard.errors import StoreError, StoreUnavailableError
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
 from netguard.iot.service import IotSnapshot
 from netguard.probes.assess import ActiveFault
+from netguard.probes.config import TargetConfig
 from netguard.probes.state import PollOutcome, TargetStatus
 from netguard.store.health import StoreHealth
 from netguard.tickets.domain import TicketCounts
@@ -49,6 +50,10 @@ class Probes:
     events: dict[str, list[FaultEvent]] = field(default_factory=dict)
     polled: list[str] = field(default_factory=list)
     active: list[ActiveFault] = field(default_factory=list)
+    updates: list[list[str]] = field(default_factory=list)
+
+    async def update_targets(self, targets: Sequence[TargetConfig]) -> None:
+        self.updates.append([t.id for t in targets])
 
     def active_faults(self) -> list[ActiveFault]:
         return list(self.active)
