@@ -1,7 +1,7 @@
 """Open the real services for :class:`netguard.daemon.app.Daemon`, in dependency order.
 
 Kept apart from the daemon so that the daemon's own behaviour can be tested with
-stand-ins, and so that importing the daemon does not pull in pysnmp or aiomqtt.
+stand-ins (:mod:`netguard.daemon.ports`).
 """
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
 
 from netguard.clock import Clock
 from netguard.config import Settings
-from netguard.daemon.app import Services
+from netguard.daemon.continuity import stored_active_faults
+from netguard.daemon.ports import Services
+from netguard.iot.service import IotService
+from netguard.probes.service import ProbeService
+from netguard.probes.traps import TrapReceiver
+from netguard.store import Store
 from netguard.tickets.config import TicketsConfig
-
-if TYPE_CHECKING:
-    from netguard.probes.service import ProbeService
-    from netguard.probes.traps import TrapReceiver
-    from netguard.store.db import Store
+from netguard.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
         SchemaOutdatedError: The database needs ``netguard db upgrade``.
         StoreUnavailableError: The database cannot be reached at startup.
     """
-    from netguard.iot.service import IotService
-    from netguard.probes.service import ProbeService
-    from netguard.store import Store
-    from netguard.tickets.service import TicketService
-
     store = await stack.enter_async_context(Store(settings.store))
 
     def ticket_service(config: TicketsConfig) -> TicketService:
@@ -56,10 +51,21 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
                     trap_stats=traps.stats if traps is not None else None)
 
 
+async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
+                               _on_trap: Callable[[str], object]) -> Services:
+    """Open the store and the IoT service only (``netguard run --only intake``).
+
+    Raises:
+        SchemaOutdatedError: The database needs ``netguard db upgrade``.
+        StoreUnavailableError: The database cannot be reached at startup.
+    """
+    store = await stack.enter_async_context(Store(settings.store))
+    iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
+    return Services(store=store, probes=None, tickets=None, iot=iot)
+
+
 async def _restore_faults(store: Store, probes: ProbeService) -> None:
     """Seed the probes with the faults the store still holds active (see ``continuity``)."""
-    from netguard.daemon.continuity import stored_active_faults
-
     try:
         faults = await stored_active_faults(store)
     except Exception:
@@ -75,8 +81,6 @@ async def _restore_faults(store: Store, probes: ProbeService) -> None:
 
 async def _open_traps(settings: Settings, stack: AsyncExitStack,
                       on_trap: Callable[[str], object]) -> TrapReceiver:
-    from netguard.probes.traps import TrapReceiver
-
     def repoll(target_id: str, trap: str) -> None:
         # A linkDown/linkUp should not wait for the next interval: poll now.
         brought_forward = on_trap(target_id)

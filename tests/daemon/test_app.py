@@ -15,7 +15,10 @@ import pytest
 
 from netguard.clock import Clock, ManualClock
 from netguard.config import Settings, settings_from_data
-from netguard.daemon.app import POISON_EVENT_ATTEMPTS, Daemon, Services
+from netguard.daemon import faultwriter
+from netguard.daemon.app import Daemon
+from netguard.daemon.faultwriter import POISON_EVENT_ATTEMPTS
+from netguard.daemon.ports import Services
 from netguard.errors import StoreError, StoreUnavailableError
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
 from netguard.iot.service import IotSnapshot
@@ -288,9 +291,7 @@ async def test_an_event_the_store_always_refuses_does_not_block_later_ones(
 
 
 async def test_an_outage_never_sets_events_aside(monkeypatch: pytest.MonkeyPatch) -> None:
-    from netguard.daemon import app
-
-    monkeypatch.setattr(app, "RETRY_MAX_SECONDS", 0.2)
+    monkeypatch.setattr(faultwriter, "RETRY_MAX_SECONDS", 0.2)
     probes, tickets, store = Probes(), PickyTickets(), Store(up=False)
     services = Services(store=store, probes=probes, tickets=tickets, iot=Iot())
     stop = asyncio.Event()

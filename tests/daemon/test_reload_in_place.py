@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from netguard.config import Settings, settings_from_data
-from netguard.daemon.app import Daemon, PollOutcomeView
+from netguard.daemon.app import Daemon
+from netguard.daemon.ports import PollOutcomeView
 from netguard.metrics import render
 from netguard.probes.state import PollOutcome
 from netguard.sim import SnmpSim, build_agent

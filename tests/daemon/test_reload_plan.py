@@ -13,7 +13,8 @@ import pytest
 
 from netguard.clock import Clock
 from netguard.config import Settings, settings_from_data
-from netguard.daemon.app import Daemon, Services
+from netguard.daemon.app import Daemon
+from netguard.daemon.ports import Services
 from netguard.daemon.reload import plan_reload
 from netguard.daemon.signals import reload_on_signal
 from netguard.errors import ConfigError
