@@ -18,6 +18,7 @@ from netguard.config import Settings, settings_from_data
 from netguard.daemon import faultwriter
 from netguard.daemon.app import Daemon
 from netguard.daemon.faultwriter import POISON_EVENT_ATTEMPTS
+from netguard.daemon.parts import Part
 from netguard.daemon.ports import Services
 from netguard.errors import StoreError, StoreUnavailableError
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
@@ -384,3 +385,29 @@ async def test_a_wall_clock_step_is_caught_by_the_next_sweep_and_handed_to_iot()
         assert (daemon.clock_watch.forward, daemon.clock_watch.backward) == (0, 1)
         assert daemon.metrics_snapshot().daemon.clock_steps == {"forward": 0, "backward": 1}
         assert iot.sweeps == 2  # the sweep itself still ran
+
+
+async def test_the_intake_alone_runs_no_polls_no_tickets_and_no_fault_journal(
+        tmp_path: Path) -> None:
+    iot = Iot()
+    services = Services(store=Store(), probes=None, tickets=None, iot=iot)
+    journal = tmp_path / "fault-events.journal"
+    journal.write_text('{"not": "read"}\n')  # the polling daemon's: not this process's
+    stop = asyncio.Event()
+    async with Daemon(_settings(), open_services=_opener(services), only=Part.INTAKE
+                      ) as daemon, asyncio.TaskGroup() as tg:
+        tg.create_task(daemon.serve(stop))
+        await async_wait_until(lambda: _true(iot.sweeps >= 2), what="IoT sweeps")
+        assert not daemon.scheduler.running
+        assert daemon.scheduler.stats().targets_scheduled == 0
+        assert await daemon.readiness() == {"store": True, "broker": True}
+        snapshot = daemon.metrics_snapshot()
+        assert snapshot.targets == {}
+        assert snapshot.tickets is None
+        assert snapshot.daemon.fault_event_journal == 0
+        assert daemon.backlog == 0
+        with pytest.raises(RuntimeError, match="only the intake"):
+            _ = daemon.probes
+        stop.set()
+    assert daemon.sweep_errors == 0
+    assert journal.read_text() == '{"not": "read"}\n'
