@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,11 +13,19 @@ from netguard.cli.common import (
     load_config_at,
     run_async,
 )
+from netguard.daemon.parts import Part
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from netguard.config import Settings
+
+OnlyOption = Annotated[
+    Part | None,
+    typer.Option("--only", help="Run one part alone. 'intake': the store and the door-sensor "
+                                "service (MQTT intake, alert outbox, IoT sweeps), with no "
+                                "polling and no tickets. Default: everything."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -25,12 +33,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run")
     @handle_errors
-    def run(config: ConfigOption = None) -> None:
+    def run(config: ConfigOption = None, only: OnlyOption = None) -> None:
         """Poll targets, keep tickets, ingest door sensors and serve /metrics until stopped.
 
         Stops gracefully on SIGTERM or SIGINT (within daemon.shutdown_timeout_seconds)
         and exits 0. SIGHUP reloads the config file: targets, logging and ticket
         settings apply live; an invalid file is logged and the running config kept.
+        --only intake runs the door-sensor intake alone (its own process).
         Exit codes: 2 bad config, 5 outdated database schema, 1 other failures.
         """
         import logging
@@ -43,10 +52,10 @@ def register(app: typer.Typer) -> None:
         logging.getLogger("netguard.cli").info(
             "configuration loaded", extra={"config": str(location.path.resolve()),
                                            "found_by": location.found_by})
-        run_async(_serve(settings, location.path))
+        run_async(_serve(settings, location.path, only))
 
 
-async def _serve(settings: Settings, path: Path) -> None:
+async def _serve(settings: Settings, path: Path, only: Part | None) -> None:
     import asyncio
     import contextlib
     import functools
@@ -57,7 +66,7 @@ async def _serve(settings: Settings, path: Path) -> None:
     from netguard.daemon.signals import reload_on_signal, stop_on_signals
 
     stop = asyncio.Event()
-    daemon = Daemon(settings, load_settings=functools.partial(load_settings, path))
+    daemon = Daemon(settings, load_settings=functools.partial(load_settings, path), only=only)
 
     async def announce_stop(notifier: SystemdNotifier) -> None:
         await stop.wait()
@@ -71,7 +80,8 @@ async def _serve(settings: Settings, path: Path) -> None:
             async with daemon:
                 stopping = asyncio.create_task(announce_stop(notifier),
                                                name="netguard[systemd].stopping")
-                notifier.ready(f"serving: {len(settings.targets)} targets, metrics "
+                serving = "the intake only" if only else f"{len(settings.targets)} targets"
+                notifier.ready(f"serving: {serving}, metrics "
                                f"{daemon.metrics_url or 'disabled'}")
                 try:
                     await daemon.serve(stop)

@@ -1,17 +1,18 @@
 """The composition root: startup, serve, graceful shutdown.
 
 :class:`Daemon` opens the store, the probe, ticket and IoT services and the HTTP endpoint
-(startup, in ``async with``), then :meth:`Daemon.serve` runs the poll scheduler and the
-periodic sweeps under one ``TaskGroup`` until asked to stop, and finally shuts down within
+(startup, in ``async with``), then :meth:`Daemon.serve` runs the poll scheduler, the
+fault-event writer (:mod:`netguard.daemon.faultwriter`) and the periodic sweeps under one
+``TaskGroup`` until asked to stop, and finally shuts down within
 ``daemon.shutdown_timeout_seconds``: running polls get most of that budget to finish and
-hand their fault events to the ticket service, then the services close (the IoT service
-drains its outbox and event log on exit).
+hand their fault events over, then the services close (the IoT service drains its outbox
+and event log on exit). ``only=Part.INTAKE`` runs the store and the IoT service alone.
 
 On SIGHUP (:meth:`Daemon.request_reload`) the configuration file is read again; see
 :meth:`Daemon.reload` and :mod:`netguard.daemon.reload` for what applies live.
 
-The services are reached through small Protocols (the "ports" below), so the daemon's own
-behaviour is tested with simple stand-ins and the real services are wired in
+The services are reached through small Protocols (:mod:`netguard.daemon.ports`), so the
+daemon's own behaviour is tested with simple stand-ins; the real services are opened in
 :mod:`netguard.daemon.wiring`.
 """
 
@@ -20,150 +21,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
 from netguard.clock import Clock, ClockWatch, SystemClock
 from netguard.config import Settings
+from netguard.daemon import wiring
 from netguard.daemon.backlog import FaultBacklog
+from netguard.daemon.faultwriter import STORE_PROBE_SECONDS, FaultWriter
 from netguard.daemon.http import MetricsServer
+from netguard.daemon.outage import Outage
+from netguard.daemon.parts import Part
+from netguard.daemon.ports import (
+    IotPort,
+    PollListener,
+    ProbesPort,
+    ServiceOpener,
+    Services,
+    StorePort,
+    TicketsPort,
+)
 from netguard.daemon.reload import ReloadPlan, plan_reload
 from netguard.daemon.scheduler import PollScheduler
 from netguard.errors import ConfigError
-from netguard.faults import FaultEvent, FaultKey
-from netguard.metrics import (
-    IotView,
-    MetricsSnapshot,
-    TargetView,
-    TicketCountsView,
-    TrapStatsView,
-)
-from netguard.probes.config import TargetConfig
+from netguard.logsetup import SECRETS, collect_secrets, configure_logging
+from netguard.metrics import MetricsSnapshot, TargetView, TicketCountsView
 from netguard.store.health import bounded, describe_error, store_wide_reason
-from netguard.tickets.config import TicketsConfig
 
 log = logging.getLogger(__name__)
-
-# How long a readiness probe may wait for the store's write probe before "not ready".
-READY_TIMEOUT_SECONDS = 3.0
-# Attempts in a row that a fault event may fail with an error specific to it (a value the
-# schema refuses, a constraint) before it is set aside as one the ticket store will never
-# accept. Store-wide errors (read-only, unreachable, disk full, timeout) never count.
-POISON_EVENT_ATTEMPTS = 3
-# The fault-event writer's retry delay while the store refuses writes: exponential with
-# jitter between these bounds (a readiness probe that finds the store writable again
-# wakes it at once).
-RETRY_MIN_SECONDS = 0.5
-RETRY_MAX_SECONDS = 15.0
-# While a store outage lasts, the writer and the sweeps log one line when it starts, then
-# one every this many seconds with the count of failures, and one when it ends.
-OUTAGE_LOG_EVERY_SECONDS = 60.0
-
-
-# --------------------------------------------------------------------------- ports
-
-
-class PollOutcomeView(Protocol):
-    """What one poll produced."""
-
-    @property
-    def status(self) -> TargetView: ...
-    @property
-    def events(self) -> Sequence[FaultEvent]: ...
-
-
-class ActiveFaultView(Protocol):
-    """A fault the probes hold active."""
-
-    @property
-    def key(self) -> FaultKey: ...
-
-
-class ProbesPort(Protocol):
-    """The probe service (``netguard.probes.service.ProbeService``)."""
-
-    def statuses(self) -> Mapping[str, TargetView]: ...
-    async def poll(self, target_id: str) -> PollOutcomeView: ...
-    def active_faults(self) -> Sequence[ActiveFaultView]: ...
-
-
-class TicketsPort(Protocol):
-    """The ticket service (``netguard.tickets.service.TicketService``)."""
-
-    async def handle(self, event: FaultEvent) -> object: ...
-    async def sweep(self, *, still_active: Callable[[str], bool] | None = None) -> object: ...
-    async def counts(self) -> TicketCountsView: ...
-
-
-class IotPort(Protocol):
-    """The door-sensor service (``netguard.iot.service.IotService``)."""
-
-    async def sweep(self) -> object: ...
-    async def on_clock_step(self, step_seconds: float) -> None: ...
-    def snapshot(self) -> IotView: ...
-    @property
-    def mqtt_connected(self) -> bool: ...
-
-
-class StoreHealthView(Protocol):
-    """The outcome of a write probe (``netguard.store.health.StoreHealth``)."""
-
-    @property
-    def writable(self) -> bool: ...
-    @property
-    def reason(self) -> str: ...
-
-
-class StorePort(Protocol):
-    """The database handle."""
-
-    async def writable(self, within: float | None = None) -> StoreHealthView: ...
-
-
-Retarget = Callable[[Sequence[TargetConfig], Callable[[], None], float], Awaitable[None]]
-"""Switches the probes to a new target list (``ProbeRoster.replace``)."""
-
-
-@dataclass
-class Services:
-    """The opened services the daemon runs (each already entered on the exit stack).
-
-    ``retarget`` and ``make_tickets`` let a configuration reload swap the target list and
-    the ticket settings live; ``None`` means that part needs a restart.
-    """
-
-    store: StorePort
-    probes: ProbesPort
-    tickets: TicketsPort
-    iot: IotPort | None = None
-    retarget: Retarget | None = None
-    make_tickets: Callable[[TicketsConfig], TicketsPort] | None = None
-    # The trap receiver's counters, when one listens.
-    trap_stats: Callable[[], TrapStatsView] | None = None
-
-
-ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],
-                         Awaitable[Services]]
-"""Opens the services on the exit stack; the last argument is the trap re-poll hook."""
-
-PollListener = Callable[[PollOutcomeView], None]
-
-
-async def _default_opener(settings: Settings, clock: Clock, stack: AsyncExitStack,
-                          on_trap: Callable[[str], object]) -> Services:
-    from netguard.daemon.wiring import open_services
-
-    return await open_services(settings, clock, stack, on_trap)
-
-
-# --------------------------------------------------------------------------- daemon
-
 
 class Daemon:
     """The long-lived netguard process.
@@ -174,6 +63,9 @@ class Daemon:
         open_services: Opens store, probes, tickets and IoT; the real services by default.
         load_settings: Reads and validates the configuration file again on reload
             (raises ``ConfigError``); ``None`` disables reloading.
+        only: Run one part alone (:class:`~netguard.daemon.parts.Part`): ``INTAKE`` runs
+            the store and the IoT service (MQTT intake, outbox, sweeps) without polling or
+            tickets. ``None`` runs everything.
 
     Example::
 
@@ -181,10 +73,10 @@ class Daemon:
             await daemon.serve(stop_event)
 
     Attributes:
-        store, probes, tickets, iot: The running services, typed by the Protocols above
-            (with the default opener they are ``Store``, ``ProbeService``,
-            ``TicketService`` and ``IotService``; the IoT service runs even with MQTT
-            disabled, for its outbox and sweeps).
+        store, probes, tickets, iot: The running services, typed by the ports in
+            :mod:`netguard.daemon.ports` (with the default opener they are ``Store``,
+            ``ProbeService``, ``TicketService`` and ``IotService``; the IoT service runs
+            even with MQTT disabled, for its outbox and sweeps).
         scheduler: The :class:`PollScheduler` (``stats()``, ``poll_now(target_id)``).
         metrics_url: Base URL of the HTTP endpoint, ``None`` when disabled.
         on_poll: Callables invoked (on the event loop) with every poll outcome, e.g. by the
@@ -193,14 +85,17 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  open_services: ServiceOpener | None = None,
-                 load_settings: Callable[[], Settings] | None = None) -> None:
+                 load_settings: Callable[[], Settings] | None = None,
+                 only: Part | None = None) -> None:
         self.settings = settings
+        self.only = only
         self._load_settings = load_settings
         self._reload_requested = asyncio.Event()
         self.reloads: dict[str, int] = {"success": 0, "error": 0}
         self.last_reload_ok = True
         self.clock: Clock = clock or SystemClock()
-        self._open_services = open_services or _default_opener
+        self._open_services = open_services or (
+            wiring.open_intake_services if only is Part.INTAKE else wiring.open_services)
         self._stack: AsyncExitStack | None = None
         self._services: Services | None = None
         self._http: MetricsServer | None = None
@@ -208,31 +103,23 @@ class Daemon:
         self.on_poll: list[PollListener] = []
         daemon = settings.daemon
         self.scheduler = PollScheduler(
-            settings.targets, self._poll, jitter_seconds=daemon.poll_jitter_seconds,
+            settings.targets if only is None else (), self._poll,
+            jitter_seconds=daemon.poll_jitter_seconds,
             misfire_grace_seconds=daemon.misfire_grace_seconds,
             max_concurrency=daemon.max_concurrent_polls)
         self.clock_watch = ClockWatch(self.clock, daemon.clock_step_threshold_seconds)
-        self._backlog = FaultBacklog(fault_journal_path(settings),
-                                     memory_limit=daemon.fault_backlog_memory,
-                                     journal_limit=daemon.fault_journal_max_events)
-        self._wake = asyncio.Event()
-        self._draining = False
+        # Fault events go to the ticket store through one writer (none without tickets).
+        self._faults = None if only is Part.INTAKE else FaultWriter(
+            FaultBacklog(fault_journal_path(settings), memory_limit=daemon.fault_backlog_memory,
+                         journal_limit=daemon.fault_journal_max_events),
+            lambda: self.tickets, lambda: self.store,
+            timeout=settings.store.operation_timeout_seconds)
         self._ticket_counts: TicketCountsView | None = None
         self._started_at = time.time()
         self.last_reload_success_at = self._started_at
         self._stopping_since: float | None = None
         self.sweep_errors = 0
-        self.events_handled = 0
-        self.events_rejected = 0
-        self._head_failures = 0
-        # The fault-event writer's view of the store: the reason of its last store-wide
-        # failure while it lasts ("" when its last attempt went through).
-        self.store_refusing = ""
-        self.store_write_failures = 0
-        self.store_outages = 0
-        self._writer_outage = _Outage("the ticket store refuses writes; fault events wait "
-                                      "in order and are delivered once it takes them")
-        self._sweep_outage = _Outage("sweeps fail: the store is unavailable")
+        self._sweep_outage = Outage("sweeps fail: the store is unavailable")
         self.readiness_reasons: dict[str, str] = {}
 
     # -- services ------------------------------------------------------------------------
@@ -243,29 +130,68 @@ class Daemon:
         return self._services
 
     @property
-    def events_dropped(self) -> int:
-        """Fault events dropped because the journal was full or could not be written."""
-        return self._backlog.dropped
-
-    @property
     def store(self) -> StorePort:
         """The store."""
         return self._require().store
 
     @property
     def probes(self) -> ProbesPort:
-        """The probe service."""
-        return self._require().probes
+        """The probe service.
+
+        Raises:
+            RuntimeError: This daemon runs without probes (``only=Part.INTAKE``).
+        """
+        probes = self._require().probes
+        if probes is None:
+            raise RuntimeError(f"this daemon runs only the {self.only}: no probes")
+        return probes
 
     @property
     def tickets(self) -> TicketsPort:
-        """The ticket service."""
-        return self._require().tickets
+        """The ticket service.
+
+        Raises:
+            RuntimeError: This daemon runs without tickets (``only=Part.INTAKE``).
+        """
+        tickets = self._require().tickets
+        if tickets is None:
+            raise RuntimeError(f"this daemon runs only the {self.only}: no tickets")
+        return tickets
 
     @property
     def iot(self) -> IotPort | None:
         """The IoT service (``None`` only when an opener provides none)."""
         return self._require().iot
+
+    @property
+    def backlog(self) -> int:
+        """Fault events waiting for the ticket service (in memory and in the journal)."""
+        return 0 if self._faults is None else len(self._faults)
+
+    @property
+    def events_handled(self) -> int:
+        """Fault events the ticket service took."""
+        return 0 if self._faults is None else self._faults.handled
+
+    @property
+    def events_rejected(self) -> int:
+        """Fault events set aside because the ticket store kept refusing their content."""
+        return 0 if self._faults is None else self._faults.rejected
+
+    @property
+    def events_dropped(self) -> int:
+        """Fault events dropped because the journal was full or could not be written."""
+        return 0 if self._faults is None else self._faults.dropped
+
+    @property
+    def store_refusing(self) -> str:
+        """Why the store refuses fault events while it does ("" when it takes them)."""
+        return "" if self._faults is None else self._faults.refusing
+
+    @property
+    def store_write_failures(self) -> int:
+        """Fault-event writes the store refused as a whole (read-only, full, down, ...)."""
+        return 0 if self._faults is None else self._faults.write_failures
 
     # -- startup -------------------------------------------------------------------------
 
@@ -288,7 +214,8 @@ class Daemon:
             raise
         self._stack = stack
         log.info("netguard started", extra={
-            "targets": len(self.settings.targets),
+            "targets": 0 if self.only else len(self.settings.targets),
+            "only": str(self.only or "all"),
             "startup_seconds": round(time.monotonic() - started, 3),
             "metrics_url": self.metrics_url or "disabled"})
         return self
@@ -301,11 +228,7 @@ class Daemon:
         budget = self.settings.daemon.shutdown_timeout_seconds
         spent = 0.0 if self._stopping_since is None else time.monotonic() - self._stopping_since
         # Fault events the store did not take are kept for the next start.
-        waiting = len(self._backlog)
-        if waiting:
-            kept = self._backlog.persist()
-            log.warning("fault events not delivered by shutdown are kept in the journal",
-                        extra={"events": kept, "journal": str(self._backlog.journal)})
+        waiting = 0 if self._faults is None else self._faults.keep_for_next_start()
         # The whole shutdown stays within its budget (systemd's stop timeout is set from
         # it), so closing the services gets what the polls left over. (Cancelling a close
         # that waits on a hung database runs cleanup that talks to it again: the store's
@@ -329,17 +252,20 @@ class Daemon:
         (their fault events still reach the ticket service); the rest is cancelled. The
         services themselves close when the ``async with`` block exits.
         """
-        self._require()
+        services = self._require()
         budget = self.settings.daemon.shutdown_timeout_seconds
-        self.scheduler.start()
+        if services.probes is not None:
+            self.scheduler.start()
         try:
             async with asyncio.TaskGroup() as tg:
-                sweeps = tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps")
-                reload = tg.create_task(self._reload_loop(stop),
-                                        name="netguard[daemon].reload")
-                writer = tg.create_task(self._writer_loop(), name="netguard[daemon].faults")
+                loops = [tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps"),
+                         tg.create_task(self._reload_loop(stop),
+                                        name="netguard[daemon].reload")]
+                if self._faults is not None:
+                    loops.append(tg.create_task(self._faults.run(),
+                                                name="netguard[daemon].faults"))
                 await stop.wait()
-                await self._wind_down(sweeps, reload, writer)
+                await self._wind_down(*loops)
         finally:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
@@ -351,7 +277,7 @@ class Daemon:
         return max(0.0, share - (0.0 if since is None else time.monotonic() - since))
 
     async def _wind_down(self, sweeps: asyncio.Task[None], reload: asyncio.Task[None],
-                         writer: asyncio.Task[None]) -> None:
+                         writer: asyncio.Task[None] | None = None) -> None:
         """Stop every loop within the shutdown budget, in the order that loses least.
 
         A sweep under way is cut at once (periodic work: the next start redoes it; with a
@@ -363,21 +289,24 @@ class Daemon:
         budget = self.settings.daemon.shutdown_timeout_seconds
         self._stopping_since = time.monotonic()
         log.info("shutting down", extra={"inflight_polls": self.scheduler.inflight,
-                                         "fault_events_waiting": len(self._backlog),
+                                         "fault_events_waiting": self.backlog,
                                          "budget_seconds": budget})
         sweeps.cancel()
         # Wakes the reload loop so it ends; a reload under way finishes first if it can
-        # (cutting it off could leave a half-switched probe service).
+        # (cutting it off could leave the targets half applied).
         self._reload_requested.set()
         await self.scheduler.stop(self._budget_left(budget * 0.5))
         await asyncio.wait({reload}, timeout=self._budget_left(budget * 0.6))
         if not reload.done():
             log.warning("a configuration reload was still running at shutdown; cancelled")
             reload.cancel()
-        self._draining = True
-        self._wake.set()
-        await asyncio.wait({writer}, timeout=self._budget_left(budget * 0.8))
-        writer.cancel()
+        if writer is not None and self._faults is not None:
+            self._faults.finish()
+            await asyncio.wait({writer}, timeout=self._budget_left(budget * 0.8))
+            if not writer.done():
+                log.warning("fault events still being delivered at shutdown; the rest go "
+                            "to the journal", extra={"fault_events_waiting": self.backlog})
+                writer.cancel()
 
     async def _sweep_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.daemon.sweep_interval_seconds
@@ -411,9 +340,9 @@ class Daemon:
         An invalid file is logged (file and problem paths), counted in
         ``netguard_config_reloads_total{result="error"}``, and the daemon keeps running on
         the configuration it has. A valid one applies the target inventory (new targets
-        are polled, removed ones dropped, changed ones re-created with their new
-        interval, credentials and thresholds), the logging section and the ticket
-        settings; changed options that need a restart are logged and kept as they run.
+        are polled, removed ones dropped, changed ones polled with their new settings;
+        kept ones keep their state), the logging section and the ticket settings;
+        changed options that need a restart are logged and kept as they run.
 
         Returns:
             True if the file was valid and applied.
@@ -432,8 +361,6 @@ class Daemon:
             self._reload_failed()
             log.exception("configuration reload failed; keeping the running configuration")
             return False
-        from netguard.logsetup import SECRETS, collect_secrets
-
         SECRETS.add(collect_secrets(loaded))
         plan = plan_reload(self.settings, loaded)
         try:
@@ -460,32 +387,26 @@ class Daemon:
         services = self._require()
         new = plan.settings
         needs_restart = list(plan.needs_restart)
-        if plan.tickets_changed:
+        if plan.tickets_changed and services.tickets is not None:
             if services.make_tickets is not None:
                 services.tickets = services.make_tickets(new.tickets)
             else:
                 needs_restart.append("tickets")
                 new = new.model_copy(update={"tickets": self.settings.tickets})
-        if plan.targets_changed:
-            if services.retarget is None:
-                needs_restart.append("targets")
-                new = new.model_copy(update={"targets": self.settings.targets})
-            else:
-                def switch() -> None:
-                    self.scheduler.update_targets(new.targets)
-
-                await services.retarget(new.targets, switch,
-                                        new.daemon.shutdown_timeout_seconds)
-                if new.daemon.trap_listen:
-                    needs_restart.append("targets (trap receiver)")
+        if plan.targets_changed and services.probes is not None:
+            await services.probes.update_targets(new.targets)
+            # In the same step as the probes' switch: no poll of a removed target starts.
+            self.scheduler.update_targets(new.targets)
+            if new.daemon.trap_listen:
+                needs_restart.append("targets (trap receiver)")
         if plan.logging_changed:
-            from netguard.logsetup import configure_logging
-
             configure_logging(new.logging.level, new.logging.format)
         self.settings = new
         if needs_restart:
             log.warning("configuration changes need a restart; running values kept",
                         extra={"options": ", ".join(needs_restart)})
+
+    # -- sweeps --------------------------------------------------------------------------
 
     async def sweep(self) -> None:
         """One round of periodic work; a failing part is logged, counted and skipped.
@@ -502,17 +423,9 @@ class Daemon:
         probes do not hold it active and no fault event waits for the store (a
         ``FaultOpened`` the store refused would otherwise be overtaken by the resolve).
         """
-        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            ("clock", self._check_clock),
-            ("tickets", lambda: self.tickets.sweep(still_active=self._still_active())),
-        ]
-        iot = self.iot
-        if iot is not None:
-            steps.append(("iot", iot.sweep))
-        steps.append(("ticket counts", self._refresh_ticket_counts))
         timeout = self.settings.store.operation_timeout_seconds
         failed = ""
-        for name, step in steps:
+        for name, step in self._sweep_steps():
             try:
                 await bounded(step(), timeout)
             except Exception as exc:
@@ -527,11 +440,25 @@ class Daemon:
         else:
             self._sweep_outage.recovered()
 
+    def _sweep_steps(self) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
+        services = self._require()
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("clock", self._check_clock)]
+        tickets = services.tickets
+        if tickets is not None:
+            steps.append(("tickets", lambda: tickets.sweep(still_active=self._still_active())))
+        if services.iot is not None:
+            steps.append(("iot", services.iot.sweep))
+        if tickets is not None:
+            steps.append(("ticket counts", self._refresh_ticket_counts))
+        return steps
+
     def _still_active(self) -> Callable[[str], bool]:
         """Which fault keys are not clear now (for the ticket sweep's auto-resolve)."""
-        if len(self._backlog):
+        probes = self._require().probes
+        if self.backlog or probes is None:
             return lambda _key: True
-        active = {str(fault.key) for fault in self.probes.active_faults()}
+        active = {str(fault.key) for fault in probes.active_faults()}
         return active.__contains__
 
     async def _check_clock(self) -> None:
@@ -548,9 +475,9 @@ class Daemon:
 
     async def _poll(self, target_id: str) -> TargetView:
         outcome = await self.probes.poll(target_id)
-        if outcome.events:
+        if outcome.events and self._faults is not None:
             # Handed over, never awaited: a slow or hung database must not stall polls.
-            self._hand_over(outcome.events)
+            self._faults.hand_over(outcome.events)
         for listener in self.on_poll:
             try:
                 listener(outcome)
@@ -558,117 +485,23 @@ class Daemon:
                 log.exception("poll listener failed")
         return outcome.status
 
-    def _hand_over(self, events: Sequence[FaultEvent]) -> None:
-        for event in events:
-            self._backlog.append(event)
-        self._wake.set()
-
-    async def _writer_loop(self) -> None:
-        """Deliver waiting fault events in order, retrying with backoff while the store
-        refuses writes. Ends once drained after shutdown began (``_draining``)."""
-        rng = random.Random()  # noqa: S311 - jitter, not security
-        attempts = 0
-        while True:
-            self._wake.clear()
-            delivered = await self._drain_backlog()
-            if delivered or not len(self._backlog):
-                attempts = 0
-                if self._draining:
-                    return
-                await self._wake.wait()
-                continue
-            if self._draining:
-                return  # what is left goes to the journal
-            attempts += 1
-            delay = min(RETRY_MAX_SECONDS, RETRY_MIN_SECONDS * 2.0 ** min(attempts - 1, 16))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay * (0.5 + 0.5 * rng.random())):
-                    await self._wake.wait()
-
-    async def _drain_backlog(self) -> bool:
-        """Deliver waiting events in order until none is left or the store refuses.
-
-        Returns:
-            True if the backlog is empty (everything delivered or set aside).
-        """
-        timeout = self.settings.store.operation_timeout_seconds
-        while (event := self._backlog.head()) is not None:
-            try:
-                await bounded(self.tickets.handle(event), timeout)
-            except Exception as exc:
-                reason = store_wide_reason(exc)
-                if reason is not None:
-                    self._head_failures = 0
-                    self._store_refused(describe_error(exc))
-                    return False
-                if not await self._is_poison(event, exc):
-                    return False
-                self._backlog.pop()
-                continue
-            self._backlog.pop()
-            self._head_failures = 0
-            self.events_handled += 1
-            self._store_took_write()
-        return True
-
-    def _store_refused(self, reason: str) -> None:
-        self.store_write_failures += 1
-        if not self.store_refusing:
-            self.store_outages += 1
-        self.store_refusing = reason
-        self._writer_outage.failed(reason, waiting=len(self._backlog))
-
-    def _store_took_write(self) -> None:
-        self.store_refusing = ""
-        self._writer_outage.recovered(waiting=len(self._backlog))
-
-    async def _is_poison(self, event: FaultEvent, exc: Exception) -> bool:
-        """Whether the backlog's head is an event the ticket store will never accept.
-
-        Events wait in order, so one the database refuses for its own content (a site
-        name too long for its column, say) would hold every later event behind it for
-        good. Only such event-specific errors count; a store that refuses every write
-        (read-only, full, unreachable, timing out) never sets anything aside. An error
-        not recognised as store-wide counts only if a write probe then succeeds.
-        """
-        health = await self.store.writable(READY_TIMEOUT_SECONDS)
-        if not health.writable:
-            self._head_failures = 0
-            self._store_refused(health.reason)
-            return False
-        self._store_took_write()
-        self._head_failures += 1
-        if self._head_failures < POISON_EVENT_ATTEMPTS:
-            log.warning("the ticket store refused a fault event; will retry",
-                        extra={"fault": str(event.key), "attempt": self._head_failures,
-                               "error": describe_error(exc)})
-            return False
-        self._head_failures = 0
-        self.events_rejected += 1
-        log.error("the ticket store keeps refusing a fault event for its content; set "
-                  "aside so that later events are not held behind it",
-                  exc_info=exc, extra={"fault": str(event.key), "event": repr(event)})
-        return True
-
-    @property
-    def backlog(self) -> int:
-        """Fault events waiting for the ticket service (in memory and in the journal)."""
-        return len(self._backlog)
-
     # -- metrics and health ------------------------------------------------------------
 
     async def _refresh_ticket_counts(self) -> None:
-        self._ticket_counts = await self.tickets.counts()
+        tickets = self._require().tickets
+        if tickets is not None:
+            self._ticket_counts = await tickets.counts()
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         """What ``/metrics`` exports now: references to immutable snapshots only."""
         services = self._require()
+        faults = self._faults
         stats = replace(self.scheduler.stats(), sweep_errors=self.sweep_errors,
                         config_reloads=dict(self.reloads),
                         config_last_reload_successful=self.last_reload_ok,
                         config_last_reload_success=self.last_reload_success_at,
-                        fault_event_backlog=len(self._backlog),
-                        fault_event_journal=self._backlog.spilled,
+                        fault_event_backlog=self.backlog,
+                        fault_event_journal=0 if faults is None else faults.spilled,
                         fault_events_dropped=self.events_dropped,
                         fault_events_rejected=self.events_rejected,
                         store_write_failures=self.store_write_failures,
@@ -676,7 +509,7 @@ class Daemon:
                         clock_steps={"forward": self.clock_watch.forward,
                                      "backward": self.clock_watch.backward})
         return MetricsSnapshot(
-            targets=services.probes.statuses(),
+            targets=services.probes.statuses() if services.probes is not None else {},
             tickets=self._ticket_counts,
             iot=services.iot.snapshot() if services.iot is not None else None,
             daemon=stats,
@@ -690,56 +523,29 @@ class Daemon:
         ``store`` is true only if the database takes writes: a write probe that is rolled
         back (PostgreSQL's ``transaction_read_only`` first), and the fault-event writer's
         last attempt was not refused (a full disk passes a rolled-back probe). Why not is
-        in :attr:`readiness_reasons`, which ``/readyz`` reports.
+        in :attr:`readiness_reasons`, which ``/readyz`` reports. Without probes (the
+        intake alone) there is no ``scheduler`` check.
         """
         services = self._require()
-        checks = {"scheduler": self.scheduler.running}
+        checks: dict[str, bool] = {}
         reasons: dict[str, str] = {}
-        health = await services.store.writable(READY_TIMEOUT_SECONDS)
+        if services.probes is not None:
+            checks["scheduler"] = self.scheduler.running
+            if not checks["scheduler"]:
+                reasons["scheduler"] = "the poll scheduler is not running"
+        health = await services.store.writable(STORE_PROBE_SECONDS)
         if not health.writable:
             reasons["store"] = health.reason
-        elif self.store_refusing:
+        elif self.store_refusing and self._faults is not None:
             reasons["store"] = f"fault events refused: {self.store_refusing}"
-            self._wake.set()  # the probe wrote: let the writer try again now
+            self._faults.wake()  # the probe wrote: let the writer try again now
         checks["store"] = "store" not in reasons
         if services.iot is not None and self.settings.iot.mqtt.enabled:
             checks["broker"] = services.iot.mqtt_connected
             if not checks["broker"]:
                 reasons["broker"] = "not connected to the MQTT broker"
-        if not checks["scheduler"]:
-            reasons["scheduler"] = "the poll scheduler is not running"
         self.readiness_reasons = reasons
         return checks
-
-
-class _Outage:
-    """Logs a store outage as one line when it starts, one a minute while it lasts (with
-    the count of failures) and one when it ends: never a traceback per attempt."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        self.failures = 0
-        self._since = 0.0
-        self._logged = 0.0
-
-    def failed(self, reason: str, **extra: object) -> None:
-        now = time.monotonic()
-        self.failures += 1
-        if self.failures == 1:
-            self._since = self._logged = now
-            log.error(self.message, extra={"reason": reason, **extra})
-        elif now - self._logged >= OUTAGE_LOG_EVERY_SECONDS:
-            self._logged = now
-            log.error("%s (still)", self.message, extra={
-                "reason": reason, "failures": self.failures,
-                "outage_seconds": round(now - self._since, 1), **extra})
-
-    def recovered(self, **extra: object) -> None:
-        if self.failures:
-            log.warning("the store is back", extra={
-                "after_failures": self.failures,
-                "outage_seconds": round(time.monotonic() - self._since, 1), **extra})
-        self.failures = 0
 
 
 def fault_journal_path(settings: Settings) -> Path:

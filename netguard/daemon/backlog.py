@@ -194,12 +194,29 @@ class FaultBacklog:
             try:
                 lines += [line for line in
                           self.journal.read_text(encoding="utf-8").splitlines() if line.strip()]
-            except OSError:
+            except OSError as exc:
+                # Rewriting it without its events would lose them: leave it as it is.
                 self.journal_errors += 1
+                log.error("cannot read the fault-event journal; the events in memory are "  # noqa: TRY400 - one line: the reason is the message
+                          "not added to it", extra={"journal": str(self.journal),
+                                                    "error": exc.strerror or str(exc)})
+                return self._spilled
         if self._write_lines(lines):
             self._memory.clear()
             self._spilled = len(lines)
         return self._spilled
+
+    def discard_memory(self) -> int:
+        """Drop the events in memory, counted in ``dropped`` (at shutdown, when the journal
+        could not take them).
+
+        Returns:
+            How many were dropped.
+        """
+        lost = len(self._memory)
+        self.dropped += lost
+        self._memory.clear()
+        return lost
 
     def _write(self, events: list[FaultEvent], *, append: bool) -> bool:
         text = "".join(encode_event(e) + "\n" for e in events)

@@ -1,26 +1,25 @@
 """Open the real services for :class:`netguard.daemon.app.Daemon`, in dependency order.
 
 Kept apart from the daemon so that the daemon's own behaviour can be tested with
-stand-ins, and so that importing the daemon does not pull in pysnmp or aiomqtt.
+stand-ins (:mod:`netguard.daemon.ports`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
 
 from netguard.clock import Clock
 from netguard.config import Settings
-from netguard.daemon.app import Services
-from netguard.daemon.roster import ProbeRoster
-from netguard.probes.config import TargetConfig
+from netguard.daemon.continuity import stored_active_faults
+from netguard.daemon.ports import Services
+from netguard.iot.service import IotService
+from netguard.probes.service import ProbeService
+from netguard.probes.traps import TrapReceiver
+from netguard.store import Store
 from netguard.tickets.config import TicketsConfig
-
-if TYPE_CHECKING:
-    from netguard.probes.traps import TrapReceiver
-    from netguard.store.db import Store
+from netguard.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +35,37 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
         SchemaOutdatedError: The database needs ``netguard db upgrade``.
         StoreUnavailableError: The database cannot be reached at startup.
     """
-    from netguard.iot.service import IotService
-    from netguard.probes.service import ProbeService
-    from netguard.store import Store
-    from netguard.tickets.service import TicketService
-
     store = await stack.enter_async_context(Store(settings.store))
-
-    def probe_service(targets: Sequence[TargetConfig]) -> ProbeService:
-        return ProbeService(targets, clock=clock,
-                            max_concurrency=settings.daemon.max_concurrent_polls,
-                            probes=settings.probes)
 
     def ticket_service(config: TicketsConfig) -> TicketService:
         return TicketService(store, config, clock=clock)
 
-    # The roster lets a configuration reload replace the target list while running.
-    probes = await stack.enter_async_context(ProbeRoster(probe_service, settings.targets))
+    probes = await stack.enter_async_context(ProbeService(
+        settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls,
+        probes=settings.probes))
     await _restore_faults(store, probes)
     iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
-                    iot=iot, retarget=probes.replace, make_tickets=ticket_service,
+                    iot=iot, make_tickets=ticket_service,
                     trap_stats=traps.stats if traps is not None else None)
 
 
-async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
-    """Seed the probes with the faults the store still holds active (see ``continuity``)."""
-    from netguard.daemon.continuity import stored_active_faults
+async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
+                               _on_trap: Callable[[str], object]) -> Services:
+    """Open the store and the IoT service only (``netguard run --only intake``).
 
+    Raises:
+        SchemaOutdatedError: The database needs ``netguard db upgrade``.
+        StoreUnavailableError: The database cannot be reached at startup.
+    """
+    store = await stack.enter_async_context(Store(settings.store))
+    iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
+    return Services(store=store, probes=None, tickets=None, iot=iot)
+
+
+async def _restore_faults(store: Store, probes: ProbeService) -> None:
+    """Seed the probes with the faults the store still holds active (see ``continuity``)."""
     try:
         faults = await stored_active_faults(store)
     except Exception:
@@ -80,8 +81,6 @@ async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
 
 async def _open_traps(settings: Settings, stack: AsyncExitStack,
                       on_trap: Callable[[str], object]) -> TrapReceiver:
-    from netguard.probes.traps import TrapReceiver
-
     def repoll(target_id: str, trap: str) -> None:
         # A linkDown/linkUp should not wait for the next interval: poll now.
         brought_forward = on_trap(target_id)

@@ -286,10 +286,11 @@ class _FaultTrack:
 class ActiveFault:
     """A fault held active by the probes, as exported and restored across services.
 
-    The probes' hysteresis lives in memory; a new probe service (after a restart, or a
-    reload that swaps targets) is seeded with these so that a fault whose ticket is still
-    open clears through the normal path (``clear_after`` good polls) instead of being
-    forgotten, and is not raised again while it persists.
+    The probes' hysteresis lives in memory; a new probe service (after a restart) is
+    seeded with these from the open tickets, and a target replaced by a reload hands them
+    to its successor, so that a fault whose ticket is still open clears through the
+    normal path (``clear_after`` good polls) instead of being forgotten, and is not
+    raised again while it persists.
 
     Attributes:
         key: The fault.
@@ -331,6 +332,22 @@ class Assessor:
         """An assessor with the target's effective thresholds."""
         return cls(target=target, limits=limits_for(target.kind, target.thresholds))
 
+    def retune(self, target: TargetConfig) -> None:
+        """Judge later polls by ``target``'s settings (thresholds, site), keeping the state.
+
+        For a reload that changed how a target is judged but not what is polled: faults
+        active or pending stay as they are, and the new thresholds apply from the next
+        poll on.
+
+        Raises:
+            ValueError: ``target`` is another target or of another kind.
+        """
+        if (target.id, target.kind) != (self.target.id, self.target.kind):
+            raise ValueError(f"cannot retune {self.target.id} ({self.target.kind}) "
+                             f"as {target.id} ({target.kind})")
+        self.target = target
+        self.limits = limits_for(target.kind, target.thresholds)
+
     def restore(self, fault: ActiveFault) -> None:
         """Hold ``fault`` active as if it had been raised (a restored tracker).
 
@@ -354,19 +371,6 @@ class Assessor:
         track.reason = fault.reason or (f"{fault.key.component} "
                                         f"{fault.key.condition.replace('_', ' ')} (restored)")
         track.level, track.severity = fault.level, fault.severity
-
-    def release(self, component: str, condition: str) -> bool:
-        """Stop holding a fault active without emitting anything (it cleared elsewhere).
-
-        Returns:
-            True if it was active.
-        """
-        track = self.tracks.get((component, condition))
-        if track is None or not track.active:
-            return False
-        track.active = False
-        track.good = 0
-        return True
 
     def active_faults(self) -> list[ActiveFault]:
         """The faults active now, in the form :meth:`restore` takes."""

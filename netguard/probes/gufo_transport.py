@@ -199,8 +199,9 @@ class GufoAgentSession:
         return self.target.retries + 1
 
     def close(self) -> None:
-        """Drop the socket (closed once no poll in flight holds it)."""
+        """Drop the socket (closed once no poll in flight holds it) and leave the pool."""
         self._session = None
+        self._t._forget(self)
 
     # --- sessions ---------------------------------------------------------------
 

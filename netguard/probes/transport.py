@@ -103,6 +103,10 @@ class PollSession(Protocol):
         """Walk table columns: column name -> index -> value."""
         ...
 
+    def close(self) -> None:
+        """Release what the session holds (its socket); a poll in flight may finish."""
+        ...
+
 
 class PollTransport(Protocol):
     """An open polling engine; an async context manager."""
@@ -270,6 +274,9 @@ class AgentSession:
     def tries(self) -> int:
         """Requests per PDU before giving up (1 + retries)."""
         return self.target.retries + 1
+
+    def close(self) -> None:
+        """Nothing to release: the engine's dispatcher owns the socket, shared by all."""
 
     async def _transport(self) -> Any:
         if self._udp is None:

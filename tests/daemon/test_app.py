@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,11 +15,16 @@ import pytest
 
 from netguard.clock import Clock, ManualClock
 from netguard.config import Settings, settings_from_data
-from netguard.daemon.app import POISON_EVENT_ATTEMPTS, Daemon, Services
+from netguard.daemon import faultwriter
+from netguard.daemon.app import Daemon
+from netguard.daemon.faultwriter import POISON_EVENT_ATTEMPTS
+from netguard.daemon.parts import Part
+from netguard.daemon.ports import Services
 from netguard.errors import StoreError, StoreUnavailableError
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
 from netguard.iot.service import IotSnapshot
 from netguard.probes.assess import ActiveFault
+from netguard.probes.config import TargetConfig
 from netguard.probes.state import PollOutcome, TargetStatus
 from netguard.store.health import StoreHealth
 from netguard.tickets.domain import TicketCounts
@@ -49,6 +54,10 @@ class Probes:
     events: dict[str, list[FaultEvent]] = field(default_factory=dict)
     polled: list[str] = field(default_factory=list)
     active: list[ActiveFault] = field(default_factory=list)
+    updates: list[list[str]] = field(default_factory=list)
+
+    async def update_targets(self, targets: Sequence[TargetConfig]) -> None:
+        self.updates.append([t.id for t in targets])
 
     def active_faults(self) -> list[ActiveFault]:
         return list(self.active)
@@ -283,9 +292,7 @@ async def test_an_event_the_store_always_refuses_does_not_block_later_ones(
 
 
 async def test_an_outage_never_sets_events_aside(monkeypatch: pytest.MonkeyPatch) -> None:
-    from netguard.daemon import app
-
-    monkeypatch.setattr(app, "RETRY_MAX_SECONDS", 0.2)
+    monkeypatch.setattr(faultwriter, "RETRY_MAX_SECONDS", 0.2)
     probes, tickets, store = Probes(), PickyTickets(), Store(up=False)
     services = Services(store=store, probes=probes, tickets=tickets, iot=Iot())
     stop = asyncio.Event()
@@ -378,3 +385,29 @@ async def test_a_wall_clock_step_is_caught_by_the_next_sweep_and_handed_to_iot()
         assert (daemon.clock_watch.forward, daemon.clock_watch.backward) == (0, 1)
         assert daemon.metrics_snapshot().daemon.clock_steps == {"forward": 0, "backward": 1}
         assert iot.sweeps == 2  # the sweep itself still ran
+
+
+async def test_the_intake_alone_runs_no_polls_no_tickets_and_no_fault_journal(
+        tmp_path: Path) -> None:
+    iot = Iot()
+    services = Services(store=Store(), probes=None, tickets=None, iot=iot)
+    journal = tmp_path / "fault-events.journal"
+    journal.write_text('{"not": "read"}\n')  # the polling daemon's: not this process's
+    stop = asyncio.Event()
+    async with Daemon(_settings(), open_services=_opener(services), only=Part.INTAKE
+                      ) as daemon, asyncio.TaskGroup() as tg:
+        tg.create_task(daemon.serve(stop))
+        await async_wait_until(lambda: _true(iot.sweeps >= 2), what="IoT sweeps")
+        assert not daemon.scheduler.running
+        assert daemon.scheduler.stats().targets_scheduled == 0
+        assert await daemon.readiness() == {"store": True, "broker": True}
+        snapshot = daemon.metrics_snapshot()
+        assert snapshot.targets == {}
+        assert snapshot.tickets is None
+        assert snapshot.daemon.fault_event_journal == 0
+        assert daemon.backlog == 0
+        with pytest.raises(RuntimeError, match="only the intake"):
+            _ = daemon.probes
+        stop.set()
+    assert daemon.sweep_errors == 0
+    assert journal.read_text() == '{"not": "read"}\n'

@@ -41,6 +41,16 @@ def test_bad_config_exits_2_naming_the_option(tmp_path: Path) -> None:
     assert "daemon.shutdown_timeout_seconds" in result.stderr
 
 
+def test_an_unknown_part_exits_2_naming_the_choices(tmp_path: Path) -> None:
+    path = tmp_path / "netguard.yaml"
+    path.write_text(yaml.safe_dump({"store": {"path": str(tmp_path / "netguard.db")}}))
+    result = subprocess.run([NETGUARD, "run", "--only", "probes", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'probes' is not one of 'intake'" in result.stderr
+
+
 def _stop_records(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records
             if r.name == "netguard.daemon.signals" and r.getMessage() == message]

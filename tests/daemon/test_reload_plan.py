@@ -13,7 +13,8 @@ import pytest
 
 from netguard.clock import Clock
 from netguard.config import Settings, settings_from_data
-from netguard.daemon.app import Daemon, Services
+from netguard.daemon.app import Daemon
+from netguard.daemon.ports import Services
 from netguard.daemon.reload import plan_reload
 from netguard.daemon.signals import reload_on_signal
 from netguard.errors import ConfigError
@@ -104,12 +105,6 @@ class Loader:
 
 async def test_daemon_reload_applies_targets_and_tickets_and_survives_a_bad_file() -> None:
     probes = Probes()
-    switched: list[list[str]] = []
-
-    async def retarget(targets: Any, on_switch: Any, _drain: float) -> None:
-        switched.append([t.id for t in targets])
-        on_switch()
-
     made: list[TicketsConfig] = []
 
     def make_tickets(config: TicketsConfig) -> Tickets:
@@ -118,7 +113,7 @@ async def test_daemon_reload_applies_targets_and_tickets_and_survives_a_bad_file
 
     first_tickets = Tickets()
     services = Services(store=Store(), probes=probes, tickets=first_tickets, iot=Iot(),
-                        retarget=retarget, make_tickets=make_tickets)
+                        make_tickets=make_tickets)
 
     async def opener(_s: Settings, _c: Clock, _st: AsyncExitStack, _t: object) -> Services:
         return services
@@ -138,7 +133,7 @@ async def test_daemon_reload_applies_targets_and_tickets_and_survives_a_bad_file
             daemon.request_reload()
             await async_wait_until(lambda: _done(daemon.reloads["success"] == 1),
                                    what="reload applied")
-            assert switched == [["b", "c"]]
+            assert probes.updates == [["b", "c"]]
             assert [t.id for t in daemon.settings.targets] == ["b", "c"]
             assert made[-1].resolve_hold_seconds == 7
             assert root.level == logging.WARNING

@@ -27,7 +27,8 @@ from yarl import URL
 
 from netguard.clock import ManualClock
 from netguard.config import settings_from_data
-from netguard.daemon.app import POISON_EVENT_ATTEMPTS, Daemon
+from netguard.daemon.app import Daemon
+from netguard.daemon.faultwriter import POISON_EVENT_ATTEMPTS
 from netguard.faults import FaultCleared, FaultKey, FaultOpened
 from netguard.sim import SnmpSim, build_agent
 from netguard.store import Store, upgrade

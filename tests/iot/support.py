@@ -34,8 +34,12 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+NETGUARD = str(Path(sys.executable).parent / "netguard")
+
+
 def intake_process(config: Path, log: Path) -> ServerProcess:
-    """The intake as its own process; ready once it logged its MQTT connection."""
+    """``netguard run --only intake``: the intake as its own process; ready once it logged
+    its MQTT connection."""
 
     def ready() -> bool:
         try:
@@ -45,8 +49,8 @@ def intake_process(config: Path, log: Path) -> ServerProcess:
             return False
 
     ready.starts = 0  # type: ignore[attr-defined]
-    proc = ServerProcess([sys.executable, "-m", "netguard.iot.intake_main", "--config",
-                          str(config)], log, ready=ready, cwd=REPO)
+    proc = ServerProcess([NETGUARD, "run", "--only", "intake", "--config", str(config)], log,
+                         ready=ready, cwd=REPO)
     original_start = proc.start
 
     def start(timeout: float = 30.0) -> ServerProcess:

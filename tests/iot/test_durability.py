@@ -24,6 +24,7 @@ from tests.iot.support import (
     shipped_broker_section,
     write_config,
 )
+from tests.support.ports import free_tcp_port
 from tests.support.seeds import seeded_rng
 from tests.support.servers import mosquitto
 from tests.support.wait import async_wait_until
@@ -50,6 +51,7 @@ async def _prepare(tmp_path: Path, port: int, protocol: str = "5") -> tuple[Path
     config: dict[str, Any] = {
         "store": {"path": str(db)},
         "logging": {"format": "json", "level": "INFO"},
+        "metrics": {"listen": f"127.0.0.1:{free_tcp_port()}"},
         "daemon": {"sweep_interval_seconds": 3600},
         "iot": {"mqtt": {"enabled": True, "host": "127.0.0.1", "port": port,
                          "client_id": "netguard-durability", "protocol": protocol,
