@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 LinkKind = Literal["fiber", "wireless", "private_line", "cabin_5g", "pon"]
 LINK_KINDS: tuple[LinkKind, ...] = ("fiber", "wireless", "private_line", "cabin_5g", "pon")
@@ -108,12 +117,24 @@ class ProbesConfig(BaseModel):
         max_open_sockets: Idle gufo-snmp sessions (one UDP socket each) kept open; the
             least recently used are closed beyond it. Polls in flight hold theirs too,
             so at most ``max_open_sockets + daemon.max_concurrent_polls`` are open.
+        profile_dirs: Directories of extra vendor profiles (``*.yaml``), read after the
+            built-in ones; a relative path is taken from the config file's directory.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: PollEngine = "gufo"
     max_open_sockets: int = Field(default=512, ge=1, le=60000)
+    profile_dirs: tuple[Path, ...] = Field(default=(), max_length=64)
+
+    @field_validator("profile_dirs")
+    @classmethod
+    def _from_config_dir(cls, value: tuple[Path, ...], info: ValidationInfo
+                         ) -> tuple[Path, ...]:
+        base = (info.context or {}).get("base_dir") if isinstance(info.context, dict) else None
+        if base is None:
+            return value
+        return tuple(p if p.is_absolute() else Path(base) / p for p in value)
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -215,6 +236,8 @@ class TargetConfig(BaseModel):
     # The tickets' site column holds 128 characters; a longer one would be refused there.
     site: str | None = Field(default=None, max_length=128)
     upstream: str | None = None
+    # Checked against the profile library by ``netguard.config.Settings``, which knows
+    # ``probes.profile_dirs``; this module does not import the profiles (no cycle).
     profile: str | None = None
     snmp: SnmpConfig = Field(default_factory=lambda: SnmpConfig(community=SecretStr("public")))
     interval_seconds: float = Field(default=60.0, gt=0)
@@ -230,18 +253,6 @@ class TargetConfig(BaseModel):
     def _known_kind(cls, value: object) -> object:
         if isinstance(value, str) and value not in LINK_KINDS:
             raise ValueError(f"unknown kind {value!r} (one of {', '.join(LINK_KINDS)})")
-        return value
-
-    @field_validator("profile")
-    @classmethod
-    def _known_profile(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from netguard.probes.profiles import default_library
-
-        names = default_library().names()
-        if value not in names:
-            raise ValueError(f"unknown profile {value!r} (one of {', '.join(names)})")
         return value
 
     @field_validator("address")

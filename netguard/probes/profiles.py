@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from netguard.errors import ConfigError
-from netguard.probes.config import ExtraOid, LinkKind, TargetConfig
+from netguard.probes.config import ExtraOid, LinkKind, ProbesConfig, TargetConfig
 
 DEFAULT_PROFILES: Mapping[LinkKind, str] = {
     "fiber": "fiber-standard",
@@ -101,6 +101,11 @@ class ProfileLibrary:
     Args:
         extra_dirs: Directories with more ``*.yaml`` profiles; a file with the same
             ``name`` as a built-in one replaces it.
+
+    Raises:
+        ConfigError: A directory is missing or unreadable, a file is unreadable or not a
+            valid profile, or two extra files define the same profile name. The error's
+            ``source`` is the directory or file at fault.
     """
 
     def __init__(self, extra_dirs: Iterable[Path] = ()) -> None:
@@ -108,9 +113,16 @@ class ProfileLibrary:
         # Resolved profiles without target overrides, shared by every target using them:
         # one copy per target cost about 9 KB each (bench/RESULTS.md, memory).
         self._resolved: dict[str, Profile] = {}
-        for directory in (_builtin_dir(), *extra_dirs):
-            for path in sorted(directory.glob("*.yaml")):
+        builtin = _builtin_dir()
+        sources: dict[str, Path] = {}
+        for directory in (builtin, *extra_dirs):
+            for path in _profile_files(directory):
                 spec = _read_spec(path)
+                other = sources.get(spec.name)
+                if other is not None and other.parent != builtin:
+                    raise ConfigError(str(path), [
+                        f"profile {spec.name!r} is already defined in {other}"])
+                sources[spec.name] = path
                 self._specs[spec.name] = spec
 
     def names(self) -> list[str]:
@@ -168,6 +180,26 @@ class ProfileLibrary:
             merged[metric.name] = metric
 
 
+def target_profile_problems(library: ProfileLibrary,
+                            targets: Sequence[TargetConfig]) -> list[str]:
+    """What keeps targets from resolving their profiles, as ``targets[i].profile: ...`` lines.
+
+    An unknown profile name, or a profile whose includes do not resolve.
+    """
+    problems: list[str] = []
+    names = set(library.names())
+    for i, target in enumerate(targets):
+        if target.profile is not None and target.profile not in names:
+            problems.append(f"targets[{i}].profile: unknown profile {target.profile!r} "
+                            f"(one of {', '.join(library.names())})")
+            continue
+        try:
+            library.for_target(target)
+        except ConfigError as exc:
+            problems.extend(f"targets[{i}].profile: {p}" for p in exc.problems)
+    return problems
+
+
 def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()) or "extra"
 
@@ -179,12 +211,27 @@ def _resolve_metric(spec: MetricSpec) -> Metric:
                   invalid=frozenset(spec.invalid))
 
 
+def _profile_files(directory: Path) -> list[Path]:
+    # iterdir, not glob: glob hides an unreadable directory as an empty one.
+    try:
+        return sorted(p for p in directory.iterdir() if p.suffix == ".yaml")
+    except FileNotFoundError:
+        raise ConfigError(str(directory), ["profile directory does not exist"]) from None
+    except NotADirectoryError:
+        raise ConfigError(str(directory), ["not a directory"]) from None
+    except OSError as exc:
+        raise ConfigError(str(directory), [
+            f"cannot list profile directory: {exc.strerror or exc}"]) from exc
+
+
 def _read_spec(path: Path) -> ProfileSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return ProfileSpec.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(str(path), [f"cannot read profile: {exc}"]) from exc
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read profile: {exc.strerror or exc}"]) from exc
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(str(path), [f"not a valid YAML profile: {exc}"]) from exc
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(str(path), problems) from None
@@ -194,3 +241,17 @@ def _read_spec(path: Path) -> ProfileSpec:
 def default_library() -> ProfileLibrary:
     """The built-in profiles (loaded once)."""
     return ProfileLibrary()
+
+
+def library_for(probes: ProbesConfig) -> ProfileLibrary:
+    """The built-in profiles plus those in ``probes.profile_dirs``.
+
+    Without extra directories this is the shared :func:`default_library`; with them the
+    files are read again on each call, so a reload picks up edited profiles.
+
+    Raises:
+        ConfigError: See :class:`ProfileLibrary`.
+    """
+    if not probes.profile_dirs:
+        return default_library()
+    return ProfileLibrary(probes.profile_dirs)

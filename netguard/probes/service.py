@@ -28,7 +28,7 @@ from netguard.probes.assess import ActiveFault, Assessor
 from netguard.probes.config import PollEngine, ProbesConfig, TargetConfig, engine_problems
 from netguard.probes.counters import apply_rates, elapsed_seconds
 from netguard.probes.decode import decode_sample
-from netguard.probes.profiles import Profile, ProfileLibrary, default_library
+from netguard.probes.profiles import Profile, ProfileLibrary, library_for
 from netguard.probes.state import LinkSample, PollOutcome, TargetStatus
 from netguard.probes.transport import PollSession, PollTransport, fetch, open_transport
 
@@ -74,7 +74,7 @@ class ProbeService:
         if problems:
             raise ValueError("; ".join(problems))
         self._clock = clock or SystemClock()
-        self._library = profiles or default_library()
+        self._library = profiles or library_for(self._probes)
         self._slots: dict[str, _Slot] = {}
         for target in targets:
             self._slots[target.id] = _Slot(
