@@ -18,6 +18,7 @@ from netguard import __version__
 from netguard.iot.events import EventKind
 from netguard.metrics.snapshot import MetricsSnapshot, TargetView
 from netguard.probes.config import LINK_KINDS
+from netguard.probes.state import TARGET_STATES, UPS_BATTERY_STATUS
 from netguard.probes.traps import TRAP_REJECT_REASONS, TRAP_TYPES
 
 MetricType = Literal["gauge", "counter"]
@@ -35,12 +36,8 @@ GlobalSection = Literal["process", "estate", "tickets", "iot", "traps", "daemon"
 OPTIONAL_TARGET_SECTIONS: frozenset[str] = frozenset({"interfaces", "optical", "radio", "ups",
                                                       "pon"})
 
-# The states a target can be in; exported as a state set so that dashboards can count them.
-TARGET_STATES: tuple[str, ...] = ("up", "degraded", "down", "unreachable")
 SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning")
 DOOR_EVENT_TYPES: tuple[str, ...] = tuple(kind.value for kind in EventKind)
-# upsBatteryStatus (UPS-MIB) codes and their names.
-BATTERY_STATES: dict[int, str] = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +138,9 @@ def _ups_battery_status(t: TargetView) -> Iterator[Sample]:
     code = t.ups.battery_status
     if code is None:
         return
-    for known, status in BATTERY_STATES.items():
+    for known, status in UPS_BATTERY_STATUS.items():
         yield (status,), 1.0 if known == code else 0.0
-    if code not in BATTERY_STATES:
+    if code not in UPS_BATTERY_STATUS:
         yield (f"code-{code}",), 1.0
 
 
@@ -209,7 +206,7 @@ def _build_info(_s: MetricsSnapshot) -> Iterator[Sample]:
 
 
 def _targets_by_state(s: MetricsSnapshot) -> Iterator[Sample]:
-    counts = dict.fromkeys(TARGET_STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(TARGET_STATES, 0)
     for t in s.targets.values():
         name = _state_name(t.state)
         counts[name] = counts.get(name, 0) + 1

@@ -184,7 +184,13 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 class Thresholds(BaseModel):
-    """Raise/clear thresholds; ``None`` means "use the kind's default".
+    """Raise/clear thresholds: a target's overrides, and the effective values.
+
+    The one declaration of the threshold fields (issue 12): a target's ``thresholds:``
+    section parses into this model, and the assessment reads the effective values from it
+    too (``netguard.probes.assess.limits_for`` fills what the target did not set from its
+    kind's defaults, which differ from the defaults below for a few kinds). Which fields a
+    target set is ``model_fields_set``; writing ``null`` means "not set".
 
     Power values are in dBm, ratios in 0..1. Each bad condition is raised after
     ``raise_after`` consecutive bad polls and cleared after ``clear_after`` good ones,
@@ -193,25 +199,45 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rx_power_low_dbm: float | None = None
-    rx_power_low_clear_dbm: float | None = None
-    rx_power_down_dbm: float | None = None
-    signal_low_dbm: float | None = None
-    signal_low_clear_dbm: float | None = None
-    snr_low_db: float | None = None
-    snr_low_clear_db: float | None = None
-    utilisation_high_ratio: float | None = None
-    utilisation_high_clear_ratio: float | None = None
-    error_rate_high_per_s: float | None = None
-    error_rate_high_clear_per_s: float | None = None
-    battery_runtime_low_minutes: float | None = None
-    battery_runtime_low_clear_minutes: float | None = None
-    battery_charge_low_percent: float | None = None
-    battery_charge_low_clear_percent: float | None = None
-    onu_offline_ratio: float | None = None
-    onu_offline_clear_ratio: float | None = None
-    raise_after: int | None = Field(default=None, ge=1)
-    clear_after: int | None = Field(default=None, ge=1)
+    rx_power_low_dbm: float = -25.0
+    rx_power_low_clear_dbm: float = -24.0
+    rx_power_down_dbm: float = -30.0
+    signal_low_dbm: float = -75.0
+    signal_low_clear_dbm: float = -72.0
+    snr_low_db: float = 15.0
+    snr_low_clear_db: float = 18.0
+    utilisation_high_ratio: float = 0.9
+    utilisation_high_clear_ratio: float = 0.8
+    error_rate_high_per_s: float = 1.0
+    error_rate_high_clear_per_s: float = 0.5
+    battery_runtime_low_minutes: float = 15.0
+    battery_runtime_low_clear_minutes: float = 20.0
+    battery_charge_low_percent: float = 30.0
+    battery_charge_low_clear_percent: float = 40.0
+    onu_offline_ratio: float = 0.2
+    onu_offline_clear_ratio: float = 0.1
+    raise_after: int = Field(default=2, ge=1)
+    clear_after: int = Field(default=2, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: object) -> object:
+        # ``rx_power_low_dbm: null`` has always meant "the kind's default".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+    def overridden_by(self, overrides: Thresholds) -> Thresholds:
+        """These thresholds with the fields ``overrides`` set replaced."""
+        if not overrides.model_fields_set:
+            return self
+        return self.model_copy(update=overrides.model_dump(include=overrides.model_fields_set))
+
+    @property
+    def rx_thresholds_dbm(self) -> tuple[tuple[str, float], ...]:
+        """The optical receive thresholds by level, as exported to Prometheus."""
+        return (("low", self.rx_power_low_dbm), ("low_clear", self.rx_power_low_clear_dbm),
+                ("down", self.rx_power_down_dbm))
 
 
 class ExtraOid(BaseModel):

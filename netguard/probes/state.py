@@ -6,8 +6,10 @@ CLI). They never hold pysnmp types.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 from netguard.faults import FaultEvent
@@ -110,7 +112,9 @@ class RadioReading:
                 "snr_db": self.snr_db}
 
 
-UPS_BATTERY_STATUS = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
+# upsBatteryStatus (UPS-MIB) codes and their names, for JSON and the metrics' state set.
+UPS_BATTERY_STATUS: Mapping[int, str] = MappingProxyType(
+    {1: "unknown", 2: "normal", 3: "low", 4: "depleted"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,16 @@ def test_kind_defaults_and_target_override() -> None:
     assert limits_for("fiber", Thresholds(rx_power_low_dbm=-20.0)).rx_power_low_dbm == -20.0
 
 
+def test_a_target_override_keeps_its_kinds_other_defaults() -> None:
+    # One model declares the thresholds; what a target did not set comes from its kind.
+    pon = limits_for("pon", Thresholds(raise_after=1))
+    assert (pon.raise_after, pon.rx_power_low_dbm, pon.rx_power_low_clear_dbm) == (1, -27.0, -26.0)
+    line = limits_for("private_line", Thresholds.model_validate({"error_rate_high_per_s": None,
+                                                                "clear_after": 3}))
+    assert (line.error_rate_high_per_s, line.clear_after) == (0.1, 3)
+    assert limits_for("fiber", Thresholds()) is limits_for("fiber")
+
+
 def test_raise_after_n_bad_polls_clear_after_m_good_with_separate_threshold() -> None:
     a = Assessor.for_target(_target(raise_after=2, clear_after=2))
     v1 = a.assess(_fiber(-27.4), now=NOW)
