@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -251,6 +252,41 @@ class ExtraOid(BaseModel):
     table: bool = False
 
 
+# Target labels become Prometheus label names on netguard_target_info, beside these: the
+# target labels every series has, the per-target families' own labels (so that a join
+# never overwrites one), and names Prometheus itself gives meaning.
+RESERVED_LABELS = frozenset({
+    "target", "kind", "site",
+    "interface", "direction", "sensor", "level", "state", "status", "port", "onu",
+    "job", "instance", "le", "quantile",
+})
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+MAX_LABELS = 16
+MAX_LABEL_NAME = 64
+MAX_LABEL_VALUE = 256
+
+
+def label_problems(labels: Mapping[str, str]) -> list[str]:
+    """Why ``labels`` cannot be exported as Prometheus labels (empty when they can)."""
+    problems: list[str] = []
+    if len(labels) > MAX_LABELS:
+        problems.append(f"at most {MAX_LABELS} labels per target, not {len(labels)}")
+    for name, value in labels.items():
+        if not LABEL_NAME.match(name) or len(name) > MAX_LABEL_NAME:
+            problems.append(f"{name!r}: a label name is a letter or _, then letters, digits "
+                            f"or _ (at most {MAX_LABEL_NAME} characters)")
+        elif name.startswith("__"):
+            problems.append(f"{name!r}: names starting with __ are reserved by Prometheus")
+        elif name in RESERVED_LABELS:
+            problems.append(f"{name!r}: reserved (one of {', '.join(sorted(RESERVED_LABELS))})")
+        if not value:
+            problems.append(f"{name!r}: the value is empty (Prometheus reads that as no label)")
+        elif len(value) > MAX_LABEL_VALUE or not value.isprintable():
+            problems.append(f"{name!r}: the value must be printable text of at most "
+                            f"{MAX_LABEL_VALUE} characters")
+    return problems
+
+
 class TargetConfig(BaseModel):
     """One polled link or site."""
 
@@ -274,6 +310,19 @@ class TargetConfig(BaseModel):
     interfaces: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _exportable_labels(cls, value: object) -> object:
+        if isinstance(value, dict):
+            # YAML reads `rack: 12` as a number; a label value is text either way.
+            value = {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool)
+                     else v for k, v in value.items()}
+            problems = label_problems({str(k): v for k, v in value.items()
+                                       if isinstance(v, str)})
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("kind", mode="before")
     @classmethod
     def _known_kind(cls, value: object) -> object:
@@ -290,6 +339,11 @@ class TargetConfig(BaseModel):
         if not 0 < port < 65536:
             raise ValueError(f"address {value!r}: port out of range")
         return value
+
+    @property
+    def label_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The labels as sorted (name, value) pairs, as exported."""
+        return tuple(sorted(self.labels.items()))
 
     @property
     def host(self) -> str:

@@ -90,7 +90,7 @@ class ProbeService:
         # snapshot is safe even from a scrape thread while the loop replaces values.
         self._live: dict[str, TargetStatus] = {
             t.id: TargetStatus(target=t.id, kind=t.kind, site=t.site, upstream=t.upstream,
-                               reasons=("not polled yet",))
+                               reasons=("not polled yet",), labels=t.label_pairs)
             for t in targets
         }
         self._snapshot: Mapping[str, TargetStatus] | None = None
@@ -314,6 +314,9 @@ class ProbeService:
             ups=sample.ups if sample else None,
             pon=sample.pon if sample else (),
             extra=sample.extra if sample else (),
+            exported=sample.exported if sample else (),
+            labels=target.label_pairs,
+            decode_errors=old.decode_errors + (sample.decode_errors if sample else 0),
             sys_name=sample.sys_name if sample else old.sys_name,
             problems=problems,
             polls=old.polls + 1,
