@@ -125,7 +125,7 @@ class Renderer:
         self._entries: dict[str, _Rendered] = {}
         self._rest: dict[str, dict[Labels, str]] = {spec.name: {} for spec in SPECS}
 
-    def _target_chunks(self, target_id: str, status: TargetView) -> tuple[bytes, ...]:
+    def _render_target(self, target_id: str, status: TargetView) -> _Rendered:
         base = _target_labels(target_id, status)
         chunks: list[bytes] = []
         for spec in _TARGET_SPECS:
@@ -134,7 +134,8 @@ class Renderer:
                 continue
             chunks.append(_lines(spec.name, base, spec.labels, spec.read(status),
                                  self._rest[spec.name], free_labels=spec.free_labels).encode())
-        return tuple(chunks)
+        return _Rendered(status, tuple(chunks),
+                         _exported_chunks(base, status) if status.exported else ())
 
     def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
         """The text exposition of ``snapshot``, one chunk per metric family.
@@ -144,12 +145,14 @@ class Renderer:
         """
         old = self._entries
         fresh: dict[str, _Rendered] = {}
+        exporting: list[_Rendered] = []
         for target_id, status in snapshot.targets.items():
             entry = old.get(target_id)
             if entry is None or entry.status is not status:
-                entry = _Rendered(status, self._target_chunks(target_id, status),
-                                  _exported_chunks(_target_labels(target_id, status), status))
+                entry = self._render_target(target_id, status)
             fresh[target_id] = entry
+            if entry.exported:
+                exporting.append(entry)
         self._entries = fresh
 
         out: list[bytes] = []
@@ -163,7 +166,7 @@ class Renderer:
             else:
                 out.append(header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
                                            self._rest[spec.name]).encode())
-        out.extend(_exported_families(fresh.values()))
+        out.extend(_exported_families(exporting))
         if self._runtime is not None:
             out.append(generate_latest(self._runtime))
         return out
