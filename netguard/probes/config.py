@@ -228,6 +228,16 @@ class Thresholds(BaseModel):
             return {k: v for k, v in data.items() if v is not None}
         return data
 
+    def __eq__(self, other: object) -> bool:
+        # Which fields were set is part of the meaning: ``{}`` on a pon target keeps its
+        # -27 dBm default, ``{rx_power_low_dbm: -25}`` does not (a reload must see that).
+        if not isinstance(other, Thresholds):
+            return NotImplemented
+        return super().__eq__(other) and self.model_fields_set == other.model_fields_set
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.__dict__.values()), frozenset(self.model_fields_set)))
+
     def overridden_by(self, overrides: Thresholds) -> Thresholds:
         """These thresholds with the fields ``overrides`` set replaced."""
         if not overrides.model_fields_set:
