@@ -26,6 +26,7 @@ from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
 from netguard.errors import ConfigError, ConfigNotFoundError
 from netguard.iot.config import NOTIFIER_TYPES, IotConfig
 from netguard.probes.config import ProbesConfig, TargetConfig, engine_problems
+from netguard.probes.profiles import library_for, target_profile_problems
 from netguard.store.config import StoreConfig
 from netguard.tickets.config import TicketsConfig
 
@@ -73,6 +74,18 @@ class Settings(BaseModel):
                 chain.append(node)
                 node = by_id[node].upstream
         problems = engine_problems(self.probes, self.targets)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _check_profiles(self) -> Settings:
+        try:
+            library = library_for(self.probes)
+        except ConfigError as exc:
+            raise ValueError("; ".join(f"probes.profile_dirs: {exc.source}: {p}"
+                                       for p in exc.problems)) from None
+        problems = target_profile_problems(library, self.targets)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -203,7 +216,9 @@ def settings_from_data(
     if problems:
         raise ConfigError(source, problems)
     try:
-        return Settings.model_validate(resolved)
+        # The context resolves relative paths (probes.profile_dirs) against the file's place.
+        return Settings.model_validate(resolved,
+                                       context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as exc:
         raise ConfigError(source, _format_errors(exc)) from None
 

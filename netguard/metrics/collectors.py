@@ -16,8 +16,8 @@ from prometheus_client import GCCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from netguard.metrics.snapshot import MetricsSnapshot
-from netguard.metrics.specs import SPECS, TARGET_LABELS, Labels, MetricSpec
+from netguard.metrics.snapshot import ExportFamilyView, MetricsSnapshot
+from netguard.metrics.specs import SPECS, TARGET_LABELS, Labels, MetricSpec, label_pairs
 
 
 def _family(spec: MetricSpec, label_names: Labels) -> GaugeMetricFamily | CounterMetricFamily:
@@ -27,6 +27,36 @@ def _family(spec: MetricSpec, label_names: Labels) -> GaugeMetricFamily | Counte
     return GaugeMetricFamily(spec.name, spec.help, labels=list(label_names))
 
 
+def _free_family(spec: MetricSpec, snapshot: MetricsSnapshot) -> Metric:
+    # Label names vary by target, which the *MetricFamily helpers cannot express.
+    family = Metric(spec.name.removesuffix("_total") if spec.type == "counter" else spec.name,
+                    spec.help, spec.type)
+    for target_id, status in snapshot.targets.items():
+        base = dict(zip(TARGET_LABELS, (target_id, status.kind, status.site or ""),
+                        strict=True))
+        for extra, value in spec.read(status):
+            family.add_sample(spec.name, base | dict(label_pairs(extra)), value)
+    return family
+
+
+def _exported_families(snapshot: MetricsSnapshot) -> list[Metric]:
+    # The same selection as the text writer: first declaration of a name wins.
+    families: dict[str, tuple[ExportFamilyView, Metric]] = {}
+    for target_id, status in snapshot.targets.items():
+        labels = dict(zip(TARGET_LABELS, (target_id, status.kind, status.site or ""),
+                          strict=True))
+        for declared, value in status.exported:
+            if declared.name not in families:
+                base = declared.name.removesuffix("_total") if declared.type == "counter" \
+                    else declared.name
+                families[declared.name] = (declared, Metric(base, declared.help,
+                                                            declared.type))
+            family, metric = families[declared.name]
+            if family == declared:
+                metric.add_sample(declared.name, labels, value)
+    return [families[name][1] for name in sorted(families)]
+
+
 def collect_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     """prometheus_client metric families for one snapshot.
 
@@ -34,9 +64,13 @@ def collect_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         snapshot: What to export.
 
     Yields:
-        One family per spec, in :data:`SPECS` order.
+        One family per spec, in :data:`SPECS` order, then the families that target
+        profiles export (``type: gauge`` or ``counter``), by name.
     """
     for spec in SPECS:
+        if spec.free_labels:
+            yield _free_family(spec, snapshot)
+            continue
         if spec.per_target:
             family = _family(spec, TARGET_LABELS + spec.labels)
             for target_id, status in snapshot.targets.items():
@@ -48,6 +82,7 @@ def collect_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
             for labels, value in spec.read(snapshot):
                 family.add_metric(labels, value)
         yield family
+    yield from _exported_families(snapshot)
 
 
 class SnapshotCollector(Collector):

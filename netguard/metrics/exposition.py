@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from netguard.metrics.snapshot import MetricsSnapshot, TargetView
-from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS, SPECS, Labels, Sample
+from netguard.metrics.snapshot import ExportFamilyView, MetricsSnapshot, TargetView
+from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS, SPECS, Labels, Sample, label_pairs
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -43,7 +43,7 @@ def _target_labels(target_id: str, status: TargetView) -> str:
 
 
 def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
-           rest_cache: dict[Labels, str]) -> str:
+           rest_cache: dict[Labels, str], *, free_labels: bool = False) -> str:
     parts: list[str] = []
     for extra, value in samples:
         if extra:
@@ -51,8 +51,9 @@ def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
             # and scrapes; rendering each once saves most of the formatting work.
             rest = rest_cache.get(extra)
             if rest is None:
-                rest = ",".join(f'{n}="{_escape(v)}"'
-                                for n, v in zip(label_names, extra, strict=True))
+                pairs = label_pairs(extra) if free_labels \
+                    else zip(label_names, extra, strict=True)
+                rest = ",".join(f'{n}="{_escape(v)}"' for n, v in pairs)
                 rest_cache[extra] = rest
             labels = f"{base},{rest}" if base else rest
             parts.append(f"{name}{{{labels}}} {_number(value)}\n")
@@ -70,6 +71,36 @@ _TARGET_SPECS = tuple(spec for spec in SPECS if spec.per_target)
 class _Rendered:
     status: TargetView
     chunks: tuple[bytes, ...]
+    # The target's lines of each profile-exported family it has values for.
+    exported: tuple[tuple[ExportFamilyView, bytes], ...] = ()
+
+
+def _exported_chunks(base: str, status: TargetView
+                     ) -> tuple[tuple[ExportFamilyView, bytes], ...]:
+    return tuple((family, f"{family.name}{{{base}}} {_number(value)}\n".encode())
+                 for family, value in status.exported)
+
+
+def _exported_families(entries: Iterable[_Rendered]) -> list[bytes]:
+    """The profile-exported families, by name, each with every target's line.
+
+    A profile library declares each name once (it refuses conflicting declarations); a
+    status left from an earlier library that declares it otherwise is left out until
+    its target is polled again, so that a family never has two types.
+    """
+    families: dict[str, tuple[ExportFamilyView, list[bytes]]] = {}
+    for entry in entries:
+        for family, line in entry.exported:
+            group = families.setdefault(family.name, (family, []))
+            if group[0] == family:
+                group[1].append(line)
+    out: list[bytes] = []
+    for name in sorted(families):
+        family, lines = families[name]
+        help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n".encode()
+                   + b"".join(lines))
+    return out
 
 
 class Renderer:
@@ -94,7 +125,7 @@ class Renderer:
         self._entries: dict[str, _Rendered] = {}
         self._rest: dict[str, dict[Labels, str]] = {spec.name: {} for spec in SPECS}
 
-    def _target_chunks(self, target_id: str, status: TargetView) -> tuple[bytes, ...]:
+    def _render_target(self, target_id: str, status: TargetView) -> _Rendered:
         base = _target_labels(target_id, status)
         chunks: list[bytes] = []
         for spec in _TARGET_SPECS:
@@ -102,8 +133,9 @@ class Renderer:
                 chunks.append(b"")
                 continue
             chunks.append(_lines(spec.name, base, spec.labels, spec.read(status),
-                                 self._rest[spec.name]).encode())
-        return tuple(chunks)
+                                 self._rest[spec.name], free_labels=spec.free_labels).encode())
+        return _Rendered(status, tuple(chunks),
+                         _exported_chunks(base, status) if status.exported else ())
 
     def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
         """The text exposition of ``snapshot``, one chunk per metric family.
@@ -113,11 +145,14 @@ class Renderer:
         """
         old = self._entries
         fresh: dict[str, _Rendered] = {}
+        exporting: list[_Rendered] = []
         for target_id, status in snapshot.targets.items():
             entry = old.get(target_id)
             if entry is None or entry.status is not status:
-                entry = _Rendered(status, self._target_chunks(target_id, status))
+                entry = self._render_target(target_id, status)
             fresh[target_id] = entry
+            if entry.exported:
+                exporting.append(entry)
         self._entries = fresh
 
         out: list[bytes] = []
@@ -131,6 +166,7 @@ class Renderer:
             else:
                 out.append(header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
                                            self._rest[spec.name]).encode())
+        out.extend(_exported_families(exporting))
         if self._runtime is not None:
             out.append(generate_latest(self._runtime))
         return out

@@ -103,6 +103,17 @@ class PonPortView(Protocol):
     def onus(self) -> Sequence[OnuView]: ...
 
 
+class ExportFamilyView(Protocol):
+    """A profile metric's own family (``netguard.probes.state.ExportFamily``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def help(self) -> str: ...
+
+
 class TargetView(Protocol):
     """The probes' per-target status snapshot (``netguard.probes.state.TargetStatus``)."""
 
@@ -134,6 +145,12 @@ class TargetView(Protocol):
     def walk_timeouts(self) -> int: ...
     @property
     def rx_thresholds_dbm(self) -> Sequence[tuple[str, float]]: ...
+    @property
+    def exported(self) -> Sequence[tuple[ExportFamilyView, float]]: ...
+    @property
+    def labels(self) -> Sequence[tuple[str, str]]: ...
+    @property
+    def decode_errors(self) -> int: ...
 
 
 class TicketCountsView(Protocol):

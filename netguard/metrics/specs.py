@@ -18,6 +18,7 @@ from netguard import __version__
 from netguard.iot.events import EventKind
 from netguard.metrics.snapshot import MetricsSnapshot, TargetView
 from netguard.probes.config import LINK_KINDS
+from netguard.probes.state import TARGET_STATES, UPS_BATTERY_STATUS
 from netguard.probes.traps import TRAP_REJECT_REASONS, TRAP_TYPES
 
 MetricType = Literal["gauge", "counter"]
@@ -35,12 +36,8 @@ GlobalSection = Literal["process", "estate", "tickets", "iot", "traps", "daemon"
 OPTIONAL_TARGET_SECTIONS: frozenset[str] = frozenset({"interfaces", "optical", "radio", "ups",
                                                       "pon"})
 
-# The states a target can be in; exported as a state set so that dashboards can count them.
-TARGET_STATES: tuple[str, ...] = ("up", "degraded", "down", "unreachable")
 SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning")
 DOOR_EVENT_TYPES: tuple[str, ...] = tuple(kind.value for kind in EventKind)
-# upsBatteryStatus (UPS-MIB) codes and their names.
-BATTERY_STATES: dict[int, str] = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +56,8 @@ class MetricSpec:
             :data:`TargetSection`: ``target``, or the ``TargetView`` attribute (``interfaces``,
             ``ups``, ...) whose emptiness lets the renderer skip the target. Otherwise a
             :data:`GlobalSection`.
+        free_labels: The label names come from the data (a target's ``labels:``), so
+            ``labels`` is empty and ``read`` yields flattened ``(name, value, ...)`` pairs.
     """
 
     name: str
@@ -68,6 +67,12 @@ class MetricSpec:
     per_target: bool
     read: Callable[..., Iterable[Sample]]
     section: TargetSection | GlobalSection
+    free_labels: bool = False
+
+
+def label_pairs(flat: Labels) -> Iterator[tuple[str, str]]:
+    """``(name, value)`` pairs of a free-label sample's flattened label tuple."""
+    return zip(flat[::2], flat[1::2], strict=True)
 
 
 def _state_name(state: str | Enum) -> str:
@@ -141,9 +146,9 @@ def _ups_battery_status(t: TargetView) -> Iterator[Sample]:
     code = t.ups.battery_status
     if code is None:
         return
-    for known, status in BATTERY_STATES.items():
+    for known, status in UPS_BATTERY_STATUS.items():
         yield (status,), 1.0 if known == code else 0.0
-    if code not in BATTERY_STATES:
+    if code not in UPS_BATTERY_STATUS:
         yield (f"code-{code}",), 1.0
 
 
@@ -171,6 +176,10 @@ def _onu_rx(t: TargetView) -> Iterator[Sample]:
         for onu in port.onus:
             if onu.rx_dbm is not None:
                 yield (port.port, onu.onu), float(onu.rx_dbm)
+
+
+def _target_info(t: TargetView) -> Iterator[Sample]:
+    yield tuple(part for pair in t.labels for part in pair), 1.0
 
 
 def _last_success(t: TargetView) -> Iterator[Sample]:
@@ -209,7 +218,7 @@ def _build_info(_s: MetricsSnapshot) -> Iterator[Sample]:
 
 
 def _targets_by_state(s: MetricsSnapshot) -> Iterator[Sample]:
-    counts = dict.fromkeys(TARGET_STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(TARGET_STATES, 0)
     for t in s.targets.values():
         name = _state_name(t.state)
         counts[name] = counts.get(name, 0) + 1
@@ -311,8 +320,9 @@ def _start_time(s: MetricsSnapshot) -> Iterator[Sample]:
 
 
 def _t(name: str, type_: MetricType, help_: str, labels: Labels,
-       read: Callable[[TargetView], Iterable[Sample]], *, section: TargetSection) -> MetricSpec:
-    return MetricSpec(name, type_, help_, labels, True, read, section)
+       read: Callable[[TargetView], Iterable[Sample]], *, section: TargetSection,
+       free_labels: bool = False) -> MetricSpec:
+    return MetricSpec(name, type_, help_, labels, True, read, section, free_labels)
 
 
 def _g(name: str, type_: MetricType, help_: str, labels: Labels,
@@ -342,6 +352,13 @@ SPECS: tuple[MetricSpec, ...] = (
        (), _walk_timeouts, section="target"),
     _t("netguard_target_last_success_timestamp_seconds", "gauge",
        "When the target last answered a poll, Unix time.", (), _last_success, section="target"),
+    _t("netguard_target_info", "gauge",
+       "Always 1; labelled with the target's configured labels (targets[].labels), to join "
+       "on target.", (), _target_info, section="target", free_labels=True),
+    _t("netguard_target_decode_errors_total", "counter",
+       "Values the target's agent sent that could not be decoded (text where a number "
+       "belongs); the rest of each poll is kept.", (),
+       lambda t: (((), float(t.decode_errors)),), section="target"),
     _g("netguard_targets", "gauge",
        "Targets by assessed state.", ("state",), _targets_by_state, section="estate"),
     # Interfaces.

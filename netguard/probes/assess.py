@@ -10,7 +10,6 @@ faults, or ``unreachable`` when the agent did not answer this poll.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,65 +21,23 @@ from netguard.probes.state import LinkSample, TargetState
 
 Level = Literal["degraded", "down"]
 
-_BASE = Thresholds(
-    rx_power_low_dbm=-25.0, rx_power_low_clear_dbm=-24.0, rx_power_down_dbm=-30.0,
-    signal_low_dbm=-75.0, signal_low_clear_dbm=-72.0, snr_low_db=15.0, snr_low_clear_db=18.0,
-    utilisation_high_ratio=0.9, utilisation_high_clear_ratio=0.8,
-    error_rate_high_per_s=1.0, error_rate_high_clear_per_s=0.5,
-    battery_runtime_low_minutes=15.0, battery_runtime_low_clear_minutes=20.0,
-    battery_charge_low_percent=30.0, battery_charge_low_clear_percent=40.0,
-    onu_offline_ratio=0.2, onu_offline_clear_ratio=0.1,
-    raise_after=2, clear_after=2,
-)
-
+# The kinds whose defaults differ from Thresholds' own.
 KIND_DEFAULTS: Mapping[LinkKind, Thresholds] = {
-    "fiber": _BASE,
-    "wireless": _BASE,
-    "private_line": _BASE.model_copy(update={"error_rate_high_per_s": 0.1,
-                                             "error_rate_high_clear_per_s": 0.05}),
-    "cabin_5g": _BASE,
-    "pon": _BASE.model_copy(update={"rx_power_low_dbm": -27.0,
-                                    "rx_power_low_clear_dbm": -26.0}),
+    "fiber": Thresholds(),
+    "wireless": Thresholds(),
+    "private_line": Thresholds(error_rate_high_per_s=0.1, error_rate_high_clear_per_s=0.05),
+    "cabin_5g": Thresholds(),
+    "pon": Thresholds(rx_power_low_dbm=-27.0, rx_power_low_clear_dbm=-26.0),
 }
 
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Thresholds with every value filled in (kind defaults, then target overrides)."""
-
-    rx_power_low_dbm: float
-    rx_power_low_clear_dbm: float
-    rx_power_down_dbm: float
-    signal_low_dbm: float
-    signal_low_clear_dbm: float
-    snr_low_db: float
-    snr_low_clear_db: float
-    utilisation_high_ratio: float
-    utilisation_high_clear_ratio: float
-    error_rate_high_per_s: float
-    error_rate_high_clear_per_s: float
-    battery_runtime_low_minutes: float
-    battery_runtime_low_clear_minutes: float
-    battery_charge_low_percent: float
-    battery_charge_low_clear_percent: float
-    onu_offline_ratio: float
-    onu_offline_clear_ratio: float
-    raise_after: int
-    clear_after: int
-
-    @property
-    def rx_thresholds_dbm(self) -> tuple[tuple[str, float], ...]:
-        """The optical receive thresholds by level, as exported to Prometheus."""
-        return (("low", self.rx_power_low_dbm), ("low_clear", self.rx_power_low_clear_dbm),
-                ("down", self.rx_power_down_dbm))
+# The effective thresholds of a target: the same model, every value decided.
+Limits = Thresholds
 
 
 def limits_for(kind: LinkKind, overrides: Thresholds | None = None) -> Limits:
-    """The effective thresholds of a target of ``kind``."""
-    values = KIND_DEFAULTS[kind].model_dump()
-    if overrides is not None:
-        values.update({k: v for k, v in overrides.model_dump().items() if v is not None})
-    return Limits(**values)
+    """The effective thresholds of a target of ``kind``: its kind's, then what it set."""
+    defaults = KIND_DEFAULTS[kind]
+    return defaults if overrides is None else defaults.overridden_by(overrides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,4 +464,4 @@ def reasons_text(reasons: Iterable[str]) -> str:
 
 def replace_limits(limits: Limits, **changes: float | int) -> Limits:
     """A copy of ``limits`` with some values changed (for tests and tuning)."""
-    return dataclasses.replace(limits, **changes)  # type: ignore[arg-type]
+    return limits.model_copy(update=changes)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 LinkKind = Literal["fiber", "wireless", "private_line", "cabin_5g", "pon"]
 LINK_KINDS: tuple[LinkKind, ...] = ("fiber", "wireless", "private_line", "cabin_5g", "pon")
@@ -108,12 +118,24 @@ class ProbesConfig(BaseModel):
         max_open_sockets: Idle gufo-snmp sessions (one UDP socket each) kept open; the
             least recently used are closed beyond it. Polls in flight hold theirs too,
             so at most ``max_open_sockets + daemon.max_concurrent_polls`` are open.
+        profile_dirs: Directories of extra vendor profiles (``*.yaml``), read after the
+            built-in ones; a relative path is taken from the config file's directory.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: PollEngine = "gufo"
     max_open_sockets: int = Field(default=512, ge=1, le=60000)
+    profile_dirs: tuple[Path, ...] = Field(default=(), max_length=64)
+
+    @field_validator("profile_dirs")
+    @classmethod
+    def _from_config_dir(cls, value: tuple[Path, ...], info: ValidationInfo
+                         ) -> tuple[Path, ...]:
+        base = (info.context or {}).get("base_dir") if isinstance(info.context, dict) else None
+        if base is None:
+            return value
+        return tuple(p if p.is_absolute() else Path(base) / p for p in value)
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -163,7 +185,13 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 class Thresholds(BaseModel):
-    """Raise/clear thresholds; ``None`` means "use the kind's default".
+    """Raise/clear thresholds: a target's overrides, and the effective values.
+
+    The one declaration of the threshold fields (issue 12): a target's ``thresholds:``
+    section parses into this model, and the assessment reads the effective values from it
+    too (``netguard.probes.assess.limits_for`` fills what the target did not set from its
+    kind's defaults, which differ from the defaults below for a few kinds). Which fields a
+    target set is ``model_fields_set``; writing ``null`` means "not set".
 
     Power values are in dBm, ratios in 0..1. Each bad condition is raised after
     ``raise_after`` consecutive bad polls and cleared after ``clear_after`` good ones,
@@ -172,25 +200,55 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rx_power_low_dbm: float | None = None
-    rx_power_low_clear_dbm: float | None = None
-    rx_power_down_dbm: float | None = None
-    signal_low_dbm: float | None = None
-    signal_low_clear_dbm: float | None = None
-    snr_low_db: float | None = None
-    snr_low_clear_db: float | None = None
-    utilisation_high_ratio: float | None = None
-    utilisation_high_clear_ratio: float | None = None
-    error_rate_high_per_s: float | None = None
-    error_rate_high_clear_per_s: float | None = None
-    battery_runtime_low_minutes: float | None = None
-    battery_runtime_low_clear_minutes: float | None = None
-    battery_charge_low_percent: float | None = None
-    battery_charge_low_clear_percent: float | None = None
-    onu_offline_ratio: float | None = None
-    onu_offline_clear_ratio: float | None = None
-    raise_after: int | None = Field(default=None, ge=1)
-    clear_after: int | None = Field(default=None, ge=1)
+    rx_power_low_dbm: float = -25.0
+    rx_power_low_clear_dbm: float = -24.0
+    rx_power_down_dbm: float = -30.0
+    signal_low_dbm: float = -75.0
+    signal_low_clear_dbm: float = -72.0
+    snr_low_db: float = 15.0
+    snr_low_clear_db: float = 18.0
+    utilisation_high_ratio: float = 0.9
+    utilisation_high_clear_ratio: float = 0.8
+    error_rate_high_per_s: float = 1.0
+    error_rate_high_clear_per_s: float = 0.5
+    battery_runtime_low_minutes: float = 15.0
+    battery_runtime_low_clear_minutes: float = 20.0
+    battery_charge_low_percent: float = 30.0
+    battery_charge_low_clear_percent: float = 40.0
+    onu_offline_ratio: float = 0.2
+    onu_offline_clear_ratio: float = 0.1
+    raise_after: int = Field(default=2, ge=1)
+    clear_after: int = Field(default=2, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: object) -> object:
+        # ``rx_power_low_dbm: null`` has always meant "the kind's default".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+    def __eq__(self, other: object) -> bool:
+        # Which fields were set is part of the meaning: ``{}`` on a pon target keeps its
+        # -27 dBm default, ``{rx_power_low_dbm: -25}`` does not (a reload must see that).
+        if not isinstance(other, Thresholds):
+            return NotImplemented
+        return super().__eq__(other) and self.model_fields_set == other.model_fields_set
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.__dict__.values()), frozenset(self.model_fields_set)))
+
+    def overridden_by(self, overrides: Thresholds) -> Thresholds:
+        """These thresholds with the fields ``overrides`` set replaced."""
+        if not overrides.model_fields_set:
+            return self
+        return self.model_copy(update=overrides.model_dump(include=overrides.model_fields_set))
+
+    @property
+    def rx_thresholds_dbm(self) -> tuple[tuple[str, float], ...]:
+        """The optical receive thresholds by level, as exported to Prometheus."""
+        return (("low", self.rx_power_low_dbm), ("low_clear", self.rx_power_low_clear_dbm),
+                ("down", self.rx_power_down_dbm))
 
 
 class ExtraOid(BaseModel):
@@ -204,6 +262,41 @@ class ExtraOid(BaseModel):
     table: bool = False
 
 
+# Target labels become Prometheus label names on netguard_target_info, beside these: the
+# target labels every series has, the per-target families' own labels (so that a join
+# never overwrites one), and names Prometheus itself gives meaning.
+RESERVED_LABELS = frozenset({
+    "target", "kind", "site",
+    "interface", "direction", "sensor", "level", "state", "status", "port", "onu",
+    "job", "instance", "le", "quantile",
+})
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+MAX_LABELS = 16
+MAX_LABEL_NAME = 64
+MAX_LABEL_VALUE = 256
+
+
+def label_problems(labels: Mapping[str, str]) -> list[str]:
+    """Why ``labels`` cannot be exported as Prometheus labels (empty when they can)."""
+    problems: list[str] = []
+    if len(labels) > MAX_LABELS:
+        problems.append(f"at most {MAX_LABELS} labels per target, not {len(labels)}")
+    for name, value in labels.items():
+        if not LABEL_NAME.match(name) or len(name) > MAX_LABEL_NAME:
+            problems.append(f"{name!r}: a label name is a letter or _, then letters, digits "
+                            f"or _ (at most {MAX_LABEL_NAME} characters)")
+        elif name.startswith("__"):
+            problems.append(f"{name!r}: names starting with __ are reserved by Prometheus")
+        elif name in RESERVED_LABELS:
+            problems.append(f"{name!r}: reserved (one of {', '.join(sorted(RESERVED_LABELS))})")
+        if not value:
+            problems.append(f"{name!r}: the value is empty (Prometheus reads that as no label)")
+        elif len(value) > MAX_LABEL_VALUE or not value.isprintable():
+            problems.append(f"{name!r}: the value must be printable text of at most "
+                            f"{MAX_LABEL_VALUE} characters")
+    return problems
+
+
 class TargetConfig(BaseModel):
     """One polled link or site."""
 
@@ -215,6 +308,8 @@ class TargetConfig(BaseModel):
     # The tickets' site column holds 128 characters; a longer one would be refused there.
     site: str | None = Field(default=None, max_length=128)
     upstream: str | None = None
+    # Checked against the profile library by ``netguard.config.Settings``, which knows
+    # ``probes.profile_dirs``; this module does not import the profiles (no cycle).
     profile: str | None = None
     snmp: SnmpConfig = Field(default_factory=lambda: SnmpConfig(community=SecretStr("public")))
     interval_seconds: float = Field(default=60.0, gt=0)
@@ -225,23 +320,24 @@ class TargetConfig(BaseModel):
     interfaces: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _exportable_labels(cls, value: object) -> object:
+        if isinstance(value, dict):
+            # YAML reads `rack: 12` as a number; a label value is text either way.
+            value = {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool)
+                     else v for k, v in value.items()}
+            problems = label_problems({str(k): v for k, v in value.items()
+                                       if isinstance(v, str)})
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("kind", mode="before")
     @classmethod
     def _known_kind(cls, value: object) -> object:
         if isinstance(value, str) and value not in LINK_KINDS:
             raise ValueError(f"unknown kind {value!r} (one of {', '.join(LINK_KINDS)})")
-        return value
-
-    @field_validator("profile")
-    @classmethod
-    def _known_profile(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from netguard.probes.profiles import default_library
-
-        names = default_library().names()
-        if value not in names:
-            raise ValueError(f"unknown profile {value!r} (one of {', '.join(names)})")
         return value
 
     @field_validator("address")
@@ -253,6 +349,11 @@ class TargetConfig(BaseModel):
         if not 0 < port < 65536:
             raise ValueError(f"address {value!r}: port out of range")
         return value
+
+    @property
+    def label_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The labels as sorted (name, value) pairs, as exported."""
+        return tuple(sorted(self.labels.items()))
 
     @property
     def host(self) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from netguard.probes.profiles import Metric, Profile
 from netguard.probes.state import (
+    ExportedValue,
     InterfaceReading,
     LinkSample,
     OnuReading,
@@ -97,8 +98,9 @@ def decode_sample(profile: Profile, scalars: Mapping[str, RawValue], columns: Co
     if_names_all = {idx[0]: text(v) for idx, v in r.column("if_name").items() if len(idx) == 1}
     known = _KNOWN_SCALARS | _KNOWN_COLUMNS
     extra: list[tuple[str, float | str | None]] = []
+    exported = _exported(r, profile)
     for metric in profile.metrics:
-        if metric.name in known:
+        if metric.name in known or metric.export is not None:
             continue
         if metric.table:
             for idx, value in sorted(r.column(metric.name).items()):
@@ -117,8 +119,20 @@ def decode_sample(profile: Profile, scalars: Mapping[str, RawValue], columns: Co
         ups=_ups(r),
         pon=_pon(r, {**if_names_all, **if_names}),
         extra=tuple(extra),
+        exported=exported,
         problems=tuple(r.problems),
+        decode_errors=len(r.problems),
     )
+
+
+def _exported(r: _Reader, profile: Profile) -> tuple[ExportedValue, ...]:
+    # Text where a number belongs is a problem (and a decode error), never an export.
+    out: list[ExportedValue] = []
+    for metric in profile.exported:
+        value = r.scalar_number(metric.name)
+        if value is not None and metric.export is not None:
+            out.append((metric.export, value))
+    return tuple(out)
 
 
 def _extra_value(r: _Reader, metric: Metric, value: RawValue) -> float | str | None:

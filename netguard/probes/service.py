@@ -30,7 +30,7 @@ from netguard.probes.assess import ActiveFault, Assessor, Verdict
 from netguard.probes.config import PollEngine, ProbesConfig, TargetConfig, engine_problems
 from netguard.probes.counters import apply_rates, elapsed_seconds
 from netguard.probes.decode import decode_sample
-from netguard.probes.profiles import Profile, ProfileLibrary, default_library
+from netguard.probes.profiles import Profile, ProfileLibrary, library_for
 from netguard.probes.state import LinkSample, PollOutcome, TargetStatus
 from netguard.probes.transport import PollSession, PollTransport, fetch, open_transport
 
@@ -70,7 +70,8 @@ def _polled_alike(old: TargetConfig, new: TargetConfig) -> bool:
 
 def _unpolled(target: TargetConfig) -> TargetStatus:
     return TargetStatus(target=target.id, kind=target.kind, site=target.site,
-                        upstream=target.upstream, reasons=("not polled yet",))
+                        upstream=target.upstream, reasons=("not polled yet",),
+                        labels=target.label_pairs)
 
 
 @dataclasses.dataclass
@@ -142,7 +143,7 @@ class ProbeService:
         if problems:
             raise ValueError("; ".join(problems))
         self._clock = clock or SystemClock()
-        self._library = profiles or default_library()
+        self._library = profiles or library_for(self._probes)
         self._slots: dict[str, _Slot] = {t.id: self._new_slot(t) for t in targets}
         # Slots a reload dropped or replaced whose session waits for a running poll.
         self._retired: list[_Slot] = []
@@ -470,6 +471,9 @@ class ProbeService:
             ups=sample.ups if sample else None,
             pon=sample.pon if sample else (),
             extra=sample.extra if sample else (),
+            exported=sample.exported if sample else (),
+            labels=target.label_pairs,
+            decode_errors=old.decode_errors + (sample.decode_errors if sample else 0),
             sys_name=sample.sys_name if sample else old.sys_name,
             problems=problems,
             polls=old.polls + 1,

@@ -6,8 +6,10 @@ CLI). They never hold pysnmp types.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 from netguard.faults import FaultEvent
@@ -110,7 +112,9 @@ class RadioReading:
                 "snr_db": self.snr_db}
 
 
-UPS_BATTERY_STATUS = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
+# upsBatteryStatus (UPS-MIB) codes and their names, for JSON and the metrics' state set.
+UPS_BATTERY_STATUS: Mapping[int, str] = MappingProxyType(
+    {1: "unknown", 2: "normal", 3: "low", 4: "depleted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,30 @@ class PonPortReading:
                 "onus": [o.to_json() for o in self.onus]}
 
 
+ExportType = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFamily:
+    """A profile metric that is exported as its own Prometheus family.
+
+    One object per family name, shared by every profile and sample that carries it.
+
+    Attributes:
+        name: The family name (a counter's ends in ``_total``).
+        type: ``gauge`` or ``counter``.
+        help: The HELP text.
+    """
+
+    name: str
+    type: ExportType
+    help: str
+
+
+# A profile metric's decoded value, beside the family it is exported as.
+ExportedValue = tuple[ExportFamily, float]
+
+
 @dataclass(frozen=True, slots=True)
 class LinkSample:
     """The decoded readings of one successful poll, before assessment.
@@ -192,7 +220,10 @@ class LinkSample:
     ups: UpsReading | None = None
     pon: tuple[PonPortReading, ...] = ()
     extra: tuple[tuple[str, float | str | None], ...] = ()
+    exported: tuple[ExportedValue, ...] = ()
     problems: tuple[str, ...] = ()
+    # Values the agent sent that could not be decoded (text where a number belongs).
+    decode_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +249,12 @@ class TargetStatus:
     ups: UpsReading | None = None
     pon: tuple[PonPortReading, ...] = ()
     extra: tuple[tuple[str, float | str | None], ...] = ()
+    # The profile's exported metrics (``type: gauge`` or ``counter``) read by the last poll.
+    exported: tuple[ExportedValue, ...] = ()
+    # The target's ``labels:``, sorted by name (exported on netguard_target_info).
+    labels: tuple[tuple[str, str], ...] = ()
+    # Undecodable values since the service started (see LinkSample.decode_errors).
+    decode_errors: int = 0
     sys_name: str | None = None
     problems: tuple[str, ...] = ()
     polls: int = 0
@@ -260,6 +297,8 @@ class TargetStatus:
             "ups": self.ups.to_json() if self.ups else None,
             "pon": [p.to_json() for p in self.pon],
             "extra": dict(self.extra),
+            "exported": {family.name: value for family, value in self.exported},
+            "labels": dict(self.labels),
         }
 
 

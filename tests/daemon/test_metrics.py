@@ -21,16 +21,33 @@ from netguard.metrics import (
     runtime_registry,
 )
 from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS
+from netguard.probes.state import ExportFamily, TargetStatus
 from netguard.probes.traps import TrapStats
 from netguard.tickets.domain import TicketCounts
 from tests.daemon.fakes import KINDS, estate, status_for, ups
 from tests.daemon.promql import require
+
+UPTIME = ExportFamily("acme_radio_uptime_seconds", "gauge", "Radio uptime (acmeUptime).")
+RETRIES = ExportFamily("acme_radio_retries_total", "counter", 'ARQ retries, "air" \\ side.')
+
+
+def _labelled(base: MetricsSnapshot) -> dict[str, TargetStatus]:
+    # Two radios export a vendor gauge and counter; targets carry configured labels.
+    targets = dict(base.targets)
+    for tid in ("wireless-00001", "wireless-00006"):
+        targets[tid] = dataclasses.replace(
+            targets[tid], exported=((UPTIME, 3600.5), (RETRIES, 12.0)),
+            labels=(("owner", 'noc "east"'), ("region", "north")))
+    targets["fiber-00000"] = dataclasses.replace(targets["fiber-00000"],
+                                                 labels=(("region", "south"),), decode_errors=3)
+    return targets
 
 
 def _snapshot() -> MetricsSnapshot:
     base = estate(10)
     return dataclasses.replace(
         base,
+        targets=_labelled(base),
         tickets=TicketCounts(open={("fiber", "critical"): 2}, overdue={("pon", "major"): 1}),
         iot=IotSnapshot(mqtt_connected=True, mqtt_connect_failures=3, store_failures=2,
                         door_events={"open": 5, "close": 4},
@@ -98,6 +115,42 @@ def test_per_target_values_and_base_units() -> None:
     # Thresholds appear only beside optical readings.
     assert reg.get_sample_value("netguard_optical_rx_threshold_dbm",
                                 {**pon, "level": "low"}) is None
+
+
+def test_target_labels_and_profile_families() -> None:
+    reg = _registry(_snapshot())
+    radio = {"target": "wireless-00001", "kind": "wireless", "site": "site-1"}
+    fiber = {"target": "fiber-00000", "kind": "fiber", "site": "site-0"}
+    assert reg.get_sample_value("netguard_target_info",
+                                {**radio, "owner": 'noc "east"', "region": "north"}) == 1
+    assert reg.get_sample_value("netguard_target_info", {**fiber, "region": "south"}) == 1
+    # A target without labels still has its info series, so every join finds it.
+    pon = {"target": "pon-00004", "kind": "pon", "site": "site-4"}
+    assert reg.get_sample_value("netguard_target_info", pon) == 1
+    assert reg.get_sample_value("acme_radio_uptime_seconds", radio) == 3600.5
+    assert reg.get_sample_value("acme_radio_retries_total", radio) == 12
+    assert reg.get_sample_value("acme_radio_uptime_seconds", fiber) is None
+    assert reg.get_sample_value("netguard_target_decode_errors_total", fiber) == 3
+    assert reg.get_sample_value("netguard_target_decode_errors_total", pon) == 0
+    text = render(_snapshot()).decode()
+    assert "# TYPE acme_radio_retries_total counter\n" in text
+    assert '# HELP acme_radio_retries_total ARQ retries, "air" \\\\ side.\n' in text
+    assert text.count("# TYPE acme_radio_uptime_seconds gauge") == 1
+
+
+def test_a_family_declared_twice_keeps_its_first_declaration() -> None:
+    # Statuses from a library before a reload may declare a name otherwise for a while.
+    snap = _snapshot()
+    targets = dict(snap.targets)
+    other = ExportFamily("acme_radio_uptime_seconds", "counter", "Something else.")
+    targets["wireless-00006"] = dataclasses.replace(targets["wireless-00006"],
+                                                    exported=((other, 1.0),))
+    snap = dataclasses.replace(snap, targets=targets)
+    fast = _samples(render(snap).decode())
+    assert fast == _samples(generate_latest(_registry(snap)).decode())
+    uptime = [labels for name, labels in fast if name == "acme_radio_uptime_seconds"]
+    assert uptime == [frozenset({"target": "wireless-00001", "kind": "wireless",
+                                 "site": "site-1"}.items())]
 
 
 def test_global_values() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from netguard.config import Settings, settings_from_data
+from netguard.daemon.reload import plan_reload
 from netguard.faults import FaultCleared, FaultKey, FaultOpened
 from netguard.probes.assess import Assessor, limits_for
 from netguard.probes.config import TargetConfig, Thresholds
@@ -18,13 +20,36 @@ def _fiber(rx: float) -> LinkSample:
 
 def _target(**thresholds: float) -> TargetConfig:
     return TargetConfig(id="f1", kind="fiber", address="127.0.0.1:161", site="s1",
-                        thresholds=Thresholds(**thresholds))  # type: ignore[arg-type]
+                        thresholds=Thresholds(**thresholds))
 
 
 def test_kind_defaults_and_target_override() -> None:
     assert limits_for("fiber").rx_power_low_dbm == -25.0
     assert limits_for("pon").rx_power_low_dbm == -27.0
     assert limits_for("fiber", Thresholds(rx_power_low_dbm=-20.0)).rx_power_low_dbm == -20.0
+
+
+def test_a_target_override_keeps_its_kinds_other_defaults() -> None:
+    # One model declares the thresholds; what a target did not set comes from its kind.
+    pon = limits_for("pon", Thresholds(raise_after=1))
+    assert (pon.raise_after, pon.rx_power_low_dbm, pon.rx_power_low_clear_dbm) == (1, -27.0, -26.0)
+    line = limits_for("private_line", Thresholds.model_validate({"error_rate_high_per_s": None,
+                                                                "clear_after": 3}))
+    assert (line.error_rate_high_per_s, line.clear_after) == (0.1, 3)
+    assert limits_for("fiber", Thresholds()) is limits_for("fiber")
+
+
+def test_setting_a_threshold_to_its_generic_default_is_a_config_change() -> None:
+    # On a pon target {} keeps -27 dBm and an explicit -25 does not: a reload must see it.
+    def settings(thresholds: dict[str, float]) -> Settings:
+        return settings_from_data({"targets": [{"id": "p", "kind": "pon",
+                                                "address": "127.0.0.1",
+                                                "thresholds": thresholds}]})
+
+    before, after = settings({}), settings({"rx_power_low_dbm": -25.0})
+    assert plan_reload(before, after).changed == ("p",)
+    assert plan_reload(before, settings({})).changed == ()
+    assert limits_for("pon", Thresholds(rx_power_low_dbm=-25.0)).rx_power_low_dbm == -25.0
 
 
 def test_raise_after_n_bad_polls_clear_after_m_good_with_separate_threshold() -> None:

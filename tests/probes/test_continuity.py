@@ -22,7 +22,7 @@ def _fiber(rx: float) -> LinkSample:
 
 def _target(tid: str = "f1", **thresholds: float) -> TargetConfig:
     return TargetConfig(id=tid, kind="fiber", address="127.0.0.1:161", site="s1",
-                        thresholds=Thresholds(**thresholds))  # type: ignore[arg-type]
+                        thresholds=Thresholds(**thresholds))
 
 
 def _restored(**thresholds: float) -> Assessor:
