@@ -6,11 +6,29 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from netguard.iot.codecs import codec_names
 from netguard.names import check_name
 
-PayloadFormat = Literal["native", "zigbee2mqtt", "shelly"]
+
+def _known_format(value: str) -> str:
+    if value not in codec_names():
+        raise ValueError(f"unknown payload format {value!r}; use one of "
+                         f"{', '.join(codec_names())}")
+    return value
+
+
+# A registered codec's name (netguard.iot.codecs): a new device family needs no edit here.
+PayloadFormat = Annotated[str, AfterValidator(_known_format)]
 
 # RFC 9110 token characters: a header name outside them is refused by any HTTP stack.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
