@@ -58,7 +58,8 @@ class DoorEvent:
     """One decoded sensor message.
 
     Attributes:
-        format: The payload format it came in (``native``, ``zigbee2mqtt``, ``shelly``).
+        format: The codec it came through (a registered name: ``native``, ``zigbee2mqtt``,
+            ``shelly``, ``shelly_rpc``).
         address: The sensor's name on the bus (native id, Z2M friendly name, Shelly id).
         kind: The main thing the message reports.
         contact: The door state the message reports, if any.
