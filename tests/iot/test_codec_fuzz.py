@@ -148,7 +148,8 @@ def _says_open(fmt: str, topic: str, payload: bytes) -> bool:
     if data["method"] == "NotifyEvent":
         [blu] = [e for e in params["events"] if e.get("event") == "shelly-blu"]
         window = blu["data"]["window"]
-        return type(window) is int and window == 1
+        # JSON does not tell 1 from 1.0; a boolean is not a BTHome window value.
+        return not isinstance(window, bool) and isinstance(window, int | float) and window == 1
     return params["input:0"]["state"] is False
 
 
