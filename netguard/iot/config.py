@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from netguard.iot.codecs import codec_names
 from netguard.names import check_name
 
-PayloadFormat = Literal["native", "zigbee2mqtt", "shelly"]
+
+def _known_format(value: str) -> str:
+    if value not in codec_names():
+        raise ValueError(f"unknown payload format {value!r}; use one of "
+                         f"{', '.join(codec_names())}")
+    return value
+
+
+# A registered codec's name (netguard.iot.codecs): a new device family needs no edit here.
+PayloadFormat = Annotated[str, AfterValidator(_known_format)]
 
 # RFC 9110 token characters: a header name outside them is refused by any HTTP stack.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -217,6 +236,46 @@ class CommunityRoute(BaseModel):
         return value if value == "*" else check_name(value, "community")
 
 
+class DeviceRule(BaseModel):
+    """How the rules treat a device model (an address pattern) or one sensor.
+
+    ``sleeping: true`` is for battery devices that drop off the bus between wake-ups
+    (the Shelly Door/Window 2): their last will (``online false``) then fires on every
+    sleep, so it is recorded but raises no offline alert; offline comes from the
+    heartbeat timeout instead.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A shell-style pattern on the bus address (``shellydw2-*`` is a model; an exact
+    # address is one device) ...
+    address: str | None = Field(default=None, min_length=1, max_length=128)
+    # ... or one registered sensor id.
+    sensor: str | None = None
+    # Only messages in this payload format (any when None).
+    format: PayloadFormat | None = None
+    sleeping: bool = False
+
+    @field_validator("sensor")
+    @classmethod
+    def _sensor(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "sensor id")
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> DeviceRule:
+        if (self.address is None) == (self.sensor is None):
+            raise ValueError("give address (a pattern) or sensor (an id), exactly one")
+        return self
+
+    def matches(self, fmt: str, address: str, sensor_id: str) -> bool:
+        """True when this rule covers the sensor (format, bus address, sensor id)."""
+        if self.format is not None and self.format != fmt:
+            return False
+        if self.sensor is not None:
+            return self.sensor == sensor_id
+        return self.address is not None and fnmatch.fnmatchcase(address, self.address)
+
+
 class RulesConfig(BaseModel):
     """Door-sensor alert rules."""
 
@@ -226,6 +285,13 @@ class RulesConfig(BaseModel):
     battery_low_percent: float = Field(default=20.0, ge=0, le=100)
     battery_clear_percent: float = Field(default=30.0, ge=0, le=100)
     renotify_minutes: list[float] = Field(default_factory=lambda: [5.0, 15.0, 30.0])
+    # Per model or per sensor; the first rule that matches applies.
+    devices: list[DeviceRule] = Field(default_factory=list)
+
+    def sleeping(self, fmt: str, address: str, sensor_id: str) -> bool:
+        """True when the sensor is a sleeping device (see :class:`DeviceRule`)."""
+        rule = next((r for r in self.devices if r.matches(fmt, address, sensor_id)), None)
+        return rule is not None and rule.sleeping
 
 
 class AuditAnchorConfig(BaseModel):

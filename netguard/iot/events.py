@@ -58,7 +58,8 @@ class DoorEvent:
     """One decoded sensor message.
 
     Attributes:
-        format: The payload format it came in (``native``, ``zigbee2mqtt``, ``shelly``).
+        format: The codec it came through (a registered name: ``native``, ``zigbee2mqtt``,
+            ``shelly``, ``shelly_rpc``).
         address: The sensor's name on the bus (native id, Z2M friendly name, Shelly id).
         kind: The main thing the message reports.
         contact: The door state the message reports, if any.
@@ -70,6 +71,9 @@ class DoorEvent:
         boot: The sensor's boot id (native format only): ``seq`` restarts per boot.
         edge: The message reports a door opening as such (native ``event: open``), not
             merely an open state; a state report counts as an opening only on change.
+        dropped: Optional fields the codec dropped as invalid (a battery of ``"full"``),
+            by name; the message was accepted on its valid decisive field, and the raw
+            payload keeps them.
     """
 
     format: str
@@ -83,6 +87,7 @@ class DoorEvent:
     seq: int | None = None
     boot: str | None = None
     edge: bool = False
+    dropped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.address:

@@ -19,12 +19,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from netguard.clock import as_utc
 from netguard.csvsafe import is_formula
 from netguard.errors import NotFoundError, RegistryError
+from netguard.iot.codecs import codec_names
 from netguard.iot.events import check_sensor_id
 from netguard.iot.models import AllowedWindow, Household, QuarantinePeriod, Sensor, fit_text
 from netguard.iot.rules import HouseholdRules, Period, SensorState
 from netguard.names import check_name
 
-FORMATS = ("native", "zigbee2mqtt", "shelly")
+# The registered codecs' names; a new device family registers itself there.
+FORMATS = codec_names()
 TEXT_MAX = 200
 
 

@@ -117,6 +117,12 @@ def evaluate(state: SensorState, event: DoorEvent, household: HouseholdRules,
         rules: Thresholds.
         now: The receive time; rules never trust the sensor's own clock.
     """
+    if event.kind is EventKind.OFFLINE and rules.sleeping(event.format, event.address,
+                                                           state.sensor_id):
+        # A sleeping device's last will fires as it goes to sleep: recorded, but it is
+        # no offline alert, and the device was not seen now (offline comes from the
+        # heartbeat timeout, measured from its last real message).
+        return Evaluation(state)
     actions: list[AlertAction] = []
     new = dataclasses.replace(state, last_seen=now)
     if event.kind is EventKind.OFFLINE:

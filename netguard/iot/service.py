@@ -46,7 +46,7 @@ from netguard.config import Settings
 from netguard.errors import PayloadError, StoreError
 from netguard.iot import alerts as alert_store
 from netguard.iot.anchor import Anchorer
-from netguard.iot.codecs import decode, topic_matches
+from netguard.iot.codecs import decode, field_label, topic_matches
 from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, DoorEvent, RawMessage, native_identity
 from netguard.iot.intake import MqttIntake
@@ -127,6 +127,8 @@ class IotSnapshot:
         audit_anchor_sequence: The anchored head sequence number per chain.
         audit_anchor_time: Unix time of the last anchor pass (None before the first).
         audit_anchor_failures: Anchor passes that failed since start.
+        payload_field_errors: Invalid optional fields dropped from accepted messages
+            since start, by field (bounded: see ``netguard.iot.codecs.FIELD_LABELS``).
     """
 
     mqtt_connected: bool = False
@@ -150,6 +152,7 @@ class IotSnapshot:
     audit_anchor_sequence: Mapping[str, int] = field(default_factory=dict)
     audit_anchor_time: float | None = None
     audit_anchor_failures: int = 0
+    payload_field_errors: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -202,6 +205,7 @@ class IotService:
         self._native_seen: OrderedDict[str, None] = OrderedDict()
         self._events: Counter[str] = Counter()
         self._dead: Counter[str] = Counter()
+        self._field_errors: Counter[str] = Counter()
         self._duplicates = 0
         self._store_failures = 0
         self._alerts_open: dict[tuple[str, str], int] = {}
@@ -364,6 +368,7 @@ class IotService:
             audit_anchor_time=None if self.anchors.last_at is None
             else self.anchors.last_at.timestamp(),
             audit_anchor_failures=self.anchors.failures,
+            payload_field_errors=dict(self._field_errors),
         )
 
     # ------------------------------------------------------------------ intake
@@ -673,6 +678,10 @@ class IotService:
             else:
                 assert p.event is not None
                 self._events[p.event.kind.value] += 1
+                if p.event.dropped:
+                    self._field_errors.update(field_label(f) for f in p.event.dropped)
+                    log.info("accepted a message without its invalid field(s) %s",
+                             ", ".join(p.event.dropped), extra={"sensor": p.sensor_id})
                 results.append(IngestResult("stored", kind=p.event.kind.value,
                                             sensor_id=p.sensor_id,
                                             alerts_raised=tuple(raised.get(id(p), ()))))

@@ -251,6 +251,11 @@ def _dead_letters(s: MetricsSnapshot) -> Iterator[Sample]:
         yield from _by_key(s.iot.dead_letters)
 
 
+def _field_errors(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.iot is not None:
+        yield from _by_key(s.iot.payload_field_errors)
+
+
 def _deliveries(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
     def read(s: MetricsSnapshot) -> Iterator[Sample]:
         if s.iot is not None:
@@ -461,6 +466,9 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_dead_letters_total", "counter",
        "MQTT messages set aside as undecodable or unknown, by reason.", ("reason",), _dead_letters,
        section="iot"),
+    _g("netguard_payload_field_errors_total", "counter",
+       "Invalid optional fields dropped from accepted MQTT messages, by field.", ("field",),
+       _field_errors, section="iot"),
     _g("netguard_mqtt_enabled", "gauge",
        "1 if the MQTT intake is configured (iot.mqtt.enabled), else 0.", (),
        _iot("mqtt_enabled"), section="iot"),

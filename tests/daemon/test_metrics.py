@@ -59,7 +59,8 @@ def _snapshot() -> MetricsSnapshot:
                         delivered_by={"wecom-east": 3, "webhook": 0},
                         failed_by={"wecom-east": 1, "webhook": 0},
                         audit_anchor_sequence={"netguard": 41},
-                        audit_anchor_time=1_780_000_000.0, audit_anchor_failures=2),
+                        audit_anchor_time=1_780_000_000.0, audit_anchor_failures=2,
+                        payload_field_errors={"battery": 3, "other": 1}),
         traps=TrapStats(received={"linkDown": 3, "other": 1}, decoded={"linkDown": 2},
                         rejected={("linkDown", "unmatched"): 1, ("other", "unmatched"): 1}),
         daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
@@ -178,6 +179,8 @@ def test_global_values() -> None:
     assert reg.get_sample_value("netguard_alerts_open",
                                 {"type": "door_open", "community": "east"}) == 1
     assert reg.get_sample_value("netguard_dead_letters_total", {"reason": "malformed"}) == 2
+    assert reg.get_sample_value("netguard_payload_field_errors_total",
+                                {"field": "battery"}) == 3
     assert reg.get_sample_value("netguard_door_event_duplicates_total") == 4
     assert reg.get_sample_value("netguard_outbox_pending") == 5
     assert reg.get_sample_value("netguard_alert_send_errors_total") == 6

@@ -101,7 +101,7 @@ async def test_a_row_the_database_refuses_is_a_dead_letter_not_a_stall(
     await register_estate(store, T0)
     monkeypatch.setattr(service_module, "topic_problem", lambda _topic: None)
     monkeypatch.setattr(service_module, "row_problems", lambda _table, _row: [])
-    monkeypatch.setattr("netguard.iot.codecs.SEQ_MAX", 2**64)
+    monkeypatch.setattr("netguard.iot.codecs.native.SEQ_MAX", 2**64)
     monkeypatch.setattr("netguard.iot.events.SEQ_MAX", 2**64)
     # A registered sensor's valid opening on a deep topic under a "#" filter: only the
     # topic column's length stands in its way.
