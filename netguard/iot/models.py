@@ -45,7 +45,11 @@ class QuarantinePeriod(SQLModel, table=True):
 
 
 class AllowedWindow(SQLModel, table=True):
-    """A window in which the door may open without an alert (e.g. a scheduled test visit)."""
+    """A window in which the door may open without an alert (e.g. a scheduled test visit).
+
+    One-off: ``[start_at, end_at)``. Recurring (``repeat`` set, e.g. ``daily 18:00-18:30``,
+    read in ``timezone``): windows start between ``start_at`` and ``end_at``.
+    """
 
     __tablename__ = "iot_allowed_window"
 
@@ -54,6 +58,8 @@ class AllowedWindow(SQLModel, table=True):
     start_at: datetime = Field(sa_column=_ts())
     end_at: datetime = Field(sa_column=_ts())
     reason: str = Field(default="", max_length=200)
+    repeat: str | None = Field(default=None, max_length=120)
+    timezone: str | None = Field(default=None, max_length=64)
 
 
 class Sensor(SQLModel, table=True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,15 +20,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from netguard.clock import as_utc
 from netguard.csvsafe import is_formula
 from netguard.errors import NotFoundError, RegistryError
+from netguard.iot import schedule
 from netguard.iot.codecs import codec_names
 from netguard.iot.events import check_sensor_id
 from netguard.iot.models import AllowedWindow, Household, QuarantinePeriod, Sensor, fit_text
-from netguard.iot.rules import HouseholdRules, Period, SensorState
+from netguard.iot.rules import AllowedSpan, HouseholdRules, Period, SensorState
+from netguard.localtime import zone
 from netguard.names import check_name
 
 # The registered codecs' names; a new device family registers itself there.
 FORMATS = codec_names()
 TEXT_MAX = 200
+
+_log = logging.getLogger(__name__)
 
 
 def check_text(value: str, what: str, max_length: int = TEXT_MAX) -> str:
@@ -97,6 +102,54 @@ async def add_window(session: AsyncSession, household_id: str, start: datetime,
     return window
 
 
+async def add_recurring_window(session: AsyncSession, household_id: str, spec: str, *,
+                               timezone: str, start: datetime, end: datetime,
+                               reason: str = "") -> AllowedWindow:
+    """Allow the door to open in a repeating local-time window, e.g. ``daily 18:00-18:30``.
+
+    Args:
+        session: Where the row is added (the caller commits).
+        household_id: The household.
+        spec: ``DAYS HH:MM-HH:MM`` (:func:`netguard.iot.schedule.parse_spec`).
+        timezone: The IANA zone the times are read in; stored with the window.
+        start: The first instant a window may start (e.g. the quarantine's start).
+        end: The instant after which no window starts.
+        reason: Free text (e.g. "daily PCR test").
+
+    Raises:
+        RegistryError: A bad spec, zone or span, or an unknown household.
+    """
+    reason = check_text(reason, "reason")
+    await get_household(session, household_id)
+    if end <= start:
+        raise RegistryError("an allowed window must end after it starts")
+    try:
+        window = schedule.parse_spec(spec, zone(timezone), Period(start, end))
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
+    row = AllowedWindow(household_id=household_id, start_at=start, end_at=end, reason=reason,
+                        repeat=window.spec, timezone=timezone)
+    session.add(row)
+    return row
+
+
+def allowed_span(row: AllowedWindow) -> AllowedSpan:
+    """The rules' view of a stored window: a one-off span or a recurring window.
+
+    Raises:
+        RegistryError: A stored recurring window no longer parses (edited by hand, or a
+            zone this machine does not know).
+    """
+    span = Period(as_utc(row.start_at), as_utc(row.end_at))
+    if row.repeat is None:
+        return span
+    try:
+        return schedule.parse_spec(row.repeat, zone(row.timezone or "UTC"), span)
+    except ValueError as exc:
+        raise RegistryError(f"allowed window {row.id} of household {row.household_id}: "
+                            f"{exc}") from None
+
+
 async def end_quarantine(session: AsyncSession, household_id: str, at: datetime) -> int:
     """End the household's open (or future-ending) quarantine periods at ``at``."""
     await get_household(session, household_id)
@@ -144,7 +197,8 @@ class CsvImportError(RegistryError):
 
 
 IMPORT_REQUIRED = ("id", "community")
-IMPORT_COLUMNS = (*IMPORT_REQUIRED, "label", "start", "end", "sensor", "format", "address")
+IMPORT_COLUMNS = (*IMPORT_REQUIRED, "label", "start", "end", "sensor", "format", "address",
+                  "allow")
 
 
 def _ts(value: str, what: str) -> datetime | None:
@@ -188,9 +242,12 @@ def _check_width(row: dict[Any, Any]) -> None:
         raise RegistryError("the row has more fields than the header")
 
 
-async def import_households(session: AsyncSession, text: str, now: datetime) -> int:
+async def import_households(session: AsyncSession, text: str, now: datetime, *,
+                            timezone: str = "Asia/Shanghai") -> int:
     """Import households from CSV with header ``id,community,label,start,end``
-    (optional ``sensor,format,address`` columns bind a sensor).
+    (optional ``sensor,format,address`` columns bind a sensor; an optional ``allow``
+    column lists recurring windows such as ``daily 18:00-18:30; sat 09:00-10:00``, read
+    in ``timezone`` and valid from ``start`` to ``end``).
 
     All or nothing: the rows are added to ``session`` and the caller commits only if
     every row was accepted.
@@ -215,6 +272,8 @@ async def import_households(session: AsyncSession, text: str, now: datetime) -> 
                                 now=now)
             sensor = (row.get("sensor") or "").strip()
             await session.flush()
+            await _import_windows(session, household_id, (row.get("allow") or "").strip(),
+                                  start=start, end=end, timezone=timezone)
             if sensor:
                 await add_sensor(session, sensor, household_id,
                                  fmt=(row.get("format") or "native").strip(),
@@ -224,6 +283,18 @@ async def import_households(session: AsyncSession, text: str, now: datetime) -> 
             raise CsvImportError(f"line {reader.line_num}: {exc}; nothing imported") from None
         count += 1
     return count
+
+
+async def _import_windows(session: AsyncSession, household_id: str, specs: str, *,
+                          start: datetime | None, end: datetime | None, timezone: str) -> None:
+    if not specs:
+        return
+    if start is None or end is None:
+        raise RegistryError("allow needs the row's start and end (the windows run between "
+                            "them)")
+    for spec in filter(None, (p.strip() for p in specs.split(";"))):
+        await add_recurring_window(session, household_id, spec, timezone=timezone,
+                                   start=start, end=end)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -248,7 +319,8 @@ async def household_dict(session: AsyncSession, household: Household,
         "quarantined": quarantined,
         "quarantines": [{"start": _iso(p.start_at), "end": _iso(p.end_at)} for p in periods],
         "allowed_windows": [{"start": _iso(w.start_at), "end": _iso(w.end_at),
-                             "reason": w.reason} for w in windows],
+                             "reason": w.reason, "repeat": w.repeat,
+                             "timezone": w.timezone} for w in windows],
         "sensors": [s.id for s in sensors],
     }
 
@@ -293,10 +365,13 @@ async def load_view(session: AsyncSession) -> RegistryView:
     for p in (await session.exec(select(QuarantinePeriod))).all():
         periods.setdefault(p.household_id, []).append(
             Period(as_utc(p.start_at), None if p.end_at is None else as_utc(p.end_at)))
-    windows: dict[str, list[Period]] = {}
+    windows: dict[str, list[AllowedSpan]] = {}
     for w in (await session.exec(select(AllowedWindow))).all():
-        windows.setdefault(w.household_id, []).append(
-            Period(as_utc(w.start_at), as_utc(w.end_at)))
+        try:
+            windows.setdefault(w.household_id, []).append(allowed_span(w))
+        except RegistryError as exc:
+            # The door stays supervised: a window that cannot be read allows nothing.
+            _log.error("%s; the window is ignored", exc)
     households = {
         h.id: HouseholdRules(h.id, h.community, tuple(periods.get(h.id, ())),
                              tuple(windows.get(h.id, ())))

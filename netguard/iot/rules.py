@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from netguard.iot.config import RulesConfig
 from netguard.iot.events import AlertType, Contact, DoorEvent, EventKind
@@ -36,6 +37,18 @@ class Period:
         """True when ``now`` lies in the span."""
         return self.start <= now and (self.end is None or now < self.end)
 
+    def window_at(self, now: datetime) -> Period | None:
+        """The span itself when it contains ``now`` (see :class:`AllowedSpan`)."""
+        return self if self.contains(now) else None
+
+
+class AllowedSpan(Protocol):
+    """A one-off :class:`Period` or a :class:`netguard.iot.schedule.RecurringWindow`."""
+
+    def window_at(self, now: datetime) -> Period | None:
+        """The concrete span that contains ``now``, if any."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class HouseholdRules:
@@ -44,7 +57,7 @@ class HouseholdRules:
     household_id: str
     community: str
     quarantines: tuple[Period, ...] = ()
-    allowed: tuple[Period, ...] = ()
+    allowed: tuple[AllowedSpan, ...] = ()
 
     def quarantined(self, now: datetime) -> bool:
         """True during an active quarantine period."""
@@ -56,7 +69,8 @@ class HouseholdRules:
 
     def allowed_window(self, now: datetime) -> Period | None:
         """The allowed window ``now`` falls in, if any."""
-        return next((w for w in self.allowed if w.contains(now)), None)
+        return next((span for w in self.allowed if (span := w.window_at(now)) is not None),
+                    None)
 
 
 @dataclass(frozen=True, slots=True)
