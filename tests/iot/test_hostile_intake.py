@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from sqlmodel import col, select
 
 from netguard.errors import StoreError
+from netguard.iot import batch as batch_module
 from netguard.iot import registry
-from netguard.iot import service as service_module
 from netguard.iot.eventlog import verify
 from netguard.iot.events import RawMessage
 from netguard.iot.models import Alert, Event
@@ -99,8 +99,8 @@ async def test_a_row_the_database_refuses_is_a_dead_letter_not_a_stall(
     itself refuses the over-long topic (PostgreSQL) or the 2^63 seq (SQLite driver);
     that one message becomes a ``store_rejected`` dead letter, the others are stored."""
     await register_estate(store, T0)
-    monkeypatch.setattr(service_module, "topic_problem", lambda _topic: None)
-    monkeypatch.setattr(service_module, "row_problems", lambda _table, _row: [])
+    monkeypatch.setattr(batch_module, "topic_problem", lambda _topic: None)
+    monkeypatch.setattr(batch_module, "row_problems", lambda _table, _row: [])
     monkeypatch.setattr("netguard.iot.codecs.SEQ_MAX", 2**64)
     monkeypatch.setattr("netguard.iot.events.SEQ_MAX", 2**64)
     # A registered sensor's valid opening on a deep topic under a "#" filter: only the

@@ -11,6 +11,7 @@ import aiomqtt
 import pytest
 import sqlalchemy as sa
 
+from netguard.iot import batch as batch_module
 from netguard.iot.events import RawMessage
 from netguard.iot.service import IotService
 from netguard.store import Store
@@ -178,7 +179,7 @@ async def test_native_redelivery_found_in_the_store_when_not_in_memory(store: St
             "duplicate"
         # Beyond the in-memory window the unique key catches it, and the batch is retried
         # with a store lookup: the new message in the same batch is still stored.
-        service._native_seen.clear()
+        service._dedup.forget_native()
         results = await service.ingest_batch([
             RawMessage("netguard/sensors/n1/event", payload),
             RawMessage("netguard/sensors/n1/event", b'{"sensor":"n1","seq":42}')])
@@ -192,16 +193,14 @@ async def test_native_redelivery_found_in_the_store_when_not_in_memory(store: St
 async def test_decoder_bug_dead_letters_instead_of_poisoning(sqlite_store: Store,
                                                              monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:
-    from netguard.iot import service as service_module
-
-    real = service_module.decode
+    real = batch_module.decode
 
     def buggy(fmt: str, topic: str, payload: bytes, *, max_bytes: int) -> Any:
         if b"boom" in payload:
             raise RuntimeError("decoder bug")
         return real(fmt, topic, payload, max_bytes=max_bytes)
 
-    monkeypatch.setattr(service_module, "decode", buggy)
+    monkeypatch.setattr(batch_module, "decode", buggy)
     await register_estate(sqlite_store, T0)
     async with IotService(make_settings(sqlite_store.config), sqlite_store) as service:
         results = await service.ingest_batch([
