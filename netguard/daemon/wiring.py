@@ -9,18 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
 
 from netguard.clock import Clock
 from netguard.config import Settings
 from netguard.daemon.app import Services
+from netguard.daemon.continuity import stored_active_faults
 from netguard.daemon.roster import ProbeRoster
+from netguard.iot.service import IotService
 from netguard.probes.config import TargetConfig
+from netguard.probes.service import ProbeService
+from netguard.probes.traps import TrapReceiver
+from netguard.store import Store
 from netguard.tickets.config import TicketsConfig
-
-if TYPE_CHECKING:
-    from netguard.probes.traps import TrapReceiver
-    from netguard.store.db import Store
+from netguard.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
         SchemaOutdatedError: The database needs ``netguard db upgrade``.
         StoreUnavailableError: The database cannot be reached at startup.
     """
-    from netguard.iot.service import IotService
-    from netguard.probes.service import ProbeService
-    from netguard.store import Store
-    from netguard.tickets.service import TicketService
-
     store = await stack.enter_async_context(Store(settings.store))
 
     def probe_service(targets: Sequence[TargetConfig]) -> ProbeService:
@@ -54,7 +50,9 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     # The roster lets a configuration reload replace the target list while running.
     probes = await stack.enter_async_context(ProbeRoster(probe_service, settings.targets))
     await _restore_faults(store, probes)
-    iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
+    iot = await stack.enter_async_context(IotService(
+        settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
+        clock=clock))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, retarget=probes.replace, make_tickets=ticket_service,
@@ -63,8 +61,6 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
 
 async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
     """Seed the probes with the faults the store still holds active (see ``continuity``)."""
-    from netguard.daemon.continuity import stored_active_faults
-
     try:
         faults = await stored_active_faults(store)
     except Exception:
@@ -80,8 +76,6 @@ async def _restore_faults(store: Store, probes: ProbeRoster) -> None:
 
 async def _open_traps(settings: Settings, stack: AsyncExitStack,
                       on_trap: Callable[[str], object]) -> TrapReceiver:
-    from netguard.probes.traps import TrapReceiver
-
     def repoll(target_id: str, trap: str) -> None:
         # A linkDown/linkUp should not wait for the next interval: poll now.
         brought_forward = on_trap(target_id)

@@ -16,17 +16,18 @@ from collections.abc import Sequence
 
 from netguard.config import Settings, load_settings
 from netguard.errors import NetguardError
+from netguard.iot.service import IotService
 from netguard.logsetup import SECRETS, collect_secrets, configure_logging
+from netguard.store import Store
 
 log = logging.getLogger("netguard.iot")
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the service until ``stop`` is set, sweeping periodically."""
-    from netguard.iot.service import IotService
-    from netguard.store import Store
-
-    async with Store(settings.store) as store, IotService(settings, store) as service:
+    async with Store(settings.store) as store, IotService(
+            settings.iot, store,
+            shutdown_timeout=settings.daemon.shutdown_timeout_seconds) as service:
         log.info("iot service started")
         while not stop.is_set():
             try:

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.clock import Clock, SystemClock
-from netguard.config import Settings
 from netguard.errors import PayloadError, StoreError
 from netguard.iot import alerts as alert_store
 from netguard.iot import seen
@@ -39,6 +38,7 @@ from netguard.iot.batch import (
     plan_batch,
     results,
 )
+from netguard.iot.config import IotConfig
 from netguard.iot.dedup import NATIVE_WINDOW, Deduplicator
 from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, RawMessage
@@ -55,6 +55,9 @@ from netguard.store import Store
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 10.0
+"""The default of ``daemon.shutdown_timeout_seconds``."""
+
 _SLOW_COMMIT_SECONDS = 0.05
 _RECOUNT_DELAY_SECONDS = 0.25
 _RELOAD_MIN_SECONDS = 2.0
@@ -65,24 +68,27 @@ class IotService:
     """The door-sensor service (an async context manager).
 
     Args:
-        settings: The whole configuration (``settings.iot`` is used).
+        config: The ``iot`` section of the configuration.
         store: An open store at the current schema.
+        shutdown_timeout: How long closing waits for a batch being committed and for a
+            delivery in flight (``daemon.shutdown_timeout_seconds``).
         clock: Time source; inject a ManualClock in tests.
         notifiers: Override the notifiers built from config (tests, benches).
 
     Example::
 
-        async with Store(settings.store) as store, IotService(settings, store) as iot:
+        async with Store(settings.store) as store, IotService(settings.iot, store) as iot:
             await iot.sweep()
     """
 
-    def __init__(self, settings: Settings, store: Store, *, clock: Clock | None = None,
+    def __init__(self, config: IotConfig, store: Store, *,
+                 shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+                 clock: Clock | None = None,
                  notifiers: Mapping[str, Notifier] | None = None) -> None:
-        self.settings = settings
-        self.config = settings.iot
+        self.config = config
         self.store = store
         self.clock = clock or SystemClock()
-        self._shutdown_timeout = settings.daemon.shutdown_timeout_seconds
+        self._shutdown_timeout = shutdown_timeout
         key = self.config.audit_key
         self._key = None if key is None else key.get_secret_value().encode("utf-8")
         self._chain = ChainWriter(self.config.mqtt.client_id, self._key)

@@ -34,7 +34,7 @@ IOT = {
 async def service(store: Store, clock: ManualClock) -> AsyncIterator[IotService]:
     await register_estate(store, T0)
     settings = make_settings(store.config, IOT)
-    async with IotService(settings, store, clock=clock) as svc:
+    async with IotService(settings.iot, store, clock=clock) as svc:
         yield svc
 
 

@@ -41,7 +41,7 @@ def _ingest(config: Path, messages: list[tuple[str, bytes]]) -> None:
     settings = load_settings(config)
 
     async def run() -> None:
-        async with Store(settings.store) as store, IotService(settings, store) as svc:
+        async with Store(settings.store) as store, IotService(settings.iot, store) as svc:
             for topic, payload in messages:
                 await svc.ingest(topic, payload)
 

@@ -66,7 +66,7 @@ async def test_bodies_and_dingtalk_signature(sqlite_store: Store, receiver: Rece
     await receiver.start()
     await register_estate(sqlite_store, T0)
     settings = make_settings(sqlite_store.config, _iot(receiver))
-    async with IotService(settings, sqlite_store) as service:
+    async with IotService(settings.iot, sqlite_store) as service:
         # The estate's quarantine started at T0 - 1 day and is open-ended.
         result = await service.ingest(*_door("n1", 1))
         [alert_id] = result.alerts_raised
@@ -120,7 +120,7 @@ async def _outage_run(store: Store, receiver: Receiver, outage_s: float) -> None
     await register_estate(store, T0)
     iot = _iot(receiver, outbox_backoff_min_seconds=0.2,
                outbox_backoff_max_seconds=max(1.0, outage_s / 10))
-    async with IotService(make_settings(store.config, iot), store) as service:
+    async with IotService(make_settings(store.config, iot).iot, store) as service:
         raised: list[int] = []
         for sensor in ("n1", "z1", "s1"):
             topic, payload = {
@@ -179,7 +179,7 @@ async def test_robot_rate_limit_respected_by_batching(sqlite_store: Store,
         "routes": [{"community": "c1", "notifiers": ["wecom"]}],
         "rules": {"heartbeat_timeout_seconds": 86400},
     }
-    async with IotService(make_settings(sqlite_store.config, iot), sqlite_store,
+    async with IotService(make_settings(sqlite_store.config, iot).iot, sqlite_store,
                           clock=clock) as service:
         assert service.outbox is not None
         for i in range(30):

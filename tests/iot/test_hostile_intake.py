@@ -76,7 +76,7 @@ async def test_poison_message_is_a_dead_letter_and_the_batch_is_stored(
         store: Store, poison: str) -> None:
     await register_estate(store, T0)
     topic, payload = DIRECT[poison]
-    async with IotService(make_settings(store.config), store) as service:
+    async with IotService(make_settings(store.config).iot, store) as service:
         results = await service.ingest_batch([RawMessage(topic, payload, qos=1, mid=1),
                                               _opening("n1", 7)])
         assert [r.status for r in results] == ["dead", "stored"]
@@ -109,7 +109,7 @@ async def test_a_row_the_database_refuses_is_a_dead_letter_not_a_stall(
     iot = {"mqtt": {"enabled": False, "subscriptions": [
         {"topic": "netguard/sensors/+/event", "format": "native"},
         {"topic": "deep/#", "format": "native"}]}}
-    async with IotService(make_settings(store.config, iot), store) as service:
+    async with IotService(make_settings(store.config, iot).iot, store) as service:
         results = await service.ingest_batch([
             _opening("n1", 1),
             RawMessage(long_topic, _opening("n1", 5).payload, qos=1, mid=2),
@@ -143,7 +143,7 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
         await register_estate(store, T0)
     # Read-only from the next connection on (as after a failover to a standby).
     await _pg(pg_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-    async with Store(config) as store, IotService(make_settings(config), store) as service:
+    async with Store(config) as store, IotService(make_settings(config).iot, store) as service:
         with pytest.raises(StoreError):
             await service.ingest_batch([_opening("n1", 1)])
         snap = service.snapshot()
@@ -152,7 +152,7 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
     await _pg(pg_url, "SET default_transaction_read_only = off",
               f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
     # The same message, redelivered once the store takes writes again, is stored.
-    async with Store(config) as store, IotService(make_settings(config), store) as service:
+    async with Store(config) as store, IotService(make_settings(config).iot, store) as service:
         [result] = await service.ingest_batch([_opening("n1", 1)])
         assert result.status == "stored"
         assert result.alerts_raised
@@ -178,7 +178,7 @@ async def test_sensor_ids_with_colons_do_not_collide_in_dedup(store: Store) -> N
         await registry.add_sensor(s, "a", "h1", now=T0)
         await registry.add_sensor(s, "a:b", "h1", now=T0)
         await s.commit()
-    async with IotService(make_settings(store.config), store) as service:
+    async with IotService(make_settings(store.config).iot, store) as service:
         [first] = await service.ingest_batch([RawMessage(
             "netguard/sensors/a/event",
             b'{"sensor":"a","boot":"b:","seq":1,"event":"open"}')])
@@ -199,7 +199,7 @@ async def test_dead_letter_payloads_are_capped_with_size_and_hash(store: Store) 
     big = b"\x00\xff" * 30_000  # 60 kB: no sensor sends this; anyone may publish it
     settings = make_settings(store.config, {"mqtt": {"enabled": False,
                                                      "max_payload_bytes": 100_000}})
-    async with IotService(settings, store) as service:
+    async with IotService(settings.iot, store) as service:
         [dead] = await service.ingest_batch([RawMessage("netguard/sensors/n1/event", big)])
         assert dead.status == "dead"
         [ok] = await service.ingest_batch([_opening("n1", 1)])
@@ -266,7 +266,7 @@ class _Rig:
                         "reconnect_max_seconds": 0.5},
                "rules": {"heartbeat_timeout_seconds": 86400}}
         self.service = await self._stack.enter_async_context(
-            IotService(make_settings(self.config, iot), self.store))
+            IotService(make_settings(self.config, iot).iot, self.store))
         await async_wait_until(self._connected, what="intake connected", timeout=60)
         await self._connect_publisher()
 

@@ -178,13 +178,13 @@ async def test_tls_with_password_delivers_and_logs_no_secret(
     configure_logging("DEBUG", "json", stream=stream)
     try:
         # Wrong password: refused, logged, retried; the service keeps running.
-        async with IotService(bad, sqlite_store) as service:
+        async with IotService(bad.iot, sqlite_store) as service:
             await async_wait_until(lambda: _logged(stream, "MQTT connect failed"),
                                    what="a refused connection")
             assert not service.mqtt_connected
             assert service.snapshot().mqtt_connect_failures >= 1
             assert not await service.ready()
-        async with IotService(good, sqlite_store) as service:
+        async with IotService(good.iot, sqlite_store) as service:
             await async_wait_until(_connected(service), what="TLS connection")
             assert await service.ready()
             await _publish_tls(tls_broker, "netguard/sensors/n1/event",
