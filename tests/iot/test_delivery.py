@@ -13,13 +13,17 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlmodel import col, select
 
 from netguard.clock import ManualClock
 from netguard.iot import registry
 from netguard.iot.models import OutboxMessage
+from netguard.iot.notifiers import build_notifier
+from netguard.iot.notifiers.base import Notification
 from netguard.iot.notifiers.dingtalk import dingtalk_sign
+from netguard.iot.outbox import OutboxWorker, enqueue
 from netguard.iot.service import IotService
 from netguard.store import Store
 from tests.iot.conftest import T0, make_settings, register_estate
@@ -239,9 +243,6 @@ def _all_delivered(store: Store) -> Any:
 
 async def _enqueue_one(store: Store, settings: Any, alert_id: int,
                        clock: ManualClock) -> list[OutboxMessage]:
-    from netguard.iot.notifiers.base import Notification
-    from netguard.iot.outbox import enqueue
-
     async with store.session() as s:
         rows = enqueue(s, Notification(
             alert_id=alert_id, reason="raised", type="door_open", severity="critical",
@@ -259,11 +260,6 @@ async def test_row_both_handed_off_and_polled_is_sent_once(
     """The writer hands just-committed rows to the worker; a poll may find the same rows
     (committed before its query, handed over after it, or handed over and not yet taken).
     Either way each row goes out once."""
-    import aiohttp
-
-    from netguard.iot.notifiers import build_notifier
-    from netguard.iot.outbox import OutboxWorker
-
     await receiver.start()
     settings = make_settings(sqlite_store.config, _iot(
         receiver, routes=[{"community": "c1", "notifiers": ["hook"]}]))
@@ -291,11 +287,6 @@ async def test_row_both_handed_off_and_polled_is_sent_once(
 async def test_hand_off_delivers_without_a_poll(sqlite_store: Store,
                                                 receiver: Receiver) -> None:
     """A handed-over row is sent by the next pass even when no poll is due."""
-    import aiohttp
-
-    from netguard.iot.notifiers import build_notifier
-    from netguard.iot.outbox import OutboxWorker
-
     await receiver.start()
     settings = make_settings(sqlite_store.config, _iot(
         receiver, routes=[{"community": "c1", "notifiers": ["hook"]}]))
@@ -314,11 +305,6 @@ async def test_hand_off_behind_a_rate_limited_backlog_is_folded_in(
         sqlite_store: Store, receiver: Receiver) -> None:
     """When older alerts wait for a notifier's rate limit, a new one does not jump the
     queue on its own: the next allowed message carries the old ones and the new one."""
-    import aiohttp
-
-    from netguard.iot.notifiers import build_notifier
-    from netguard.iot.outbox import OutboxWorker
-
     await receiver.start()
     settings = make_settings(sqlite_store.config, _iot(
         receiver, notifiers=[{"name": "hook", "type": "webhook", "url": receiver.url("/hook"),

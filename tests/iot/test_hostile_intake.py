@@ -8,6 +8,8 @@ a stored event), and a valid door opening behind it still raises its alert.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiomqtt
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlmodel import col, select
 
 from netguard.errors import StoreError
@@ -134,8 +138,6 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
         pg_url: str) -> None:
     """A store-wide refusal is not the message's fault: nothing is dead-lettered, the
     batch is refused (the intake then holds its acknowledgements) and stored later."""
-    from pydantic import SecretStr
-
     config = StoreConfig(url=SecretStr(pg_url))
     await upgrade(config)
     name = pg_url.rsplit("/", 1)[1]
@@ -159,8 +161,6 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
 
 
 async def _pg(url: str, *statements: str) -> None:
-    import asyncpg
-
     conn = await asyncpg.connect(url)
     try:
         for statement in statements:
@@ -193,8 +193,6 @@ async def test_sensor_ids_with_colons_do_not_collide_in_dedup(store: Store) -> N
 
 
 async def test_dead_letter_payloads_are_capped_with_size_and_hash(store: Store) -> None:
-    import hashlib
-
     await register_estate(store, T0)
     big = b"\x00\xff" * 30_000  # 60 kB: no sensor sends this; anyone may publish it
     settings = make_settings(store.config, {"mqtt": {"enabled": False,
@@ -252,8 +250,6 @@ class _Rig:
         self.publisher: aiomqtt.Client
 
     async def start(self) -> None:
-        import contextlib
-
         await upgrade(self.config)
         self._stack = contextlib.AsyncExitStack()
         self.store = await self._stack.enter_async_context(Store(self.config))
@@ -271,8 +267,6 @@ class _Rig:
         await self._connect_publisher()
 
     async def _connect_publisher(self) -> None:
-        import contextlib
-
         self._pub_stack = contextlib.AsyncExitStack()
         self.publisher = await self._pub_stack.enter_async_context(aiomqtt.Client(
             self.broker.host, self.broker.port, identifier="hostile-publisher",
@@ -318,8 +312,6 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_Rig]:
             if request.param == "sqlite":
                 yield from _run_rig(loop, broker, StoreConfig(path=tmp_path / "hostile.db"))
             else:
-                from pydantic import SecretStr
-
                 with pg_database() as url:
                     yield from _run_rig(loop, broker, StoreConfig(url=SecretStr(url)))
     finally:

@@ -10,12 +10,14 @@ import json
 import logging
 import os
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -151,10 +153,6 @@ def _iot(broker: TlsBroker, password: str, receiver_port: int) -> dict[str, Any]
 
 
 async def _publish_tls(broker: TlsBroker, topic: str, payload: bytes) -> None:
-    import ssl
-
-    import aiomqtt
-
     ctx = ssl.create_default_context(cafile=str(broker.ca))
     if broker.client_cert is not None:
         ctx.load_cert_chain(str(broker.client_cert), str(broker.client_key))
