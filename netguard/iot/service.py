@@ -329,10 +329,10 @@ class IotService:
         # the insert fail on the unique key, and the batch is then retried with
         # ``check_store`` (one query), so the common path has no extra round trip.
         stored: set[str] = set()
-        if check_store:
+        native = [p.identity for p in batch if p.identity]
+        if check_store and native:
             async with self.store.session() as session:
-                stored = await seen.stored_identities(
-                    session, [p.identity for p in batch if p.identity])
+                stored = await seen.stored_identities(session, native)
         duplicates = self._dedup.duplicates([p.candidate() for p in batch], stored)
         plan = plan_batch(batch, duplicates, view=self._view, stored_seen=self._stored_seen,
                           rules=self.config.rules, chain=self._chain.chain,
