@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import platform
 import statistics
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import aiomqtt  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 from aiohttp import web  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
 
 from netguard.config import settings_from_data  # noqa: E402
 from netguard.iot import registry  # noqa: E402
+from netguard.iot.events import RawMessage  # noqa: E402
 from netguard.iot.service import IotService  # noqa: E402
+from netguard.logsetup import HumanFormatter  # noqa: E402
 from netguard.store import Store  # noqa: E402
 from netguard.store.config import StoreConfig  # noqa: E402
 from netguard.store.db import upgrade  # noqa: E402
@@ -74,9 +81,6 @@ async def raw_rate(port: int, n: int) -> float:
     """Drain rate (msgs/s) of a bare aiomqtt QoS1 subscriber over a backlog of n."""
     kwargs: dict[str, Any] = {"identifier": "bench-raw", "protocol": aiomqtt.ProtocolVersion.V5,
                               "clean_start": False}
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     async with aiomqtt.Client("127.0.0.1", port, properties=props, **kwargs) as client:
@@ -123,10 +127,10 @@ async def netguard_rate(port: int, n: int, db: Path) -> float:
     await _estate(db, quarantined=False)
     settings = _settings(db, port)
     async with Store(settings.store) as store:
-        async with IotService(settings, store) as service:
+        async with IotService(settings.iot, store) as service:
             await _wait(lambda: service.mqtt_connected)
         await _publish_backlog(port, n)
-        async with IotService(settings, store) as service:
+        async with IotService(settings.iot, store) as service:
             def stored() -> int:
                 return sum(service.snapshot().door_events.values())
             await _wait(lambda: stored() >= 1)
@@ -205,7 +209,7 @@ async def latency(port: int, db: Path, load: float, opens: int) -> tuple[list[fl
     published: dict[str, float] = {}
     duration = opens * 0.2 + 4
     try:
-        async with Store(settings.store) as store, IotService(settings, store) as service:
+        async with Store(settings.store) as store, IotService(settings.iot, store) as service:
             await _wait(lambda: service.mqtt_connected)
             assert service.intake is not None
             handler = service.ingest_batch
@@ -259,8 +263,6 @@ _PARTS: list[tuple[float, float, float, float]] = []
 
 async def _ack_all(store: Store) -> None:
     """Acknowledge open door alerts so that the next opening of a sensor alerts again."""
-    import sqlalchemy as sa
-
     async with store.session() as s:
         await s.exec(sa.text(  # type: ignore[call-overload]
             "UPDATE iot_alert SET acked_at = CURRENT_TIMESTAMP, acked_by = 'bench', "
@@ -270,12 +272,10 @@ async def _ack_all(store: Store) -> None:
 
 async def pipeline(db: Path, n: int = 300) -> dict[str, list[float]]:
     """In-process cost of one message through ingest_batch (no broker, no network)."""
-    from netguard.iot.events import RawMessage
-
     await _estate(db, quarantined=True)
     settings = _settings(db, 1, {"mqtt": {"enabled": False}})
     out: dict[str, list[float]] = {"heartbeat": [], "open": []}
-    async with Store(settings.store) as store, IotService(settings, store) as service:
+    async with Store(settings.store) as store, IotService(settings.iot, store) as service:
         for kind, times in out.items():
             for i in range(n):
                 sensor = f"s{i % SENSORS}"
@@ -297,10 +297,6 @@ def _pct(values: list[float], q: float) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     if os.environ.get("BENCH_VERBOSE"):
-        import logging
-
-        from netguard.logsetup import HumanFormatter
-
         handler = logging.FileHandler("/tmp/bench_iot_debug.log")
         handler.setFormatter(HumanFormatter())
         logging.getLogger("netguard").addHandler(handler)
@@ -333,8 +329,6 @@ async def main(args: argparse.Namespace) -> None:
             part = [p[i] * 1000 for p in _PARTS]
             print(f"  {name:>16}: p50 {statistics.median(part):.1f} ms, "
                   f"p99 {_pct(part, 0.99):.1f} ms")
-    from importlib.metadata import version
-
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, aiomqtt {version('aiomqtt')}, "
           f"paho-mqtt {version('paho-mqtt')}, mosquitto 2.0 (Debian), "

@@ -44,7 +44,9 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
         settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls,
         probes=settings.probes))
     await _restore_faults(store, probes)
-    iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
+    iot = await stack.enter_async_context(IotService(
+        settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
+        clock=clock))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, make_tickets=ticket_service,
@@ -60,7 +62,9 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
         StoreUnavailableError: The database cannot be reached at startup.
     """
     store = await stack.enter_async_context(Store(settings.store))
-    iot = await stack.enter_async_context(IotService(settings, store, clock=clock))
+    iot = await stack.enter_async_context(IotService(
+        settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
+        clock=clock))
     return Services(store=store, probes=None, tickets=None, iot=iot)
 
 

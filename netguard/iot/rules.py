@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from netguard.faults import Severity
 from netguard.iot.config import RulesConfig
 from netguard.iot.events import AlertType, Contact, DoorEvent, EventKind
 
-SEVERITY = {
-    AlertType.DOOR_OPEN: "critical",
-    AlertType.TAMPER: "major",
-    AlertType.OFFLINE: "major",
-    AlertType.BATTERY_LOW: "warning",
+# Door alerts share the fault severities (netguard.faults.Severity), so that a ticket and
+# an alert of the same urgency are spelled and ranked alike.
+SEVERITY: dict[AlertType, Severity] = {
+    AlertType.DOOR_OPEN: Severity.CRITICAL,
+    AlertType.TAMPER: Severity.MAJOR,
+    AlertType.OFFLINE: Severity.MAJOR,
+    AlertType.BATTERY_LOW: Severity.WARNING,
 }
 # Offline and battery alerts close by themselves when the condition ends; a door opening
 # or a tamper needs a human to acknowledge it even after the door shut again.
@@ -93,7 +96,7 @@ class RaiseAlert:
     """Open an alert, or bump the open one of the same (sensor, type)."""
 
     type: AlertType
-    severity: str
+    severity: Severity
     reasons: tuple[str, ...]
 
 

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from netguard.clock import ManualClock, as_utc
 from netguard.errors import InvalidTransitionError
+from netguard.faults import Severity
 from netguard.iot import alerts as alert_store
 from netguard.iot.events import AlertType
 from netguard.iot.models import Alert, Event, OutboxMessage
@@ -34,7 +35,7 @@ IOT = {
 async def service(store: Store, clock: ManualClock) -> AsyncIterator[IotService]:
     await register_estate(store, T0)
     settings = make_settings(store.config, IOT)
-    async with IotService(settings, store, clock=clock) as svc:
+    async with IotService(settings.iot, store, clock=clock) as svc:
         yield svc
 
 
@@ -148,7 +149,7 @@ async def test_battery_low_clears_when_replaced(service: IotService, store: Stor
 async def test_racing_raises_open_one_alert(store: Store) -> None:
     await register_estate(store, T0)
     target = alert_store.AlertTarget("n1", "h1", "c1")
-    action = RaiseAlert(AlertType.TAMPER, "major", ("tamper",))
+    action = RaiseAlert(AlertType.TAMPER, Severity.MAJOR, ("tamper",))
 
     async def raise_once() -> tuple[int, bool]:
         async with store.session() as s:

@@ -48,7 +48,7 @@ def _key(keyed: bool) -> bytes | None:
 
 async def _ingest(store: Store, clock: ManualClock, iot: dict[str, Any], seqs: range
                   ) -> IotService:
-    service = IotService(make_settings(store.config, iot), store, clock=clock)
+    service = IotService(make_settings(store.config, iot).iot, store, clock=clock)
     async with service:
         for seq in seqs:
             await service.ingest("netguard/sensors/n1/event",
@@ -193,7 +193,7 @@ async def test_restoring_an_older_backup_is_caught_and_refused_at_start(
 
     settings = make_settings(store.config, iot)
     with pytest.raises(AnchorError) as refused:
-        async with IotService(settings, store, clock=clock):
+        async with IotService(settings.iot, store, clock=clock):
             pytest.fail("started on a restored backup")
     message = str(refused.value)
     assert "\n" not in message
@@ -205,7 +205,7 @@ async def test_restoring_an_older_backup_is_caught_and_refused_at_start(
     accepted = await Anchorer(store, anchors, _key(keyed), clock, 60).anchor(
         kind="accept", note="ops: restored last night's backup")
     assert accepted is not None
-    async with IotService(settings, store, clock=clock) as service:
+    async with IotService(settings.iot, store, clock=clock) as service:
         await service.ingest("netguard/sensors/n1/event", b'{"sensor":"n1","seq":99}')
     assert await _check(store, anchors, keyed) == []
     found = read_anchors(anchors, _key(keyed))
@@ -222,7 +222,7 @@ async def test_start_up_refuses_a_truncated_tail(store: Store, clock: ManualCloc
     await _fill(store, clock, iot)
     await _sql(store, "DELETE FROM iot_event WHERE chain_seq > 10")
     with pytest.raises(AnchorError, match="ends at seq 10, but was anchored at seq 12"):
-        async with IotService(make_settings(store.config, iot), store, clock=clock):
+        async with IotService(make_settings(store.config, iot).iot, store, clock=clock):
             pytest.fail("carried on from the cut head")
     # Nothing was written on top of the cut head.
     assert (await _rows(store, "SELECT max(chain_seq) FROM iot_event"))[0][0] == 10
@@ -244,7 +244,7 @@ async def test_start_up_refuses_a_rewritten_chain(store: Store, clock: ManualClo
                    " purged = true WHERE chain_seq = :s", d=digest, p=prev, h=head, s=seq)
         prev = head
     with pytest.raises(AnchorError, match="row seq 12 does not have its anchored hash"):
-        async with IotService(make_settings(store.config, iot), store, clock=clock):
+        async with IotService(make_settings(store.config, iot).iot, store, clock=clock):
             pytest.fail("carried on from a rewritten chain")
 
 
@@ -327,7 +327,7 @@ async def test_retention_checkpoints_verify_and_match_the_anchors(
         await registry.end_quarantine(s, "h1", clock.now())
         await s.commit()
     clock.advance(timedelta(days=31).total_seconds())
-    async with IotService(make_settings(store.config, iot), store, clock=clock) as service:
+    async with IotService(make_settings(store.config, iot).iot, store, clock=clock) as service:
         await service.sweep()
         await service.ingest("netguard/sensors/n1/event", b'{"sensor":"n1","seq":99}')
     [cp] = await _rows(store, "SELECT chain_seq, mac, received_at FROM iot_chain_checkpoint")

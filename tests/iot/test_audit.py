@@ -22,7 +22,7 @@ KEY = "audit-key-for-tests"
 async def _fill(store: Store, clock: ManualClock, iot: dict[str, Any] | None = None,
                 n: int = 12) -> IotService:
     await register_estate(store, T0)
-    service = IotService(make_settings(store.config, iot or {}), store, clock=clock)
+    service = IotService(make_settings(store.config, iot or {}).iot, store, clock=clock)
     async with service:
         for seq in range(n):
             await service.ingest("netguard/sensors/n1/event",
@@ -104,7 +104,7 @@ async def test_retention_purge_keeps_chain_verifiable(sqlite_store: Store,
         await registry.end_quarantine(s, "h1", clock.now())
         await s.commit()
     clock.advance(timedelta(days=31).total_seconds())
-    async with IotService(make_settings(sqlite_store.config, iot), sqlite_store,
+    async with IotService(make_settings(sqlite_store.config, iot).iot, sqlite_store,
                           clock=clock) as service:
         await service.sweep()
         await service.ingest("netguard/sensors/n1/event", b'{"sensor":"n1","seq":99}')
@@ -129,7 +129,7 @@ async def test_active_quarantine_is_not_purged(sqlite_store: Store,
     iot = {"retention_days": 30}
     await _fill(sqlite_store, clock, iot)
     clock.advance(timedelta(days=31).total_seconds())
-    async with IotService(make_settings(sqlite_store.config, iot), sqlite_store,
+    async with IotService(make_settings(sqlite_store.config, iot).iot, sqlite_store,
                           clock=clock) as service:
         await service.sweep()
     async with sqlite_store.session() as s:

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def _ingest(config: Path, messages: list[tuple[str, bytes]]) -> None:
     settings = load_settings(config)
 
     async def run() -> None:
-        async with Store(settings.store) as store, IotService(settings, store) as svc:
+        async with Store(settings.store) as store, IotService(settings.iot, store) as svc:
             for topic, payload in messages:
                 await svc.ingest(topic, payload)
 
@@ -320,9 +322,6 @@ def test_audit_verify_counts_chains_in_words(config: Path) -> None:
 
 
 def test_audit_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     config, _anchors = _anchored_config(tmp_path, None)
     _ingest(config, [])
     code, out = ng(config, "households", "add", "H1", "--community", "c1")

@@ -13,13 +13,17 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlmodel import col, select
 
 from netguard.clock import ManualClock
 from netguard.iot import registry
 from netguard.iot.models import OutboxMessage
+from netguard.iot.notifiers import build_notifier
+from netguard.iot.notifiers.base import Notification
 from netguard.iot.notifiers.dingtalk import dingtalk_sign
+from netguard.iot.outbox import OutboxWorker, enqueue
 from netguard.iot.service import IotService
 from netguard.store import Store
 from tests.iot.conftest import T0, make_settings, register_estate
@@ -66,7 +70,7 @@ async def test_bodies_and_dingtalk_signature(sqlite_store: Store, receiver: Rece
     await receiver.start()
     await register_estate(sqlite_store, T0)
     settings = make_settings(sqlite_store.config, _iot(receiver))
-    async with IotService(settings, sqlite_store) as service:
+    async with IotService(settings.iot, sqlite_store) as service:
         # The estate's quarantine started at T0 - 1 day and is open-ended.
         result = await service.ingest(*_door("n1", 1))
         [alert_id] = result.alerts_raised
@@ -120,7 +124,7 @@ async def _outage_run(store: Store, receiver: Receiver, outage_s: float) -> None
     await register_estate(store, T0)
     iot = _iot(receiver, outbox_backoff_min_seconds=0.2,
                outbox_backoff_max_seconds=max(1.0, outage_s / 10))
-    async with IotService(make_settings(store.config, iot), store) as service:
+    async with IotService(make_settings(store.config, iot).iot, store) as service:
         raised: list[int] = []
         for sensor in ("n1", "z1", "s1"):
             topic, payload = {
@@ -179,7 +183,7 @@ async def test_robot_rate_limit_respected_by_batching(sqlite_store: Store,
         "routes": [{"community": "c1", "notifiers": ["wecom"]}],
         "rules": {"heartbeat_timeout_seconds": 86400},
     }
-    async with IotService(make_settings(sqlite_store.config, iot), sqlite_store,
+    async with IotService(make_settings(sqlite_store.config, iot).iot, sqlite_store,
                           clock=clock) as service:
         assert service.outbox is not None
         for i in range(30):
@@ -239,9 +243,6 @@ def _all_delivered(store: Store) -> Any:
 
 async def _enqueue_one(store: Store, settings: Any, alert_id: int,
                        clock: ManualClock) -> list[OutboxMessage]:
-    from netguard.iot.notifiers.base import Notification
-    from netguard.iot.outbox import enqueue
-
     async with store.session() as s:
         rows = enqueue(s, Notification(
             alert_id=alert_id, reason="raised", type="door_open", severity="critical",
@@ -259,11 +260,6 @@ async def test_row_both_handed_off_and_polled_is_sent_once(
     """The writer hands just-committed rows to the worker; a poll may find the same rows
     (committed before its query, handed over after it, or handed over and not yet taken).
     Either way each row goes out once."""
-    import aiohttp
-
-    from netguard.iot.notifiers import build_notifier
-    from netguard.iot.outbox import OutboxWorker
-
     await receiver.start()
     settings = make_settings(sqlite_store.config, _iot(
         receiver, routes=[{"community": "c1", "notifiers": ["hook"]}]))
@@ -291,11 +287,6 @@ async def test_row_both_handed_off_and_polled_is_sent_once(
 async def test_hand_off_delivers_without_a_poll(sqlite_store: Store,
                                                 receiver: Receiver) -> None:
     """A handed-over row is sent by the next pass even when no poll is due."""
-    import aiohttp
-
-    from netguard.iot.notifiers import build_notifier
-    from netguard.iot.outbox import OutboxWorker
-
     await receiver.start()
     settings = make_settings(sqlite_store.config, _iot(
         receiver, routes=[{"community": "c1", "notifiers": ["hook"]}]))
@@ -314,11 +305,6 @@ async def test_hand_off_behind_a_rate_limited_backlog_is_folded_in(
         sqlite_store: Store, receiver: Receiver) -> None:
     """When older alerts wait for a notifier's rate limit, a new one does not jump the
     queue on its own: the next allowed message carries the old ones and the new one."""
-    import aiohttp
-
-    from netguard.iot.notifiers import build_notifier
-    from netguard.iot.outbox import OutboxWorker
-
     await receiver.start()
     settings = make_settings(sqlite_store.config, _iot(
         receiver, notifiers=[{"name": "hook", "type": "webhook", "url": receiver.url("/hook"),

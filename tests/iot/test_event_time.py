@@ -53,7 +53,7 @@ async def _opening_after_an_outage(broker: Broker, store: Store, payload: dict[s
     """
     await register_estate(store, T0)
     clock = ManualClock(T0)
-    service = IotService(make_settings(store.config, _iot(broker)), store, clock=clock)
+    service = IotService(make_settings(store.config, _iot(broker)).iot, store, clock=clock)
     store_ingest = service.ingest_batch
     calls = [0]
 
@@ -107,7 +107,7 @@ async def test_an_implausible_device_time_is_ignored(broker: Broker, store: Stor
 async def test_a_device_time_from_the_future_is_ignored(store: Store) -> None:
     await register_estate(store, T0)
     clock = ManualClock(T0)
-    async with IotService(make_settings(store.config), store, clock=clock) as service:
+    async with IotService(make_settings(store.config).iot, store, clock=clock) as service:
         ahead = T0 + timedelta(hours=2)
         [result] = await service.ingest_batch([RawMessage(
             "netguard/sensors/n1/event",

@@ -8,6 +8,8 @@ a stored event), and a valid door opening behind it still raises its alert.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -18,14 +20,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiomqtt
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlmodel import col, select
 
 from netguard.errors import StoreError
+from netguard.iot import batch as batch_module
 from netguard.iot import registry
-from netguard.iot import service as service_module
 from netguard.iot.eventlog import verify
 from netguard.iot.events import RawMessage
 from netguard.iot.models import Alert, Event
@@ -76,7 +80,7 @@ async def test_poison_message_is_a_dead_letter_and_the_batch_is_stored(
         store: Store, poison: str) -> None:
     await register_estate(store, T0)
     topic, payload = DIRECT[poison]
-    async with IotService(make_settings(store.config), store) as service:
+    async with IotService(make_settings(store.config).iot, store) as service:
         results = await service.ingest_batch([RawMessage(topic, payload, qos=1, mid=1),
                                               _opening("n1", 7)])
         assert [r.status for r in results] == ["dead", "stored"]
@@ -99,8 +103,8 @@ async def test_a_row_the_database_refuses_is_a_dead_letter_not_a_stall(
     itself refuses the over-long topic (PostgreSQL) or the 2^63 seq (SQLite driver);
     that one message becomes a ``store_rejected`` dead letter, the others are stored."""
     await register_estate(store, T0)
-    monkeypatch.setattr(service_module, "topic_problem", lambda _topic: None)
-    monkeypatch.setattr(service_module, "row_problems", lambda _table, _row: [])
+    monkeypatch.setattr(batch_module, "topic_problem", lambda _topic: None)
+    monkeypatch.setattr(batch_module, "row_problems", lambda _table, _row: [])
     monkeypatch.setattr("netguard.iot.codecs.native.SEQ_MAX", 2**64)
     monkeypatch.setattr("netguard.iot.events.SEQ_MAX", 2**64)
     # A registered sensor's valid opening on a deep topic under a "#" filter: only the
@@ -109,7 +113,7 @@ async def test_a_row_the_database_refuses_is_a_dead_letter_not_a_stall(
     iot = {"mqtt": {"enabled": False, "subscriptions": [
         {"topic": "netguard/sensors/+/event", "format": "native"},
         {"topic": "deep/#", "format": "native"}]}}
-    async with IotService(make_settings(store.config, iot), store) as service:
+    async with IotService(make_settings(store.config, iot).iot, store) as service:
         results = await service.ingest_batch([
             _opening("n1", 1),
             RawMessage(long_topic, _opening("n1", 5).payload, qos=1, mid=2),
@@ -134,8 +138,6 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
         pg_url: str) -> None:
     """A store-wide refusal is not the message's fault: nothing is dead-lettered, the
     batch is refused (the intake then holds its acknowledgements) and stored later."""
-    from pydantic import SecretStr
-
     config = StoreConfig(url=SecretStr(pg_url))
     await upgrade(config)
     name = pg_url.rsplit("/", 1)[1]
@@ -143,7 +145,7 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
         await register_estate(store, T0)
     # Read-only from the next connection on (as after a failover to a standby).
     await _pg(pg_url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-    async with Store(config) as store, IotService(make_settings(config), store) as service:
+    async with Store(config) as store, IotService(make_settings(config).iot, store) as service:
         with pytest.raises(StoreError):
             await service.ingest_batch([_opening("n1", 1)])
         snap = service.snapshot()
@@ -152,15 +154,13 @@ async def test_a_read_only_database_holds_the_batch_instead_of_dead_lettering(
     await _pg(pg_url, "SET default_transaction_read_only = off",
               f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
     # The same message, redelivered once the store takes writes again, is stored.
-    async with Store(config) as store, IotService(make_settings(config), store) as service:
+    async with Store(config) as store, IotService(make_settings(config).iot, store) as service:
         [result] = await service.ingest_batch([_opening("n1", 1)])
         assert result.status == "stored"
         assert result.alerts_raised
 
 
 async def _pg(url: str, *statements: str) -> None:
-    import asyncpg
-
     conn = await asyncpg.connect(url)
     try:
         for statement in statements:
@@ -178,7 +178,7 @@ async def test_sensor_ids_with_colons_do_not_collide_in_dedup(store: Store) -> N
         await registry.add_sensor(s, "a", "h1", now=T0)
         await registry.add_sensor(s, "a:b", "h1", now=T0)
         await s.commit()
-    async with IotService(make_settings(store.config), store) as service:
+    async with IotService(make_settings(store.config).iot, store) as service:
         [first] = await service.ingest_batch([RawMessage(
             "netguard/sensors/a/event",
             b'{"sensor":"a","boot":"b:","seq":1,"event":"open"}')])
@@ -193,13 +193,11 @@ async def test_sensor_ids_with_colons_do_not_collide_in_dedup(store: Store) -> N
 
 
 async def test_dead_letter_payloads_are_capped_with_size_and_hash(store: Store) -> None:
-    import hashlib
-
     await register_estate(store, T0)
     big = b"\x00\xff" * 30_000  # 60 kB: no sensor sends this; anyone may publish it
     settings = make_settings(store.config, {"mqtt": {"enabled": False,
                                                      "max_payload_bytes": 100_000}})
-    async with IotService(settings, store) as service:
+    async with IotService(settings.iot, store) as service:
         [dead] = await service.ingest_batch([RawMessage("netguard/sensors/n1/event", big)])
         assert dead.status == "dead"
         [ok] = await service.ingest_batch([_opening("n1", 1)])
@@ -252,8 +250,6 @@ class _Rig:
         self.publisher: aiomqtt.Client
 
     async def start(self) -> None:
-        import contextlib
-
         await upgrade(self.config)
         self._stack = contextlib.AsyncExitStack()
         self.store = await self._stack.enter_async_context(Store(self.config))
@@ -266,13 +262,11 @@ class _Rig:
                         "reconnect_max_seconds": 0.5},
                "rules": {"heartbeat_timeout_seconds": 86400}}
         self.service = await self._stack.enter_async_context(
-            IotService(make_settings(self.config, iot), self.store))
+            IotService(make_settings(self.config, iot).iot, self.store))
         await async_wait_until(self._connected, what="intake connected", timeout=60)
         await self._connect_publisher()
 
     async def _connect_publisher(self) -> None:
-        import contextlib
-
         self._pub_stack = contextlib.AsyncExitStack()
         self.publisher = await self._pub_stack.enter_async_context(aiomqtt.Client(
             self.broker.host, self.broker.port, identifier="hostile-publisher",
@@ -318,8 +312,6 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_Rig]:
             if request.param == "sqlite":
                 yield from _run_rig(loop, broker, StoreConfig(path=tmp_path / "hostile.db"))
             else:
-                from pydantic import SecretStr
-
                 with pg_database() as url:
                     yield from _run_rig(loop, broker, StoreConfig(url=SecretStr(url)))
     finally:

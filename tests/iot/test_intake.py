@@ -11,6 +11,7 @@ import aiomqtt
 import pytest
 import sqlalchemy as sa
 
+from netguard.iot import batch as batch_module
 from netguard.iot.events import RawMessage
 from netguard.iot.service import IotService
 from netguard.store import Store
@@ -46,7 +47,7 @@ def _connected(service: IotService) -> Any:
 
 async def test_every_format_and_every_bad_message(broker: Broker, sqlite_store: Store) -> None:
     await register_estate(sqlite_store, T0)
-    async with IotService(make_settings(sqlite_store.config, _iot(broker)),
+    async with IotService(make_settings(sqlite_store.config, _iot(broker)).iot,
                           sqlite_store) as service:
         await async_wait_until(_connected(service), what="connected")
         await _publish(broker, [("zigbee2mqtt/door_z1/availability", b'{"state":"online"}')],
@@ -97,7 +98,7 @@ async def _ge(fn: Any, n: int) -> bool:
 
 async def test_redelivered_state_report_is_stored_once(sqlite_store: Store) -> None:
     await register_estate(sqlite_store, T0)
-    async with IotService(make_settings(sqlite_store.config), sqlite_store) as service:
+    async with IotService(make_settings(sqlite_store.config).iot, sqlite_store) as service:
         same = b'{"contact":true,"battery":90}'
         first = RawMessage("zigbee2mqtt/door_z1", same, qos=1, mid=7)
         repeat = RawMessage("zigbee2mqtt/door_z1", same, qos=1, mid=8)
@@ -107,7 +108,7 @@ async def test_redelivered_state_report_is_stored_once(sqlite_store: Store) -> N
         [again] = await service.ingest_batch([redelivery])
         assert again.status == "duplicate"
     # The window survives a restart (it is rebuilt from the log).
-    async with IotService(make_settings(sqlite_store.config), sqlite_store) as service:
+    async with IotService(make_settings(sqlite_store.config).iot, sqlite_store) as service:
         [again] = await service.ingest_batch([redelivery])
         assert again.status == "duplicate"
         [new] = await service.ingest_batch([RawMessage("zigbee2mqtt/door_z1", same, qos=1,
@@ -123,7 +124,7 @@ async def test_alerts_published_on_the_mqtt_alert_topic(broker: Broker,
     iot["mqtt"]["enabled"] = False
     async with aiomqtt.Client(broker.host, broker.port, identifier="alert-watcher") as watcher:
         await watcher.subscribe("netguard/alerts/#", qos=1)
-        async with IotService(make_settings(sqlite_store.config, iot),
+        async with IotService(make_settings(sqlite_store.config, iot).iot,
                               sqlite_store) as service:
             result = await service.ingest("netguard/sensors/n1/event",
                                           b'{"sensor":"n1","seq":1,"event":"open"}')
@@ -144,8 +145,8 @@ async def test_shared_subscription_splits_the_load_without_loss(broker: Broker,
         iot["mqtt"].update(client_id=client_id, shared_group="netguard")
         return make_settings(sqlite_store.config, iot)
 
-    async with IotService(settings("ng-a"), sqlite_store) as a, \
-            IotService(settings("ng-b"), sqlite_store) as b:
+    async with IotService(settings("ng-a").iot, sqlite_store) as a, \
+            IotService(settings("ng-b").iot, sqlite_store) as b:
         await async_wait_until(_connected(a), what="a connected")
         await async_wait_until(_connected(b), what="b connected")
         await _publish(broker, [("netguard/sensors/n1/event",
@@ -172,13 +173,13 @@ async def test_shared_subscription_splits_the_load_without_loss(broker: Broker,
 async def test_native_redelivery_found_in_the_store_when_not_in_memory(store: Store) -> None:
     await register_estate(store, T0)
     payload = b'{"sensor":"n1","seq":41,"event":"close"}'
-    async with IotService(make_settings(store.config), store) as service:
+    async with IotService(make_settings(store.config).iot, store) as service:
         assert (await service.ingest("netguard/sensors/n1/event", payload)).status == "stored"
         assert (await service.ingest("netguard/sensors/n1/event", payload)).status == \
             "duplicate"
         # Beyond the in-memory window the unique key catches it, and the batch is retried
         # with a store lookup: the new message in the same batch is still stored.
-        service._native_seen.clear()
+        service._dedup.forget_native()
         results = await service.ingest_batch([
             RawMessage("netguard/sensors/n1/event", payload),
             RawMessage("netguard/sensors/n1/event", b'{"sensor":"n1","seq":42}')])
@@ -192,18 +193,16 @@ async def test_native_redelivery_found_in_the_store_when_not_in_memory(store: St
 async def test_decoder_bug_dead_letters_instead_of_poisoning(sqlite_store: Store,
                                                              monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:
-    from netguard.iot import service as service_module
-
-    real = service_module.decode
+    real = batch_module.decode
 
     def buggy(fmt: str, topic: str, payload: bytes, *, max_bytes: int) -> Any:
         if b"boom" in payload:
             raise RuntimeError("decoder bug")
         return real(fmt, topic, payload, max_bytes=max_bytes)
 
-    monkeypatch.setattr(service_module, "decode", buggy)
+    monkeypatch.setattr(batch_module, "decode", buggy)
     await register_estate(sqlite_store, T0)
-    async with IotService(make_settings(sqlite_store.config), sqlite_store) as service:
+    async with IotService(make_settings(sqlite_store.config).iot, sqlite_store) as service:
         results = await service.ingest_batch([
             RawMessage("zigbee2mqtt/door_z1", b'{"boom":1}'),
             RawMessage("zigbee2mqtt/door_z1", b'{"contact":true}')])
@@ -215,7 +214,7 @@ async def test_decoder_bug_dead_letters_instead_of_poisoning(sqlite_store: Store
 async def test_failed_connection_attempts_are_counted(broker: Broker,
                                                       sqlite_store: Store) -> None:
     broker.process.stop()
-    async with IotService(make_settings(sqlite_store.config, _iot(broker)),
+    async with IotService(make_settings(sqlite_store.config, _iot(broker)).iot,
                           sqlite_store) as service:
         async def failing() -> bool:
             return service.snapshot().mqtt_connect_failures >= 2

@@ -327,7 +327,7 @@ async def test_a_refused_alert_is_failed_counted_and_shown_by_alerts_show(
         "routes": [{"community": "*", "notifiers": ["bus"]}],
         "rules": {"heartbeat_timeout_seconds": 86400},
     })
-    async with IotService(settings, sqlite_store) as service:
+    async with IotService(settings.iot, sqlite_store) as service:
         result = await service.ingest("netguard/sensors/n1/event",
                                       b'{"sensor":"n1","seq":1,"event":"open"}')
         [alert_id] = result.alerts_raised

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from netguard.faults import Severity
 from netguard.iot.config import RulesConfig
 from netguard.iot.events import AlertType, DoorEvent, EventKind
 from netguard.iot.rules import (
@@ -42,7 +43,7 @@ def test_door_open_during_quarantine_raises_critical_alert() -> None:
     action = result.actions[0]
     assert isinstance(action, RaiseAlert)
     assert action.type is AlertType.DOOR_OPEN
-    assert action.severity == "critical"
+    assert action.severity is Severity.CRITICAL  # the one severity vocabulary
     assert "h1" in action.reasons[0]
     assert result.state.contact == "open"
     assert result.state.last_seen == T0

@@ -10,12 +10,14 @@ import json
 import logging
 import os
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -151,10 +153,6 @@ def _iot(broker: TlsBroker, password: str, receiver_port: int) -> dict[str, Any]
 
 
 async def _publish_tls(broker: TlsBroker, topic: str, payload: bytes) -> None:
-    import ssl
-
-    import aiomqtt
-
     ctx = ssl.create_default_context(cafile=str(broker.ca))
     if broker.client_cert is not None:
         ctx.load_cert_chain(str(broker.client_cert), str(broker.client_key))
@@ -178,13 +176,13 @@ async def test_tls_with_password_delivers_and_logs_no_secret(
     configure_logging("DEBUG", "json", stream=stream)
     try:
         # Wrong password: refused, logged, retried; the service keeps running.
-        async with IotService(bad, sqlite_store) as service:
+        async with IotService(bad.iot, sqlite_store) as service:
             await async_wait_until(lambda: _logged(stream, "MQTT connect failed"),
                                    what="a refused connection")
             assert not service.mqtt_connected
             assert service.snapshot().mqtt_connect_failures >= 1
             assert not await service.ready()
-        async with IotService(good, sqlite_store) as service:
+        async with IotService(good.iot, sqlite_store) as service:
             await async_wait_until(_connected(service), what="TLS connection")
             assert await service.ready()
             await _publish_tls(tls_broker, "netguard/sensors/n1/event",

@@ -37,7 +37,7 @@ async def test_iot_service_refuses_a_tls_file_it_cannot_load(
         path.write_text(content)
     settings = make_settings(sqlite_store.config, _mqtt({key: str(path)}))
     with pytest.raises(ConfigError) as info:
-        async with IotService(settings, sqlite_store):
+        async with IotService(settings.iot, sqlite_store):
             pass
     assert f"iot.mqtt.tls.{key}" in str(info.value)
     assert str(path) in str(info.value)
