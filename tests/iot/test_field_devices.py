@@ -122,7 +122,7 @@ async def test_a_sleeping_dw2_wake_up_is_all_stored_and_raises_nothing(
         broker: Broker, sqlite_store: Store, receiver: Receiver) -> None:
     await _estate(sqlite_store)
     rules = {"devices": [{"format": "shelly", "address": "shellydw2-*", "sleeping": True}]}
-    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver, **rules)),
+    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver, **rules)).iot,
                           sqlite_store) as service:
         await async_wait_until(_connected(service), timeout=60, what="connected")
         await _publish(broker, WAKE_UP)
@@ -145,7 +145,7 @@ async def test_a_sleeping_dw2_wake_up_is_all_stored_and_raises_nothing(
 async def test_without_sleeping_the_dw2_last_will_is_an_offline_alert(
         broker: Broker, sqlite_store: Store, receiver: Receiver) -> None:
     await _estate(sqlite_store)
-    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver)),
+    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver)).iot,
                           sqlite_store) as service:
         await async_wait_until(_connected(service), timeout=60, what="connected")
         await _publish(broker, WAKE_UP)
@@ -180,7 +180,7 @@ async def test_gen2_notify_status_and_blu_reports(broker: Broker, sqlite_store: 
             {"component": "script:1", "id": 1, "event": "shelly-blu", "data": blu,
              "ts": ts}]})),
     ]
-    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver)),
+    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver)).iot,
                           sqlite_store) as service:
         await async_wait_until(_connected(service), timeout=60, what="connected")
         await _publish(broker, messages)
@@ -200,7 +200,7 @@ async def test_a_door_opening_with_a_bad_battery_raises_the_alert_and_counts_the
         broker: Broker, sqlite_store: Store, receiver: Receiver) -> None:
     await _estate(sqlite_store)
     payload = b'{"contact": false, "linkquality": "high", "battery": "full"}'
-    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver)),
+    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver)).iot,
                           sqlite_store) as service:
         await async_wait_until(_connected(service), timeout=60, what="connected")
         await _publish(broker, [("zigbee2mqtt/door_z1", payload)])

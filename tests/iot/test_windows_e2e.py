@@ -64,7 +64,7 @@ async def _openings_alerted(broker: Broker, store: Store, receiver: Receiver, *,
     clock = ManualClock(times[0].astimezone(UTC))
     outcome: list[bool] = []
     settings = make_settings(store.config, _iot(broker, receiver, timezone))
-    async with IotService(settings, store, clock=clock) as service, \
+    async with IotService(settings.iot, store, clock=clock) as service, \
             aiomqtt.Client(broker.host, broker.port, identifier="windows-pub") as pub:
         async def connected() -> bool:
             return service.mqtt_connected
