@@ -45,6 +45,7 @@ from netguard.clock import Clock, SystemClock, as_utc
 from netguard.config import Settings
 from netguard.errors import PayloadError, StoreError
 from netguard.iot import alerts as alert_store
+from netguard.iot.admin import IotAdmin
 from netguard.iot.anchor import Anchorer
 from netguard.iot.codecs import decode, topic_matches
 from netguard.iot.eventlog import ChainWriter, purge
@@ -738,12 +739,12 @@ class IotService:
         self._alerts_open = {(str(t), str(c)): int(n) for t, c, n in rows}
 
     async def acknowledge(self, alert_id: int, actor: str) -> dict[str, Any]:
-        """Acknowledge an alert for ``actor`` (see :func:`alerts.acknowledge`)."""
+        """Acknowledge an alert for ``actor`` (see :meth:`IotAdmin.acknowledge`, the one
+        path every caller takes), then recount the open alerts for metrics."""
+        acked = await IotAdmin(self.store, clock=self.clock).acknowledge(alert_id, actor)
         async with self.store.session() as session:
-            alert = await alert_store.acknowledge(session, alert_id, actor, self.clock.now())
-            await session.commit()
             await self._count_alerts(session)
-            return alert_store.alert_dict(alert)
+        return acked
 
     # ------------------------------------------------------------------ clock steps
 
