@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from rich.console import Console
+from rich.live import Live
 
 from netguard.clock import SystemClock
 from netguard.config import Settings
+from netguard.daemon.app import Daemon
 from netguard.demo.agents import SimulatedAgents
 from netguard.demo.broker import EmbeddedBroker, free_tcp_port
 from netguard.demo.config import DemoEndpoints, build_config_data, write_config
@@ -43,6 +46,11 @@ from netguard.demo.view import (
     ticket_news_line,
 )
 from netguard.errors import ConfigError
+from netguard.iot.admin import IotAdmin
+from netguard.metrics import IotView
+from netguard.store.db import Store, upgrade
+from netguard.tickets.domain import TicketTally
+from netguard.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +151,9 @@ class DemoActuator:
 def _metrics_port(requested: int | None) -> int:
     if requested is not None:
         return requested
-    with contextlib.suppress(OSError):
-        import socket
-
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", DEFAULT_METRICS_PORT))
-            return DEFAULT_METRICS_PORT
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", DEFAULT_METRICS_PORT))
+        return DEFAULT_METRICS_PORT
     return free_tcp_port()
 
 
@@ -165,93 +170,69 @@ def _prepare_directory(directory: Path) -> None:
 async def register_households(settings: Settings, households: Sequence[Household],
                               now: datetime) -> None:
     """Migrate the demo store and register every household, quarantined from ``now``."""
-    from netguard.iot import registry
-    from netguard.store import Store, upgrade
-
     await upgrade(settings.store)
-    async with Store(settings.store) as store, store.session() as session:
+    async with Store(settings.store) as store:
+        admin = IotAdmin(store)
         for household in households:
-            await registry.add_household(session, household.household_id, household.community,
-                                         label=household.address, start=now, now=now)
-            await session.flush()
-            await registry.add_sensor(session, household.sensor_id, household.household_id,
-                                      fmt=household.format, now=now)
-        await session.commit()
+            await admin.add_household(household.household_id, household.community,
+                                      label=household.address, start=now)
+            await admin.add_sensor(household.sensor_id, household.household_id,
+                                   fmt=household.format)
+
+
+def door_numbers(iot: IotView | None) -> tuple[int, int]:
+    """``(open alerts, door events stored)`` from the door-sensor part of the daemon's
+    metrics snapshot; a dead letter is stored in the event log too."""
+    if iot is None:
+        return 0, 0
+    return (sum(iot.alerts_open.values()),
+            sum(iot.door_events.values()) + sum(iot.dead_letters.values()))
 
 
 class StoreCounts:
-    """Reads ticket and alert counts and ticket news for the live view.
+    """Reads ticket counts and ticket news for the live view, through the ticket service.
 
-    It reads the store through its own connection, as ``netguard tickets`` would from
-    another terminal: the view must not reach into the daemon's services while they work.
+    It opens its own store, as ``netguard tickets`` would from another terminal: the view
+    must not reach into the daemon's services while they work. The door-sensor numbers
+    come from the daemon's metrics snapshot instead (:func:`door_numbers`: no query).
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._store: Any = None
+        self._tickets: TicketService | None = None
         self._last_event = 0
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> StoreCounts:
-        from netguard.store import Store
-
-        self._store = await self._stack.enter_async_context(Store(self._settings.store))
+        store = await self._stack.enter_async_context(Store(self._settings.store))
+        self._tickets = TicketService(store, self._settings.tickets)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
     async def read(self) -> dict[str, int]:
-        """Ticket counts by state, children, open alerts, door events (0 when unknown)."""
-        from sqlalchemy import text
-
-        queries = {
-            # Children of resolved tickets are history; only those under open ones count.
-            "children": "SELECT COUNT(*) FROM ticket_child c JOIN ticket t "
-                        "ON t.id = c.ticket_id WHERE t.state IN ('open', 'acknowledged')",
-            "alerts_open": "SELECT COUNT(*) FROM iot_alert WHERE closed_at IS NULL",
-            "door_events": "SELECT COUNT(*) FROM iot_event",
-        }
-        out: dict[str, int] = {"open": 0, "resolved": 0}
-        async with self._store.session() as session:
-            try:
-                rows = (await session.execute(text(
-                    "SELECT state, COUNT(*) FROM ticket GROUP BY state"))).all()
-            except Exception:  # the view must survive whatever the store says
-                log.debug("ticket counts unavailable", exc_info=True)
-                rows = []
-            for state, count in rows:
-                key = "resolved" if state in ("resolved", "closed") else "open"
-                out[key] += int(count)
-            for name, sql in queries.items():
-                try:
-                    out[name] = int((await session.execute(text(sql))).scalar_one())
-                except Exception:
-                    log.debug("%s unavailable", name, exc_info=True)
-                    out[name] = 0
-        return out
+        """Active and done tickets, and children under the active ones (0 when unknown)."""
+        assert self._tickets is not None
+        try:
+            tally = await self._tickets.tally()
+        except Exception:  # the view must survive whatever the store says
+            log.debug("ticket counts unavailable", exc_info=True)
+            tally = TicketTally()
+        return {"open": tally.active, "resolved": tally.done, "children": tally.children}
 
     async def news(self) -> list[str]:
         """A line for each ticket opened, grouped or resolved since the last call."""
-        from sqlalchemy import text
-
-        from netguard.tickets.domain import format_ref
-
-        prefix = self._settings.tickets.id_prefix
+        assert self._tickets is not None
+        try:
+            events = await self._tickets.news(self._last_event)
+        except Exception:  # the view must survive whatever the store says
+            log.debug("ticket news unavailable", exc_info=True)
+            return []
         lines: list[str] = []
-        async with self._store.session() as session:
-            try:
-                rows = (await session.execute(text(
-                    "SELECT e.id, e.ticket_id, e.action, e.message, t.summary "
-                    "FROM ticket_event e JOIN ticket t ON t.id = e.ticket_id "
-                    "WHERE e.id > :last ORDER BY e.id"), {"last": self._last_event})).all()
-            except Exception:  # the view must survive whatever the store says
-                log.debug("ticket news unavailable", exc_info=True)
-                return lines
-        for event_id, ticket_id, action, message, summary in rows:
-            self._last_event = max(self._last_event, int(event_id))
-            line = ticket_news_line(format_ref(int(ticket_id), prefix), str(action),
-                                    str(message or ""), str(summary or ""))
+        for event in events:
+            self._last_event = max(self._last_event, event.event_id)
+            line = ticket_news_line(event.ref, event.action, event.message, event.summary)
             if line is not None:
                 lines.append(line)
         return lines
@@ -295,8 +276,6 @@ class _Run:
 
     async def start(self, stack: contextlib.AsyncExitStack) -> DemoActuator:
         """Start every part on ``stack``; returns what plays the timeline."""
-        from netguard.daemon.app import Daemon
-
         options, summary = self.options, self.summary
         mqtt = parse_mqtt_url(options.mqtt_url) if options.mqtt_url else None
         _prepare_directory(self.directory)
@@ -381,12 +360,13 @@ class _Run:
         assert self.sink is not None
         await self.read_news()
         numbers = await self.counts.read()
+        alerts_open, door_events = door_numbers(self.daemon.metrics_snapshot().iot)
         snap = DemoSnapshot(
             elapsed_seconds=self.elapsed(), duration_seconds=self.options.duration,
             targets=_target_lines(self.daemon), tickets_open=numbers["open"],
             tickets_resolved=numbers["resolved"], tickets_children=numbers["children"],
-            alerts_open=numbers["alerts_open"], alerts_received=len(self.sink.received),
-            door_events=numbers["door_events"], steps=tuple(self.summary.steps),
+            alerts_open=alerts_open, alerts_received=len(self.sink.received),
+            door_events=door_events, steps=tuple(self.summary.steps),
             alerts=tuple(self.summary.alerts), ticket_news=tuple(self.summary.ticket_news),
             metrics_url=self.summary.metrics_url, config_path=str(self.summary.config_path),
             executable=self.summary.executable,
@@ -407,8 +387,6 @@ class _Run:
                     await self.read_news()
                 else:
                     self.say(status_line(await self.snapshot()))
-        from rich.live import Live
-
         with Live(render(await self.snapshot()), console=self.console,
                   refresh_per_second=2) as live:
             while True:

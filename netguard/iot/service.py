@@ -25,9 +25,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.clock import Clock, SystemClock
 from netguard.errors import PayloadError, StoreError
-from netguard.iot import alerts as alert_store
 from netguard.iot import seen
 from netguard.iot.actions import apply_action, count_open_alerts, renotify_due
+from netguard.iot.admin import IotAdmin
 from netguard.iot.anchor import Anchorer
 from netguard.iot.batch import (
     BatchPlan,
@@ -426,12 +426,12 @@ class IotService:
         self._alerts_open = await count_open_alerts(session)
 
     async def acknowledge(self, alert_id: int, actor: str) -> dict[str, Any]:
-        """Acknowledge an alert for ``actor`` (see :func:`alerts.acknowledge`)."""
+        """Acknowledge an alert for ``actor`` (see :meth:`IotAdmin.acknowledge`, the one
+        path every caller takes), then recount the open alerts for metrics."""
+        acked = await IotAdmin(self.store, clock=self.clock).acknowledge(alert_id, actor)
         async with self.store.session() as session:
-            alert = await alert_store.acknowledge(session, alert_id, actor, self.clock.now())
-            await session.commit()
             await self._count_alerts(session)
-            return alert_store.alert_dict(alert)
+        return acked
 
     # ------------------------------------------------------------------ clock steps
 

@@ -333,3 +333,38 @@ class TicketCounts:
 
     open: dict[tuple[str, str], int] = field(default_factory=dict)
     overdue: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketTally:
+    """All tickets by phase, for a live view (:meth:`TicketService.tally`).
+
+    Attributes:
+        active: Open or acknowledged (:data:`ACTIVE_STATES`).
+        done: Resolved or closed.
+        children: Child faults grouped under the active tickets (those under resolved
+            tickets are history).
+    """
+
+    active: int = 0
+    done: int = 0
+    children: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TicketNews:
+    """One ticket event for a live feed (:meth:`TicketService.news`).
+
+    Attributes:
+        event_id: The event's id; ask for the news after the last one seen.
+        ref: The ticket's human id.
+        action: What happened (``opened``, ``child_suppressed``, ``resolved``, ...).
+        message: The event's message.
+        summary: The ticket's summary.
+    """
+
+    event_id: int
+    ref: str
+    action: str
+    message: str
+    summary: str

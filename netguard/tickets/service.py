@@ -34,12 +34,15 @@ from netguard.tickets.domain import (
     TicketCounts,
     TicketDetail,
     TicketFilter,
+    TicketNews,
     TicketState,
+    TicketTally,
     allowed_actions,
     as_severity,
     format_ref,
     parse_ref,
 )
+from netguard.tickets.feed import TicketFeed
 from netguard.tickets.models import EVENT, SYSTEM_ACTOR, TICKET, check_lengths, event_row
 from netguard.tickets.policy import (
     AdoptOrphan,
@@ -85,6 +88,7 @@ class TicketService:
     def __init__(self, store: Store, config: TicketsConfig, *, clock: Clock | None = None
                  ) -> None:
         self._repo = TicketRepository(store)
+        self._feed = TicketFeed(store)
         self._config = config
         self._clock: Clock = clock or SystemClock()
         self._held: set[int] = set()  # cleared tickets the sweep keeps open (logged once)
@@ -407,6 +411,14 @@ class TicketService:
         in their resolve hold, and active child links (see
         :meth:`~netguard.tickets.repository.TicketRepository.active_faults`)."""
         return await self._repo.active_faults()
+
+    async def tally(self) -> TicketTally:
+        """All tickets by phase, and the child faults under the active ones."""
+        return await self._feed.tally()
+
+    async def news(self, after: int = 0) -> list[TicketNews]:
+        """Ticket events after the event id ``after``, oldest first, for a live feed."""
+        return await self._feed.news(after, self.ref)
 
     def _lookup(self, ref: str) -> int:
         try:

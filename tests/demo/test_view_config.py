@@ -10,7 +10,7 @@ from rich.console import Console
 from netguard.config import load_settings
 from netguard.demo.config import AgentAddress, DemoEndpoints, build_config_data, write_config
 from netguard.demo.fleet import FLEET, HOUSEHOLDS
-from netguard.demo.runner import MqttTarget, parse_mqtt_url
+from netguard.demo.runner import MqttTarget, door_numbers, parse_mqtt_url
 from netguard.demo.timeline import TIMELINE
 from netguard.demo.view import (
     DemoSnapshot,
@@ -24,6 +24,7 @@ from netguard.demo.view import (
     ticket_news_line,
 )
 from netguard.errors import ConfigError
+from netguard.iot.service import IotSnapshot
 
 
 def _endpoints() -> DemoEndpoints:
@@ -146,3 +147,12 @@ def test_ticket_news_lines() -> None:
         "DEMO-000001 resolved: fault stayed clear for 10s")
     for quiet in ("repeat", "flap", "commented", "overdue", "child_cleared"):
         assert ticket_news_line("DEMO-000001", quiet, "m", "s") is None
+
+
+def test_door_numbers_come_from_the_daemon_snapshot() -> None:
+    assert door_numbers(None) == (0, 0)
+    snapshot = IotSnapshot(alerts_open={("door_open", "east"): 2, ("offline", "west"): 1},
+                           door_events={"open": 4, "close": 3},
+                           dead_letters={"malformed": 1})
+    # Dead letters are stored in the event log too, as the view's "door events" counted.
+    assert door_numbers(snapshot) == (3, 8)
