@@ -209,3 +209,8 @@ class DemoError(NetguardError):
 
 class RegistryError(NetguardError):
     """A change to the door-sensor registry was refused (duplicate id, bad time span)."""
+
+
+class RegistryInputError(RegistryError, InvalidInputError):
+    """A registry change refused as malformed input (a window spec, time zone or span):
+    exit 2 in the CLI, like any usage error."""

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.clock import as_utc
 from netguard.csvsafe import is_formula
-from netguard.errors import NotFoundError, RegistryError
+from netguard.errors import NotFoundError, RegistryError, RegistryInputError
 from netguard.iot import schedule
 from netguard.iot.codecs import codec_names
 from netguard.iot.events import check_sensor_id
@@ -82,6 +82,7 @@ async def add_quarantine(session: AsyncSession, household_id: str, start: dateti
                          end: datetime | None) -> QuarantinePeriod:
     """Add a quarantine period ``[start, end)``."""
     await get_household(session, household_id)
+    start, end = as_utc(start), None if end is None else as_utc(end)
     if end is not None and end <= start:
         raise RegistryError("a quarantine period must end after it starts")
     period = QuarantinePeriod(household_id=household_id, start_at=start, end_at=end)
@@ -94,6 +95,7 @@ async def add_window(session: AsyncSession, household_id: str, start: datetime,
     """Allow the door to open in ``[start, end)`` (e.g. a scheduled test visit)."""
     reason = check_text(reason, "reason")
     await get_household(session, household_id)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise RegistryError("an allowed window must end after it starts")
     window = AllowedWindow(household_id=household_id, start_at=start, end_at=end,
@@ -121,12 +123,13 @@ async def add_recurring_window(session: AsyncSession, household_id: str, spec: s
     """
     reason = check_text(reason, "reason")
     await get_household(session, household_id)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
-        raise RegistryError("an allowed window must end after it starts")
+        raise RegistryInputError("an allowed window must end after it starts")
     try:
         window = schedule.parse_spec(spec, zone(timezone), Period(start, end))
     except ValueError as exc:
-        raise RegistryError(str(exc)) from None
+        raise RegistryInputError(str(exc)) from None
     row = AllowedWindow(household_id=household_id, start_at=start, end_at=end, reason=reason,
                         repeat=window.spec, timezone=timezone)
     session.add(row)
@@ -153,6 +156,7 @@ def allowed_span(row: AllowedWindow) -> AllowedSpan:
 async def end_quarantine(session: AsyncSession, household_id: str, at: datetime) -> int:
     """End the household's open (or future-ending) quarantine periods at ``at``."""
     await get_household(session, household_id)
+    at = as_utc(at)
     periods = (await session.exec(select(QuarantinePeriod).where(
         col(QuarantinePeriod.household_id) == household_id))).all()
     ended = 0

@@ -337,3 +337,42 @@ def test_audit_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert err == b""
+
+
+def test_households_allow_daily_reads_dates_in_the_districts_zone(config: Path) -> None:
+    assert ng(config, "households", "add", "A1", "--community", "c")[0] == 0
+    code, out = ng(config, "households", "allow", "A1", "--daily", "22:00-06:00",
+                   "--from", "2026-03-01", "--until", "2026-03-15", "--reason", "night shift")
+    assert code == 0, out
+    assert "daily 22:00-06:00 (Asia/Shanghai), 2026-03-01T00:00:00+08:00" in out
+    code, out = ng(config, "households", "allow", "A1", "--daily", "18:00-18:30",
+                   "--days", "mon-fri", "--from", "2026-03-01", "--to", "2026-03-15")
+    assert code == 0, out
+    code, out = ng(config, "households", "show", "A1", "--json")
+    windows = json.loads(out)["allowed_windows"]
+    assert [(w["repeat"], w["timezone"], w["start"]) for w in windows] == [
+        ("daily 22:00-06:00", "Asia/Shanghai", "2026-02-28T16:00:00+00:00"),
+        ("mon,tue,wed,thu,fri 18:00-18:30", "Asia/Shanghai", "2026-02-28T16:00:00+00:00")]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--daily", "18:00"], "expected 'DAYS HH:MM-HH:MM'"),
+    (["--daily", "18:00-18:30", "--days", "someday"], "unknown day 'someday'"),
+    (["--days", "mon"], "--days needs --daily"),
+    (["--daily", "18:00-18:30", "--from", "yesterday"], "not an ISO 8601 date or time"),
+])
+def test_households_allow_refuses_bad_recurring_windows(config: Path, args: list[str],
+                                                        expected: str) -> None:
+    assert ng(config, "households", "add", "A1", "--community", "c")[0] == 0
+    base = {"--from": "2026-03-01", "--until": "2026-03-15"}
+    for i, a in enumerate(args):
+        if a in base:
+            base[a] = args[i + 1]
+    rest = [a for i, a in enumerate(args) if a not in base and (i == 0 or args[i - 1]
+                                                                  not in base)]
+    code, out = ng(config, "households", "allow", "A1", *rest,
+                   *[x for kv in base.items() for x in kv])
+    assert code == 2, out
+    assert expected in out
+    code, out = ng(config, "households", "show", "A1", "--json")
+    assert json.loads(out)["allowed_windows"] == []

@@ -196,3 +196,23 @@ def test_the_configured_zone_is_checked() -> None:
     assert IotConfig().timezone == "Asia/Shanghai"
     with pytest.raises(ValueError, match="time zone"):
         IotConfig(timezone="Mars/Olympus")
+
+
+async def test_registry_times_given_in_local_offsets_are_stored_as_the_same_instant(
+        store: Store) -> None:
+    # SQLite keeps no offset: 00:00+08:00 stored as such would read back as 00:00 UTC,
+    # eight hours late, and a quarantine would start in the afternoon.
+    start = datetime(2026, 3, 1, 0, 0, tzinfo=SHANGHAI)
+    async with store.session() as s:
+        await registry.add_household(s, "h1", "c1", start=start,
+                                     end=start + timedelta(days=14), now=start)
+        await s.flush()
+        await registry.add_window(s, "h1", start + timedelta(hours=9),
+                                  start + timedelta(hours=10))
+        await s.commit()
+    async with store.session() as s:
+        view = await registry.load_view(s)
+    rules = view.households["h1"]
+    assert rules.quarantines[0].start == datetime(2026, 2, 28, 16, 0, tzinfo=UTC)
+    assert rules.allowed_window(datetime(2026, 3, 1, 1, 30, tzinfo=UTC)) is not None
+    assert rules.allowed_window(datetime(2026, 3, 1, 9, 30, tzinfo=UTC)) is None
