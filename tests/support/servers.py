@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 from tests.support.ports import free_tcp_port, tcp_accepts
 from tests.support.procs import ServerProcess
