@@ -1,4 +1,4 @@
-"""The aiomqtt internals behind the intake's manual PUBACK (docs/decisions.md 11).
+"""The aiomqtt internals behind the intake's manual PUBACK (see docs/decisions.md).
 
 aiomqtt has no manual-acknowledgement API, so :mod:`netguard.iot.intake` reaches into the
 client: ``Client._client`` (the paho client, whose ``manual_ack_set``/``ack`` are public
