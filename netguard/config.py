@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
-from netguard.errors import ConfigError, ConfigNotFoundError
+from netguard.errors import ConfigError, ConfigNotFoundError, NotFoundError
 from netguard.iot.config import NOTIFIER_TYPES, IotConfig
 from netguard.probes.config import ProbesConfig, TargetConfig, engine_problems
 from netguard.probes.profiles import library_for, target_profile_problems
@@ -96,8 +96,6 @@ class Settings(BaseModel):
         Raises:
             NotFoundError: No target has that id.
         """
-        from netguard.errors import NotFoundError
-
         for target in self.targets:
             if target.id == target_id:
                 return target

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from netguard import __version__
+
 NETGUARD = str(Path(sys.executable).with_name("netguard"))
 
 
@@ -15,8 +17,6 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_version() -> None:
-    from netguard import __version__
-
     result = run("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == __version__

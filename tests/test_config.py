@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -199,9 +201,6 @@ def test_supported_store_urls_load(url: str) -> None:
 
 def test_check_config_refuses_an_empty_metrics_password(tmp_path: Path) -> None:
     """An empty password used to be accepted, and let anyone read /metrics."""
-    import subprocess
-    import sys
-
     path = write(tmp_path, "metrics:\n  basic_auth: {username: prom, password: ''}\n")
     netguard = Path(sys.executable).parent / "netguard"
     result = subprocess.run([str(netguard), "check-config", "--config", str(path)],
@@ -212,9 +211,6 @@ def test_check_config_refuses_an_empty_metrics_password(tmp_path: Path) -> None:
 
 def test_check_config_refuses_a_route_to_an_unknown_notifier(tmp_path: Path) -> None:
     """A typo in a route used to be caught only when an alert had nowhere to go."""
-    import subprocess
-    import sys
-
     path = write(tmp_path, """
 iot:
   notifiers:

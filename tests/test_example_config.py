@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from netguard.config import Settings, load_settings
+from netguard.probes.profiles import default_library
 from tests.support.tls import self_signed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,8 +112,6 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
 
 
 def test_every_example_target_resolves_its_profile(secrets_dir: Path) -> None:
-    from netguard.probes.profiles import default_library
-
     settings = load_settings(_localised_example(secrets_dir), env=ENV)
     library = default_library()
     for target in settings.targets:

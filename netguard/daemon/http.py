@@ -112,9 +112,9 @@ class MetricsServer:
                 f"metrics.listen: cannot listen on {self.config.listen}: {exc.strerror or exc}"
             ]) from exc
         self._runner = runner
-        server = site._server  # aiohttp keeps the bound sockets only here
-        sockets = getattr(server, "sockets", None) or []
-        self._port = int(sockets[0].getsockname()[1]) if sockets else self._wanted_port
+        # The port the kernel chose for "host:0" (IPv4 and IPv6 socknames both hold it second).
+        addresses = runner.addresses
+        self._port = int(addresses[0][1]) if addresses else self._wanted_port
         log.info("metrics endpoint listening", extra={"url": self.url})
         return self
 

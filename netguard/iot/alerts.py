@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,13 +33,7 @@ _OPEN = sa.text("closed_at IS NULL")
 
 def dialect_insert(dialect: str) -> Any:
     """The dialect's ``insert`` (with ``on_conflict_do_nothing``)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 @dataclass(frozen=True, slots=True)

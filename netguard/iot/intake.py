@@ -22,6 +22,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
 from netguard.clock import Clock, SystemClock
 from netguard.errors import ConfigError, NetguardError
 from netguard.iot.config import MqttConfig
@@ -80,8 +83,6 @@ class MqttIntake:
 
     async def run(self) -> None:
         """Connect, consume, and reconnect with exponential backoff and jitter, forever."""
-        import aiomqtt
-
         failures = 0
         while True:
             try:
@@ -133,9 +134,6 @@ class MqttIntake:
                         describe_error(exc), extra={"failures": self.store_failures})
 
     async def _session(self) -> None:
-        import aiomqtt
-        from paho.mqtt.subscribeoptions import SubscribeOptions
-
         self._was_up = False
         kwargs = client_kwargs(self._config, self._config.client_id, persistent=True,
                                receive_maximum=self._config.receive_maximum, tls=self._tls)

@@ -6,6 +6,11 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from netguard.errors import ConfigError
 from netguard.iot.config import MqttConfig
 
@@ -63,11 +68,6 @@ def client_kwargs(config: MqttConfig, identifier: str, *, persistent: bool,
             the broker may send us at once.
         tls: An SSL context built once by :func:`tls_context`; built here if not given.
     """
-    import aiomqtt
-    import paho.mqtt.client as paho
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
     kwargs: dict[str, Any] = {
         "hostname": config.host, "port": config.port, "identifier": identifier,
         "keepalive": config.keepalive_seconds,

@@ -20,7 +20,6 @@ from typing import Any
 
 from netguard.errors import ProbeError
 from netguard.probes.config import TargetConfig, split_address
-from netguard.probes.transport import _AUTH, _PRIV
 
 log = logging.getLogger("netguard.probes.traps")
 
@@ -107,11 +106,19 @@ class TrapReceiver:
                          rejected=dict(self._rejected_by))
 
     async def __aenter__(self) -> TrapReceiver:
-        from pysnmp.carrier.asyncio.dgram import udp
-        from pysnmp.entity import config, engine
-        from pysnmp.entity.rfc3413 import ntfrcv
-        from pysnmp.hlapi.v3arch import asyncio as hl
-        from pysnmp.proto.api import v2c
+        # pysnmp (~0.2 s, and a large MIB builder) loads only when a receiver opens: the
+        # metrics and the daemon import this module for its trap vocabulary, and a daemon
+        # polling with gufo and without traps never needs pysnmp.
+        from pysnmp.carrier.asyncio.dgram import udp  # noqa: PLC0415
+        from pysnmp.entity import config, engine  # noqa: PLC0415
+        from pysnmp.entity.rfc3413 import ntfrcv  # noqa: PLC0415
+        from pysnmp.hlapi.v3arch import asyncio as hl  # noqa: PLC0415
+        from pysnmp.proto.api import v2c  # noqa: PLC0415
+
+        from netguard.probes.pysnmp_transport import (  # noqa: PLC0415
+            AUTH_PROTOCOLS,
+            PRIV_PROTOCOLS,
+        )
 
         self._engine = engine.SnmpEngine()
         transport = udp.UdpTransport().open_server_mode((self.host, self.port))
@@ -135,9 +142,9 @@ class TrapReceiver:
             elif snmp.version == "3" and snmp.engine_id and snmp.user:
                 config.add_v3_user(
                     self._engine, snmp.user,
-                    getattr(hl, _AUTH[snmp.auth_protocol]),
+                    getattr(hl, AUTH_PROTOCOLS[snmp.auth_protocol]),
                     snmp.auth_key.get_secret_value() if snmp.auth_key else None,
-                    getattr(hl, _PRIV[snmp.priv_protocol]),
+                    getattr(hl, PRIV_PROTOCOLS[snmp.priv_protocol]),
                     snmp.priv_key.get_secret_value() if snmp.priv_key else None,
                     securityEngineId=v2c.OctetString(hexValue=snmp.engine_id))
         ntfrcv.NotificationReceiver(self._engine, self._received)

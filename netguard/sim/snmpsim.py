@@ -12,6 +12,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pysnmp.hlapi.v3arch import asyncio as hl
+from pysnmp.proto import rfc1902
+
 from netguard.sim.agents import Scenario, SimAgent
 from netguard.sim.process import AgentServer, ChildProcess, answers_snmp
 
@@ -182,9 +185,6 @@ class SimFleet:
 
 async def _snmp_set(host: str, port: int, community: str,
                     sets: list[tuple[str, int, int]]) -> None:
-    from pysnmp.hlapi.v3arch import asyncio as hl
-    from pysnmp.proto import rfc1902
-
     types = {2: rfc1902.Integer32, 65: rfc1902.Counter32, 66: rfc1902.Gauge32,
              67: rfc1902.TimeTicks, 70: rfc1902.Counter64}
     engine = hl.SnmpEngine()

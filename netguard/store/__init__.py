@@ -17,7 +17,9 @@ __all__ = ["Store", "current_revision", "head_revision", "upgrade"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from netguard.store import db
+        # Lazy on purpose (PEP 562): netguard.config imports netguard.store.config, which
+        # runs this file; loading SQLAlchemy here would slow every CLI command.
+        from netguard.store import db  # noqa: PLC0415
 
         return getattr(db, name)
     raise AttributeError(f"module 'netguard.store' has no attribute {name!r}")

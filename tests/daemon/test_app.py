@@ -321,7 +321,7 @@ async def test_a_full_backlog_spills_to_the_journal_and_replays_in_order(
     services = Services(store=Store(), probes=probes, tickets=tickets, iot=Iot())
     stop = asyncio.Event()
     journal = tmp_path / "fault-events.journal"
-    sent = [_opened("t0"), _cleared("t0")] * 3  # 6 events, room for 2 in memory
+    sent: list[FaultEvent] = [_opened("t0"), _cleared("t0")] * 3  # 6 events, 2 fit in memory
     async with Daemon(_settings(fault_backlog_memory=2), open_services=_opener(services)
                       ) as daemon, aiohttp.ClientSession() as http:
         assert daemon.metrics_url is not None
@@ -347,7 +347,7 @@ async def test_events_waiting_at_shutdown_are_delivered_after_a_restart(
     probes, tickets = Probes(), Tickets(down=True)
     services = Services(store=Store(), probes=probes, tickets=tickets, iot=Iot())
     stop = asyncio.Event()
-    sent = [_opened("t0"), _opened("t1"), _cleared("t0")]
+    sent: list[FaultEvent] = [_opened("t0"), _opened("t1"), _cleared("t0")]
     async with Daemon(_settings(shutdown_timeout_seconds=1.0),
                       open_services=_opener(services)) as daemon, asyncio.TaskGroup() as tg:
         tg.create_task(daemon.serve(stop))

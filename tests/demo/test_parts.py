@@ -106,7 +106,7 @@ async def test_timeline_runs_in_order_and_survives_a_failing_step() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    reports = {"up": [None, None, True], "never": [False]}
+    reports: dict[str, list[bool | None]] = {"up": [None, None, True], "never": [False]}
 
     def reachable(target: str) -> bool | None:
         values = reports[target]

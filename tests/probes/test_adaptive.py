@@ -26,8 +26,9 @@ import pytest
 from netguard.errors import AgentResponseError, AgentUnreachableError
 from netguard.probes.config import ProbesConfig, TargetConfig
 from netguard.probes.profiles import Metric
+from netguard.probes.pysnmp_transport import SnmpTransport
 from netguard.probes.service import ProbeService
-from netguard.probes.transport import SnmpTransport, fetch
+from netguard.probes.transport import fetch
 from netguard.sim import SimAgent, SimRecord, Snmpd, SnmpdUser, SnmpSim, build_agent
 from tests.probes.conftest import FAST, targets
 from tests.support.timing import slack

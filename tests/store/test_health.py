@@ -23,6 +23,7 @@ from yarl import URL
 from netguard.errors import StoreUnavailableError
 from netguard.store import Store, upgrade
 from netguard.store.config import StoreConfig
+from netguard.store.db import create_engine
 from netguard.store.health import bounded, probe_writable, store_wide_reason
 from tests.daemon.tcpproxy import TcpProxy
 
@@ -134,8 +135,6 @@ async def test_a_hung_postgresql_costs_the_configured_timeouts(pg_url: str) -> N
 
 
 async def _probe_fresh(config: StoreConfig) -> bool:
-    from netguard.store.db import create_engine
-
     engine = create_engine(config)
     try:
         return (await probe_writable(engine, 1.0)).writable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
 
 from tests.support.ports import free_tcp_port, tcp_accepts
 from tests.support.procs import ServerProcess
@@ -77,10 +80,6 @@ def mosquitto(directory: Path, extra: str = "", base: Path | None = None) -> Ite
 
 
 def _pg_admin_execute(sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
     async def run() -> None:
         conn = await asyncpg.connect(PG_ADMIN_URL)
         try:

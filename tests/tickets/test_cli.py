@@ -10,11 +10,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from netguard.clock import ManualClock
+from netguard.faults import FaultCleared, FaultKey, FaultOpened
 from netguard.store import Store
 from netguard.store.config import StoreConfig
 from netguard.store.db import upgrade
@@ -182,11 +185,6 @@ def test_cli_wrong_prefix_under_a_custom_prefix(store_config: StoreConfig,
 
 def test_cli_show_lists_history_in_time_order_and_resolved_reads_resolved(
         store_config: StoreConfig, tmp_path: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from netguard.clock import ManualClock
-    from netguard.faults import FaultCleared, FaultKey, FaultOpened
-
     asyncio.run(upgrade(store_config))
     ng = _runner(_config_file(tmp_path, store_config), tmp_path)
     start = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -137,8 +138,6 @@ def _ticket(ref_id: int, severity: str = "major", **kw: object) -> Ticket:
     row[0] = ref_id
     row[6] = severity
     ticket = ticket_from_row(row, prefix="NG", now=NOW)
-    from dataclasses import replace
-
     return replace(ticket, **kw)  # type: ignore[arg-type]
 
 

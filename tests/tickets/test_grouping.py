@@ -16,6 +16,7 @@ import pytest
 from netguard.clock import ManualClock
 from netguard.errors import InvalidTransitionError
 from netguard.faults import FaultCleared
+from netguard.tickets.config import TicketsConfig
 from netguard.tickets.domain import Ticket, TicketFilter, TicketState
 from netguard.tickets.service import TicketService
 from tests.tickets.conftest import OpenFactory
@@ -143,8 +144,6 @@ async def test_a_ticket_a_human_touched_keeps_its_own_ticket(
 
 async def test_group_window_is_configurable(store, clock: ManualClock,
                                             opened: OpenFactory) -> None:
-    from netguard.tickets.config import TicketsConfig
-
     svc = TicketService(store, TicketsConfig(group_window_seconds=0), clock=clock)
     own = await _own(svc, opened)
     await svc.handle(_olt(opened))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import sqlalchemy as sa
 
 from netguard.clock import ManualClock
 from netguard.errors import SchemaOutdatedError
 from netguard.store import Store
 from netguard.tickets.domain import TicketFilter, TicketState
+from netguard.tickets.queries import list_query
 from netguard.tickets.reader import TicketReader, open_reader
 from netguard.tickets.service import TicketService
 from tests.tickets.conftest import OpenFactory
@@ -43,8 +47,6 @@ async def test_reader_matches_service(service: TicketService, store: Store,
 
 
 async def test_reader_refuses_outdated_schema(store_config, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
     now = datetime.now(UTC)
     with pytest.raises(SchemaOutdatedError) as info:
         async with TicketReader(store_config, prefix="NG", now=now):
@@ -59,12 +61,6 @@ async def test_reader_refuses_outdated_schema(store_config, tmp_path) -> None:  
 
 async def test_default_listing_walks_the_queue_index(store: Store) -> None:
     """The first page must not sort the table: the plan uses ix_ticket_queue."""
-    from datetime import UTC, datetime
-
-    import sqlalchemy as sa
-
-    from netguard.tickets.queries import list_query
-
     sql, params = list_query(TicketFilter(), datetime.now(UTC))
     explain = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
     async with store.engine.connect() as conn:

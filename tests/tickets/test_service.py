@@ -14,6 +14,7 @@ from netguard.errors import (
     TicketConflictError,
 )
 from netguard.faults import FaultCleared, FaultKey
+from netguard.tickets.config import TicketsConfig
 from netguard.tickets.domain import (
     ALLOWED_ACTIONS,
     TicketAction,
@@ -296,8 +297,6 @@ async def test_clear_for_unknown_fault_is_ignored(service: TicketService,
 
 async def test_zero_hold_resolves_at_once(store, clock: ManualClock, opened: OpenFactory,
                                           cleared: Callable[..., FaultCleared]) -> None:
-    from netguard.tickets.config import TicketsConfig
-
     svc = TicketService(store, TicketsConfig(resolve_hold_seconds=0), clock=clock)
     t = await svc.handle(opened())
     assert t is not None

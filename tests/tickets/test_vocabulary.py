@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import UTC, datetime
 from typing import get_args
 
 import pytest
@@ -71,8 +72,6 @@ def test_ticket_columns_are_columns_of_the_table() -> None:
 
 @pytest.mark.parametrize("action", list(TicketAction))
 def test_the_policy_moves_tickets_by_the_one_action_table(action: TicketAction) -> None:
-    from datetime import UTC, datetime
-
     now = datetime(2026, 11, 29, tzinfo=UTC)
     for state in TicketState:
         facts = TicketFacts(id=1, state=state, severity=Severity.MAJOR, target="t",

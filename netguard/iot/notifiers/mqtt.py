@@ -5,6 +5,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
+import aiomqtt
+
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import MqttConfig, MqttNotifierConfig
 from netguard.iot.mqtt import client_kwargs
@@ -69,8 +71,6 @@ class MqttNotifier:
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """Connect, publish the batch with QoS 1, disconnect."""
-        import aiomqtt
-
         # Checked again here (the outbox checks first), so nothing is published when any
         # topic of the batch is bad.
         topics = [alert_topic(self._prefix, n.community, name=self.name)
