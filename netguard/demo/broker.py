@@ -43,7 +43,7 @@ class EmbeddedBroker:
 
     async def __aenter__(self) -> EmbeddedBroker:
         try:
-            from amqtt.broker import Broker
+            from amqtt.broker import Broker  # noqa: PLC0415  (amqtt is the demo extra only)
         except ImportError as exc:
             raise BrokerError(
                 "the embedded demo broker needs amqtt: pip install 'netguard[demo]' "

@@ -22,6 +22,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
+import aiomqtt
+
 from netguard.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -169,8 +171,6 @@ class DoorSensorSim:
         return self._sensors[sensor_id].state
 
     async def __aenter__(self) -> DoorSensorSim:
-        import aiomqtt
-
         stack = contextlib.AsyncExitStack()
         try:
             self._client = await stack.enter_async_context(aiomqtt.Client(
@@ -200,8 +200,6 @@ class DoorSensorSim:
             await stack.aclose()
 
     async def _heartbeats(self) -> None:
-        import aiomqtt
-
         while True:
             await asyncio.sleep(self._heartbeat)
             try:

@@ -8,8 +8,11 @@ otherwise it prints :func:`status_line` now and then, which logs and tests can r
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -127,10 +130,6 @@ def netguard_executable() -> str:
     ``scripts/demo.sh`` runs netguard from a virtualenv that another terminal has not
     activated, so the printed commands must name it in full there.
     """
-    import shutil
-    import sys
-    from pathlib import Path
-
     here = Path(sys.executable).parent / "netguard"
     found = shutil.which("netguard")
     if found is not None and here.exists() and Path(found).resolve() == here.resolve():

@@ -20,7 +20,7 @@ from netguard.daemon.app import Daemon
 from netguard.daemon.faultwriter import POISON_EVENT_ATTEMPTS
 from netguard.daemon.parts import Part
 from netguard.daemon.ports import Services
-from netguard.errors import StoreError, StoreUnavailableError
+from netguard.errors import ConfigError, StoreError, StoreUnavailableError
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
 from netguard.iot.service import IotSnapshot
 from netguard.probes.assess import ActiveFault
@@ -220,7 +220,6 @@ async def test_busy_port_fails_startup_and_releases_services() -> None:
         port = first.metrics_url.rsplit(":", 1)[1]
         settings = settings_from_data({**_settings().model_dump(mode="json"),
                                        "metrics": {"listen": f"127.0.0.1:{port}"}})
-        from netguard.errors import ConfigError
 
         with pytest.raises(ConfigError, match="cannot listen"):
             async with Daemon(settings, open_services=open_services):

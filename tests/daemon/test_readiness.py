@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 from yarl import URL
 
 from netguard.config import settings_from_data
@@ -27,8 +28,6 @@ async def _readyz(http: aiohttp.ClientSession, base: str) -> tuple[int, Mapping[
 
 
 async def test_readyz_follows_store_and_broker(pg_url: str, broker: Broker) -> None:
-    from pydantic import SecretStr
-
     await upgrade(StoreConfig(url=SecretStr(pg_url)))
     url = URL(pg_url)
     proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()

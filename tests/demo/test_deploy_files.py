@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from netguard.cli.common import EXIT_CONFIG, EXIT_SCHEMA
 from netguard.daemon.config import DaemonConfig
 from tests.support.tools import require_tool
 
@@ -51,8 +52,6 @@ def test_unit_is_hardened_and_stops_after_the_shutdown_timeout() -> None:
 
 def test_unit_uses_notify_and_the_watchdog_and_does_not_restart_what_restarts_cannot_fix(
 ) -> None:
-    from netguard.cli.common import EXIT_CONFIG, EXIT_SCHEMA
-
     service = _service_section()
     # netguard.daemon.sdnotify sends READY=1, WATCHDOG=1 and STOPPING=1.
     assert service["Type"] == ["notify"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,6 @@ def test_render_shows_targets_counts_and_next_command() -> None:
 
 
 def test_printed_executable_is_runnable() -> None:
-    import shutil
-
     exe = netguard_executable()
     if exe == "netguard":
         assert shutil.which("netguard") is not None

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import yaml
 
 from tests.conftest import REPO
@@ -85,8 +86,6 @@ async def publish_all(host: str, port: int, messages: Sequence[tuple[str, bytes]
 
     ``progress[0]`` counts messages PUBACKed so far.
     """
-    import aiomqtt
-
     i = 0
     while i < len(messages):
         try:

@@ -9,7 +9,13 @@ from netguard.daemon.reload import plan_reload
 from netguard.faults import FaultCleared, FaultKey, FaultOpened
 from netguard.probes.assess import Assessor, limits_for
 from netguard.probes.config import TargetConfig, Thresholds
-from netguard.probes.state import LinkSample, OpticalReading, PonPortReading, UpsReading
+from netguard.probes.state import (
+    InterfaceReading,
+    LinkSample,
+    OpticalReading,
+    PonPortReading,
+    UpsReading,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -187,8 +193,6 @@ def test_pon_onus_offline_ratio() -> None:
 
 
 def test_incomplete_poll_keeps_faults_of_missing_components() -> None:
-    from netguard.probes.state import InterfaceReading
-
     a = Assessor.for_target(_target(raise_after=1, clear_after=1))
     down = LinkSample(interfaces=(InterfaceReading(1, "ge1", admin_status=1, oper_status=2),))
     assert a.assess(down, now=NOW).state == "down"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from netguard.config import settings_from_data
 from netguard.errors import ConfigError
 from netguard.probes.config import ExtraOid, TargetConfig
 from netguard.probes.decode import decode_sample
@@ -158,8 +159,6 @@ def test_radio_snr_computed_from_signal_and_noise() -> None:
 
 
 def test_config_rejects_unknown_profile_with_its_path() -> None:
-    from netguard.config import settings_from_data
-
     with pytest.raises(ConfigError) as caught:
         settings_from_data({"targets": [{"id": "a", "kind": "fiber", "address": "127.0.0.1",
                                          "profile": "fiber-cisco"}]})

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from netguard.clock import ManualClock
 from netguard.config import settings_from_data
 from netguard.errors import AgentResponseError, AgentUnreachableError, ConfigError
 from netguard.probes.config import PollEngine, ProbesConfig, TargetConfig
+from netguard.probes.gufo_transport import GufoAgentSession, GufoTransport
 from netguard.probes.profiles import Metric
 from netguard.probes.service import ProbeService
 from netguard.probes.transport import PollSession, fetch, open_transport
@@ -321,9 +323,6 @@ async def test_wrong_credentials_give_a_human_reason(engine: PollEngine,
 # --- gufo only: what netguard adds around it -----------------------------------------------
 
 async def test_gufo_rediscovers_the_engine_after_the_time_window(agent: Snmpd) -> None:
-    from netguard.clock import ManualClock
-    from netguard.probes.gufo_transport import GufoAgentSession
-
     clock = ManualClock()
     targets, probes = settings("gufo", agent.target("v3", user="u-sha-aes128"))
     async with ProbeService(targets, probes=probes, clock=clock) as service:
@@ -336,8 +335,6 @@ async def test_gufo_rediscovers_the_engine_after_the_time_window(agent: Snmpd) -
 
 
 async def test_gufo_keeps_open_sockets_bounded(agent: Snmpd) -> None:
-    from netguard.probes.gufo_transport import GufoTransport
-
     raw = [agent.target(f"t{i}", timeout_seconds=2.0) for i in range(30)]
     raw += [agent.target(f"v3-{i}", user="u-sha256-aes128", timeout_seconds=2.0)
             for i in range(10)]
