@@ -22,7 +22,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from netguard.errors import PayloadError
-from netguard.iot.codecs import decode, topic_matches
+from netguard.iot.codecs import decode, topic_address, topic_matches
 from netguard.iot.config import IotConfig, RulesConfig, Subscription
 from netguard.iot.dedup import Candidate, DedupeKey, dedupe_key, payload_digest
 from netguard.iot.events import DoorEvent, RawMessage, native_identity
@@ -151,6 +151,17 @@ def parse(message: RawMessage, config: IotConfig) -> tuple[str, DoorEvent] | Pay
         return PayloadError("decoder_error", f"{type(exc).__name__}: {exc}")
 
 
+def file_under_sensor(incoming: Incoming, view: RegistryView, config: IotConfig) -> None:
+    """File a dead letter under the registered sensor its topic names, if any, so that it
+    is part of that household's record (export, audit) like the sensor's other messages."""
+    fmt = format_for(config.mqtt.subscriptions, incoming.message.topic)
+    address = None if fmt is None else topic_address(fmt, incoming.message.topic)
+    entry = None if fmt is None or address is None else view.lookup(fmt, address)
+    if entry is not None:
+        incoming.sensor_id = entry.sensor_id
+        incoming.household_id = entry.household_id
+
+
 def attach(incoming: Incoming, fmt: str, event: DoorEvent, entry: SensorEntry | None,
            config: IotConfig) -> None:
     """Bind a decoded event to its registered sensor (``entry``), or dead-letter it."""
@@ -167,6 +178,7 @@ def attach(incoming: Incoming, fmt: str, event: DoorEvent, entry: SensorEntry | 
     if problems:
         # The codecs should have refused it; never let the insert find out.
         incoming.error = PayloadError("out_of_range", "; ".join(problems))
+        incoming.sensor_id, incoming.household_id = entry.sensor_id, entry.household_id
         return
     incoming.event = event
     incoming.sensor_id = entry.sensor_id
@@ -313,5 +325,5 @@ def results(batch: Sequence[Incoming], duplicates: set[int],
 
 
 __all__ = ["STATE_WRITE_INTERVAL", "BatchPlan", "Incoming", "IngestResult", "IngestStatus",
-           "attach", "dirty_states", "event_row", "event_time", "format_for", "judge",
-           "parse", "plan_batch", "results", "topic_problem"]
+           "attach", "dirty_states", "event_row", "event_time", "file_under_sensor",
+           "format_for", "judge", "parse", "plan_batch", "results", "topic_problem"]

@@ -34,6 +34,7 @@ from netguard.iot.batch import (
     Incoming,
     IngestResult,
     attach,
+    file_under_sensor,
     parse,
     plan_batch,
     results,
@@ -298,6 +299,7 @@ class IotService:
         parsed = parse(incoming.message, self.config)
         if isinstance(parsed, PayloadError):
             incoming.error = parsed
+            file_under_sensor(incoming, self._view, self.config)
             return
         fmt, event = parsed
         entry = self._view.lookup(fmt, event.address)

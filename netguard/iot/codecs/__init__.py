@@ -20,6 +20,7 @@ from netguard.iot.codecs.base import (
     field_label,
     get_codec,
     register,
+    topic_address,
     topic_matches,
 )
 from netguard.iot.codecs.native import decode_native, native_topic_sensor
@@ -30,6 +31,7 @@ from netguard.iot.codecs.zigbee2mqtt import decode_zigbee2mqtt
 __all__ = [
     "FIELD_LABELS", "Codec", "Decoder", "codec_names", "decode", "decode_native",
     "decode_shelly", "decode_shelly_rpc", "decode_zigbee2mqtt", "field_label", "get_codec",
-    "native", "native_topic_sensor", "register", "shelly", "shelly_rpc", "topic_matches",
+    "native", "native_topic_sensor", "register", "shelly", "shelly_rpc", "topic_address",
+    "topic_matches",
     "zigbee2mqtt",
 ]

@@ -215,3 +215,27 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if level not in ("+", t_levels[i]):
             return False
     return len(f_levels) == len(t_levels)
+
+
+def topic_address(fmt: str, topic: str) -> str | None:
+    """The device a topic names, by the family's own topic layout (the level under its
+    first ``+``): ``netguard/sensors/n1/event`` -> ``n1``, ``shellies/dw-1/online`` ->
+    ``dw-1``. None for an unknown format, a topic outside the family's layout (a custom
+    subscription), or a level that is not a valid address.
+
+    A message that cannot be decoded is still a record of its household when its topic
+    names a registered sensor: the dead letter is filed under it.
+    """
+    codec = _CODECS.get(fmt)
+    if codec is None:
+        return None
+    levels = topic.split("/")
+    for topic_filter in codec.topics:
+        filter_levels = topic_filter.split("/")
+        if "+" in filter_levels and topic_matches(topic_filter, topic):
+            candidate = levels[filter_levels.index("+")]
+            try:
+                return check_sensor_id(candidate, "address")
+            except ValueError:
+                return None
+    return None
