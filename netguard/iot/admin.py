@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from netguard.clock import Clock, SystemClock
+from netguard.clock import Clock, SystemClock, as_utc
 from netguard.errors import InvalidInputError, NotFoundError
 from netguard.iot import registry
 from netguard.iot.alerts import acknowledge as acknowledge_alert
@@ -29,7 +29,7 @@ from netguard.iot.alerts import alert_dict
 from netguard.iot.anchor import Anchor, Anchorer, AnchorFile, check, read_anchors
 from netguard.iot.config import IotConfig
 from netguard.iot.eventlog import VerifyReport, export_events, verify
-from netguard.iot.models import Alert, Household, OutboxMessage, Sensor
+from netguard.iot.models import Alert, Event, Household, OutboxMessage, Sensor
 from netguard.store.db import Store
 
 # Alert ids are INTEGER primary keys; a larger number overflows the driver (a traceback).
@@ -297,6 +297,30 @@ class IotAdmin:
                 await registry.get_household(s, household_id)
                 query = query.where(col(Alert.household_id) == household_id)
             return [alert_dict(a) for a in (await s.exec(query.limit(ALERTS_LISTED))).all()]
+
+    async def dead_letters(self, *, sensor_id: str | None = None,
+                           since: datetime | None = None,
+                           limit: int = ALERTS_LISTED) -> list[dict[str, Any]]:
+        """Messages the intake could not use, newest first: when, why, the sensor and
+        household their topic names (when it names a registered one), the topic, the
+        detail, and the payload's full size (only the first ``raw_keep_bytes`` are kept).
+
+        Raises:
+            NotFoundError: ``sensor_id`` is not a registered sensor.
+        """
+        query = select(Event).where(col(Event.kind) == "dead")
+        if since is not None:
+            query = query.where(col(Event.received_at) >= since)
+        async with self._store.session() as s:
+            if sensor_id is not None:
+                if await s.get(Sensor, sensor_id) is None:
+                    raise NotFoundError("sensor", sensor_id)
+                query = query.where(col(Event.sensor_id) == sensor_id)
+            rows = (await s.exec(query.order_by(col(Event.received_at).desc(),
+                                                col(Event.id).desc()).limit(limit))).all()
+        return [{"received_at": as_utc(r.received_at).isoformat(), "reason": r.dead_reason,
+                 "sensor": r.sensor_id, "household": r.household_id, "topic": r.topic,
+                 "detail": r.detail, "payload_size": r.payload_size} for r in rows]
 
     async def alert(self, alert_id: int) -> dict[str, Any]:
         """One alert with its deliveries (``deliveries``: notifier, reason, status,
