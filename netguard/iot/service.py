@@ -49,6 +49,7 @@ from netguard.iot.anchor import Anchorer
 from netguard.iot.codecs import decode, topic_matches
 from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, DoorEvent, RawMessage, native_identity
+from netguard.iot.followups import FollowUps
 from netguard.iot.intake import MqttIntake
 from netguard.iot.models import (
     TOPIC_MAX,
@@ -215,6 +216,7 @@ class IotService:
         self._recount_again = False
         self.outbox: OutboxWorker | None = None
         self._skip_retention = False
+        self.followups = FollowUps(self.config, self.clock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -691,7 +693,10 @@ class IotService:
         household = self._view.households.get(household_id)
         community = household.community if household else ""
         if isinstance(action, ClearAlert):
-            return await alert_store.clear_alert(session, sensor_id, action, now), False
+            cleared = await alert_store.clear_alert(session, sensor_id, action, now)
+            outbox_rows += await self.followups.after(session, sensor_id, action, cleared,
+                                                      new=False, now=now)
+            return cleared, False
         assert isinstance(action, RaiseAlert)
         target = alert_store.AlertTarget(sensor_id, household_id, community)
         alert_id, new = await alert_store.raise_alert(
@@ -703,6 +708,8 @@ class IotService:
                 severity=action.severity, community=community, household=household_id,
                 sensor=sensor_id, reasons=action.reasons, count=1,
                 first_seen=now.isoformat()), self.config.routes, now)
+        outbox_rows += await self.followups.after(session, sensor_id, action, alert_id,
+                                                  new=new, now=now)
         return alert_id, new
 
     def _refresh_alert_counts(self) -> None:
@@ -801,7 +808,8 @@ class IotService:
     # ------------------------------------------------------------------ sweep
 
     async def sweep(self) -> None:
-        """Periodic work: heartbeat timeouts, re-notifications, retention purge.
+        """Periodic work: heartbeat timeouts, re-notifications, folded repeat openings
+        (:mod:`netguard.iot.followups`), retention purge.
 
         The daemon calls it every ``daemon.sweep_interval_seconds``; tests call it with a
         ManualClock.
@@ -842,6 +850,7 @@ class IotService:
                     self.config.routes, now)
                 alert_store.mark_renotified(alert, self.config.rules.renotify_minutes, now)
                 session.add(alert)
+            outbox_rows += await self.followups.sweep(session, now)
             redacted = deleted = 0
             if self._skip_retention:
                 self._skip_retention = False
