@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.iot import alerts as alert_store
 from netguard.iot.config import IotConfig
+from netguard.iot.followups import FollowUps
 from netguard.iot.models import Alert, OutboxMessage
 from netguard.iot.notifiers.base import Notification
 from netguard.iot.outbox import enqueue
@@ -23,10 +24,10 @@ from netguard.iot.rules import AlertAction, ClearAlert, RaiseAlert
 
 async def apply_action(session: AsyncSession, *, dialect: str, view: RegistryView,
                        sensor_id: str, action: AlertAction, now: datetime,
-                       config: IotConfig, outbox_rows: list[OutboxMessage]
-                       ) -> tuple[int | None, bool]:
-    """Open, bump or clear one alert of ``sensor_id``; a new alert's notifications go
-    into ``outbox_rows``.
+                       config: IotConfig, outbox_rows: list[OutboxMessage],
+                       followups: FollowUps | None = None) -> tuple[int | None, bool]:
+    """Open, bump or clear one alert of ``sensor_id``; a new alert's notifications, and
+    the follow-ups (repeat openings, recovery) of ``followups``, go into ``outbox_rows``.
 
     Returns:
         The alert's id (None when a clear found no open alert) and whether it is new.
@@ -39,7 +40,11 @@ async def apply_action(session: AsyncSession, *, dialect: str, view: RegistryVie
     household = view.households.get(household_id)
     community = household.community if household else ""
     if isinstance(action, ClearAlert):
-        return await alert_store.clear_alert(session, sensor_id, action, now), False
+        cleared = await alert_store.clear_alert(session, sensor_id, action, now)
+        if followups is not None:
+            outbox_rows += await followups.after(session, sensor_id, action, cleared,
+                                                 new=False, now=now)
+        return cleared, False
     assert isinstance(action, RaiseAlert)
     target = alert_store.AlertTarget(sensor_id, household_id, community)
     alert_id, new = await alert_store.raise_alert(
@@ -50,6 +55,9 @@ async def apply_action(session: AsyncSession, *, dialect: str, view: RegistryVie
             severity=action.severity, community=community, household=household_id,
             sensor=sensor_id, reasons=action.reasons, count=1,
             first_seen=now.isoformat()), config.routes, now)
+    if followups is not None:
+        outbox_rows += await followups.after(session, sensor_id, action, alert_id, new=new,
+                                             now=now)
     return alert_id, new
 
 

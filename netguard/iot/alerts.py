@@ -2,7 +2,8 @@
 
 At most one alert per (sensor, type) is open (``closed_at IS NULL``); a partial unique
 index guarantees it and :func:`raise_alert` inserts with ``ON CONFLICT DO NOTHING``, so two
-racing raises can never create two alerts. A repeat bumps ``count`` and ``last_seen``.
+racing raises can never create two alerts. A repeat bumps ``count`` and ``last_seen``;
+``count_notified`` is the count staff were last told (see :mod:`netguard.iot.followups`).
 
 Lifecycle: *raised* -> (*cleared*: condition ended) -> *closed*. Offline and battery alerts
 close when they clear; door and tamper alerts close when acknowledged, because someone
@@ -60,7 +61,7 @@ async def raise_alert(session: AsyncSession, dialect: str, target: AlertTarget,
         .values(sensor_id=target.sensor_id, household_id=target.household_id,
                 community=target.community, type=action.type.value,
                 severity=action.severity, reasons=reasons, count=1, first_seen=now,
-                last_seen=now, notify_count=1,
+                last_seen=now, notify_count=1, count_notified=1,
                 next_notify_at=next_notify_at(now, 1, schedule))
         .on_conflict_do_nothing(index_elements=["sensor_id", "type"], index_where=_OPEN)
         .returning(col(Alert.id))
@@ -68,11 +69,17 @@ async def raise_alert(session: AsyncSession, dialect: str, target: AlertTarget,
     new_id = (await session.exec(stmt)).scalar_one_or_none()
     if new_id is not None:
         return int(new_id), True
+    values: dict[str, Any] = {"count": col(Alert.count) + 1, "last_seen": now,
+                              "cleared_at": None}
+    if action.type is not AlertType.DOOR_OPEN:
+        # A door alert keeps every opening in its reasons (netguard.iot.followups adds
+        # them); the other types say what the condition is now.
+        values["reasons"] = reasons
     bumped = await session.exec(
         sa.update(Alert)
         .where(col(Alert.sensor_id) == target.sensor_id, col(Alert.type) == action.type.value,
                col(Alert.closed_at).is_(None))
-        .values(count=col(Alert.count) + 1, last_seen=now, cleared_at=None, reasons=reasons)
+        .values(**values)
         .returning(col(Alert.id))
     )
     return int(bumped.scalar_one()), False
@@ -152,7 +159,8 @@ def alert_dict(alert: Alert) -> dict[str, Any]:
         "first_seen": ts(alert.first_seen), "last_seen": ts(alert.last_seen),
         "cleared_at": ts(alert.cleared_at), "closed_at": ts(alert.closed_at),
         "acked_at": ts(alert.acked_at), "acked_by": alert.acked_by,
-        "notify_count": alert.notify_count, "next_notify_at": ts(alert.next_notify_at),
+        "notify_count": alert.notify_count, "count_notified": alert.count_notified,
+        "next_notify_at": ts(alert.next_notify_at),
         "state": ("closed" if alert.closed_at else "cleared" if alert.cleared_at
                   else "active"),
     }

@@ -230,6 +230,9 @@ class CommunityRoute(BaseModel):
     community: str
     notifiers: list[str]
     recipients: list[str] = Field(default_factory=list)
+    # Also send "sensor back online after 3 h 12 min" when an offline alert clears
+    # because the sensor is heard again.
+    notify_recovery: bool = False
 
     @field_validator("community")
     @classmethod
@@ -286,6 +289,11 @@ class RulesConfig(BaseModel):
     battery_low_percent: float = Field(default=20.0, ge=0, le=100)
     battery_clear_percent: float = Field(default=30.0, ge=0, le=100)
     renotify_minutes: list[float] = Field(default_factory=lambda: [5.0, 15.0, 30.0])
+    # A door that opens again while its alert is unacknowledged gets a "door opened
+    # again" message, at most one per sensor per this many seconds; the openings in
+    # between are folded into the next message.
+    min_repeat_interval: float = Field(default=120.0, ge=0)
+
     # Per model or per sensor; the first rule that matches applies.
     devices: list[DeviceRule] = Field(default_factory=list)
 

@@ -172,6 +172,9 @@ class Alert(SQLModel, table=True):
     acked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     acked_by: str | None = Field(default=None, max_length=100)
     notify_count: int = 0
+    # ``count`` as of the last message about the alert: a door alert with ``count``
+    # above it has openings not yet told (folded into the next "opened again" message).
+    count_notified: int = 0
     next_notify_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 

@@ -67,13 +67,16 @@ def enqueue(session: AsyncSession, notification: Notification,
     :meth:`OutboxWorker.hand_off` to deliver them without waiting for a poll.
 
     Returns:
-        The rows added (none when the community has no route: logged).
+        The rows added (none when the community has no route: logged; none for a
+        ``recovery`` notification unless the route has ``notify_recovery``).
     """
     route = route_for(routes, notification.community)
     if route is None:
         log.warning("no notifier route for community %s; alert %d is only stored",
                     notification.community, notification.alert_id)
         return []
+    if notification.reason == "recovery" and not route.notify_recovery:
+        return []  # recovery messages are opt-in per route
     if route.recipients:
         notification = dataclasses.replace(notification, recipients=tuple(route.recipients))
     body = notification.to_json()

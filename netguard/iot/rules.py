@@ -148,7 +148,10 @@ def evaluate(state: SensorState, event: DoorEvent, household: HouseholdRules,
             actions.append(_raise(AlertType.OFFLINE, "availability topic reports offline"))
     elif not state.online:
         new = dataclasses.replace(new, online=True)
-        actions.append(ClearAlert(AlertType.OFFLINE, f"sensor back ({event.kind.value})"))
+        heard = state.last_seen or state.since
+        after = "" if heard is None or now < heard else f" after {format_duration(now - heard)}"
+        actions.append(ClearAlert(AlertType.OFFLINE,
+                                  f"sensor back online{after} ({event.kind.value})"))
 
     if event.contact is not None:
         # Native "open" events report each opening; state reports (Z2M, Shelly, native
@@ -204,6 +207,19 @@ def check_heartbeat(state: SensorState, rules: RulesConfig, now: datetime) -> Ev
         (_raise(AlertType.OFFLINE, f"no message for {int(silent.total_seconds())} s "
                                    f"(timeout {rules.heartbeat_timeout_seconds:g} s)"),),
     )
+
+
+def format_duration(span: timedelta) -> str:
+    """A span for people: ``3 h 12 min``, ``45 min``, ``2 d 4 h``, ``30 s``."""
+    seconds = int(span.total_seconds())
+    if seconds < 60:
+        return f"{max(seconds, 0)} s"
+    minutes, hours, days = seconds // 60 % 60, seconds // 3600 % 24, seconds // 86400
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
 
 
 def next_notify_at(first_seen: datetime, notify_count: int,

@@ -43,6 +43,7 @@ from netguard.iot.config import IotConfig
 from netguard.iot.dedup import NATIVE_WINDOW, Deduplicator
 from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, RawMessage
+from netguard.iot.followups import FollowUps
 from netguard.iot.intake import MqttIntake
 from netguard.iot.models import Event, OutboxMessage, fit_text
 from netguard.iot.mqtt import tls_context
@@ -112,6 +113,7 @@ class IotService:
         self._recount: asyncio.Task[None] | None = None
         self._recount_again = False
         self.outbox: OutboxWorker | None = None
+        self.followups = FollowUps(self.config, self.clock)
         self._skip_retention = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -369,7 +371,7 @@ class IotService:
                 alert_id, new = await apply_action(
                     session, dialect=self.store.dialect, view=self._view,
                     sensor_id=incoming.sensor_id or "", action=action, now=incoming.when,
-                    config=self.config, outbox_rows=outbox_rows)
+                    config=self.config, outbox_rows=outbox_rows, followups=self.followups)
                 if alert_id is not None and new:
                     raised.setdefault(i, []).append(alert_id)
             await session.commit()
@@ -467,7 +469,8 @@ class IotService:
     # ------------------------------------------------------------------ sweep
 
     async def sweep(self) -> None:
-        """Periodic work: heartbeat timeouts, re-notifications, retention purge.
+        """Periodic work: heartbeat timeouts, re-notifications, folded repeat openings
+        (:mod:`netguard.iot.followups`), retention purge.
 
         The daemon calls it every ``daemon.sweep_interval_seconds``; tests call it with a
         ManualClock.
@@ -488,8 +491,10 @@ class IotService:
             for sensor_id, action in actions:
                 await apply_action(session, dialect=self.store.dialect, view=self._view,
                                    sensor_id=sensor_id, action=action, now=now,
-                                   config=self.config, outbox_rows=outbox_rows)
+                                   config=self.config, outbox_rows=outbox_rows,
+                                   followups=self.followups)
             outbox_rows += await renotify_due(session, self.config, now)
+            outbox_rows += await self.followups.sweep(session, now)
             redacted = deleted = 0
             if self._skip_retention:
                 self._skip_retention = False

@@ -12,6 +12,11 @@ import aiohttp
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import UrlNotifierConfig
 
+# ``reason`` of a notification: ``raised`` (a new alert), ``renotify`` (a reminder),
+# ``repeat`` (the door opened again) or ``recovery`` (an offline sensor is heard again).
+_HEADLINE_SUFFIX = {"renotify": " (reminder)", "repeat": " (opened again)",
+                    "recovery": " (back online)"}
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:
@@ -44,7 +49,7 @@ class Notification:
 
     def headline(self) -> str:
         """One line for humans."""
-        again = " (reminder)" if self.reason == "renotify" else ""
+        again = _HEADLINE_SUFFIX.get(self.reason, "")
         return (f"[{self.severity}] {self.type} household {self.household} "
                 f"sensor {self.sensor}{again}")
 
