@@ -1,23 +1,27 @@
 """Dead letters are part of the household's record when their topic names one of its
-sensors (issue 13, item 4): through a private Mosquitto, the intake and the store, then
-read back with the household's export, ``netguard deadletters list`` and the audit check.
+sensors, and an oversized one is stored capped (issue 13, items 4 and 5): through a
+private Mosquitto, the intake and the store, then read back with the household's export,
+``netguard deadletters list`` and the audit check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
+from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from netguard.cli import app
 from netguard.clock import ManualClock
 from netguard.iot.admin import IotAdmin
 from netguard.iot.codecs import topic_address
+from netguard.iot.models import Event
 from netguard.iot.service import IotService
 from netguard.store import Store
 from netguard.store.config import StoreConfig
@@ -34,6 +38,9 @@ BAD = [
     ("zigbee2mqtt/door_z1", json.dumps({"contact": "ajar"}).encode()),
     ("netguard/sensors/ghost/event", b"{not json"),
 ]
+# 60 kB that no sensor sends and anyone allowed to publish may: stored capped, with its
+# full size and hash, and the chain still verifies.
+BIG = ("netguard/sensors/n1/event", b"\x00\xff" * 30_000)
 
 
 @pytest.mark.parametrize(("fmt", "topic", "address"), [
@@ -54,7 +61,7 @@ async def _publish_bad(broker: Broker, store: Store) -> None:
     await register_estate(store, T0)
     iot = {"mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
                     "client_id": "netguard-dead", "reconnect_min_seconds": 0.1,
-                    "reconnect_max_seconds": 0.3},
+                    "reconnect_max_seconds": 0.3, "max_payload_bytes": 100_000},
            "rules": {"heartbeat_timeout_seconds": 86400}}
     settings = make_settings(store.config, iot)
     async with IotService(settings.iot, store, clock=ManualClock(T0)) as service, \
@@ -63,13 +70,13 @@ async def _publish_bad(broker: Broker, store: Store) -> None:
             return service.mqtt_connected
 
         await async_wait_until(connected, what="intake connected")
-        for topic, payload in BAD:
+        for topic, payload in [*BAD, BIG]:
             await pub.publish(topic, payload, qos=1)
 
         async def all_dead() -> bool:
-            return sum(service.snapshot().dead_letters.values()) >= len(BAD)
+            return sum(service.snapshot().dead_letters.values()) >= len(BAD) + 1
 
-        await async_wait_until(all_dead, what="three dead letters")
+        await async_wait_until(all_dead, what="four dead letters")
 
 
 async def test_dead_letters_on_a_sensors_topic_are_in_its_households_record(
@@ -78,16 +85,20 @@ async def test_dead_letters_on_a_sensors_topic_are_in_its_households_record(
     admin = IotAdmin(store, clock=ManualClock(T0))
     record = await admin.export("h1")
     dead = [(e["sensor"], e["dead_reason"]) for e in record["events"] if e["kind"] == "dead"]
-    assert sorted(dead) == [("n1", "malformed"), ("z1", "malformed")]
+    assert sorted(dead) == [("n1", "malformed"), ("n1", "malformed"), ("z1", "malformed")]
     rows = await admin.dead_letters()
     assert sorted((r["sensor"] or "", r["household"] or "") for r in rows) == [
-        ("", ""), ("n1", "h1"), ("z1", "h1")]
-    assert [r["topic"] for r in await admin.dead_letters(sensor_id="n1")] == [
-        "netguard/sensors/n1/event"]
-    # The filed dead letters stay in the hash chain: the log still verifies.
+        ("", ""), ("n1", "h1"), ("n1", "h1"), ("z1", "h1")]
+    n1 = await admin.dead_letters(sensor_id="n1")
+    assert sorted(r["payload_size"] for r in n1) == [len(BAD[0][1]), len(BIG[1])]
+    async with store.session() as s:
+        big = (await s.exec(select(Event).where(col(Event.payload_size) == len(BIG[1])))).one()
+    assert big.payload == BIG[1][:4096]
+    assert big.payload_sha256 == hashlib.sha256(BIG[1]).hexdigest()
+    # The filed and capped dead letters stay in the hash chain: the log still verifies.
     check = await admin.verify_log(None, retention_days=180)
     assert not check.report.problems
-    assert check.report.rows == 3
+    assert check.report.rows == 4
 
 
 def test_deadletters_list_from_the_cli(tmp_path: Path, broker: Broker) -> None:
@@ -104,7 +115,7 @@ def test_deadletters_list_from_the_cli(tmp_path: Path, broker: Broker) -> None:
     result = runner.invoke(app, ["deadletters", "list", "--json", "--config", str(config)])
     assert result.exit_code == 0, result.output
     rows: list[dict[str, Any]] = json.loads(result.output)
-    assert sorted(r["topic"] for r in rows) == sorted(t for t, _ in BAD)
+    assert sorted(r["topic"] for r in rows) == sorted(t for t, _ in [*BAD, BIG])
     result = runner.invoke(app, ["deadletters", "list", "--sensor", "z1", "--config",
                                  str(config)])
     assert result.exit_code == 0, result.output
