@@ -259,6 +259,10 @@ class DeviceRule(BaseModel):
     # Only messages in this payload format (any when None).
     format: PayloadFormat | None = None
     sleeping: bool = False
+    # Silence after which the device is offline, instead of the rules' global
+    # heartbeat_timeout_seconds: a sleeping device that wakes every 12 h needs more than a
+    # door sensor that reports every minute (Zigbee2MQTT's availability does the same).
+    heartbeat_timeout_seconds: float | None = Field(default=None, gt=0)
 
     @field_validator("sensor")
     @classmethod
@@ -297,10 +301,22 @@ class RulesConfig(BaseModel):
     # Per model or per sensor; the first rule that matches applies.
     devices: list[DeviceRule] = Field(default_factory=list)
 
+    def _device(self, fmt: str, address: str, sensor_id: str) -> DeviceRule | None:
+        return next((r for r in self.devices if r.matches(fmt, address, sensor_id)), None)
+
     def sleeping(self, fmt: str, address: str, sensor_id: str) -> bool:
         """True when the sensor is a sleeping device (see :class:`DeviceRule`)."""
-        rule = next((r for r in self.devices if r.matches(fmt, address, sensor_id)), None)
+        rule = self._device(fmt, address, sensor_id)
         return rule is not None and rule.sleeping
+
+    def heartbeat_timeout(self, fmt: str, address: str, sensor_id: str) -> float:
+        """Seconds of silence after which this sensor is offline: its device rule's
+        ``heartbeat_timeout_seconds`` when the first matching rule sets one, else
+        ``heartbeat_timeout_seconds``."""
+        rule = self._device(fmt, address, sensor_id)
+        if rule is not None and rule.heartbeat_timeout_seconds is not None:
+            return rule.heartbeat_timeout_seconds
+        return self.heartbeat_timeout_seconds
 
 
 class AuditAnchorConfig(BaseModel):

@@ -194,18 +194,22 @@ def _door_opened(household: HouseholdRules, now: datetime) -> list[AlertAction]:
                                         f"{household.household_id}")]
 
 
-def check_heartbeat(state: SensorState, rules: RulesConfig, now: datetime) -> Evaluation:
-    """Mark a sensor offline when it has been silent longer than the heartbeat timeout."""
+def check_heartbeat(state: SensorState, rules: RulesConfig, now: datetime, *,
+                    timeout_seconds: float | None = None) -> Evaluation:
+    """Mark a sensor offline when it has been silent longer than the heartbeat timeout
+    (``timeout_seconds``, the sensor's own from :meth:`RulesConfig.heartbeat_timeout`, or
+    the rules' global one)."""
+    timeout = rules.heartbeat_timeout_seconds if timeout_seconds is None else timeout_seconds
     seen = state.last_seen or state.since
     if not state.online or seen is None:
         return Evaluation(state)
     silent = now - seen
-    if silent < timedelta(seconds=rules.heartbeat_timeout_seconds):
+    if silent < timedelta(seconds=timeout):
         return Evaluation(state)
     return Evaluation(
         dataclasses.replace(state, online=False),
         (_raise(AlertType.OFFLINE, f"no message for {int(silent.total_seconds())} s "
-                                   f"(timeout {rules.heartbeat_timeout_seconds:g} s)"),),
+                                   f"(timeout {timeout:g} s)"),),
     )
 
 

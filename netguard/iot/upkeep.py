@@ -34,7 +34,10 @@ def due_heartbeats(view: RegistryView, rules: RulesConfig, now: datetime
         household = view.households.get(state.household_id)
         if household is None or not household.supervised(now):
             continue  # a sensor left behind after quarantine ended is nobody's alarm
-        result = check_heartbeat(state, rules, now)
+        entry = view.by_id.get(sensor_id)
+        timeout = None if entry is None else rules.heartbeat_timeout(
+            entry.fmt, entry.address, sensor_id)
+        result = check_heartbeat(state, rules, now, timeout_seconds=timeout)
         if result.actions:
             changed[sensor_id] = result.state
             actions.extend((sensor_id, a) for a in result.actions)

@@ -14,6 +14,7 @@ import aiomqtt
 import pytest
 from sqlmodel import col, select
 
+from netguard.clock import ManualClock
 from netguard.iot import registry
 from netguard.iot.models import Alert, Event
 from netguard.iot.service import IotService
@@ -140,6 +141,37 @@ async def test_a_sleeping_dw2_wake_up_is_all_stored_and_raises_nothing(
         kinds = (await s.exec(select(Event.kind).where(col(Event.sensor_id) == "s1")
                               .order_by(col(Event.id)))).all()
     assert kinds[-1] == "offline"  # the last will is on record
+
+
+async def test_a_sleeping_device_goes_offline_after_its_own_heartbeat_timeout(
+        broker: Broker, sqlite_store: Store, receiver: Receiver) -> None:
+    # Every sensor of h1 but the DW2 is offline after the global 600 s of silence; the
+    # DW2, which sleeps for hours, only after its own 13 h.
+    await _estate(sqlite_store)
+    clock = ManualClock(datetime.now(UTC))
+    rules = {"heartbeat_timeout_seconds": 600,
+             "devices": [{"format": "shelly", "address": "shellydw2-*", "sleeping": True,
+                          "heartbeat_timeout_seconds": 13 * 3600}]}
+    async with IotService(make_settings(sqlite_store.config, _iot(broker, receiver, **rules)).iot,
+                          sqlite_store, clock=clock) as service:
+        await async_wait_until(_connected(service), timeout=60, what="connected")
+        await _publish(broker, WAKE_UP)
+        await async_wait_until(_handled(service, len(WAKE_UP)), timeout=60,
+                               what="the wake-up handled")
+        clock.advance(700)
+        await service.sweep()
+        offline = {sensor for kind, sensor in await _alerts(sqlite_store) if kind == "offline"}
+        assert offline == {"n1", "z1", "g1", "b1"}
+        clock.advance(13 * 3600)
+        await service.sweep()
+        offline = {sensor for kind, sensor in await _alerts(sqlite_store) if kind == "offline"}
+        assert offline == {"n1", "z1", "g1", "b1", "s1"}
+        # (with the others' reminders, due by now too)
+
+        async def s1_delivered() -> bool:
+            return ("offline", "s1") in _delivered(receiver)
+
+        await async_wait_until(s1_delivered, timeout=60, what="s1 offline at the receiver")
 
 
 async def test_without_sleeping_the_dw2_last_will_is_an_offline_alert(
