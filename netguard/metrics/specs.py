@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Literal
 
 from netguard import __version__
+from netguard.faults import Severity
 from netguard.iot.events import EventKind
 from netguard.metrics.snapshot import MetricsSnapshot, TargetView
 from netguard.probes.config import LINK_KINDS
@@ -36,7 +37,7 @@ GlobalSection = Literal["process", "estate", "tickets", "iot", "traps", "daemon"
 OPTIONAL_TARGET_SECTIONS: frozenset[str] = frozenset({"interfaces", "optical", "radio", "ups",
                                                       "pon"})
 
-SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning")
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 DOOR_EVENT_TYPES: tuple[str, ...] = tuple(kind.value for kind in EventKind)
 
 
