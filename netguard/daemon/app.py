@@ -504,6 +504,7 @@ class Daemon:
                         fault_event_journal=0 if faults is None else faults.spilled,
                         fault_events_dropped=self.events_dropped,
                         fault_events_rejected=self.events_rejected,
+                        fault_writer_errors=0 if faults is None else faults.errors,
                         store_write_failures=self.store_write_failures,
                         store_refusing_writes=bool(self.store_refusing),
                         clock_steps={"forward": self.clock_watch.forward,

@@ -241,6 +241,9 @@ class DaemonStats:
     fault_event_journal: int = 0
     fault_events_dropped: int = 0
     fault_events_rejected: int = 0
+    # Deliveries of fault events that failed unexpectedly (a bug: logged with a traceback
+    # and retried, never dropped).
+    fault_writer_errors: int = 0
     store_write_failures: int = 0
     store_refusing_writes: bool = False
     # Steps of the wall clock against the monotonic clock, by direction.

@@ -536,6 +536,9 @@ SPECS: tuple[MetricSpec, ...] = (
        "Fault events set aside after the ticket store kept refusing their content "
        "(never for a store-wide error).", (), _daemon("fault_events_rejected"),
        section="daemon"),
+    _g("netguard_fault_writer_errors_total", "counter",
+       "Fault-event deliveries to the ticket store that failed unexpectedly (logged with a "
+       "traceback and retried).", (), _daemon("fault_writer_errors"), section="daemon"),
     _g("netguard_store_write_failures_total", "counter",
        "Fault-event writes the store refused as a whole (read-only, disk full, "
        "unreachable, timed out).", (), _daemon("store_write_failures"), section="daemon"),

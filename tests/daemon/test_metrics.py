@@ -64,7 +64,7 @@ def _snapshot() -> MetricsSnapshot:
         traps=TrapStats(received={"linkDown": 3, "other": 1}, decoded={"linkDown": 2},
                         rejected={("linkDown", "unmatched"): 1, ("other", "unmatched"): 1}),
         daemon=DaemonStats(polls={"success": 9, "failure": 1}, overruns=3,
-                           scheduler_running=True),
+                           scheduler_running=True, fault_writer_errors=2),
     )
 
 
@@ -196,6 +196,7 @@ def test_global_values() -> None:
     assert reg.get_sample_value("netguard_audit_anchor_failures_total") == 2
     assert reg.get_sample_value("netguard_iot_store_failures_total") == 2
     assert reg.get_sample_value("netguard_scheduler_overruns_total") == 3
+    assert reg.get_sample_value("netguard_fault_writer_errors_total") == 2
     assert reg.get_sample_value("netguard_polls_total", {"result": "failure"}) == 1
     assert reg.get_sample_value("netguard_targets", {"state": "up"}) == 10
     assert reg.get_sample_value("netguard_targets", {"state": "down"}) == 0
