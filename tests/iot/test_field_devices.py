@@ -6,7 +6,7 @@ door opening carried in a message with bad optional fields."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,14 +35,6 @@ SUBSCRIPTIONS = [
     {"topic": "shellies/+/online", "format": "shelly"},
     {"topic": "+/events/rpc", "format": "shelly_rpc"},
 ]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def _iot(broker: Broker, receiver: Receiver, **rules: Any) -> dict[str, Any]:

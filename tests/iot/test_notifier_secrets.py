@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,14 +19,6 @@ from tests.iot.conftest import T0
 from tests.iot.receiver import Receiver
 
 TOKEN = "Bearer hdr-5e1f0c9a7b"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def _config(tmp_path: Path, url: str, headers: str) -> Path:

@@ -35,14 +35,6 @@ from tests.support.servers import Broker
 from tests.support.wait import async_wait_until
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 def _notification(alert_id: int, community: str) -> Notification:
     return Notification(alert_id=alert_id, reason="raised", type="door_open",
                         severity="critical", community=community, household="h1",

@@ -32,14 +32,6 @@ pytestmark = pytest.mark.integration
 TOPIC = "netguard/sensors/{}/event"
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 def _iot(broker: Broker, receiver: Receiver, **rules: Any) -> dict[str, Any]:
     return {"mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
                      "client_id": "netguard-repeat", "reconnect_min_seconds": 0.1,

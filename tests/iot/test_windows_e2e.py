@@ -9,7 +9,6 @@ local times that matter, in Asia/Shanghai (a window across midnight) and Europe/
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,14 +28,6 @@ from tests.support.servers import Broker
 from tests.support.wait import async_wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def _iot(broker: Broker, receiver: Receiver, timezone: str) -> dict[str, Any]:
