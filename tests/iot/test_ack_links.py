@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,9 @@ import pytest
 
 from netguard.acklinks import AckLinks, mint
 from netguard.clock import ManualClock
+from netguard.config import settings_from_data
 from netguard.daemon.ackpage import AckPages
+from netguard.daemon.app import Daemon
 from netguard.daemon.config import MetricsConfig
 from netguard.daemon.http import MetricsServer
 from netguard.iot import alerts as alert_store
@@ -25,8 +28,11 @@ from netguard.iot.service import IotService
 from netguard.metrics import MetricsSnapshot
 from netguard.metrics.snapshot import DaemonStats
 from netguard.store import Store
+from netguard.store.config import StoreConfig
+from netguard.store.db import upgrade
 from tests.iot.conftest import T0, make_settings, register_estate
 from tests.iot.receiver import Receiver
+from tests.support.ports import free_tcp_port
 from tests.support.wait import async_wait_until
 
 pytestmark = pytest.mark.integration
@@ -227,3 +233,32 @@ async def test_a_delivered_message_carries_a_working_link(
         assert (acked["acked_by"], acked["acked_via"]) == ("zhao.lei", "chat-link")
         async with http.post(url) as resp:
             assert resp.status == 409  # the webhook's link: the alert is acknowledged
+
+
+async def test_the_daemon_serves_the_links_it_is_configured_for(tmp_path: Path) -> None:
+    config = StoreConfig(path=tmp_path / "daemon.db")
+    await upgrade(config)
+    port = free_tcp_port()
+    settings = settings_from_data({
+        "store": {"path": str(config.path)},
+        "metrics": {"listen": f"127.0.0.1:{port}"},
+        "ack_links": {"enabled": True, "key": KEY.decode(),
+                      "base_url": f"http://127.0.0.1:{port}"},
+    })
+    async with Store(config) as store:
+        await register_estate(store, T0)
+        alert_id = await _raise(store)
+    async with Daemon(settings) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.metrics_url == f"http://127.0.0.1:{port}"
+        token = mint(KEY, "alert", alert_id, datetime.now(UTC) + TTL)
+        async with http.post(f"{daemon.metrics_url}/ack/{token}") as resp:
+            assert resp.status == 200
+        async with http.post(f"{daemon.metrics_url}/ack/{token}") as resp:
+            assert resp.status == 409
+        async with http.get(f"{daemon.metrics_url}/metrics") as resp:
+            metrics = await resp.text()
+        assert 'netguard_ack_links_total{outcome="acknowledged"} 1' in metrics
+        assert 'netguard_ack_links_total{outcome="used"} 1' in metrics
+    async with Store(config) as store:
+        acked = await IotAdmin(store).alert(alert_id)
+    assert (acked["acked_by"], acked["acked_via"]) == ("chat-link", "chat-link")
