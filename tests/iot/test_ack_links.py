@@ -3,6 +3,7 @@ a real HTTP client, real SQLite and PostgreSQL, and a message at a real HTTP rec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from netguard.daemon.http import MetricsServer
 from netguard.iot import alerts as alert_store
 from netguard.iot.admin import IotAdmin
 from netguard.iot.events import AlertType
+from netguard.iot.notifiers.base import Notification, markdown_lines
 from netguard.iot.rules import RaiseAlert
 from netguard.iot.service import IotService
 from netguard.metrics import MetricsSnapshot
@@ -262,3 +264,17 @@ async def test_the_daemon_serves_the_links_it_is_configured_for(tmp_path: Path) 
     async with Store(config) as store:
         acked = await IotAdmin(store).alert(alert_id)
     assert (acked["acked_by"], acked["acked_via"]) == ("chat-link", "chat-link")
+
+
+def test_markdown_carries_the_link_for_one_alert_and_for_a_batch() -> None:
+    one = Notification(alert_id=1, reason="raised", type="door_open", severity="critical",
+                       community="c1", household="h1", sensor="n1", reasons=("x",), count=1,
+                       first_seen=T0.isoformat(), ack_url="https://n.example/ack/T1")
+    two = dataclasses.replace(one, alert_id=2, ack_url=None)
+    assert "- [acknowledge](https://n.example/ack/T1)" in markdown_lines([one]).splitlines()
+    batch = markdown_lines([one, two]).splitlines()
+    assert batch[1].endswith("alert id 1 [acknowledge](https://n.example/ack/T1)")
+    assert batch[2].endswith("alert id 2")
+    # A body without a link is stored as before the field existed, and reads back.
+    assert "ack_url" not in two.to_json()
+    assert Notification.from_json(one.to_json()) == one

@@ -39,6 +39,8 @@ class Notification:
     def to_json(self) -> str:
         """The outbox body."""
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if self.ack_url is None:
+            del data["ack_url"]  # stored bodies stay readable by a release without links
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
