@@ -370,12 +370,13 @@ class IotAdmin:
         check_alert_id(alert_id)
         now = self._clock.now()
         async with self._store.session() as s:
-            if nonce is not None:
-                if await s.get(AckNonce, nonce) is not None:
-                    raise AckLinkUsedError("this link was already used")
-                s.add(AckNonce(nonce=nonce, alert_id=alert_id, actor=actor, used_at=now))
-            alert = await acknowledge_alert(s, alert_id, actor, now, via=via)
             try:
+                if nonce is not None:
+                    if await s.get(AckNonce, nonce) is not None:
+                        raise AckLinkUsedError("this link was already used")
+                    s.add(AckNonce(nonce=nonce, alert_id=alert_id, actor=actor, used_at=now))
+                    await s.flush()
+                alert = await acknowledge_alert(s, alert_id, actor, now, via=via)
                 await s.commit()
             except IntegrityError:
                 # The same link submitted twice at once: the nonce's key lets one win.

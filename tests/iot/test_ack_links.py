@@ -3,6 +3,7 @@ a real HTTP client, real SQLite and PostgreSQL, and a message at a real HTTP rec
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -136,6 +137,17 @@ async def test_a_valid_link_acknowledges_once_and_stops_reminders(
     assert 'netguard_ack_links_total{outcome="used"} 1' in metrics
     assert 'netguard_ack_links_total{outcome="closed"} 2' in metrics
     assert 'netguard_ack_links_total{outcome="shown"} 2' in metrics
+
+
+async def test_one_link_submitted_twice_at_once_acknowledges_once(
+        site: Site, store: Store) -> None:
+    alert_id = await _raise(store)
+    url = site.url(alert_id, recipient="li.wei")
+    results = await asyncio.gather(site.post(url), site.post(url))
+    assert sorted(status for status, _ in results) == [200, 409]
+    assert (await site.admin.alert(alert_id))["acked_by"] == "li.wei"
+    assert (site.pages.outcomes["acknowledged"], site.pages.outcomes["used"]
+            + site.pages.outcomes["closed"]) == (1, 1)
 
 
 async def test_expired_forged_and_wrong_key_links_change_nothing(
