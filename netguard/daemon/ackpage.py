@@ -70,7 +70,7 @@ def _describe(alert: Mapping[str, Any]) -> str:
     rows = (("Alert", f"{alert['id']} ({alert['type']}, {alert['severity']})"),
             ("Household", f"{alert['household']} ({alert['community']})"),
             ("Sensor", alert["sensor"]), ("Since", alert["first_seen"]),
-            ("Openings", alert["count"]))
+            ("Count", alert["count"]))
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                     for k, v in rows)
     return f"<table>{cells}</table>"
