@@ -7,7 +7,7 @@ module assembles them into :class:`Settings` and turns pydantic errors into
 
 Secrets may be written inline, as ``${ENV_VAR}`` (with ``${ENV_VAR:-default}``), or as a
 sibling ``<key>_file`` naming a file whose stripped content is the value (for every
-entry of a webhook's ``headers`` too: ``Authorization_file``).
+entry of a webhook's ``headers`` too: ``Authorization_file``; and ``ack_links.key_file``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from netguard.acklinks import AckLinksConfig
 from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
 from netguard.errors import ConfigError, ConfigNotFoundError, NotFoundError
 from netguard.iot.config import NOTIFIER_TYPES, IotConfig
@@ -47,6 +48,7 @@ class Settings(BaseModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    ack_links: AckLinksConfig = Field(default_factory=AckLinksConfig)
 
     @model_validator(mode="after")
     def _check_targets(self) -> Settings:
@@ -73,6 +75,9 @@ class Settings(BaseModel):
                     )
                 chain.append(node)
                 node = by_id[node].upstream
+        if self.ack_links.enabled and not self.metrics.enabled:
+            raise ValueError("ack_links.enabled: the links are served by the metrics "
+                             "endpoint; set metrics.enabled")
         problems = engine_problems(self.probes, self.targets)
         if problems:
             raise ValueError("; ".join(problems))
@@ -235,7 +240,8 @@ def _resolve_secrets(node: Any, path: str, env: Mapping[str, str], base_dir: Pat
             key_s = str(key)
             here = _join(path, key_s)
             if key_s.endswith("_file") and len(key_s) > 5 and (
-                    all_secret or key_s[:-5] in _FILE_SECRET_KEYS):
+                    all_secret or key_s[:-5] in _FILE_SECRET_KEYS
+                    or _join(path, key_s[:-5]) in _FILE_SECRET_PATHS):
                 target_key = key_s[:-5]
                 if target_key in node:
                     problems.append(f"{here}: give either {target_key} or {key_s}, not both")
@@ -273,6 +279,8 @@ def _resolve_secrets(node: Any, path: str, env: Mapping[str, str], base_dir: Pat
 _FILE_SECRET_KEYS = frozenset({
     "community", "auth_key", "priv_key", "password", "secret", "token", "url", "audit_key",
 })
+# Secrets whose key is too common to be one everywhere (``tls.key_file`` is a path).
+_FILE_SECRET_PATHS = frozenset({"ack_links.key"})
 # Mappings whose every value is a secret: inside them, any ``<name>_file`` key reads the
 # value of ``<name>`` from a file (``headers: {Authorization_file: /run/credentials/x}``).
 _SECRET_MAPPINGS = frozenset({"headers"})

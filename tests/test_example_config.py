@@ -34,6 +34,7 @@ def secrets_dir(tmp_path: Path) -> Path:
     """The example's secret files, written where the example expects them via a copy."""
     (tmp_path / "community").write_text("public\n")
     (tmp_path / "snmp-priv-key").write_text("example-priv-key\n")
+    (tmp_path / "ack-link-key").write_text("example-ack-link-key\n")
     (tmp_path / "riverside-wecom-url").write_text(
         "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x\n")
     # check-config loads the TLS files too.

@@ -16,7 +16,7 @@ from netguard.cli.iot_common import bad_input, print_table, run_admin
 alerts_app = typer.Typer(help="Door-sensor alerts.", no_args_is_help=True)
 
 _SHOWN = ("id", "type", "severity", "state", "community", "household", "sensor", "count",
-          "first_seen", "last_seen", "cleared_at", "closed_at", "acked_at", "acked_by",
+          "first_seen", "last_seen", "cleared_at", "closed_at", "acked_at", "acked_by", "acked_via",
           "notify_count", "next_notify_at")
 
 

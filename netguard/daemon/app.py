@@ -206,7 +206,8 @@ class Daemon:
             if self.settings.metrics.enabled:
                 self._http = await stack.enter_async_context(
                     MetricsServer(self.settings.metrics, self.metrics_snapshot, self.readiness,
-                                  lambda: self.readiness_reasons))
+                                  lambda: self.readiness_reasons,
+                                  ack=self._services.ack_pages))
                 self.metrics_url = self._http.url
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
@@ -508,7 +509,9 @@ class Daemon:
                         store_write_failures=self.store_write_failures,
                         store_refusing_writes=bool(self.store_refusing),
                         clock_steps={"forward": self.clock_watch.forward,
-                                     "backward": self.clock_watch.backward})
+                                     "backward": self.clock_watch.backward},
+                        ack_links=dict(services.ack_pages.outcomes)
+                        if services.ack_pages is not None else {})
         return MetricsSnapshot(
             targets=services.probes.statuses() if services.probes is not None else {},
             tickets=self._ticket_counts,

@@ -1,4 +1,5 @@
-"""The HTTP endpoint: ``/metrics`` (optional basic auth and TLS), ``/healthz``, ``/readyz``.
+"""The HTTP endpoint: ``/metrics`` (optional basic auth and TLS), ``/healthz``, ``/readyz``,
+and with ``ack_links`` the acknowledgement pages ``/ack/<token>`` (:mod:`.ackpage`).
 
 ``/metrics`` captures a snapshot on the event loop (cheap: references only) and renders
 it in a worker thread, so a slow or large scrape never stalls polling or MQTT intake.
@@ -19,6 +20,7 @@ from types import TracebackType
 
 from aiohttp import web
 
+from netguard.daemon.ackpage import AckPages
 from netguard.daemon.config import MetricsConfig
 from netguard.errors import ConfigError
 from netguard.metrics import CONTENT_TYPE, MetricsSnapshot, Renderer, runtime_registry
@@ -63,12 +65,16 @@ class MetricsServer:
             true for ``/readyz`` to answer 200.
         reasons: Why the failing checks fail (read after ``readiness``), reported by
             ``/readyz`` as ``reasons``.
+        ack: The acknowledgement pages to serve (never behind ``basic_auth``: staff
+            phones open them), or None.
     """
 
     def __init__(self, config: MetricsConfig, snapshot: Callable[[], MetricsSnapshot],
                  readiness: ReadinessCheck,
-                 reasons: Callable[[], Mapping[str, str]] | None = None) -> None:
+                 reasons: Callable[[], Mapping[str, str]] | None = None,
+                 ack: AckPages | None = None) -> None:
         self.config = config
+        self._ack = ack
         self._snapshot = snapshot
         self._readiness = readiness
         self._reasons = reasons
@@ -99,6 +105,8 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self._ack is not None:
+            self._ack.add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._wanted_port, ssl_context=context,

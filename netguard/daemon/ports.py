@@ -15,6 +15,7 @@ from typing import Protocol
 
 from netguard.clock import Clock
 from netguard.config import Settings
+from netguard.daemon.ackpage import AckPages
 from netguard.faults import FaultEvent, FaultKey
 from netguard.metrics import IotView, TargetView, TicketCountsView, TrapStatsView
 from netguard.probes.config import TargetConfig
@@ -95,6 +96,8 @@ class Services:
     make_tickets: Callable[[TicketsConfig], TicketsPort] | None = None
     # The trap receiver's counters, when one listens.
     trap_stats: Callable[[], TrapStatsView] | None = None
+    # The ``/ack/<token>`` pages, with ``ack_links`` enabled.
+    ack_pages: AckPages | None = None
 
 
 ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],

@@ -10,10 +10,13 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
+from netguard.acklinks import AckLinks
 from netguard.clock import Clock
 from netguard.config import Settings
+from netguard.daemon.ackpage import AckPages
 from netguard.daemon.continuity import stored_active_faults
 from netguard.daemon.ports import Services
+from netguard.iot.admin import IotAdmin
 from netguard.iot.service import IotService
 from netguard.probes.service import ProbeService
 from netguard.probes.traps import TrapReceiver
@@ -46,11 +49,12 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     await _restore_faults(store, probes)
     iot = await stack.enter_async_context(IotService(
         settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock))
+        clock=clock, links=AckLinks.from_config(settings.ack_links)))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, make_tickets=ticket_service,
-                    trap_stats=traps.stats if traps is not None else None)
+                    trap_stats=traps.stats if traps is not None else None,
+                    ack_pages=_ack_pages(settings, store, clock))
 
 
 async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
@@ -64,8 +68,13 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
     store = await stack.enter_async_context(Store(settings.store))
     iot = await stack.enter_async_context(IotService(
         settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock))
-    return Services(store=store, probes=None, tickets=None, iot=iot)
+        clock=clock, links=AckLinks.from_config(settings.ack_links)))
+    return Services(store=store, probes=None, tickets=None, iot=iot,
+                    ack_pages=_ack_pages(settings, store, clock))
+
+
+def _ack_pages(settings: Settings, store: Store, clock: Clock) -> AckPages | None:
+    return AckPages.from_config(settings.ack_links, IotAdmin(store, clock=clock), clock)
 
 
 async def _restore_faults(store: Store, probes: ProbeService) -> None:

@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from netguard.acklinks import AckLinkUsedError
 from netguard.clock import Clock, SystemClock, as_utc
 from netguard.errors import InvalidInputError, NotFoundError
 from netguard.iot import registry
@@ -29,7 +31,7 @@ from netguard.iot.alerts import alert_dict
 from netguard.iot.anchor import Anchor, Anchorer, AnchorFile, check, read_anchors
 from netguard.iot.config import IotConfig
 from netguard.iot.eventlog import VerifyReport, export_events, verify
-from netguard.iot.models import Alert, Event, Household, OutboxMessage, Sensor
+from netguard.iot.models import AckNonce, Alert, Event, Household, OutboxMessage, Sensor
 from netguard.store.db import Store
 
 # Alert ids are INTEGER primary keys; a larger number overflows the driver (a traceback).
@@ -344,9 +346,17 @@ class IotAdmin:
              "last_error": r.last_error} for r in rows]
         return data
 
-    async def acknowledge(self, alert_id: int, actor: str) -> dict[str, Any]:
+    async def acknowledge(self, alert_id: int, actor: str, *, via: str | None = None,
+                          nonce: str | None = None) -> dict[str, Any]:
         """Acknowledge an open alert for ``actor`` (recorded); its reminders stop, and a
         door or tamper alert (or one already cleared) closes.
+
+        Args:
+            alert_id: The alert.
+            actor: Who acknowledges (``acked_by``).
+            via: How (``acked_via``): ``chat-link`` for an acknowledgement link.
+            nonce: An acknowledgement link's nonce, spent in the same transaction: a
+                second use finds it and changes nothing.
 
         Returns:
             The alert as :func:`~netguard.iot.alerts.alert_dict` after the change.
@@ -355,11 +365,22 @@ class IotAdmin:
             InvalidInputError: Not an alert id.
             NotFoundError: No such alert.
             InvalidTransitionError: It is already acknowledged or closed.
+            AckLinkUsedError: ``nonce`` was spent before.
         """
         check_alert_id(alert_id)
+        now = self._clock.now()
         async with self._store.session() as s:
-            alert = await acknowledge_alert(s, alert_id, actor, self._clock.now())
-            await s.commit()
+            try:
+                if nonce is not None:
+                    if await s.get(AckNonce, nonce) is not None:
+                        raise AckLinkUsedError("this link was already used")
+                    s.add(AckNonce(nonce=nonce, alert_id=alert_id, actor=actor, used_at=now))
+                    await s.flush()
+                alert = await acknowledge_alert(s, alert_id, actor, now, via=via)
+                await s.commit()
+            except IntegrityError:
+                # The same link submitted twice at once: the nonce's key lets one win.
+                raise AckLinkUsedError("this link was already used") from None
             return alert_dict(alert)
 
     # ------------------------------------------------------------------ records

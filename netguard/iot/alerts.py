@@ -103,8 +103,9 @@ async def clear_alert(session: AsyncSession, sensor_id: str, action: ClearAlert,
 
 
 async def acknowledge(session: AsyncSession, alert_id: int, actor: str,
-                      now: datetime) -> Alert:
-    """Acknowledge an open alert on behalf of ``actor`` (recorded); stops re-notifying.
+                      now: datetime, *, via: str | None = None) -> Alert:
+    """Acknowledge an open alert on behalf of ``actor`` (recorded, with ``via``: how, e.g.
+    ``chat-link``); stops re-notifying.
 
     Raises:
         NotFoundError: No such alert.
@@ -118,6 +119,7 @@ async def acknowledge(session: AsyncSession, alert_id: int, actor: str,
         raise InvalidTransitionError(f"alert {alert_id}", state, "ack", [])
     alert.acked_at = now
     alert.acked_by = actor
+    alert.acked_via = via
     alert.next_notify_at = None
     if AlertType(alert.type) not in AUTO_CLOSE or alert.cleared_at is not None:
         alert.closed_at = now
@@ -159,6 +161,7 @@ def alert_dict(alert: Alert) -> dict[str, Any]:
         "first_seen": ts(alert.first_seen), "last_seen": ts(alert.last_seen),
         "cleared_at": ts(alert.cleared_at), "closed_at": ts(alert.closed_at),
         "acked_at": ts(alert.acked_at), "acked_by": alert.acked_by,
+        "acked_via": alert.acked_via,
         "notify_count": alert.notify_count, "count_notified": alert.count_notified,
         "next_notify_at": ts(alert.next_notify_at),
         "state": ("closed" if alert.closed_at else "cleared" if alert.cleared_at

@@ -171,11 +171,26 @@ class Alert(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     acked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     acked_by: str | None = Field(default=None, max_length=100)
+    # How it was acknowledged: ``chat-link`` (an acknowledgement link); None for the CLI
+    # and the API, which predate the column.
+    acked_via: str | None = Field(default=None, max_length=16)
     notify_count: int = 0
     # ``count`` as of the last message about the alert: a door alert with ``count``
     # above it has openings not yet told (folded into the next "opened again" message).
     count_notified: int = 0
     next_notify_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class AckNonce(SQLModel, table=True):
+    """A spent acknowledgement link (:mod:`netguard.acklinks`): its nonce, inserted in the
+    transaction that acknowledges, so that a link works once."""
+
+    __tablename__ = "iot_ack_nonce"
+
+    nonce: str = Field(primary_key=True, max_length=32)
+    alert_id: int = Field(index=True)
+    actor: str = Field(max_length=100)
+    used_at: datetime = Field(sa_column=_ts())
 
 
 class OutboxMessage(SQLModel, table=True):

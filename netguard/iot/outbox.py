@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from netguard.acklinks import AckLinks
 from netguard.clock import Clock
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import CommunityRoute, IotConfig
@@ -182,8 +183,10 @@ class OutboxWorker:
     """
 
     def __init__(self, store: Store, notifiers: Mapping[str, Notifier], config: IotConfig,
-                 clock: Clock, *, rng: random.Random | None = None) -> None:
+                 clock: Clock, *, rng: random.Random | None = None,
+                 links: AckLinks | None = None) -> None:
         self._store = store
+        self._links = links
         self._notifiers = dict(notifiers)
         self._config = config
         self._clock = clock
@@ -448,7 +451,7 @@ class OutboxWorker:
             for row in rows:
                 assert row.id is not None
                 try:
-                    notification = Notification.from_json(row.body)
+                    notification = self._with_link(Notification.from_json(row.body))
                     notifier.check(notification)
                 except NotifyError as exc:
                     outcomes.append((row.id, exc))
@@ -474,6 +477,15 @@ class OutboxWorker:
             await self._record(name, outcomes)
         except Exception:
             log.exception("outbox send via %s failed unexpectedly", name)
+
+    def _with_link(self, n: Notification) -> Notification:
+        """``n`` with a fresh acknowledgement link (minted per send, so that its expiry
+        counts from when staff see it), bound to the recipient when there is exactly one."""
+        if self._links is None or n.reason == "recovery":
+            return n  # a recovery closes nothing that needs acknowledging
+        recipient = n.recipients[0] if len(n.recipients) == 1 else ""
+        url = self._links.url("alert", n.alert_id, self._clock.now(), recipient=recipient)
+        return dataclasses.replace(n, ack_url=url)
 
     async def _send(self, name: str, notifier: Notifier,
                     batch: list[Notification]) -> NotifyError | None:

@@ -23,6 +23,7 @@ import aiohttp
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from netguard.acklinks import AckLinks
 from netguard.clock import Clock, SystemClock
 from netguard.errors import PayloadError, StoreError
 from netguard.iot import seen
@@ -76,6 +77,7 @@ class IotService:
             delivery in flight (``daemon.shutdown_timeout_seconds``).
         clock: Time source; inject a ManualClock in tests.
         notifiers: Override the notifiers built from config (tests, benches).
+        links: Mints the acknowledgement link of each message (``ack_links``), or None.
 
     Example::
 
@@ -86,8 +88,10 @@ class IotService:
     def __init__(self, config: IotConfig, store: Store, *,
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
                  clock: Clock | None = None,
-                 notifiers: Mapping[str, Notifier] | None = None) -> None:
+                 notifiers: Mapping[str, Notifier] | None = None,
+                 links: AckLinks | None = None) -> None:
         self.config = config
+        self._links = links
         self.store = store
         self.clock = clock or SystemClock()
         self._shutdown_timeout = shutdown_timeout
@@ -138,7 +142,8 @@ class IotService:
         await self._stack.__aenter__()
         try:
             notifiers = await self._build_notifiers()
-            self.outbox = OutboxWorker(self.store, notifiers, self.config, self.clock)
+            self.outbox = OutboxWorker(self.store, notifiers, self.config, self.clock,
+                                       links=self._links)
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
             self._tg = tg
             self._tasks.append(tg.create_task(self.outbox.run(), name=_OUTBOX_TASK))

@@ -248,6 +248,8 @@ class DaemonStats:
     store_refusing_writes: bool = False
     # Steps of the wall clock against the monotonic clock, by direction.
     clock_steps: Mapping[str, int] = field(default_factory=dict)
+    # Requests to /ack/<token> by outcome (netguard.daemon.ackpage.OUTCOMES).
+    ack_links: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

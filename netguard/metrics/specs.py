@@ -238,6 +238,10 @@ def _polls(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_key(counts)
 
 
+def _ack_links(s: MetricsSnapshot) -> Iterator[Sample]:
+    yield from _by_key(s.daemon.ack_links)
+
+
 def _config_reloads(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_key({"success": 0, "error": 0, **s.daemon.config_reloads})
 
@@ -548,4 +552,7 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_clock_steps_total", "counter",
        "Steps of the wall clock (beyond daemon.clock_step_threshold_seconds) seen against "
        "the monotonic clock, by direction.", ("direction",), _clock_steps, section="daemon"),
+    _g("netguard_ack_links_total", "counter",
+       "Requests to acknowledgement links (/ack/<token>), by outcome.", ("outcome",),
+       _ack_links, section="daemon"),
 )

@@ -33,10 +33,14 @@ class Notification:
     count: int
     first_seen: str
     recipients: tuple[str, ...] = field(default=())
+    # The acknowledgement link (``ack_links``), added at delivery time; None without.
+    ack_url: str | None = None
 
     def to_json(self) -> str:
         """The outbox body."""
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if self.ack_url is None:
+            del data["ack_url"]  # stored bodies stay readable by a release without links
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -110,9 +114,11 @@ def markdown_lines(batch: Sequence[Notification]) -> str:
                  f"- community: {n.community}, count: {n.count}, since {n.first_seen}"]
         parts.extend(f"- {reason}" for reason in n.reasons)
         parts.append(f"- alert id {n.alert_id}: `netguard alerts ack {n.alert_id}`")
+        parts.extend([f"- [acknowledge]({n.ack_url})"] if n.ack_url else [])
         return "\n".join(parts)
     lines = [f"### {len(batch)} door-sensor alerts"]
-    lines.extend(f"- **{n.headline()}** x{n.count}, alert id {n.alert_id}" for n in batch)
+    lines.extend(f"- **{n.headline()}** x{n.count}, alert id {n.alert_id}"
+                 + (f" [acknowledge]({n.ack_url})" if n.ack_url else "") for n in batch)
     lines.append("Acknowledge with `netguard alerts ack <alert id>`")
     return "\n".join(lines)
 
