@@ -1,156 +1,40 @@
-"""What one scrape reads: structural views of the services' snapshots, and the snapshot.
+"""What one scrape reads: the services' snapshots, and the snapshot that gathers them.
 
-The views name only the attributes the metrics read, so this package imports no service
-code. Every scrape starts on the event loop by building a :class:`MetricsSnapshot`, which
-only gathers references to immutable snapshots the services already hold (no I/O, no
-copying); everything after that happens off the loop from the snapshot alone.
+Per-target readings are the probes' own frozen types (:mod:`netguard.probes.state`, pure
+data); tickets, door sensors and traps are seen through small structural views naming
+only what the metrics read, so this package imports none of those services. Every scrape
+starts on the event loop by building a :class:`MetricsSnapshot`, which only gathers
+references to immutable snapshots the services already hold (no I/O, no copying);
+everything after that happens off the loop from the snapshot alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from enum import Enum
 from typing import Protocol
 
+from netguard.probes.state import (
+    ExportFamily,
+    InterfaceReading,
+    OnuReading,
+    OpticalReading,
+    PonPortReading,
+    RadioReading,
+    TargetStatus,
+    UpsReading,
+)
 
-class InterfaceView(Protocol):
-    """One interface's readings."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def oper_status(self) -> int | None: ...
-    @property
-    def speed_bps(self) -> int | None: ...
-    @property
-    def in_octets(self) -> int | None: ...
-    @property
-    def out_octets(self) -> int | None: ...
-    @property
-    def utilisation(self) -> float | None: ...
-    @property
-    def in_errors(self) -> int | None: ...
-    @property
-    def out_errors(self) -> int | None: ...
-    @property
-    def in_discards(self) -> int | None: ...
-    @property
-    def out_discards(self) -> int | None: ...
-
-
-class OpticalView(Protocol):
-    """One transceiver's power readings."""
-
-    @property
-    def sensor(self) -> str: ...
-    @property
-    def rx_dbm(self) -> float | None: ...
-    @property
-    def tx_dbm(self) -> float | None: ...
-
-
-class RadioView(Protocol):
-    """A wireless link's signal readings."""
-
-    @property
-    def signal_dbm(self) -> float | None: ...
-    @property
-    def noise_dbm(self) -> float | None: ...
-    @property
-    def snr_db(self) -> float | None: ...
-
-
-class UpsView(Protocol):
-    """A 5G cabin's UPS readings."""
-
-    @property
-    def battery_status(self) -> int | None: ...
-    @property
-    def charge_percent(self) -> float | None: ...
-    @property
-    def minutes_remaining(self) -> float | None: ...
-    @property
-    def seconds_on_battery(self) -> float | None: ...
-    @property
-    def on_battery(self) -> bool | None: ...
-    @property
-    def input_voltage(self) -> float | None: ...
-    @property
-    def temperature_celsius(self) -> float | None: ...
-
-
-class OnuView(Protocol):
-    """One ONU's optical receive power."""
-
-    @property
-    def onu(self) -> str: ...
-    @property
-    def rx_dbm(self) -> float | None: ...
-
-
-class PonPortView(Protocol):
-    """One PON port with its ONUs."""
-
-    @property
-    def port(self) -> str: ...
-    @property
-    def onus_online(self) -> int: ...
-    @property
-    def onus_total(self) -> int: ...
-    @property
-    def onus(self) -> Sequence[OnuView]: ...
-
-
-class ExportFamilyView(Protocol):
-    """A profile metric's own family (``netguard.probes.state.ExportFamily``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def help(self) -> str: ...
-
-
-class TargetView(Protocol):
-    """The probes' per-target status snapshot (``netguard.probes.state.TargetStatus``)."""
-
-    @property
-    def target(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def site(self) -> str | None: ...
-    @property
-    def state(self) -> str | Enum: ...
-    @property
-    def reachable(self) -> bool: ...
-    @property
-    def poll_duration_seconds(self) -> float | None: ...
-    @property
-    def last_success_at(self) -> datetime | None: ...
-    @property
-    def interfaces(self) -> Sequence[InterfaceView]: ...
-    @property
-    def optical(self) -> Sequence[OpticalView]: ...
-    @property
-    def radio(self) -> RadioView | None: ...
-    @property
-    def ups(self) -> UpsView | None: ...
-    @property
-    def pon(self) -> Sequence[PonPortView]: ...
-    @property
-    def walk_timeouts(self) -> int: ...
-    @property
-    def rx_thresholds_dbm(self) -> Sequence[tuple[str, float]]: ...
-    @property
-    def exported(self) -> Sequence[tuple[ExportFamilyView, float]]: ...
-    @property
-    def labels(self) -> Sequence[tuple[str, str]]: ...
-    @property
-    def decode_errors(self) -> int: ...
+# Per-target readings are the probes' own frozen types, read directly: one definition
+# (issue 12). The names below are what the specs call them.
+InterfaceView = InterfaceReading
+OpticalView = OpticalReading
+RadioView = RadioReading
+UpsView = UpsReading
+OnuView = OnuReading
+PonPortView = PonPortReading
+ExportFamilyView = ExportFamily
+TargetView = TargetStatus
 
 
 class TicketCountsView(Protocol):
