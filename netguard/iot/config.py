@@ -18,7 +18,6 @@ from pydantic import (
 )
 
 from netguard.iot.codecs import codec_names
-from netguard.localtime import zone
 from netguard.names import check_name
 
 
@@ -347,15 +346,6 @@ class IotConfig(BaseModel):
     device_time_max_delay_seconds: float = Field(default=24 * 3600.0, ge=0)
     # ... and at most this far ahead of it (clock skew); otherwise the receipt time is.
     device_time_max_ahead_seconds: float = Field(default=120.0, ge=0)
-    # The district's local time: recurring allowed windows ("daily 18:00-18:30") are read
-    # in it when they are set, and keep that zone if this option later changes.
-    timezone: str = "Asia/Shanghai"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        zone(value)
-        return value
 
     @model_validator(mode="after")
     def _routes_name_notifiers(self) -> IotConfig:
