@@ -305,7 +305,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             message = "unknown option"
         # Model-level validators already put the path in the message.
-        if not path or message.startswith(("targets[", "iot.", "tickets.")):
+        if not path or message.startswith(("targets[", "iot.", "tickets.", "display.")):
             lines.append(message)
         else:
             lines.append(f"{path}: {message}")

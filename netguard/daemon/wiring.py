@@ -46,7 +46,7 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     await _restore_faults(store, probes)
     iot = await stack.enter_async_context(IotService(
         settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock))
+        clock=clock, messages=settings.display.renderer()))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, make_tickets=ticket_service,
@@ -64,7 +64,7 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
     store = await stack.enter_async_context(Store(settings.store))
     iot = await stack.enter_async_context(IotService(
         settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock))
+        clock=clock, messages=settings.display.renderer()))
     return Services(store=store, probes=None, tickets=None, iot=iot)
 
 

@@ -11,16 +11,17 @@ import aiohttp
 
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import UrlNotifierConfig
-
-# ``reason`` of a notification: ``raised`` (a new alert), ``renotify`` (a reminder),
-# ``repeat`` (the door opened again) or ``recovery`` (an offline sensor is heard again).
-_HEADLINE_SUFFIX = {"renotify": " (reminder)", "repeat": " (opened again)",
-                    "recovery": " (back online)"}
+from netguard.iot.messages import MessageRenderer
 
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One alert notification, as stored in the outbox body."""
+    """One alert notification, as stored in the outbox body.
+
+    ``reason`` is ``raised`` (a new alert), ``renotify`` (a reminder), ``repeat`` (the door
+    opened again) or ``recovery`` (an offline sensor is heard again); it picks the
+    message template (:mod:`netguard.iot.messages`).
+    """
 
     alert_id: int
     reason: str
@@ -46,12 +47,6 @@ class Notification:
         data["reasons"] = tuple(data["reasons"])
         data["recipients"] = tuple(data.get("recipients", ()))
         return cls(**data)
-
-    def headline(self) -> str:
-        """One line for humans."""
-        again = _HEADLINE_SUFFIX.get(self.reason, "")
-        return (f"[{self.severity}] {self.type} household {self.household} "
-                f"sensor {self.sensor}{again}")
 
 
 class Notifier(Protocol):
@@ -88,33 +83,16 @@ class Notifier(Protocol):
 class HttpNotifier:
     """Shared set-up of the notifiers that POST to a URL from their config."""
 
-    def __init__(self, config: UrlNotifierConfig, http: aiohttp.ClientSession) -> None:
+    def __init__(self, config: UrlNotifierConfig, http: aiohttp.ClientSession,
+                 messages: MessageRenderer | None = None) -> None:
         self.name = config.name
         self._config = config
+        self._messages = messages or MessageRenderer()
         self._url = config.url.get_secret_value()
         self._http = http
 
     def check(self, notification: Notification) -> None:
         """Every notification can be rendered into an HTTP message."""
-
-
-def markdown_lines(batch: Sequence[Notification]) -> str:
-    """A markdown rendering of a batch, shared by the robot notifiers.
-
-    One alert gets its reasons; a batch (a channel at its rate limit) gets one compact line
-    per alert so that 20 alerts fit the robots' 4096-byte limit.
-    """
-    if len(batch) == 1:
-        n = batch[0]
-        parts = [f"### {n.headline()}",
-                 f"- community: {n.community}, count: {n.count}, since {n.first_seen}"]
-        parts.extend(f"- {reason}" for reason in n.reasons)
-        parts.append(f"- alert id {n.alert_id}: `netguard alerts ack {n.alert_id}`")
-        return "\n".join(parts)
-    lines = [f"### {len(batch)} door-sensor alerts"]
-    lines.extend(f"- **{n.headline()}** x{n.count}, alert id {n.alert_id}" for n in batch)
-    lines.append("Acknowledge with `netguard alerts ack <alert id>`")
-    return "\n".join(lines)
 
 
 def truncate_utf8(text: str, limit: int) -> str:

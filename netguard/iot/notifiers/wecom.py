@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from netguard.iot.config import WecomNotifierConfig
+from netguard.iot.messages import MessageRenderer
 from netguard.iot.notifiers.base import (
     HttpNotifier,
     Notification,
-    markdown_lines,
     post_json,
     truncate_utf8,
 )
@@ -19,9 +19,10 @@ WECOM_MARKDOWN_LIMIT = 4096
 WECOM_RATE_CODES = frozenset({45009})
 
 
-def wecom_body(batch: Sequence[Notification]) -> dict[str, object]:
+def wecom_body(batch: Sequence[Notification],
+               messages: MessageRenderer | None = None) -> dict[str, object]:
     """The robot request body (markdown, at most 4096 bytes)."""
-    content = markdown_lines(batch)
+    content = (messages or MessageRenderer()).markdown(batch)
     mentions = sorted({r for n in batch for r in n.recipients})
     if mentions:
         content += "\n" + " ".join(f"<@{m}>" for m in mentions)
@@ -34,11 +35,11 @@ class WecomNotifier(HttpNotifier):
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """Post the batch as one markdown message."""
-        await post_json(self._http, self._url, wecom_body(batch), name=self.name,
+        await post_json(self._http, self._url, wecom_body(batch, self._messages), name=self.name,
                         timeout_s=self._config.timeout_seconds, robot=True,
                         rate_codes=WECOM_RATE_CODES)
 
 
 @register("wecom", WecomNotifierConfig)
 def _build(config: WecomNotifierConfig, deps: NotifierDeps) -> WecomNotifier:
-    return WecomNotifier(config, deps.http)
+    return WecomNotifier(config, deps.http, deps.messages)
