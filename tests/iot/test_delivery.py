@@ -95,13 +95,15 @@ async def test_bodies_and_dingtalk_signature(sqlite_store: Store, receiver: Rece
     assert "北京时间" in content
     assert "+00:00" not in content
     assert "h1" in content
-    assert "<@13800000000>" in content
+    # A plain recipient is a mobile, which WeCom markdown cannot mention.
+    assert "<@" not in content
     assert len(content.encode()) <= 4096
 
     [ding] = receiver.on("/ding")
     assert ding.body["msgtype"] == "markdown"
     assert "隔离期间开门" in ding.body["markdown"]["title"]
     assert ding.body["at"]["atMobiles"] == ["13800000000"]
+    assert ding.body["markdown"]["text"].endswith("\n@13800000000")
     timestamp = ding.query["timestamp"]
     assert abs(int(timestamp) - time.time() * 1000) < 60_000
     # The documented algorithm, written out independently of netguard's code:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -12,6 +13,17 @@ import aiohttp
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import UrlNotifierConfig
 from netguard.iot.messages import MessageRenderer
+
+_MOBILE = re.compile(r"1[0-9]{10}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """How the robots @-mention one recipient (validated by the route's config)."""
+
+    wecom: str | None = None
+    dingtalk_user: str | None = None
+    mobile: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +45,14 @@ class Notification:
     reasons: tuple[str, ...]
     count: int
     first_seen: str
+    # Who the route names (labels, for records and webhooks) ...
     recipients: tuple[str, ...] = field(default=())
+    # ... and how the robots mention them.
+    mentions: tuple[Mention, ...] = field(default=())
 
     def to_json(self) -> str:
         """The outbox body."""
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        return json.dumps(data, ensure_ascii=False)
+        return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Notification:
@@ -46,6 +60,12 @@ class Notification:
         data = json.loads(text)
         data["reasons"] = tuple(data["reasons"])
         data["recipients"] = tuple(data.get("recipients", ()))
+        if "mentions" in data:
+            data["mentions"] = tuple(Mention(**m) for m in data["mentions"])
+        else:
+            # A body queued before mentions existed: its recipients were mobiles.
+            data["mentions"] = tuple(Mention(mobile=r) for r in data["recipients"]
+                                     if _MOBILE.match(r))
         return cls(**data)
 
 

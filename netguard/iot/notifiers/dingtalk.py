@@ -37,15 +37,18 @@ def dingtalk_url(url: str, secret: str | None, timestamp_ms: int) -> str:
 
 def dingtalk_body(batch: Sequence[Notification],
                   messages: MessageRenderer | None = None) -> dict[str, object]:
-    """The robot request body."""
+    """The robot request body: recipients mentioned by DingTalk user id, else by mobile."""
     messages = messages or MessageRenderer()
     title = messages.title(batch)
-    mobiles = sorted({r for n in batch for r in n.recipients})
+    mentions = {m for n in batch for m in n.mentions}
+    user_ids = sorted({m.dingtalk_user for m in mentions if m.dingtalk_user})
+    mobiles = sorted({m.mobile for m in mentions if m.mobile and not m.dingtalk_user})
     text = messages.markdown(batch)
-    if mobiles:
-        text += "\n" + " ".join(f"@{m}" for m in mobiles)
+    if user_ids or mobiles:
+        # DingTalk only notifies a person whose @ also appears in the text.
+        text += "\n" + " ".join(f"@{m}" for m in [*user_ids, *mobiles])
     return {"msgtype": "markdown", "markdown": {"title": title, "text": text},
-            "at": {"atMobiles": mobiles, "isAtAll": False}}
+            "at": {"atUserIds": user_ids, "atMobiles": mobiles, "isAtAll": False}}
 
 
 class DingtalkNotifier(HttpNotifier):
