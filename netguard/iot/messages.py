@@ -147,6 +147,8 @@ def load_templates(directory: Path) -> dict[tuple[str, str], str]:
             raise TemplateError(f"{path}: cannot read: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not UTF-8") from None
+        if not text.strip():
+            raise TemplateError(f"{path}: empty (delete the file to keep the built-in text)")
         check_template(text, match["kind"], str(path))
         out[(match["kind"], match["language"])] = text
     return out
@@ -224,8 +226,9 @@ class MessageRenderer:
             ack_command=_ACK_ANY[self.language])
 
     def title(self, batch: Sequence[AlertMessage]) -> str:
-        """The message's first line without its markdown heading marks."""
-        return self.markdown(batch).split("\n", 1)[0].lstrip("#").strip()
+        """The message's first non-blank line without its markdown heading marks."""
+        lines = (line.lstrip("#").strip() for line in self.markdown(batch).split("\n"))
+        return next((line for line in lines if line), "netguard")
 
 
 @functools.cache

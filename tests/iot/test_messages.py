@@ -61,6 +61,8 @@ def test_times_follow_the_configured_zone() -> None:
 def test_the_title_is_the_first_line_without_heading_marks() -> None:
     assert MessageRenderer("en").title([RAISED]) == (
         "[critical] door open: household B3-1201, sensor door-1201")
+    blank_first = MessageRenderer("en", overrides={("raised", "en"): "\n## $household\n"})
+    assert blank_first.title([RAISED]) == "B3-1201"
 
 
 def test_no_reasons_leaves_no_blank_line() -> None:
@@ -97,6 +99,7 @@ def test_an_operator_template_replaces_the_built_in_one(tmp_path: Path) -> None:
     ("raised.en.md", "door $household $ack_link", "unknown placeholder(s) $ack_link"),
     ("batch.zh-CN.md", "$alerts $household", "unknown placeholder(s) $household"),
     ("raised.en.md", "costs 5$", "a '$' that is not a placeholder"),
+    ("recovery.en.md", "\n\n", "empty"),
     ("raised.fr.md", "$household", "not a template name"),
     ("opened.en.md", "$household", "not a template name"),
 ])
