@@ -1,9 +1,10 @@
 """Typed configuration: load YAML once, expand secrets, validate, fail with a precise path.
 
 Each area owns its section model (``netguard.probes.config``, ``netguard.tickets.config``,
-``netguard.iot.config``, ``netguard.store.config``, ``netguard.daemon.config``); this
-module assembles them into :class:`Settings` and turns pydantic errors into
-``path: message`` lines such as ``targets[2].snmp.auth_protocol: unknown protocol 'sha999'``.
+``netguard.iot.config``, ``netguard.store.config``, ``netguard.daemon.config``,
+``netguard.display``); this module assembles them into :class:`Settings` and turns
+pydantic errors into ``path: message`` lines such as
+``targets[2].snmp.auth_protocol: unknown protocol 'sha999'``.
 
 Secrets may be written inline, as ``${ENV_VAR}`` (with ``${ENV_VAR:-default}``), or as a
 sibling ``<key>_file`` naming a file whose stripped content is the value (for every
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from netguard.acklinks import AckLinksConfig
 from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
+from netguard.display import DisplayConfig
 from netguard.errors import ConfigError, ConfigNotFoundError, NotFoundError
 from netguard.iot.config import NOTIFIER_TYPES, IotConfig
 from netguard.probes.config import ProbesConfig, TargetConfig, engine_problems
@@ -49,6 +51,7 @@ class Settings(BaseModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     ack_links: AckLinksConfig = Field(default_factory=AckLinksConfig)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
 
     @model_validator(mode="after")
     def _check_targets(self) -> Settings:
@@ -310,7 +313,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             message = "unknown option"
         # Model-level validators already put the path in the message.
-        if not path or message.startswith(("targets[", "iot.", "tickets.")):
+        if not path or message.startswith(("targets[", "iot.", "tickets.", "display.")):
             lines.append(message)
         else:
             lines.append(f"{path}: {message}")

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from netguard.cli.common import (
+    EXCEL_BOM,
     EXIT_CONFIG,
     ConfigOption,
+    ExcelOption,
     JsonOption,
     fail,
     handle_errors,
@@ -143,18 +145,21 @@ def audit_export(  # noqa: PLR0917  (typer: one parameter per option)
     fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "json",
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
     config: ConfigOption = None,
+    excel: ExcelOption = False,
 ) -> None:
     """Export a household's supervision record (events, and alerts in JSON)."""
     from netguard.iot.admin import EXPORT_FORMATS, export_text
 
     if fmt not in EXPORT_FORMATS:
         raise fail("--format must be csv or json", EXIT_CONFIG)
+    if excel and fmt != "csv":
+        raise fail("--excel is for --format csv", EXIT_CONFIG)
     begin, finish = parse_span(start, end)
     record = run_admin(config, lambda admin, _s: admin.export(household, begin, finish),
                        read_only=True)
     text = export_text(record, fmt)
     if output is None:
-        _write_stdout(text)
+        _write_stdout(EXCEL_BOM + text if excel else text)
     else:
-        output.write_text(text, encoding="utf-8")
+        output.write_text(text, encoding="utf-8-sig" if excel else "utf-8")
         typer.echo(f"wrote {len(record['events'])} events to {output}", err=True)

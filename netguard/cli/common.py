@@ -39,6 +39,11 @@ ConfigOption = Annotated[
                  show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ExcelOption = Annotated[bool, typer.Option(
+    "--excel", help="CSV for spreadsheet tools (Excel, WPS in a Chinese locale): UTF-8 "
+                    "with a byte order mark, so that Chinese text is not garbled.")]
+# Written first by ``--excel``: without it Excel reads a CSV in the locale's code page.
+EXCEL_BOM = "\ufeff"
 
 
 def find_config_file(path: Path | None) -> ConfigLocation:

@@ -27,7 +27,7 @@ def deadletters_list(
         "--sensor", help="Only those filed under this sensor (its topic named it).")] = None,
     since: Annotated[str | None, typer.Option(
         "--since", help="Only those received from then on (ISO 8601; a date or a time "
-                        "without offset is read in iot.timezone).")] = None,
+                        "without offset is read in display.timezone).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000,
                                        help="At most this many, newest first.")] = 1000,
     as_json: JsonOption = False,
@@ -36,7 +36,7 @@ def deadletters_list(
     """List dead letters, newest first: when, why, which sensor and topic."""
     start = None
     if since is not None:
-        start = parse_local(since, "--since", zone(load_config(config).iot.timezone))
+        start = parse_local(since, "--since", zone(load_config(config).display.timezone))
     rows = run_admin(config, lambda admin, _s: admin.dead_letters(
         sensor_id=sensor, since=start, limit=limit), read_only=True)
     if as_json:

@@ -79,7 +79,7 @@ def households_allow(  # noqa: PLR0917  (typer: one parameter per option)
     household_id: str,
     start: Annotated[str, typer.Option(
         "--from", help="Window start, or the first day of a repeating window (ISO 8601; "
-                       "a date or a time without offset is read in iot.timezone).")],
+                       "a date or a time without offset is read in display.timezone).")],
     end: Annotated[str, typer.Option(
         "--to", "--until", help="Window end, or the day after the last repeating window.")],
     daily: Annotated[str | None, typer.Option(
@@ -96,7 +96,7 @@ def households_allow(  # noqa: PLR0917  (typer: one parameter per option)
     if days is not None and daily is None:
         raise fail("--days needs --daily HH:MM-HH:MM (the times of the window)", EXIT_CONFIG)
     settings = load_config(config)
-    tz = zone(settings.iot.timezone)
+    tz = zone(settings.display.timezone)
     begin, finish = parse_local(start, "--from", tz), parse_local(end, "--to", tz)
     if daily is None:
         run_admin(config, lambda admin, _s: admin.allow(household_id, begin, finish, reason))
@@ -105,8 +105,8 @@ def households_allow(  # noqa: PLR0917  (typer: one parameter per option)
         return
     spec = f"{days or 'daily'} {daily}"
     stored = run_admin(config, lambda admin, s: admin.allow_recurring(
-        household_id, spec, timezone=s.iot.timezone, start=begin, end=finish, reason=reason))
-    typer.echo(f"household {household_id}: door may open {stored} ({settings.iot.timezone}), "
+        household_id, spec, timezone=s.display.timezone, start=begin, end=finish, reason=reason))
+    typer.echo(f"household {household_id}: door may open {stored} ({settings.display.timezone}), "
                f"{begin.isoformat()} - {finish.isoformat()}")
 
 
@@ -142,7 +142,7 @@ def households_import(
         raise typer.Exit(2) from None
     try:
         count = run_admin(config, lambda admin, s: admin.import_households(
-            text, timezone=s.iot.timezone))
+            text, timezone=s.display.timezone))
     except CsvImportError as exc:
         # Bad input, like a bad option: exit 2 (the session rolled back).
         raise fail(f"{csv_file}: {exc}", EXIT_CONFIG) from None

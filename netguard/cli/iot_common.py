@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from netguard.cli.common import EXIT_CONFIG, fail, load_config, run_async
+from netguard.textwidth import display_width, pad
 
 if TYPE_CHECKING:
     from netguard.config import Settings
@@ -113,7 +114,9 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         typer.echo("(none)")
         return
     text = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
-    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    # Display width, not len(): a Chinese character takes two columns.
+    widths = [max(len(c), *(display_width(t[i]) for t in text))
+              for i, c in enumerate(columns)]
+    typer.echo("  ".join(pad(c.upper(), w) for c, w in zip(columns, widths, strict=True)))
     for t in text:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+        typer.echo("  ".join(pad(v, w) for v, w in zip(t, widths, strict=True)))

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from netguard.cli.common import (
+    EXCEL_BOM,
     EXIT_CONFIG,
     ConfigOption,
+    ExcelOption,
     JsonOption,
     fail,
     handle_errors,
@@ -184,20 +186,23 @@ def export_tickets(
     assignee: AssigneeOption = None,
     since: SinceOption = None,
     overdue: OverdueOption = False,
+    excel: ExcelOption = False,
 ) -> None:
     """Export matching tickets (default: every state) as CSV or JSON, streamed."""
     if format_ not in ("csv", "json"):
         raise ValueError(f"--format {format_!r}: expected csv or json")
+    if excel and format_ != "csv":
+        raise ValueError("--excel is for --format csv")
     settings = load_config(config)
     now = _now()
     flt = _filter(state=state, category=category, severity=severity, site=site,
                   target=target, assignee=assignee, since=since, overdue=overdue,
                   limit=None, now=now, all_states_by_default=True)
-    run_async(_export(settings, flt, now, format_, output))
+    run_async(_export(settings, flt, now, format_, output, excel=excel))
 
 
 async def _export(settings: Settings, flt: TicketFilter, now: datetime, format_: str,
-                  output: Path | None) -> None:
+                  output: Path | None, *, excel: bool = False) -> None:
     from netguard.csvsafe import escaping  # cells that would run as spreadsheet formulas
     from netguard.tickets import render
     from netguard.tickets.reader import open_reader
@@ -206,9 +211,13 @@ async def _export(settings: Settings, flt: TicketFilter, now: datetime, format_:
     async with open_reader(settings.store, prefix=settings.tickets.id_prefix,
                            now=now) as reader:
         if output is None:
+            if excel:
+                sys.stdout.write(EXCEL_BOM)
             await write(reader.records(flt), sys.stdout)
             return
-        with output.open("w", encoding="utf-8", newline="") as out:
+        # utf-8-sig writes the BOM that spreadsheet tools need to read UTF-8.
+        with output.open("w", encoding="utf-8-sig" if excel else "utf-8",
+                         newline="") as out:
             count = await write(reader.records(flt), out)
         typer.echo(f"exported {count} tickets to {output}", err=True)
 

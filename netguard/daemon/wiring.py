@@ -49,7 +49,8 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     await _restore_faults(store, probes)
     iot = await stack.enter_async_context(IotService(
         settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock, links=AckLinks.from_config(settings.ack_links)))
+        clock=clock, links=AckLinks.from_config(settings.ack_links),
+        messages=settings.display.renderer()))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, make_tickets=ticket_service,
@@ -68,7 +69,8 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
     store = await stack.enter_async_context(Store(settings.store))
     iot = await stack.enter_async_context(IotService(
         settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock, links=AckLinks.from_config(settings.ack_links)))
+        clock=clock, links=AckLinks.from_config(settings.ack_links),
+        messages=settings.display.renderer()))
     return Services(store=store, probes=None, tickets=None, iot=iot,
                     ack_pages=_ack_pages(settings, store, clock))
 

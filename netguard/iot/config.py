@@ -18,7 +18,6 @@ from pydantic import (
 )
 
 from netguard.iot.codecs import codec_names
-from netguard.localtime import zone
 from netguard.names import check_name
 
 
@@ -171,6 +170,9 @@ class WecomNotifierConfig(UrlNotifierConfig):
     """A WeCom (企业微信) group robot; the route's recipients are @-mentioned."""
 
     type: Literal["wecom"]
+    # markdown mentions recipients by WeCom user id only; text (plain, at most 2048
+    # bytes) also mentions by mobile the recipients without a user id.
+    msgtype: Literal["markdown", "text"] = "markdown"
 
 
 class DingtalkNotifierConfig(UrlNotifierConfig):
@@ -221,6 +223,75 @@ NotifierConfig = Annotated[
 NOTIFIER_TYPES: tuple[str, ...] = ("webhook", "wecom", "dingtalk", "mqtt", "console")
 
 
+# A mobile number in mainland China, as DingTalk's atMobiles and WeCom's
+# mentioned_mobile_list take it.
+_MOBILE = re.compile(r"1[0-9]{10}\Z")
+# WeCom and DingTalk user ids: letters, digits and a few separators, never markup that
+# could break out of ``<@...>`` or the message text.
+_MENTION_ID = re.compile(r"[A-Za-z0-9_.@\-]{1,64}\Z")
+
+
+class Recipient(BaseModel):
+    """One person a route's messages mention, with an identifier per robot.
+
+    WeCom mentions ``wecom`` (a user id), else nobody in markdown messages (the text
+    format can mention ``mobile``); DingTalk mentions ``dingtalk_user``, else ``mobile``.
+    A plain string in config is a mobile (the old form).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    wecom: str | None = None
+    dingtalk_user: str | None = None
+    mobile: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("wecom", "dingtalk_user")
+    @classmethod
+    def _mention_id(cls, value: str | None) -> str | None:
+        if value is not None and not _MENTION_ID.match(value):
+            raise ValueError(f"{value[:70]!r} is not a user id (1-64 letters, digits or "
+                             "_ . @ -)")
+        return value
+
+    @field_validator("mobile")
+    @classmethod
+    def _mobile(cls, value: str | None) -> str | None:
+        if value is not None and not _MOBILE.match(value):
+            raise ValueError(f"{value[:70]!r} is not a mobile number (11 digits starting "
+                             "with 1)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_mobile(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not _MOBILE.match(value):
+                raise ValueError(
+                    f"{value[:70]!r}: a plain recipient is a mobile number (11 digits "
+                    "starting with 1); write {name: ..., wecom: ..., dingtalk_user: ..., "
+                    "mobile: ...} for anything else")
+            return {"mobile": value}
+        return value
+
+    @model_validator(mode="after")
+    def _someone(self) -> Recipient:
+        if not (self.name or self.wecom or self.dingtalk_user or self.mobile):
+            raise ValueError("give at least one of name, wecom, dingtalk_user, mobile")
+        return self
+
+    def label(self) -> str:
+        """How the person is named in records and webhooks."""
+        return self.name or self.mobile or self.wecom or self.dingtalk_user or ""
+
+
 class CommunityRoute(BaseModel):
     """Which notifiers (and which staff) a community's alerts go to."""
 
@@ -229,7 +300,8 @@ class CommunityRoute(BaseModel):
     # ``*`` is the route for communities without their own.
     community: str
     notifiers: list[str]
-    recipients: list[str] = Field(default_factory=list)
+    # Staff @-mentioned in the robots' messages (see :class:`Recipient`).
+    recipients: list[Recipient] = Field(default_factory=list)
     # Also send "sensor back online after 3 h 12 min" when an offline alert clears
     # because the sensor is heard again.
     notify_recovery: bool = False
@@ -363,15 +435,6 @@ class IotConfig(BaseModel):
     device_time_max_delay_seconds: float = Field(default=24 * 3600.0, ge=0)
     # ... and at most this far ahead of it (clock skew); otherwise the receipt time is.
     device_time_max_ahead_seconds: float = Field(default=120.0, ge=0)
-    # The district's local time: recurring allowed windows ("daily 18:00-18:30") are read
-    # in it when they are set, and keep that zone if this option later changes.
-    timezone: str = "Asia/Shanghai"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        zone(value)
-        return value
 
     @model_validator(mode="after")
     def _routes_name_notifiers(self) -> IotConfig:

@@ -36,7 +36,7 @@ from netguard.clock import Clock
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import CommunityRoute, IotConfig
 from netguard.iot.models import OutboxMessage
-from netguard.iot.notifiers.base import Notification, Notifier
+from netguard.iot.notifiers.base import Mention, Notification, Notifier
 from netguard.logsetup import SECRETS
 from netguard.store import Store
 
@@ -79,7 +79,10 @@ def enqueue(session: AsyncSession, notification: Notification,
     if notification.reason == "recovery" and not route.notify_recovery:
         return []  # recovery messages are opt-in per route
     if route.recipients:
-        notification = dataclasses.replace(notification, recipients=tuple(route.recipients))
+        notification = dataclasses.replace(
+            notification, recipients=tuple(r.label() for r in route.recipients),
+            mentions=tuple(Mention(r.wecom, r.dingtalk_user, r.mobile)
+                           for r in route.recipients if r.wecom or r.dingtalk_user or r.mobile))
     body = notification.to_json()
     rows = [OutboxMessage(alert_id=notification.alert_id, notifier=name,
                           community=notification.community, reason=notification.reason,

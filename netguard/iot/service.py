@@ -46,6 +46,7 @@ from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, RawMessage
 from netguard.iot.followups import FollowUps
 from netguard.iot.intake import MqttIntake
+from netguard.iot.messages import MessageRenderer
 from netguard.iot.models import Event, OutboxMessage, fit_text
 from netguard.iot.mqtt import tls_context
 from netguard.iot.notifiers import Notifier, build_notifier
@@ -78,6 +79,8 @@ class IotService:
         clock: Time source; inject a ManualClock in tests.
         notifiers: Override the notifiers built from config (tests, benches).
         links: Mints the acknowledgement link of each message (``ack_links``), or None.
+        messages: Renders the texts of chat messages (``Settings.display.renderer()``);
+            default zh-CN in Asia/Shanghai with the built-in templates.
 
     Example::
 
@@ -89,9 +92,11 @@ class IotService:
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
                  clock: Clock | None = None,
                  notifiers: Mapping[str, Notifier] | None = None,
-                 links: AckLinks | None = None) -> None:
+                 links: AckLinks | None = None,
+                 messages: MessageRenderer | None = None) -> None:
         self.config = config
         self._links = links
+        self._messages = messages or MessageRenderer()
         self.store = store
         self.clock = clock or SystemClock()
         self._shutdown_timeout = shutdown_timeout
@@ -199,7 +204,7 @@ class IotService:
         if self._notifier_override is not None:
             return dict(self._notifier_override)
         http = await self._stack.enter_async_context(aiohttp.ClientSession())
-        return {n.name: build_notifier(n, http, self.config.mqtt)
+        return {n.name: build_notifier(n, http, self.config.mqtt, self._messages)
                 for n in self.config.notifiers}
 
     # ------------------------------------------------------------------ status

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from netguard.clock import as_utc
+from netguard.textwidth import display_width, pad
 from netguard.tickets.domain import TICKET_FIELDS, Ticket, TicketDetail
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -72,10 +73,11 @@ def _cells(ticket: Ticket, now: datetime) -> tuple[str, ...]:
 def table(tickets: Iterable[Ticket], now: datetime) -> str:
     """A fixed-width table; ``!`` after the state marks an overdue ticket."""
     rows = [_COLUMNS, *(_cells(t, now) for t in tickets)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
+    # Display width, not len(): a Chinese site or summary takes two columns a character.
+    widths = [max(display_width(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
     lines = []
     for row in rows:
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        cells = [pad(c, w) for c, w in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
 

@@ -25,7 +25,8 @@ from netguard.daemon.http import MetricsServer
 from netguard.iot import alerts as alert_store
 from netguard.iot.admin import IotAdmin
 from netguard.iot.events import AlertType
-from netguard.iot.notifiers.base import Notification, markdown_lines
+from netguard.iot.messages import MessageRenderer
+from netguard.iot.notifiers.base import Notification
 from netguard.iot.rules import RaiseAlert
 from netguard.iot.service import IotService
 from netguard.metrics import MetricsSnapshot
@@ -214,7 +215,7 @@ async def test_a_delivered_message_carries_a_working_link(
         {"name": "hook", "type": "webhook", "url": receiver.url("/hook")},
         {"name": "wecom", "type": "wecom", "url": receiver.url("/wecom?key=abc")}],
         "routes": [{"community": "c1", "notifiers": ["hook", "wecom"],
-                    "recipients": ["zhao.lei"]}],
+                    "recipients": [{"name": "zhao.lei", "wecom": "zhaolei"}]}],
         "rules": {"heartbeat_timeout_seconds": 86400}}
     settings = make_settings(sqlite_store.config, iot)
     admin = IotAdmin(sqlite_store, clock=clock)
@@ -236,8 +237,9 @@ async def test_a_delivered_message_carries_a_working_link(
         url = hook.body["alerts"][0]["ack_url"]
         assert url.startswith(f"{server.url}/ack/")
         # Each message gets its own link (its own nonce), bound to the one recipient.
-        assert f"[acknowledge]({server.url}/ack/" in wecom.body["markdown"]["content"]
-        wecom_url = re.search(r"\[acknowledge\]\(([^)]+)\)", wecom.body["markdown"]["content"])
+        # (in zh-CN, the default display language)
+        assert f"[一键确认]({server.url}/ack/" in wecom.body["markdown"]["content"]
+        wecom_url = re.search(r"\[一键确认\]\(([^)]+)\)", wecom.body["markdown"]["content"])
         assert wecom_url is not None
         async with http.get(url) as resp:
             assert resp.status == 200
@@ -283,10 +285,15 @@ def test_markdown_carries_the_link_for_one_alert_and_for_a_batch() -> None:
                        community="c1", household="h1", sensor="n1", reasons=("x",), count=1,
                        first_seen=T0.isoformat(), ack_url="https://n.example/ack/T1")
     two = dataclasses.replace(one, alert_id=2, ack_url=None)
-    assert "- [acknowledge](https://n.example/ack/T1)" in markdown_lines([one]).splitlines()
-    batch = markdown_lines([one, two]).splitlines()
+    en = MessageRenderer(language="en")
+    assert "- [acknowledge](https://n.example/ack/T1)" in en.markdown([one]).splitlines()
+    assert "acknowledge" not in en.markdown([two])
+    batch = en.markdown([one, two]).splitlines()
     assert batch[1].endswith("alert id 1 [acknowledge](https://n.example/ack/T1)")
     assert batch[2].endswith("alert id 2")
+    # In the district's language (the default), the same link.
+    zh = MessageRenderer().markdown([one]).splitlines()
+    assert "- [一键确认](https://n.example/ack/T1)" in zh
     # A body without a link is stored as before the field existed, and reads back.
     assert "ack_url" not in two.to_json()
     assert Notification.from_json(one.to_json()) == one

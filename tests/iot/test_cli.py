@@ -121,6 +121,17 @@ def test_registry_alerts_and_audit_round_trip(config: Path, tmp_path: Path) -> N
     code, out = ng(config, "audit", "export", "--household", "B3-1201", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(int(r["chain_seq"]), r["hash"], r["kind"]) for r in rows] == stored
+    # --excel: the same rows behind a UTF-8 byte order mark, for spreadsheet tools.
+    excel_file = tmp_path / "record.csv"
+    code, out = ng(config, "audit", "export", "--household", "B3-1201", "--format", "csv",
+                   "--excel", "-o", str(excel_file))
+    assert code == 0, out
+    assert excel_file.read_bytes().startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(excel_file.read_text(encoding="utf-8-sig"))))
+    assert [(int(r["chain_seq"]), r["hash"], r["kind"]) for r in rows] == stored
+    code, out = ng(config, "audit", "export", "--household", "B3-1201", "--excel")
+    assert code == 2
+    assert "--excel is for --format csv" in out
     code, out = ng(config, "audit", "export", "--household", "B3-1201", "--format", "csv",
                    "--from", (datetime.now(UTC) + timedelta(hours=1)).isoformat())
     assert list(csv.DictReader(io.StringIO(out))) == []

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -89,15 +90,20 @@ async def test_bodies_and_dingtalk_signature(sqlite_store: Store, receiver: Rece
     assert wecom.query == {"key": "abc"}
     assert wecom.body["msgtype"] == "markdown"
     content = wecom.body["markdown"]["content"]
-    assert "door_open" in content
+    # zh-CN by default (display.language), never the type code or a UTC ISO time.
+    assert "隔离期间开门" in content
+    assert "北京时间" in content
+    assert "+00:00" not in content
     assert "h1" in content
-    assert "<@13800000000>" in content
+    # A plain recipient is a mobile, which WeCom markdown cannot mention.
+    assert "<@" not in content
     assert len(content.encode()) <= 4096
 
     [ding] = receiver.on("/ding")
     assert ding.body["msgtype"] == "markdown"
-    assert "door_open" in ding.body["markdown"]["title"]
+    assert "隔离期间开门" in ding.body["markdown"]["title"]
     assert ding.body["at"]["atMobiles"] == ["13800000000"]
+    assert ding.body["markdown"]["text"].endswith("\n@13800000000")
     timestamp = ding.query["timestamp"]
     assert abs(int(timestamp) - time.time() * 1000) < 60_000
     # The documented algorithm, written out independently of netguard's code:
@@ -211,8 +217,8 @@ def _alert_ids(r: Any) -> list[int]:
 
 def _wecom_alert_ids(r: Any) -> list[int]:
     text = r.body["markdown"].get("content") or r.body["markdown"].get("text")
-    return [int(line.split("alert id ")[1].split(":")[0])
-            for line in text.splitlines() if "alert id " in line]
+    # The alert id as each language's templates write it (display.language).
+    return [int(m) for m in re.findall(r"(?:alert id|告警编号) (\d+)", text)]
 
 
 def _count(receiver: Receiver, n: int) -> Any:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
+from netguard.display import DisplayConfig
 from netguard.errors import RegistryError
 from netguard.iot import registry
 from netguard.iot.config import IotConfig, RulesConfig
@@ -193,9 +194,12 @@ async def test_csv_import_reads_the_allow_column(store: Store) -> None:
 
 
 def test_the_configured_zone_is_checked() -> None:
-    assert IotConfig().timezone == "Asia/Shanghai"
+    assert DisplayConfig().timezone == "Asia/Shanghai"
     with pytest.raises(ValueError, match="time zone"):
-        IotConfig(timezone="Mars/Olympus")
+        DisplayConfig(timezone="Mars/Olympus")
+    # One option, not two: the old place is refused rather than silently ignored.
+    with pytest.raises(ValueError, match="extra"):
+        IotConfig.model_validate({"timezone": "Asia/Shanghai"})
 
 
 async def test_registry_times_given_in_local_offsets_are_stored_as_the_same_instant(

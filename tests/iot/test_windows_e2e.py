@@ -30,14 +30,13 @@ from tests.support.wait import async_wait_until
 pytestmark = pytest.mark.integration
 
 
-def _iot(broker: Broker, receiver: Receiver, timezone: str) -> dict[str, Any]:
+def _iot(broker: Broker, receiver: Receiver) -> dict[str, Any]:
     return {"mqtt": {"enabled": True, "host": broker.host, "port": broker.port,
                      "client_id": "netguard-windows", "reconnect_min_seconds": 0.1,
                      "reconnect_max_seconds": 0.3},
             "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url("/hook")}],
             "routes": [{"community": "c1", "notifiers": ["hook"]}],
-            "rules": {"heartbeat_timeout_seconds": 7 * 86400},
-            "timezone": timezone}
+            "rules": {"heartbeat_timeout_seconds": 7 * 86400}}
 
 
 async def _openings_alerted(broker: Broker, store: Store, receiver: Receiver, *,
@@ -54,7 +53,7 @@ async def _openings_alerted(broker: Broker, store: Store, receiver: Receiver, *,
         await s.commit()
     clock = ManualClock(times[0].astimezone(UTC))
     outcome: list[bool] = []
-    settings = make_settings(store.config, _iot(broker, receiver, timezone))
+    settings = make_settings(store.config, _iot(broker, receiver))
     async with IotService(settings.iot, store, clock=clock) as service, \
             aiomqtt.Client(broker.host, broker.port, identifier="windows-pub") as pub:
         async def connected() -> bool:

@@ -232,6 +232,7 @@ def test_cli_bad_input_exits_2(ng: Run) -> None:
         (["list", "--since", "yesterday"], "--since 'yesterday'"),
         (["list", "--severity", "urgent"], "unknown severity 'urgent'"),
         (["export", "--format", "xml"], "--format 'xml'"),
+        (["export", "--format", "json", "--excel"], "--excel is for --format csv"),
         (["open", "--category", "pon", "--summary", "x"], "needs a target or a site"),
         (["open", "--category", "pon", "--summary", "x", "--site", "s", "--severity", "hi"],
          "unknown severity 'hi'"),
@@ -321,12 +322,19 @@ def test_cli_list_export_and_filters(ng: Run) -> None:
     assert as_json[0]["assignee"] == "erin"
 
 
-def test_cli_empty_list(ng: Run) -> None:
+def test_cli_empty_list(ng: Run, tmp_path: Path) -> None:
     result = ng("tickets", "list")
     assert (result.returncode, result.stdout.strip()) == (0, "no tickets match")
     assert json.loads(ng("tickets", "list", "--json").stdout) == []
     exported = ng("tickets", "export", "--format", "csv")
     assert exported.stdout.splitlines() == [",".join(TICKET_FIELDS)]
+    # --excel: UTF-8 with a byte order mark, on stdout and in a file.
+    excel = ng("tickets", "export", "--excel")
+    assert excel.stdout.startswith("\ufeff")
+    assert excel.stdout[1:].splitlines() == [",".join(TICKET_FIELDS)]
+    assert ng("tickets", "export", "--excel", "-o", "t.csv").returncode == 0
+    data = (tmp_path / "t.csv").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf" + ",".join(TICKET_FIELDS).encode())
 
 
 def test_cli_refuses_outdated_schema(store_config: StoreConfig, tmp_path: Path) -> None:

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
 
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import UrlNotifierConfig
+from netguard.iot.messages import MessageRenderer
 
-# ``reason`` of a notification: ``raised`` (a new alert), ``renotify`` (a reminder),
-# ``repeat`` (the door opened again) or ``recovery`` (an offline sensor is heard again).
-_HEADLINE_SUFFIX = {"renotify": " (reminder)", "repeat": " (opened again)",
-                    "recovery": " (back online)"}
+_MOBILE = re.compile(r"1[0-9]{10}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """How the robots @-mention one recipient (validated by the route's config)."""
+
+    wecom: str | None = None
+    dingtalk_user: str | None = None
+    mobile: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One alert notification, as stored in the outbox body."""
+    """One alert notification, as stored in the outbox body.
+
+    ``reason`` is ``raised`` (a new alert), ``renotify`` (a reminder), ``repeat`` (the door
+    opened again) or ``recovery`` (an offline sensor is heard again); it picks the
+    message template (:mod:`netguard.iot.messages`).
+    """
 
     alert_id: int
     reason: str
@@ -32,13 +45,16 @@ class Notification:
     reasons: tuple[str, ...]
     count: int
     first_seen: str
+    # Who the route names (labels, for records and webhooks) ...
     recipients: tuple[str, ...] = field(default=())
+    # ... and how the robots mention them.
+    mentions: tuple[Mention, ...] = field(default=())
     # The acknowledgement link (``ack_links``), added at delivery time; None without.
     ack_url: str | None = None
 
     def to_json(self) -> str:
         """The outbox body."""
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data = asdict(self)
         if self.ack_url is None:
             del data["ack_url"]  # stored bodies stay readable by a release without links
         return json.dumps(data, ensure_ascii=False)
@@ -49,13 +65,13 @@ class Notification:
         data = json.loads(text)
         data["reasons"] = tuple(data["reasons"])
         data["recipients"] = tuple(data.get("recipients", ()))
+        if "mentions" in data:
+            data["mentions"] = tuple(Mention(**m) for m in data["mentions"])
+        else:
+            # A body queued before mentions existed: its recipients were mobiles.
+            data["mentions"] = tuple(Mention(mobile=r) for r in data["recipients"]
+                                     if _MOBILE.match(r))
         return cls(**data)
-
-    def headline(self) -> str:
-        """One line for humans."""
-        again = _HEADLINE_SUFFIX.get(self.reason, "")
-        return (f"[{self.severity}] {self.type} household {self.household} "
-                f"sensor {self.sensor}{again}")
 
 
 class Notifier(Protocol):
@@ -92,35 +108,16 @@ class Notifier(Protocol):
 class HttpNotifier:
     """Shared set-up of the notifiers that POST to a URL from their config."""
 
-    def __init__(self, config: UrlNotifierConfig, http: aiohttp.ClientSession) -> None:
+    def __init__(self, config: UrlNotifierConfig, http: aiohttp.ClientSession,
+                 messages: MessageRenderer | None = None) -> None:
         self.name = config.name
         self._config = config
+        self._messages = messages or MessageRenderer()
         self._url = config.url.get_secret_value()
         self._http = http
 
     def check(self, notification: Notification) -> None:
         """Every notification can be rendered into an HTTP message."""
-
-
-def markdown_lines(batch: Sequence[Notification]) -> str:
-    """A markdown rendering of a batch, shared by the robot notifiers.
-
-    One alert gets its reasons; a batch (a channel at its rate limit) gets one compact line
-    per alert so that 20 alerts fit the robots' 4096-byte limit.
-    """
-    if len(batch) == 1:
-        n = batch[0]
-        parts = [f"### {n.headline()}",
-                 f"- community: {n.community}, count: {n.count}, since {n.first_seen}"]
-        parts.extend(f"- {reason}" for reason in n.reasons)
-        parts.append(f"- alert id {n.alert_id}: `netguard alerts ack {n.alert_id}`")
-        parts.extend([f"- [acknowledge]({n.ack_url})"] if n.ack_url else [])
-        return "\n".join(parts)
-    lines = [f"### {len(batch)} door-sensor alerts"]
-    lines.extend(f"- **{n.headline()}** x{n.count}, alert id {n.alert_id}"
-                 + (f" [acknowledge]({n.ack_url})" if n.ack_url else "") for n in batch)
-    lines.append("Acknowledge with `netguard alerts ack <alert id>`")
-    return "\n".join(lines)
 
 
 def truncate_utf8(text: str, limit: int) -> str:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from netguard.iot.config import ConsoleNotifierConfig
+from netguard.iot.messages import MessageRenderer
 from netguard.iot.notifiers.base import Notification
 from netguard.iot.notifiers.registry import NotifierDeps, register
 
@@ -15,8 +16,10 @@ log = logging.getLogger("netguard.alerts")
 class ConsoleNotifier:
     """Writes each alert to the ``netguard.alerts`` logger."""
 
-    def __init__(self, config: ConsoleNotifierConfig) -> None:
+    def __init__(self, config: ConsoleNotifierConfig,
+                 messages: MessageRenderer | None = None) -> None:
         self.name = config.name
+        self._messages = messages or MessageRenderer()
 
     def check(self, notification: Notification) -> None:
         """Every notification can be logged."""
@@ -24,10 +27,10 @@ class ConsoleNotifier:
     async def send(self, batch: Sequence[Notification]) -> None:
         """Log every notification of the batch."""
         for n in batch:
-            log.warning("%s", n.headline(), extra={"alert_id": n.alert_id,
+            log.warning("%s", self._messages.title([n]), extra={"alert_id": n.alert_id,
                                                    "community": n.community})
 
 
 @register("console", ConsoleNotifierConfig)
 def _build(config: ConsoleNotifierConfig, deps: NotifierDeps) -> ConsoleNotifier:
-    return ConsoleNotifier(config)
+    return ConsoleNotifier(config, deps.messages)

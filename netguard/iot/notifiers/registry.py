@@ -8,7 +8,7 @@ else picks adapters, and an unknown name fails loudly instead of falling back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from netguard.errors import ConfigError
 from netguard.iot.config import MqttConfig, NotifierConfig
+from netguard.iot.messages import MessageRenderer
 from netguard.iot.notifiers.base import Notifier
 
 __all__ = ["NotifierDeps", "build_notifier", "known_types", "register"]
@@ -27,6 +28,8 @@ class NotifierDeps:
 
     http: aiohttp.ClientSession
     mqtt: MqttConfig
+    # The texts of messages for people (language, zone, templates: ``display``).
+    messages: MessageRenderer = field(default_factory=MessageRenderer)
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -67,8 +70,11 @@ def known_types() -> tuple[str, ...]:
 
 
 def build_notifier(config: NotifierConfig, http: aiohttp.ClientSession,
-                   mqtt: MqttConfig) -> Notifier:
+                   mqtt: MqttConfig, messages: MessageRenderer | None = None) -> Notifier:
     """The notifier for one config entry.
+
+    ``messages`` renders the texts people read (default: zh-CN, Asia/Shanghai, the
+    built-in templates).
 
     Raises:
         ConfigError: No factory is registered for ``config.type`` (or it was registered
@@ -79,4 +85,5 @@ def build_notifier(config: NotifierConfig, http: aiohttp.ClientSession,
         raise ConfigError("iot.notifiers", [
             f"notifier {config.name!r}: unknown notifier type {config.type!r} "
             f"(known: {', '.join(known_types())})"])
-    return entry.factory(config, NotifierDeps(http=http, mqtt=mqtt))
+    deps = NotifierDeps(http=http, mqtt=mqtt, messages=messages or MessageRenderer())
+    return entry.factory(config, deps)
