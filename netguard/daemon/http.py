@@ -72,7 +72,7 @@ class MetricsServer:
         self._snapshot = snapshot
         self._readiness = readiness
         self._reasons = reasons
-        self._renderer = Renderer(runtime_registry())
+        self._renderer = Renderer(runtime_registry(), config.detail.export())
         # One render thread: concurrent scrapes queue instead of competing for the GIL
         # with the event loop, and the loop's default executor stays free for others.
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
