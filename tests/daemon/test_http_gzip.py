@@ -56,7 +56,8 @@ async def test_a_client_decodes_the_gzip_stream_to_the_plain_body() -> None:
     # One gzip member, nothing after it, compressed well.
     member = zlib.decompressobj(31)
     assert _own_part(member.decompress(wire)) == plain
-    assert member.eof and not member.unused_data
+    assert member.eof
+    assert not member.unused_data
     assert len(wire) < len(plain) / 5
 
 
