@@ -15,7 +15,7 @@ import logging
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
-from types import TracebackType
+from types import GeneratorType, TracebackType
 
 from aiohttp import web
 
@@ -213,8 +213,9 @@ class MetricsServer:
                 "peer": request.remote, "reason": type(exc).__name__})
             return response
         finally:
-            if isinstance(pieces, Generator):
-                # Not running now (each next() has returned): closing frees the compressor.
+            # Frees the compressor now. Still running only when the handler was cancelled
+            # while the thread compresses; then it is left to the garbage collector.
+            if isinstance(pieces, GeneratorType) and not pieces.gi_running:
                 pieces.close()
         self.scrapes += 1
         return response

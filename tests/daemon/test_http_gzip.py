@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import struct
 import threading
 import time
 import zlib
@@ -17,6 +20,7 @@ from netguard.daemon.http import MetricsServer
 from netguard.metrics import MetricsSnapshot, Renderer, render
 from tests.daemon.fakes import estate
 from tests.daemon.test_http import Ready, _record_ticks
+from tests.support.wait import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +112,28 @@ async def test_a_gzip_scrape_compresses_off_the_loop_while_it_ticks(
     during = [(a, b) for a, b in ticks if started <= b <= ended]
     assert len(during) >= 3, f"{len(during)} loop ticks during a {ended - started:.3f} s render"
     assert max(b - a for a, b in during) < ended - started
+
+
+async def test_a_scraper_that_hangs_up_mid_gzip_stream_is_no_server_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Streaming gzip writes while the render thread still compresses: a reset between
+    # two pieces must be counted as abandoned, like the plain-text case in test_http.
+    snap = estate(5000)  # compressed, still far more than the socket buffers hold
+    async with MetricsServer(MetricsConfig(listen="127.0.0.1:0"), lambda: snap,
+                             Ready()) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+            await writer.drain()
+            await reader.readexactly(1)  # the response has started
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+
+        async def accounted() -> bool:
+            return server.scrapes_abandoned + server.scrapes == 3
+
+        await async_wait_until(accounted, what="the three scrapes accounted for")
+    assert server.scrapes_abandoned >= 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
