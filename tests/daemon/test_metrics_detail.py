@@ -8,7 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from netguard.config import load_settings
 from netguard.daemon.config import MetricsConfig
+from netguard.errors import ConfigError
 from netguard.metrics import SPECS, ExportDetail, Renderer, SnapshotCollector, render
 from netguard.metrics.detail import spec_grain
 from tests.daemon.test_metrics import _samples, _snapshot
@@ -107,3 +109,12 @@ def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ValidationError) as caught:
         MetricsConfig.model_validate({"detail": {"level": "everything"}})
     assert caught.value.errors()[0]["loc"] == ("detail", "level")
+
+
+def test_check_config_names_the_bad_regex_option(tmp_path: Path) -> None:
+    path = tmp_path / "netguard.yaml"
+    path.write_text("metrics:\n  detail:\n    interfaces:\n      exclude_regex: 'ge-(0'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert "metrics.detail.interfaces.exclude_regex: not a regular expression" in str(
+        caught.value)
