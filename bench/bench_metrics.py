@@ -14,7 +14,11 @@ objects built directly, no SNMP), then measures
 
 Goals: render <= 0.5 s, stall <= 20 ms.
 
-Usage: ``.venv/bin/python bench/bench_metrics.py [--targets 10000] [--scrapes 5] [--gzip]``
+Each scrape also reports the process's CPU seconds while it ran (render, gzip, HTTP writes).
+``--detail summary|interfaces`` renders at that ``metrics.detail.level`` instead of full.
+
+Usage: ``.venv/bin/python bench/bench_metrics.py [--targets 10000] [--scrapes 5] [--gzip]
+[--detail LEVEL]``
 """
 
 from __future__ import annotations
@@ -61,9 +65,13 @@ def _repolled(snapshot: MetricsSnapshot, share: float) -> MetricsSnapshot:
     return dataclasses.replace(snapshot, targets=targets)
 
 
-def bench_render(snapshot: MetricsSnapshot, runs: int) -> dict[str, object]:
-    cold, cold_cpu = _timed(lambda: Renderer().render(snapshot), runs)
-    renderer = Renderer()
+def bench_render(snapshot: MetricsSnapshot, runs: int, config: MetricsConfig
+                 ) -> dict[str, object]:
+    # Only a --detail run touches config.detail, so the script also runs on older trees.
+    make = (lambda: Renderer(None, config.detail.export())) if "detail" in config.model_fields_set \
+        else Renderer
+    cold, cold_cpu = _timed(lambda: make().render(snapshot), runs)
+    renderer = make()
     body = renderer.render(snapshot)
     warm, warm_cpu = _timed(lambda: renderer.render(snapshot), runs)
     typical, typical_cpu = [], []
@@ -104,10 +112,10 @@ async def _scrape(url: str, gzip: bool) -> tuple[float, int]:
     return float(seconds), int(size)
 
 
-async def bench_stall(snapshot: MetricsSnapshot, scrapes: int, gzip: bool
-                      ) -> dict[str, object]:
+async def bench_stall(snapshot: MetricsSnapshot, scrapes: int, gzip: bool,
+                      config: MetricsConfig) -> dict[str, object]:
     current = [snapshot]
-    async with MetricsServer(MetricsConfig(listen="127.0.0.1:0"), lambda: current[0],
+    async with MetricsServer(config, lambda: current[0],
                              _ready) as server:
         stop = asyncio.Event()
         idle: list[float] = []
@@ -124,10 +132,13 @@ async def bench_stall(snapshot: MetricsSnapshot, scrapes: int, gzip: bool
             lags: list[float] = []
             stop = asyncio.Event()
             task = asyncio.create_task(_ticker(stop, lags))
+            cpu = time.process_time()
             seconds, size = await _scrape(f"{server.url}/metrics", gzip)
+            cpu = time.process_time() - cpu
             stop.set()
             await task
-            results.append({"scrape_s": seconds, "bytes": size, "max_stall_ms": max(lags) * 1e3,
+            results.append({"scrape_s": seconds, "scrape_cpu_s": cpu, "bytes": size,
+                            "max_stall_ms": max(lags) * 1e3,
                             "p99_stall_ms": sorted(lags)[int(len(lags) * 0.99)] * 1e3,
                             "ticks": len(lags)})
     return {"idle_max_stall_ms": max(idle) * 1e3, "scrapes": results}
@@ -147,7 +158,12 @@ def main() -> None:
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval() for the run (the daemon's own setting "
                              "is the default)")
+    parser.add_argument("--detail", choices=("summary", "interfaces", "full"), default=None,
+                        help="metrics.detail.level (default: not set, i.e. full)")
     args = parser.parse_args()
+    config = MetricsConfig(listen="127.0.0.1:0") if args.detail is None \
+        else MetricsConfig.model_validate({"listen": "127.0.0.1:0",
+                                           "detail": {"level": args.detail}})
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     snapshot = estate(args.targets)
@@ -159,8 +175,9 @@ def main() -> None:
                     "load_avg": os.getloadavg()},
         "targets": args.targets,
         "switch_interval_s": sys.getswitchinterval(),
-        "render": bench_render(snapshot, args.runs),
-        "http": asyncio.run(bench_stall(snapshot, args.scrapes, args.gzip)),
+        "detail": args.detail or "full",
+        "render": bench_render(snapshot, args.runs, config),
+        "http": asyncio.run(bench_stall(snapshot, args.scrapes, args.gzip, config)),
     }, indent=2))
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from netguard.metrics.detail import DetailLevel, ExportDetail
 from netguard.probes.config import split_address
 
 
@@ -62,6 +64,44 @@ class HttpTls(BaseModel):
         return context
 
 
+class InterfaceSelection(BaseModel):
+    """Which interfaces' series ``/metrics`` exports, by interface name (``re.search``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    include_regex: str | None = None
+    exclude_regex: str | None = None
+
+    @field_validator("include_regex", "exclude_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        # Refused at load (check-config names the option), not at the first scrape.
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class MetricsDetail(BaseModel):
+    """How much ``/metrics`` exports per target (the default exports everything)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # summary: per-target series only; interfaces: plus per-interface series;
+    # full: plus per-ONU series.
+    level: DetailLevel = "full"
+    interfaces: InterfaceSelection = InterfaceSelection()
+
+    def export(self) -> ExportDetail:
+        """The renderers' selection, with the patterns compiled once."""
+        include, exclude = self.interfaces.include_regex, self.interfaces.exclude_regex
+        return ExportDetail(self.level,
+                            None if include is None else re.compile(include),
+                            None if exclude is None else re.compile(exclude))
+
+
 class MetricsConfig(BaseModel):
     """The ``/metrics``, ``/healthz`` and ``/readyz`` endpoint."""
 
@@ -71,6 +111,7 @@ class MetricsConfig(BaseModel):
     listen: str = "127.0.0.1:9108"
     basic_auth: BasicAuth | None = None
     tls: HttpTls | None = None
+    detail: MetricsDetail = MetricsDetail()
 
     @field_validator("listen")
     @classmethod

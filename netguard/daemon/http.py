@@ -15,8 +15,8 @@ import hmac
 import logging
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from types import GeneratorType, TracebackType
 
 from aiohttp import web
 
@@ -55,6 +55,33 @@ def _ssl_context(config: MetricsConfig) -> ssl.SSLContext | None:
         raise ConfigError("metrics.tls", [f"metrics.tls: {exc}"]) from exc
 
 
+# Compressed bytes gathered before a piece is handed to the event loop: large enough that
+# the hops between threads stay few, small enough that the first bytes go out early.
+GZIP_PIECE_BYTES = 64 * 1024
+
+
+def gzip_pieces(renderer: Renderer, snapshot: MetricsSnapshot) -> Generator[bytes, None, None]:
+    """The gzip stream of ``snapshot``'s exposition, in pieces; run it in the render thread.
+
+    Each family is compressed as it comes (zlib releases the GIL while it works), and the
+    compressed output is handed on once it reaches :data:`GZIP_PIECE_BYTES`. Level 1: a
+    large estate's exposition compresses about 10x at a fraction of the default's CPU.
+    """
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    pending: list[bytes] = []
+    size = 0
+    for family in renderer.render_families(snapshot):
+        out = compressor.compress(family)
+        if out:
+            pending.append(out)
+            size += len(out)
+        if size >= GZIP_PIECE_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    pending.append(compressor.flush())
+    yield b"".join(pending)
+
+
 class MetricsServer:
     """An async context manager serving metrics and health on ``config.listen``.
 
@@ -78,7 +105,7 @@ class MetricsServer:
         self._snapshot = snapshot
         self._readiness = readiness
         self._reasons = reasons
-        self._renderer = Renderer(runtime_registry())
+        self._renderer = Renderer(runtime_registry(), config.detail.export())
         # One render thread: concurrent scrapes queue instead of competing for the GIL
         # with the event loop, and the loop's default executor stays free for others.
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -161,18 +188,30 @@ class MetricsServer:
         snapshot = self._snapshot()
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         loop = asyncio.get_running_loop()
-        chunks = await loop.run_in_executor(self._executor, self._render, snapshot, gzip)
-        # Written chunk by chunk: one write of tens of megabytes would copy them all on
-        # the event loop in one go.
         headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
+        # Rendered (and compressed) in the render thread. Plain text goes out with its
+        # length; gzip is compressed piece by piece there and sent chunked as it comes,
+        # never compressed in one go.
+        pieces: Iterator[bytes]
         if gzip:
             headers["Content-Encoding"] = "gzip"
-        response = web.StreamResponse(headers=headers)
-        response.content_length = sum(len(chunk) for chunk in chunks)
+            pieces = gzip_pieces(self._renderer, snapshot)
+            first = await loop.run_in_executor(self._executor, next, pieces, b"")
+            response = web.StreamResponse(headers=headers)
+        else:
+            chunks = await loop.run_in_executor(self._executor, self._renderer.render_families,
+                                                snapshot)
+            pieces, first = iter(chunks[1:]), chunks[0]
+            response = web.StreamResponse(headers=headers)
+            response.content_length = sum(len(chunk) for chunk in chunks)
         try:
             await response.prepare(request)
-            for chunk in chunks:
-                await response.write(chunk)
+            # Written piece by piece: one write of tens of megabytes would copy them all on
+            # the event loop in one go.
+            while first:
+                await response.write(first)
+                first = await loop.run_in_executor(self._executor, next, pieces, b"") \
+                    if gzip else next(pieces, b"")
             await response.write_eof()
         except ConnectionError as exc:
             # The scraper gave up (its scrape_timeout) or went away mid-body: its loss,
@@ -181,19 +220,13 @@ class MetricsServer:
             log.info("scrape abandoned by the client", extra={
                 "peer": request.remote, "reason": type(exc).__name__})
             return response
+        finally:
+            # Frees the compressor now. Still running only when the handler was cancelled
+            # while the thread compresses; then it is left to the garbage collector.
+            if isinstance(pieces, GeneratorType) and not pieces.gi_running:
+                pieces.close()
         self.scrapes += 1
         return response
-
-    def _render(self, snapshot: MetricsSnapshot, gzip: bool) -> list[bytes]:
-        families = self._renderer.render_families(snapshot)
-        if not gzip:
-            return families
-        # Level 1: a large estate's exposition compresses about 10x at a fraction of the
-        # CPU of the default level; zlib releases the GIL while it works.
-        compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-        out = [chunk for chunk in map(compressor.compress, families) if chunk]
-        out.append(compressor.flush())
-        return out
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -2,11 +2,13 @@
 
 * :mod:`~netguard.metrics.snapshot`: what a scrape reads (views of the services' snapshots);
 * :mod:`~netguard.metrics.specs`: every exported family, declared once;
+* :mod:`~netguard.metrics.detail`: which families and interfaces ``metrics.detail`` exports;
 * :mod:`~netguard.metrics.collectors`: prometheus_client collectors (snapshot, process, GC);
 * :mod:`~netguard.metrics.exposition`: the text writer behind ``/metrics``.
 """
 
 from netguard.metrics.collectors import SnapshotCollector, collect_families, runtime_registry
+from netguard.metrics.detail import ExportDetail
 from netguard.metrics.exposition import CONTENT_TYPE, Renderer, render
 from netguard.metrics.snapshot import (
     DaemonStats,
@@ -22,6 +24,7 @@ __all__ = [
     "CONTENT_TYPE",
     "SPECS",
     "DaemonStats",
+    "ExportDetail",
     "IotView",
     "MetricSpec",
     "MetricsSnapshot",

@@ -16,6 +16,7 @@ from prometheus_client import GCCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from netguard.metrics.detail import FULL, ExportDetail
 from netguard.metrics.snapshot import ExportFamilyView, MetricsSnapshot
 from netguard.metrics.specs import SPECS, TARGET_LABELS, Labels, MetricSpec, label_pairs
 
@@ -28,6 +29,7 @@ def _family(spec: MetricSpec, label_names: Labels) -> GaugeMetricFamily | Counte
 
 
 def _free_family(spec: MetricSpec, snapshot: MetricsSnapshot) -> Metric:
+    # Only ``target_info`` has free labels, a summary series: no interface view needed.
     # Label names vary by target, which the *MetricFamily helpers cannot express.
     family = Metric(spec.name.removesuffix("_total") if spec.type == "counter" else spec.name,
                     spec.help, spec.type)
@@ -57,17 +59,19 @@ def _exported_families(snapshot: MetricsSnapshot) -> list[Metric]:
     return [families[name][1] for name in sorted(families)]
 
 
-def collect_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
+def collect_families(snapshot: MetricsSnapshot,
+                     detail: ExportDetail = FULL) -> Iterator[Metric]:
     """prometheus_client metric families for one snapshot.
 
     Args:
         snapshot: What to export.
+        detail: Which families and interfaces to export (default: all of them).
 
     Yields:
         One family per spec, in :data:`SPECS` order, then the families that target
         profiles export (``type: gauge`` or ``counter``), by name.
     """
-    for spec in SPECS:
+    for spec in detail.select(SPECS):
         if spec.free_labels:
             yield _free_family(spec, snapshot)
             continue
@@ -75,7 +79,7 @@ def collect_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
             family = _family(spec, TARGET_LABELS + spec.labels)
             for target_id, status in snapshot.targets.items():
                 base = (target_id, status.kind, status.site or "")
-                for extra, value in spec.read(status):
+                for extra, value in spec.read(detail.view(status)):
                     family.add_metric(base + extra, value)
         else:
             family = _family(spec, spec.labels)
@@ -91,16 +95,19 @@ class SnapshotCollector(Collector):
     Args:
         source: Returns the current immutable snapshot.
         registry: Where to register (never the global one unless you pass it).
+        detail: Which families and interfaces to export (default: all of them).
     """
 
     def __init__(self, source: Callable[[], MetricsSnapshot],
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 detail: ExportDetail = FULL) -> None:
         self._source = source
+        self._detail = detail
         if registry is not None:
             registry.register(self)
 
     def collect(self) -> Iterable[Metric]:
-        return list(collect_families(self._source()))
+        return list(collect_families(self._source(), self._detail))
 
     def describe(self) -> Iterable[Metric]:
         # Empty on purpose: describing would call collect() at registration time.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from netguard.metrics.detail import FULL, ExportDetail
 from netguard.metrics.snapshot import ExportFamilyView, MetricsSnapshot, TargetView
 from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS, SPECS, Labels, Sample, label_pairs
 
@@ -62,9 +63,6 @@ def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
         else:
             parts.append(f"{name} {_number(value)}\n")
     return "".join(parts)
-
-
-_TARGET_SPECS = tuple(spec for spec in SPECS if spec.per_target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +116,28 @@ class Renderer:
         runtime: A registry whose families are appended after the snapshot's, such as
             :func:`~netguard.metrics.collectors.runtime_registry` (``process_*`` and
             ``python_gc_*``). None appends nothing.
+        detail: Which families and interfaces to export (default: all of them).
     """
 
-    def __init__(self, runtime: CollectorRegistry | None = None) -> None:
+    def __init__(self, runtime: CollectorRegistry | None = None,
+                 detail: ExportDetail = FULL) -> None:
         self._runtime = runtime
+        self._detail = detail
+        self._specs = detail.select(SPECS)
+        self._target_specs = tuple(spec for spec in self._specs if spec.per_target)
         self._entries: dict[str, _Rendered] = {}
         self._rest: dict[str, dict[Labels, str]] = {spec.name: {} for spec in SPECS}
 
     def _render_target(self, target_id: str, status: TargetView) -> _Rendered:
         base = _target_labels(target_id, status)
         chunks: list[bytes] = []
-        for spec in _TARGET_SPECS:
-            if spec.section in OPTIONAL_TARGET_SECTIONS and not getattr(status, spec.section):
+        # The entry keeps ``status`` (the cache key); the lines come from its filtered view.
+        view = self._detail.view(status)
+        for spec in self._target_specs:
+            if spec.section in OPTIONAL_TARGET_SECTIONS and not getattr(view, spec.section):
                 chunks.append(b"")
                 continue
-            chunks.append(_lines(spec.name, base, spec.labels, spec.read(status),
+            chunks.append(_lines(spec.name, base, spec.labels, spec.read(view),
                                  self._rest[spec.name], free_labels=spec.free_labels).encode())
         return _Rendered(status, tuple(chunks),
                          _exported_chunks(base, status) if status.exported else ())
@@ -157,7 +162,7 @@ class Renderer:
 
         out: list[bytes] = []
         index = 0
-        for spec in SPECS:
+        for spec in self._specs:
             header = f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n".encode()
             if spec.per_target:
                 i = index
@@ -176,6 +181,7 @@ class Renderer:
         return b"".join(self.render_families(snapshot))
 
 
-def render(snapshot: MetricsSnapshot, runtime: CollectorRegistry | None = None) -> bytes:
+def render(snapshot: MetricsSnapshot, runtime: CollectorRegistry | None = None,
+           detail: ExportDetail = FULL) -> bytes:
     """The text exposition of one snapshot, without a cache (see :class:`Renderer`)."""
-    return Renderer(runtime).render(snapshot)
+    return Renderer(runtime, detail).render(snapshot)

@@ -56,7 +56,7 @@ async def test_metrics_health_and_readiness() -> None:
         assert 'netguard_target_up{target="fiber-00000",kind="fiber",site="site-0"} 1' in body
         async with http.get(f"{server.url}/metrics", headers={"Accept-Encoding": "gzip"}) as resp:
             assert resp.headers["Content-Encoding"] == "gzip"
-            assert int(resp.headers["Content-Length"]) < len(body.encode()) / 5
+            assert "Content-Length" not in resp.headers  # streamed as it is compressed
             zipped = await resp.text()
         # Same exposition; process_* and python_gc_* values move between the two scrapes.
         assert _own(zipped) == _own(body)
