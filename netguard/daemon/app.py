@@ -33,6 +33,7 @@ from netguard.config import Settings
 from netguard.daemon import wiring
 from netguard.daemon.backlog import FaultBacklog
 from netguard.daemon.faultwriter import STORE_PROBE_SECONDS, FaultWriter
+from netguard.daemon.heap import frozen_heap, refreeze
 from netguard.daemon.http import MetricsServer
 from netguard.daemon.outage import Outage
 from netguard.daemon.parts import Part
@@ -258,19 +259,22 @@ class Daemon:
         if services.probes is not None:
             self.scheduler.start()
         try:
-            async with asyncio.TaskGroup() as tg:
-                loops = [tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps"),
-                         tg.create_task(self._reload_loop(stop),
-                                        name="netguard[daemon].reload")]
-                if self._faults is not None:
-                    loops.append(tg.create_task(self._faults.run(),
-                                                name="netguard[daemon].faults"))
-                await stop.wait()
-                await self._wind_down(*loops)
+            # Start-up objects live as long as the daemon: no full GC pass walks them.
+            with frozen_heap():
+                await self._serve_loops(stop)
         finally:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
             await self.scheduler.stop(self._budget_left(budget * 0.5))
+
+    async def _serve_loops(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            loops = [tg.create_task(self._sweep_loop(stop), name="netguard[daemon].sweeps"),
+                     tg.create_task(self._reload_loop(stop), name="netguard[daemon].reload")]
+            if self._faults is not None:
+                loops.append(tg.create_task(self._faults.run(), name="netguard[daemon].faults"))
+            await stop.wait()
+            await self._wind_down(*loops)
 
     def _budget_left(self, share: float) -> float:
         """Seconds left of the first ``share`` seconds of the shutdown budget."""
@@ -403,6 +407,7 @@ class Daemon:
         if plan.logging_changed:
             configure_logging(new.logging.level, new.logging.format)
         self.settings = new
+        refreeze()  # the old settings go; the new ones live as long as the old did
         if needs_restart:
             log.warning("configuration changes need a restart; running values kept",
                         extra={"options": ", ".join(needs_restart)})

@@ -1,0 +1,70 @@
+"""The daemon keeps its start-up heap out of the garbage collector's full passes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from contextlib import AsyncExitStack
+
+from netguard.clock import Clock
+from netguard.config import Settings, settings_from_data
+from netguard.daemon.app import Daemon
+from netguard.daemon.heap import frozen_heap, refreeze
+from netguard.daemon.ports import Services
+from tests.daemon.test_app import Iot, Probes, Store, Tickets
+from tests.daemon.test_reload_plan import _data, _target
+from tests.support.wait import async_wait_until
+
+
+class _Kept:
+    """A GC-tracked object (an instance with a ``__dict__``)."""
+
+
+def _walked(obj: object) -> bool:
+    """Whether a full collection walks ``obj`` (the permanent generation is not listed)."""
+    return any(o is obj for o in gc.get_objects())
+
+
+def test_frozen_heap_hides_what_lived_before_it_and_gives_it_back() -> None:
+    before = _Kept()
+    assert gc.is_tracked(before)
+    assert _walked(before)
+    with frozen_heap() as frozen:
+        during = _Kept()
+        assert frozen > 0
+        assert not _walked(before)
+        assert _walked(during)
+    assert _walked(before)
+    assert gc.get_freeze_count() == 0
+
+
+def test_refreeze_outside_frozen_heap_freezes_nothing() -> None:
+    assert refreeze() == 0
+    assert gc.get_freeze_count() == 0
+
+
+async def test_serving_daemon_does_not_walk_its_settings_in_full_collections() -> None:
+    services = Services(store=Store(), probes=Probes(), tickets=Tickets(), iot=Iot())
+
+    async def opener(_s: Settings, _c: Clock, _st: AsyncExitStack, _t: object) -> Services:
+        return services
+
+    settings = settings_from_data(_data(_target("a")))
+    daemon = Daemon(settings, open_services=opener)
+    assert _walked(settings)
+    stop = asyncio.Event()
+    async with daemon:
+        serving = asyncio.create_task(daemon.serve(stop))
+        try:
+            await async_wait_until(lambda: _ready(gc.get_freeze_count() > 0),
+                                   what="heap frozen")
+            assert not _walked(settings)
+        finally:
+            stop.set()
+            await serving
+    assert gc.get_freeze_count() == 0
+    assert _walked(settings)
+
+
+async def _ready(value: bool) -> bool:
+    return value
