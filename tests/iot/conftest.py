@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
+from netguard.cli import app
 from netguard.clock import ManualClock
 from netguard.config import Settings, settings_from_data
 from netguard.iot import registry
@@ -43,6 +47,9 @@ async def register_estate(store: Store, now: datetime) -> None:
         await s.commit()
 
 
+_runner = CliRunner()
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     """A manual clock at T0."""
@@ -71,3 +78,19 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.start()
     yield r
     await r.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A netguard.yaml naming a migrated SQLite store, for CLI tests."""
+    db = tmp_path / "cli.db"
+    asyncio.run(upgrade(StoreConfig(path=db)))
+    path = tmp_path / "netguard.yaml"
+    path.write_text(f"store:\n  path: {db}\n")
+    return path
+
+
+def ng(config: Path, *args: str) -> tuple[int, str]:
+    """Run ``netguard ARGS --config CONFIG`` in process: (exit code, output)."""
+    result = _runner.invoke(app, [*args, "--config", str(config)])
+    return result.exit_code, result.output

@@ -13,30 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from netguard.cli import app
 from netguard.config import load_settings
 from netguard.iot.service import IotService
 from netguard.store import Store
 from netguard.store.config import StoreConfig
 from netguard.store.db import upgrade
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    db = tmp_path / "cli.db"
-    asyncio.run(upgrade(StoreConfig(path=db)))
-    path = tmp_path / "netguard.yaml"
-    path.write_text(f"store:\n  path: {db}\n")
-    return path
-
-
-def ng(config: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, [*args, "--config", str(config)])
-    return result.exit_code, result.output
+from tests.iot.conftest import ng
 
 
 def _ingest(config: Path, messages: list[tuple[str, bytes]]) -> None:

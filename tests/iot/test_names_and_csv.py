@@ -8,36 +8,16 @@ and out of the CSV files raw.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from netguard.cli import app
 from netguard.config import settings_from_data
 from netguard.errors import ConfigError
-from netguard.store.config import StoreConfig
-from netguard.store.db import upgrade
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    db = tmp_path / "names.db"
-    asyncio.run(upgrade(StoreConfig(path=db)))
-    path = tmp_path / "netguard.yaml"
-    path.write_text(f"store:\n  path: {db}\n")
-    return path
-
-
-def ng(config: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, [*args, "--config", str(config)])
-    return result.exit_code, result.output
+from tests.iot.conftest import ng
 
 
 def _one_line_error(code: int, out: str) -> None:
