@@ -28,6 +28,8 @@ from netguard.errors import InvalidInputError
 _VERSION = 1
 _KINDS = {"alert": 1}
 _KIND_NAMES = {v: k for k, v in _KINDS.items()}
+LINK_KINDS: frozenset[str] = frozenset(_KINDS)
+"""What links can acknowledge (an outbox row's ``subject``)."""
 _HEAD = struct.Struct(">BBIQ")  # version, kind, id, expiry
 _NONCE_BYTES = 12
 _MAC_BYTES = 16
@@ -196,6 +198,6 @@ class AckLinks:
         return f"{self._base_url}/ack/{token}"
 
 
-__all__ = ["DEFAULT_ACTOR", "AckClaim", "AckLinkError", "AckLinkExpiredError",
+__all__ = ["DEFAULT_ACTOR", "LINK_KINDS", "AckClaim", "AckLinkError", "AckLinkExpiredError",
            "AckLinkInvalidError", "AckLinkUsedError", "AckLinks", "AckLinksConfig", "mint",
            "verify"]

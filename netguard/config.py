@@ -28,6 +28,7 @@ from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
 from netguard.display import DisplayConfig
 from netguard.errors import ConfigError, ConfigNotFoundError, NotFoundError
 from netguard.iot.config import NOTIFIER_TYPES, IotConfig
+from netguard.notify.config import NotificationsConfig
 from netguard.probes.config import ProbesConfig, TargetConfig, engine_problems
 from netguard.probes.profiles import library_for, target_profile_problems
 from netguard.store.config import StoreConfig
@@ -52,6 +53,7 @@ class Settings(BaseModel):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     ack_links: AckLinksConfig = Field(default_factory=AckLinksConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @model_validator(mode="after")
     def _check_targets(self) -> Settings:
@@ -78,6 +80,12 @@ class Settings(BaseModel):
                     )
                 chain.append(node)
                 node = by_id[node].upstream
+        unknown = self.notifications.unknown_notifiers({n.name for n in self.iot.notifiers})
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        if self.notifications.alertmanager.enabled and not self.metrics.enabled:
+            raise ValueError("notifications.alertmanager.enabled: the webhook is served by "
+                             "the metrics endpoint; set metrics.enabled")
         if self.ack_links.enabled and not self.metrics.enabled:
             raise ValueError("ack_links.enabled: the links are served by the metrics "
                              "endpoint; set metrics.enabled")

@@ -37,6 +37,12 @@ def secrets_dir(tmp_path: Path) -> Path:
     (tmp_path / "ack-link-key").write_text("example-ack-link-key\n")
     (tmp_path / "riverside-wecom-url").write_text(
         "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=x\n")
+    (tmp_path / "netops-wecom-url").write_text(
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=y\n")
+    (tmp_path / "duty-dingtalk-url").write_text(
+        "https://oapi.dingtalk.com/robot/send?access_token=z\n")
+    (tmp_path / "duty-dingtalk-secret").write_text("SECexample\n")
+    (tmp_path / "alertmanager-token").write_text("example-alertmanager-token\n")
     # check-config loads the TLS files too.
     self_signed(tmp_path / "metrics.pem", tmp_path / "metrics.key")
     self_signed(tmp_path / "netguard.pem", tmp_path / "netguard.key")
@@ -92,7 +98,8 @@ def _unset_options(settings: Settings, text: str) -> list[str]:
         if model in seen:
             return
         seen.add(model)
-        for name, field in model.model_fields.items():
+        for attr, field in model.model_fields.items():
+            name = field.alias or attr  # continue_ is spelled continue
             # Secret options may be given as <name>_file instead.
             if f"{name}:" not in text and f"{name}_file:" not in text:
                 missing.append(f"{path}.{name}")

@@ -51,6 +51,8 @@ class AlertMessage(Protocol):
     def first_seen(self) -> str: ...
     @property
     def ack_url(self) -> str | None: ...
+    @property
+    def text(self) -> str | None: ...
 
 LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
 
@@ -67,6 +69,9 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # ... and one line per alert; ``kind`` is the message kind's short label.
     "batch_item": frozenset({"severity", "type", "household", "sensor", "community",
                              "count", "first_seen", "alert_id", "kind", "ack_link"}),
+    # Several messages of mixed subjects (door alerts, tickets, Alertmanager) in one:
+    # the frame; each message is one line, its title.
+    "digest": frozenset({"count", "items"}),
 }
 """Each message kind and the placeholders its template may use (``$name``)."""
 
@@ -210,9 +215,33 @@ class MessageRenderer:
         return "- " + _ISO_INSTANT.sub(lambda m: self._time(m.group(0).replace("Z", "+00:00")),
                                        text)
 
+    def _link_line(self, n: AlertMessage) -> str | None:
+        return f"- [{_ACK_LINK[self.language]}]({n.ack_url})" if n.ack_url else None
+
+    def _digest(self, batch: Sequence[AlertMessage]) -> str:
+        items = []
+        for n in batch:
+            link = f" [{_ACK_LINK[self.language]}]({n.ack_url})" if n.ack_url else ""
+            if n.text is None:
+                items.append(self._template("batch_item").safe_substitute(
+                    {**self._fields(n), "kind": "", "ack_link": link}))
+                continue
+            head = next((line.lstrip("#").strip() for line in n.text.split("\n")
+                         if line.strip()), "netguard")
+            items.append(f"- {head}{link}")
+        return self._template("digest").safe_substitute(count=str(len(batch)),
+                                                        items="\n".join(items))
+
     def markdown(self, batch: Sequence[AlertMessage]) -> str:
         """One message for ``batch``: one alert with its reasons, or one line per alert
-        (so that 20 alerts fit the robots' 4096-byte limit)."""
+        (so that 20 alerts fit the robots' 4096-byte limit). A ticket or Alertmanager
+        message is its stored ``text``; mixed with others, its first line."""
+        if any(n.text is not None for n in batch):
+            if len(batch) > 1:
+                return self._digest(batch)
+            text = batch[0].text or ""
+            link = self._link_line(batch[0])
+            return text if link is None else f"{text}\n{link}"
         if len(batch) == 1:
             n = batch[0]
             kind = n.reason if n.reason in PLACEHOLDERS else "raised"

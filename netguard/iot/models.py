@@ -188,19 +188,28 @@ class AckNonce(SQLModel, table=True):
     __tablename__ = "iot_ack_nonce"
 
     nonce: str = Field(primary_key=True, max_length=32)
-    alert_id: int = Field(index=True)
+    alert_id: int = Field(index=True)  # the alert's, or the ticket's (``subject``)
+    subject: str = Field(default="alert", max_length=16,
+                         sa_column_kwargs={"server_default": "alert"})
     actor: str = Field(max_length=100)
     used_at: datetime = Field(sa_column=_ts())
 
 
 class OutboxMessage(SQLModel, table=True):
-    """One alert notification waiting for (or done with) delivery through one notifier."""
+    """One notification waiting for (or done with) delivery through one notifier.
+
+    ``subject`` says what ``alert_id`` names: a door alert (``alert``), a ticket
+    (``ticket``) or an Alertmanager receipt (``alertmanager``, :class:`AmReceipt`).
+    """
 
     __tablename__ = "iot_outbox"
-    __table_args__ = (sa.Index("ix_iot_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (sa.Index("ix_iot_outbox_due", "status", "next_attempt_at"),
+                      sa.Index("ix_iot_outbox_subject", "subject", "alert_id"))
 
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(index=True)
+    subject: str = Field(default="alert", max_length=16,
+                         sa_column_kwargs={"server_default": "alert"})
     notifier: str = Field(max_length=64)
     community: str = Field(max_length=64)
     reason: str = Field(max_length=16)
@@ -211,6 +220,23 @@ class OutboxMessage(SQLModel, table=True):
     next_attempt_at: datetime = Field(sa_column=_ts())
     delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class AmReceipt(SQLModel, table=True):
+    """One distinct notification received from Alertmanager (a group key, its status and
+    its alerts), so that Alertmanager's retries are acknowledged without a second
+    message; ``count`` says how often it came."""
+
+    __tablename__ = "am_receipt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # SHA-256 (hex) of the group key, the status and the alerts' fingerprints and times.
+    dedupe_key: str = Field(max_length=64, unique=True)
+    group_key: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    status: str = Field(max_length=16)
+    first_at: datetime = Field(sa_column=_ts())
+    last_at: datetime = Field(sa_column=_ts())
+    count: int = 1
 
 
 # ---------------------------------------------------------------- column limits

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from netguard.acklinks import AckLinks
+from netguard.acklinks import LINK_KINDS, AckLinks
 from netguard.clock import Clock
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import CommunityRoute, IotConfig
@@ -484,10 +484,11 @@ class OutboxWorker:
     def _with_link(self, n: Notification) -> Notification:
         """``n`` with a fresh acknowledgement link (minted per send, so that its expiry
         counts from when staff see it), bound to the recipient when there is exactly one."""
-        if self._links is None or n.reason == "recovery":
-            return n  # a recovery closes nothing that needs acknowledging
+        if self._links is None or n.reason in ("recovery", "resolved") \
+                or n.subject not in LINK_KINDS:
+            return n  # a recovery or resolution closes nothing that needs acknowledging
         recipient = n.recipients[0] if len(n.recipients) == 1 else ""
-        url = self._links.url("alert", n.alert_id, self._clock.now(), recipient=recipient)
+        url = self._links.url(n.subject, n.alert_id, self._clock.now(), recipient=recipient)
         return dataclasses.replace(n, ack_url=url)
 
     async def _send(self, name: str, notifier: Notifier,

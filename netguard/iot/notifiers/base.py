@@ -28,11 +28,15 @@ class Mention:
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One alert notification, as stored in the outbox body.
+    """One notification, as stored in the outbox body.
 
-    ``reason`` is ``raised`` (a new alert), ``renotify`` (a reminder), ``repeat`` (the door
-    opened again) or ``recovery`` (an offline sensor is heard again); it picks the
-    message template (:mod:`netguard.iot.messages`).
+    For a door alert (``subject`` ``alert``), ``reason`` is ``raised`` (a new alert),
+    ``renotify`` (a reminder), ``repeat`` (the door opened again) or ``recovery`` (an
+    offline sensor is heard again); it picks the message template
+    (:mod:`netguard.iot.messages`). A ticket or Alertmanager message (``subject``
+    ``ticket`` or ``alertmanager``; ``alert_id`` is then the ticket's or the receipt's
+    id) carries its ``text``, rendered when it was queued, because what it says (a root
+    and the children grouped under it) is a snapshot of that moment.
     """
 
     alert_id: int
@@ -51,12 +55,18 @@ class Notification:
     mentions: tuple[Mention, ...] = field(default=())
     # The acknowledgement link (``ack_links``), added at delivery time; None without.
     ack_url: str | None = None
+    # alert (a door alert), ticket or alertmanager.
+    subject: str = "alert"
+    # The markdown of a ticket or Alertmanager message; None for door alerts.
+    text: str | None = None
 
     def to_json(self) -> str:
         """The outbox body."""
         data = asdict(self)
-        if self.ack_url is None:
-            del data["ack_url"]  # stored bodies stay readable by a release without links
+        # Door-alert bodies stay readable by a release without links or subjects.
+        for key, default in (("ack_url", None), ("subject", "alert"), ("text", None)):
+            if data[key] == default:
+                del data[key]
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
