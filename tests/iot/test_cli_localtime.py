@@ -144,3 +144,22 @@ def test_a_bad_time_exits_2_naming_the_option(estate: Path, args: list[str]) -> 
     option = next(a for a in args if a.startswith("--") and a != "--community")
     assert out.startswith(f"error: {option}: "), out
     assert len(out.strip().splitlines()) == 1
+
+
+def test_households_import_reads_naive_times_in_the_display_zone(config: Path,
+                                                                  tmp_path: Path) -> None:
+    rows = tmp_path / "h.csv"
+    rows.write_text("id,community,label,start,end\n"
+                    "A1,lotus,,2026-03-01,2026-03-15T12:00\n"
+                    "A2,lotus,,2026-03-01T00:00+00:00,\n")
+    code, out = ng(config, "households", "import", str(rows))
+    assert code == 0, out
+    starts = {h: _json(config, "households", "show", h) for h in ("A1", "A2")}
+    assert starts["A1"]["quarantines"] == [  # type: ignore[index]
+        {"start": "2026-02-28T16:00:00+00:00", "end": "2026-03-15T04:00:00+00:00"}]
+    assert starts["A2"]["quarantines"][0]["start"] == (  # type: ignore[index]
+        "2026-03-01T00:00:00+00:00")
+    rows.write_text("id,community,label,start,end\nA3,lotus,,next monday,\n")
+    code, out = ng(config, "households", "import", str(rows))
+    assert code == 2, out
+    assert "line 2: start is not an ISO 8601 date or time: 'next monday'" in out
