@@ -28,7 +28,8 @@ P = ParamSpec("P")
 
 FromOption = Annotated[str | None, typer.Option(
     "--from", help="ISO 8601 date or time; without an offset it is read in "
-                   "display.timezone (e.g. 2026-11-29T08:00 is 08:00 Beijing time).")]
+                   "display.timezone (with Asia/Shanghai, 2026-11-29T08:00 is 08:00 Beijing "
+                   "time).")]
 ToOption = Annotated[str | None, typer.Option(
     "--to", help="ISO 8601 date or time; without an offset it is read in "
                  "display.timezone.")]
