@@ -8,7 +8,8 @@ DingTalk title, the console line).
 
 Times are shown in ``display.timezone`` (``2026-03-05 18:15 (Asia/Shanghai)``), never as
 UTC ISO, and so are the ISO times inside an alert's reason lines (the rules write those in
-UTC, as they are stored).
+UTC, as they are stored); the English reason lines themselves are translated by
+:mod:`netguard.iot.reasons`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from netguard.iot.reasons import translate
 from netguard.localtime import zone
 
 
@@ -212,6 +214,8 @@ class MessageRenderer:
                 else _NOTHING}
 
     def _reason_line(self, text: str) -> str:
+        # Stored in English (the audit trail); shown in the message's language.
+        text = translate(text, self.language)
         return "- " + _ISO_INSTANT.sub(lambda m: self._time(m.group(0).replace("Z", "+00:00")),
                                        text)
 
