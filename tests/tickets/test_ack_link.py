@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from netguard.acklinks import mint
+from netguard.acklinks import AckLinks, mint
 from netguard.clock import ManualClock
 from netguard.daemon.ackpage import AckPages
 from netguard.daemon.config import MetricsConfig
@@ -24,15 +25,21 @@ from netguard.daemon.http import MetricsServer
 from netguard.faults import Severity
 from netguard.iot import alerts as alert_store
 from netguard.iot.admin import IotAdmin
+from netguard.iot.config import Recipient
 from netguard.iot.events import AlertType
 from netguard.iot.rules import RaiseAlert
+from netguard.iot.service import IotService
 from netguard.metrics import MetricsSnapshot
+from netguard.notify.config import TicketRoute
+from netguard.notify.enqueue import RoutedMessage, enqueue_routed
 from netguard.store import Store
 from netguard.tickets.acklink import TicketLinkAcks
 from netguard.tickets.config import TicketsConfig
 from netguard.tickets.domain import Ticket, TicketState
 from netguard.tickets.service import TicketService
-from tests.iot.conftest import register_estate
+from tests.iot.conftest import make_settings, register_estate
+from tests.iot.receiver import Receiver
+from tests.support.wait import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -273,3 +280,46 @@ async def test_concurrent_submissions_acknowledge_once(site: Site, store: Store)
     detail = await site.service.detail(ticket.ref)
     assert len([e for e in detail.events if e.action == "acknowledged"]) == 1
     assert await _nonces(store) == [("ticket", ticket.id, "wang.fang")]
+
+
+async def test_a_delivered_ticket_message_carries_a_working_link(
+        store: Store, tickets_config: TicketsConfig, clock: ManualClock) -> None:
+    """A ticket message through the real outbox to a real WeCom-format receiver: its
+    link, bound to the route's one recipient, acknowledges the ticket from the chat."""
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        settings = make_settings(store.config, {"notifiers": [
+            {"name": "netops-wecom", "type": "wecom", "url": receiver.url("/wecom?key=k")}]})
+        route = TicketRoute(name="duty", notifiers=["netops-wecom"],
+                            recipients=[Recipient(name="王芳", wecom="wangfang")])
+        async for site in _site(store, tickets_config, clock, "zh-CN"):
+            ticket = await _open(site)
+            links = AckLinks(KEY, site.server.url, TTL)
+            async with IotService(settings.iot, store, clock=clock, links=links) as iot:
+                async with store.session() as s:
+                    rows = enqueue_routed(s, route, RoutedMessage(
+                        subject="ticket", ident=ticket.id, reason="opened",
+                        severity="critical", category="fiber",
+                        text=f"## 【紧急】{ticket.ref} olt-1: uplink down",
+                        first_seen=ticket.opened_at.isoformat()), clock.now())
+                    await s.commit()
+                assert iot.outbox is not None
+                iot.outbox.hand_off(rows)
+
+                async def delivered() -> bool:
+                    return len(receiver.answered) >= 1
+
+                await async_wait_until(delivered, what="the ticket message")
+            [wecom] = receiver.on("/wecom")
+            content = wecom.body["markdown"]["content"]
+            found = re.search(r"\[一键确认\]\(([^)]+)\)", content)
+            assert found is not None, content
+            status, page = await site.post(found.group(1))
+            assert status == 200, page
+            detail = await site.service.detail(ticket.ref)
+            assert detail.ticket.state is TicketState.ACKNOWLEDGED
+            assert [(e.actor, e.message) for e in detail.events
+                    if e.action == "acknowledged"] == [("王芳", "acknowledged via chat-link")]
+    finally:
+        await receiver.stop()
