@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -70,16 +69,6 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
             f"<h1>{html.escape(title)}</h1>{body}</body></html>\n")
     return web.Response(text=text, status=status, content_type="text/html",
                         headers=_HEADERS)
-
-
-def _describe(alert: Mapping[str, Any]) -> str:
-    rows = (("Alert", f"{alert['id']} ({alert['type']}, {alert['severity']})"),
-            ("Household", f"{alert['household']} ({alert['community']})"),
-            ("Sensor", alert["sensor"]), ("Since", alert["first_seen"]),
-            ("Count", alert["count"]))
-    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                    for k, v in rows)
-    return f"<table>{cells}</table>"
 
 
 class AckPages:
@@ -157,14 +146,12 @@ class AckPages:
         try:
             alert = await self._admin.alert(claim.ident)
         except NotFoundError:
-            return self._refuse("not_found", "This alert no longer exists.")
+            return self._refuse("not_found", self._text["alert_gone"])
         if alert["acked_at"] is not None or alert["closed_at"] is not None:
-            return self._refuse("closed", self._already(alert))
+            return self._refuse("closed", self._text.alert_done(alert))
         self.outcomes["shown"] += 1
-        who = "" if claim.actor == DEFAULT_ACTOR else (
-            f"<p>As <b>{html.escape(claim.actor)}</b>.</p>")
-        form = ("<form method=\"post\"><button type=\"submit\">Acknowledge</button></form>")
-        return _page("Acknowledge this alert?", _describe(alert) + who + form)
+        return _page(self._text["alert_confirm"],
+                     self._text.alert_table(alert) + self._form(claim))
 
     async def _submit(self, request: web.Request) -> web.Response:
         claim, refused = self._admit(request)
@@ -179,15 +166,25 @@ class AckPages:
             alert = await self._admin.acknowledge(claim.ident, claim.actor, via="chat-link",
                                                   nonce=claim.nonce)
         except AckLinkError as exc:
-            return self._refuse(exc.reason, f"{exc}.")
+            return self._refuse(exc.reason, self._link_error(exc))
         except NotFoundError:
-            return self._refuse("not_found", "This alert no longer exists.")
+            return self._refuse("not_found", self._text["alert_gone"])
         except InvalidTransitionError:
-            return self._refuse("closed", self._already(await self._admin.alert(claim.ident)))
+            return self._refuse("closed",
+                                self._text.alert_done(await self._admin.alert(claim.ident)))
         self.outcomes["acknowledged"] += 1
         log.info("alert acknowledged by link", extra={"alert_id": claim.ident,
                                                       "actor": claim.actor})
-        return _page("Acknowledged", _describe(alert) + "<p>Reminders have stopped.</p>")
+        return _page(self._text["done"], self._text.alert_table(alert)
+                     + f"<p>{html.escape(self._text['stopped'])}</p>")
+
+    def _form(self, claim: AckClaim) -> str:
+        """Who acknowledges (when bound) and the button that ``POST``s."""
+        text = self._text
+        who = "" if claim.actor == DEFAULT_ACTOR else (
+            f"<p>{html.escape(text['as'])}<b>{html.escape(claim.actor)}</b></p>")
+        return (f"{who}<form method=\"post\"><button type=\"submit\">"
+                f"{html.escape(text['button'])}</button></form>")
 
     # ---------------------------------------------------------------- tickets
 
@@ -203,11 +200,7 @@ class AckPages:
         if ticket.state.value != "open":
             return self._refuse("closed", await self._ticket_done(claim.ident))
         self.outcomes["shown"] += 1
-        who = "" if claim.actor == DEFAULT_ACTOR else (
-            f"<p>{html.escape(text['as'])}<b>{html.escape(claim.actor)}</b></p>")
-        form = (f"<form method=\"post\"><button type=\"submit\">"
-                f"{html.escape(text['button'])}</button></form>")
-        return _page(text["confirm"], text.ticket_table(ticket) + who + form)
+        return _page(text["confirm"], text.ticket_table(ticket) + self._form(claim))
 
     async def _submit_ticket(self, claim: AckClaim) -> web.Response:
         text = self._text
@@ -236,15 +229,6 @@ class AckPages:
         if ticket.state.value == "acknowledged" and acked is not None:
             return text.say("acked", ref=ref, actor=acked.actor, at=text.time(acked.at))
         return text.say("closed", ref=ref, state=ticket.state.value)
-
-    # ---------------------------------------------------------------- alerts
-
-    @staticmethod
-    def _already(alert: Mapping[str, Any]) -> str:
-        if alert["acked_at"] is not None:
-            return (f"Alert {alert['id']} was already acknowledged by {alert['acked_by']} "
-                    f"at {alert['acked_at']}.")
-        return f"Alert {alert['id']} is already closed ({alert['closed_at']})."
 
 
 __all__ = ["OUTCOMES", "AckPages", "Acknowledger"]

@@ -1,8 +1,9 @@
 """The words and tables of the ``/ack/<token>`` pages, in ``display.language``.
 
 Ticket pages (kind ``ticket``) show the ticket's id, severity, summary, site or target and
-when it opened, in ``display.timezone``; the refusal pages of every kind say why nothing
-changed. Pure: no I/O.
+when it opened; alert pages the alert, household, sensor and since when; times in
+``display.timezone``. The refusal pages of every kind say why nothing changed. Pure: no
+I/O.
 """
 
 # Chinese text uses full-width punctuation on purpose.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from netguard.localtime import zone
 from netguard.tickets.domain import Ticket
@@ -57,6 +58,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "too_large": "请求过大。",
         "hint": "可用 `netguard tickets ack`、`netguard alerts ack` 或较新消息中的链接进行确认。",
         "unserved": "此服务器不处理工单确认。",
+        "alert_confirm": "确认此告警？", "alert": "告警", "household": "住户",
+        "sensor": "传感器", "since": "开始时间", "count": "次数",
+        "alert_gone": "此告警已不存在。",
+        "alert_acked": "告警 {id} 已于 {at} 由 {actor} 确认。",
+        "alert_closed": "告警 {id} 已于 {at} 关闭。",
     },
     "en": {
         "refused": "Nothing was acknowledged", "confirm": "Acknowledge this ticket?",
@@ -76,6 +82,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "hint": ("Acknowledge with `netguard tickets ack`, `netguard alerts ack` or a "
                  "newer message's link."),
         "unserved": "This server does not acknowledge tickets.",
+        "alert_confirm": "Acknowledge this alert?", "alert": "Alert",
+        "household": "Household", "sensor": "Sensor", "since": "Since", "count": "Count",
+        "alert_gone": "This alert no longer exists.",
+        "alert_acked": "Alert {id} was already acknowledged by {actor} at {at}.",
+        "alert_closed": "Alert {id} is already closed ({at}).",
     },
 }
 
@@ -103,6 +114,27 @@ class PageText:
     def time(self, at: datetime) -> str:
         """``at`` in the display zone, to the minute, with its offset."""
         return at.astimezone(self._zone).strftime("%Y-%m-%d %H:%M %z")
+
+    def iso_time(self, value: str | None) -> str:
+        """An ISO 8601 instant (as an alert stores it) in the display zone."""
+        return "-" if value is None else self.time(datetime.fromisoformat(value))
+
+    def alert_table(self, alert: Mapping[str, Any]) -> str:
+        """A door alert's id, household, sensor, since when and count, as an HTML table."""
+        rows = ((self["alert"], f"{alert['id']} ({alert['type']}, {alert['severity']})"),
+                (self["household"], f"{alert['household']} ({alert['community']})"),
+                (self["sensor"], alert["sensor"]),
+                (self["since"], self.iso_time(alert["first_seen"])),
+                (self["count"], alert["count"]))
+        return table(rows)
+
+    def alert_done(self, alert: Mapping[str, Any]) -> str:
+        """Why an alert needs no acknowledgement: who did it and when, or its closing."""
+        if alert["acked_at"] is not None:
+            return self.say("alert_acked", id=str(alert["id"]), actor=str(alert["acked_by"]),
+                            at=self.iso_time(alert["acked_at"]))
+        return self.say("alert_closed", id=str(alert["id"]),
+                        at=self.iso_time(alert["closed_at"]))
 
     def ticket_table(self, ticket: Ticket) -> str:
         """The ticket's id, severity, summary, where and when, as an HTML table."""

@@ -272,6 +272,22 @@ async def test_ticket_pages_speak_chinese_by_default(
         assert [e.actor for e in detail.events if e.action == "acknowledged"] == ["王芳"]
 
 
+async def test_alert_pages_speak_chinese_too(
+        store: Store, tickets_config: TicketsConfig, clock: ManualClock) -> None:
+    async for site in _site(store, tickets_config, clock, "zh-CN"):
+        alert_id = await _alert(store)
+        url = site.url(alert_id, kind="alert", recipient="王芳")
+        status, page = await site.get(url)
+        assert status == 200
+        for shown in ("确认此告警？", "住户", "2026-11-29 15:30 +0800"):
+            assert shown in page
+        status, _ = await site.post(url)
+        assert status == 200
+        status, page = await site.post(site.url(alert_id, kind="alert"))
+        assert status == 409
+        assert f"告警 {alert_id} 已于 2026-11-29 16:00 +0800 由 王芳 确认" in page
+
+
 async def test_concurrent_submissions_acknowledge_once(site: Site, store: Store) -> None:
     ticket = await _open(site)
     url = site.url(ticket.id, recipient="wang.fang")
