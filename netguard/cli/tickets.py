@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from netguard.cli import ticket_notify
 from netguard.cli.common import (
     EXCEL_BOM,
     EXIT_CONFIG,
@@ -268,10 +269,12 @@ def show(ticket_id: IdArgument, config: ConfigOption = None, json_: JsonOption =
     settings = load_config(config)
     ref = _checked_ref(ticket_id, settings)
     item = _with_service(settings, lambda svc: svc.detail(ref))
+    sent = ticket_notify.sent_for(settings, item.ticket.id)
     if json_:
-        print_json(item.to_dict())
+        print_json({**item.to_dict(), "notifications": [n.to_dict() for n in sent]})
     else:
         typer.echo(render.detail(item, _now(), _zone(settings)))
+        typer.echo(ticket_notify.sent_text(sent, settings))
 
 
 def _checked_ref(text: str, settings: Settings) -> str:
@@ -401,3 +404,6 @@ def reopen(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
     _act(ticket_id, "reopened",
          lambda svc, ref, actor: svc.reopen(ref, actor=actor, message=message),
          config=config, by=by, as_json=json_)
+
+
+ticket_notify.register(app)

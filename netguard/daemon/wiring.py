@@ -21,6 +21,7 @@ from netguard.iot.service import IotService
 from netguard.probes.service import ProbeService
 from netguard.probes.traps import TrapReceiver
 from netguard.store import Store
+from netguard.tickets.acklink import TicketLinkAcks
 from netguard.tickets.config import TicketsConfig
 from netguard.tickets.service import TicketService
 
@@ -55,7 +56,7 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, make_tickets=ticket_service,
                     trap_stats=traps.stats if traps is not None else None,
-                    ack_pages=_ack_pages(settings, store, clock))
+                    ack_pages=_ack_pages(settings, store, clock, tickets=True))
 
 
 async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
@@ -75,8 +76,13 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
                     ack_pages=_ack_pages(settings, store, clock))
 
 
-def _ack_pages(settings: Settings, store: Store, clock: Clock) -> AckPages | None:
-    return AckPages.from_config(settings.ack_links, IotAdmin(store, clock=clock), clock)
+def _ack_pages(settings: Settings, store: Store, clock: Clock, *, tickets: bool = False
+               ) -> AckPages | None:
+    # Ticket links are served only where tickets are (not by ``run --only intake``).
+    acks = TicketLinkAcks(store, settings.tickets, clock=clock) if tickets else None
+    return AckPages.from_config(settings.ack_links, IotAdmin(store, clock=clock), clock,
+                                tickets=acks, language=settings.display.language,
+                                timezone=settings.display.timezone)
 
 
 async def _restore_faults(store: Store, probes: ProbeService) -> None:
