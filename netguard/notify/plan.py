@@ -228,7 +228,7 @@ class Planner:
         elif kind == "resolved":
             for route, state in self._threads(plan, view.id):
                 if state.phase == SENT and "resolved" in route.events:
-                    self._send(plan, route, view, "resolved", "ticket_resolved", now)
+                    self._send(plan, route, view, "resolved", kind="ticket_resolved", now=now)
                 plan.put(replace(plan.states[(route.name, view.id)], phase=DONE))
         else:
             self._direct(plan, kind, view, now)
@@ -255,7 +255,7 @@ class Planner:
                 continue
             plan.put(replace(state, phase=SENT, escalated=state.escalated
                              and kind != "reopened"))
-            self._send(plan, route, view, kind, f"ticket_{kind}", now)
+            self._send(plan, route, view, kind, kind=f"ticket_{kind}", now=now)
 
     # ---------------------------------------------------------------- due work
 
@@ -268,14 +268,14 @@ class Planner:
             if state.flush_at is not None and state.flush_at > now:
                 return
             plan.put(replace(state, phase=SENT, flush_at=None, notified=view.children))
-            self._send(plan, route, view, "opened", "ticket_opened", now)
+            self._send(plan, route, view, "opened", kind="ticket_opened", now=now)
             state = plan.states[(route.name, view.id)]
         if state.update_at is not None and state.update_at <= now:
             new = tuple(c for c in view.children if c not in state.notified)
             plan.put(replace(state, update_at=None, notified=state.notified + new,
                              last_update_at=now if new else state.last_update_at))
             if new:
-                self._send(plan, route, view, "child", "ticket_update", now, new=new)
+                self._send(plan, route, view, "child", kind="ticket_update", now=now, new=new)
             state = plan.states[(route.name, view.id)]
         self._repeat(plan, state, route, view, now)
         self._escalate(plan, plan.states[(route.name, view.id)], route, view, now)
@@ -292,7 +292,7 @@ class Planner:
             # A reminder in quiet hours waits for their end, not one per interval.
             plan.put(replace(state, next_repeat_at=quiet))
             return
-        self._send(plan, route, view, "repeat", "ticket_repeat", now)
+        self._send(plan, route, view, "repeat", kind="ticket_repeat", now=now)
 
     def _escalate(self, plan: Plan, state: GroupState, route: TicketRoute, view: TicketView,
                   now: datetime) -> None:
@@ -307,21 +307,21 @@ class Planner:
             plan.put(replace(state, escalate_at=due))
             return
         plan.put(replace(state, escalate_at=None, escalated=True))
-        self._emit(plan, target, view, "escalated", "ticket_escalated", now, ())
+        self._emit(plan, target, view, "escalated", kind="ticket_escalated", now=now)
 
     # ---------------------------------------------------------------- messages
 
-    def _send(self, plan: Plan, route: TicketRoute, view: TicketView, event: str,
-              kind: str, now: datetime, *, new: tuple[str, ...] = ()) -> None:
+    def _send(self, plan: Plan, route: TicketRoute, view: TicketView, event: str, *,
+              kind: str, now: datetime, new: tuple[str, ...] = ()) -> None:
         """Queue a message on the thread's route; any message restarts its reminders."""
-        self._emit(plan, route, view, event, kind, now, new)
+        self._emit(plan, route, view, event, kind=kind, now=now, new=new)
         state = plan.states[(route.name, view.id)]
         repeat = route.repeat_interval_seconds
         plan.put(replace(state, last_sent_at=now, next_repeat_at=(
             now + timedelta(seconds=repeat) if repeat and event != "resolved" else None)))
 
-    def _emit(self, plan: Plan, route: TicketRoute, view: TicketView, event: str,
-              kind: str, now: datetime, new: tuple[str, ...]) -> None:
+    def _emit(self, plan: Plan, route: TicketRoute, view: TicketView, event: str, *,
+              kind: str, now: datetime, new: tuple[str, ...] = ()) -> None:
         facts = TicketFacts(ref=view.ref, severity=view.severity.value, site=view.site,
                             target=view.target, summary=view.summary,
                             category=view.category, opened_at=view.opened_at,

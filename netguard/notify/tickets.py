@@ -230,8 +230,8 @@ class TicketNotifier:
                 next_due = (await session.exec(
                     select(sa.func.min(col(NotifyGroup.due_at))))).one()
                 await session.commit()
-                for row in outbox:
-                    session.expunge(row)
+                for sent in outbox:
+                    session.expunge(sent)
         for o in plan.out:
             self.sent[(o.route.name, o.event)] += 1
         if outbox and self._outbox is not None:
@@ -289,9 +289,10 @@ class TicketNotifier:
         if not ids:
             return {}
         wanted = sorted(ids)
-        rows = (await (await session.connection()).execute(sa.select(TICKET).where(TICKET.c.id.in_(wanted)))).all()
+        conn = await session.connection()
+        rows = (await conn.execute(sa.select(TICKET).where(TICKET.c.id.in_(wanted)))).all()
         children: dict[int, list[str]] = {}
-        for tid, target in (await (await session.connection()).execute(
+        for tid, target in (await conn.execute(
                 sa.select(CHILD.c.ticket_id, CHILD.c.target)
                 .where(CHILD.c.ticket_id.in_(wanted), CHILD.c.state != "promoted")
                 .order_by(CHILD.c.id))).all():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -23,8 +23,8 @@ from netguard.iot.models import OutboxMessage
 from netguard.iot.notifiers.registry import build_notifier
 from netguard.iot.outbox import OutboxWorker
 from netguard.notify.models import NotifyGroup
-from netguard.notify.tickets import TicketNotifier
 from netguard.notify.texts import TicketTexts
+from netguard.notify.tickets import TicketNotifier
 from netguard.store import Store
 from netguard.tickets.config import TicketsConfig
 from netguard.tickets.domain import format_ref
@@ -114,8 +114,9 @@ async def rig_factory(store: Store, receiver: Receiver) -> AsyncIterator[Any]:
         worker = OutboxWorker(store, notifiers, settings.iot, clock)
         rig = Rig(store, clock, settings, worker, None, None)  # type: ignore[arg-type]
         rig.notifier = rig.new_notifier()
+        # Late-bound: a test replaces rig.notifier to play a restart.
         rig.tickets = TicketService(store, TicketsConfig(), clock=clock,
-                                    on_change=lambda: rig.notifier.wake())
+                                    on_change=lambda: rig.notifier.wake())  # noqa: PLW0108
         await rig.notifier.begin()
         return rig
 
@@ -154,8 +155,8 @@ async def test_root_and_two_children_make_one_message_and_a_late_child_one_updat
     await rig.step(20)
     for path in ("/wecom", "/ding"):
         (text,) = _texts(receiver, path)
-        assert text.startswith("### 【重要】NG-000001 pl-east：pl-east 中断")
-        assert "其后 2 个站点受影响：site-a、site-b" in text
+        assert text.startswith("### 【重要】NG-000001 pl-east\uff1apl-east 中断")
+        assert "其后 2 个站点受影响\uff1asite-a、site-b" in text
     # Two late children: one update, after group_interval from the group message.
     await rig.fault("site-c", upstream="pl-east")
     await rig.step(30)
@@ -166,10 +167,11 @@ async def test_root_and_two_children_make_one_message_and_a_late_child_one_updat
     for path in ("/wecom", "/ding"):
         texts = _texts(receiver, path)
         assert len(texts) == 2
-        assert "新增受影响站点：site-c、site-d" in texts[1]
-        assert "(共 4 个)" in texts[1] or "（共 4 个）" in texts[1]
+        assert "新增受影响站点\uff1asite-c、site-d" in texts[1]
+        assert "(共 4 个)" in texts[1] or "\uff08共 4 个\uff09" in texts[1]
     await rig.step(3600)
-    assert len(receiver.on("/wecom")) == 2 and len(receiver.on("/ding")) == 2
+    assert len(receiver.on("/wecom")) == 2
+    assert len(receiver.on("/ding")) == 2
     assert receiver.on("/boss") == []
 
 
@@ -192,7 +194,8 @@ async def test_outage_of_two_minutes_then_each_message_delivered_once(
         if all(r.status == "delivered" for r in await _outbox(rig.store)):
             break
     rows = await _outbox(rig.store)
-    assert len(rows) == 8 and all(r.status == "delivered" for r in rows)
+    assert len(rows) == 8
+    assert all(r.status == "delivered" for r in rows)
     for path in ("/wecom", "/ding"):
         delivered = "\n".join(t for r, t in zip(receiver.on(path), _texts(receiver, path),
                                                 strict=True)
@@ -221,7 +224,8 @@ async def test_restart_mid_stream_sends_nothing_twice_and_loses_nothing(
     rig.notifier = rig.new_notifier()
     await rig.step(600)
     texts = _texts(receiver, "/wecom")
-    assert len(texts) == 2 and "pl-west" in texts[1]
+    assert len(texts) == 2
+    assert "pl-west" in texts[1]
     assert len(await _outbox(rig.store)) == 4  # 2 messages x 2 notifiers
 
 
@@ -229,7 +233,8 @@ async def test_escalation_goes_once(rig_factory: Any, receiver: Receiver) -> Non
     rig: Rig = await rig_factory(escalate={"route": "manager", "after_seconds": 600})
     await rig.fault("pl-east", severity="critical")
     await rig.step(30)
-    assert len(receiver.on("/wecom")) == 1 and receiver.on("/boss") == []
+    assert len(receiver.on("/wecom")) == 1
+    assert receiver.on("/boss") == []
     await rig.step(600)
     (boss,) = receiver.on("/boss")
     assert "NG-000001" in str(boss.body)
@@ -246,7 +251,8 @@ async def test_repeat_stops_after_acknowledge(rig_factory: Any, receiver: Receiv
     await rig.step(600)
     await rig.step(600)
     texts = _texts(receiver, "/wecom")
-    assert len(texts) == 3 and all("提醒" in t for t in texts[1:])
+    assert len(texts) == 3
+    assert all("提醒" in t for t in texts[1:])
     await rig.tickets.acknowledge("NG-000001", actor="duty")
     await rig.step(0)
     for _ in range(5):
@@ -263,12 +269,14 @@ async def test_quiet_hours_defer_non_critical(rig_factory: Any, receiver: Receiv
     await rig.fault("olt-crit", severity="critical")
     await rig.step(1)
     texts = _texts(receiver, "/wecom")
-    assert len(texts) == 1 and "olt-crit" in texts[0]
+    assert len(texts) == 1
+    assert "olt-crit" in texts[0]
     await rig.step(7 * 3600)  # 06:00: still quiet
     assert len(_texts(receiver, "/wecom")) == 1
     await rig.step(3600)  # 07:00
     texts = _texts(receiver, "/wecom")
-    assert len(texts) == 2 and "olt-minor" in texts[1]
+    assert len(texts) == 2
+    assert "olt-minor" in texts[1]
 
 
 async def test_runs_in_the_background_woken_by_ticket_changes(

@@ -85,7 +85,8 @@ def test_late_children_fold_into_one_update_per_group_interval() -> None:
     assert run.step(T0 + timedelta(seconds=340), [three], run.events(1, "child_attached")) == []
     assert run.step(T0 + timedelta(seconds=600), [three]) == []
     out = run.step(T0 + timedelta(seconds=630), [three])
-    assert [e for _, e, _ in out] == ["child"] and "newly affected: e" in out[0][2]
+    assert [e for _, e, _ in out] == ["child"]
+    assert "newly affected: e" in out[0][2]
 
 
 def test_resolved_within_group_wait_sends_nothing() -> None:
@@ -212,11 +213,11 @@ def test_zh_cn_group_message_text() -> None:
     kids = _view(children=("a", "b"))
     out = run.step(T0 + timedelta(seconds=30), [kids], run.events(1, "child_attached"))
     assert out[0][2] == (
-        "### 【紧急】NG-000001 pl-east：uplink down\n"
-        "- 其后 2 个站点受影响：a、b\n"
-        "- 站点：east\n"
-        "- 类别：uplink\n"
-        "- 开始时间：2026-03-05 10:00（北京时间）")
+        "### 【紧急】NG-000001 pl-east\uff1auplink down\n"
+        "- 其后 2 个站点受影响\uff1aa、b\n"
+        "- 站点\uff1aeast\n"
+        "- 类别\uff1auplink\n"
+        "- 开始时间\uff1a2026-03-05 10:00\uff08北京时间\uff09")
 
 
 def test_children_list_is_capped() -> None:

@@ -33,8 +33,9 @@ def test_no_children_leaves_no_line() -> None:
     text = TicketTexts("zh-CN").render("ticket_opened",
                                        TicketFacts("NG-000001", "minor", None, "sw1", "down",
                                                    "device", OPENED), NOW)
-    assert "受影响" not in text and "\n\n" not in text
-    assert text.startswith("### 【次要】NG-000001 sw1：down\n- 站点：无")
+    assert "受影响" not in text
+    assert "\n\n" not in text
+    assert text.startswith("### 【次要】NG-000001 sw1\uff1adown\n- 站点\uff1a无")
 
 
 def test_an_operator_template_replaces_the_builtin() -> None:
