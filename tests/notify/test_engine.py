@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from netguard.clock import ManualClock
@@ -22,12 +23,13 @@ from netguard.faults import FaultKey, FaultOpened, FaultSeverity
 from netguard.iot.models import OutboxMessage
 from netguard.iot.notifiers.registry import build_notifier
 from netguard.iot.outbox import OutboxWorker
-from netguard.notify.models import NotifyGroup
+from netguard.notify.models import NotifyCursor, NotifyGroup
 from netguard.notify.texts import TicketTexts
-from netguard.notify.tickets import TicketNotifier
+from netguard.notify.tickets import GAP_SECONDS, TicketNotifier
 from netguard.store import Store
 from netguard.tickets.config import TicketsConfig
 from netguard.tickets.domain import format_ref
+from netguard.tickets.models import EVENT
 from netguard.tickets.service import TicketService
 from tests.iot.receiver import Receiver
 from tests.support.wait import async_wait_until
@@ -293,3 +295,39 @@ async def test_runs_in_the_background_woken_by_ticket_changes(
         (group,) = (await s.exec(select(NotifyGroup))).all()
     assert group.phase == "sent"
     assert rig.notifier.sent[("noc", "opened")] == 1
+
+
+async def test_an_event_committed_late_below_the_cursor_is_still_read(
+        rig_factory: Any, receiver: Receiver) -> None:
+    """PostgreSQL hands out ids at insert: id 5 can commit before id 3. The cursor keeps
+    the skipped ids as gaps and reads them when they appear."""
+    rig: Rig = await rig_factory(group_wait_seconds=0)
+    await rig.fault("pl-east")  # ticket 1, event 1 (opened)
+    await rig.fault("pl-west")  # ticket 2, event 2 (opened)
+    async with rig.store.session() as s:
+        conn = await s.connection()
+        await conn.execute(sa.delete(EVENT).where(EVENT.c.ticket_id == 2))
+        await conn.execute(sa.insert(EVENT).values(
+            id=5, ticket_id=1, at=rig.clock.now(), actor="netguard", action="commented",
+            message=""))
+        await s.commit()
+    await rig.step()
+    assert len(_texts(receiver, "/wecom")) == 1
+    async with rig.store.session() as s:
+        (cursor,) = (await s.exec(select(NotifyCursor))).all()
+    assert cursor.last_event_id == 5
+    assert [g[0] for g in cursor.gaps] == [2, 3, 4]
+    async with rig.store.session() as s:  # the "slow" transaction commits now
+        conn = await s.connection()
+        await conn.execute(sa.insert(EVENT).values(
+            id=3, ticket_id=2, at=rig.clock.now(), actor="netguard", action="opened",
+            message=""))
+        await s.commit()
+    await rig.step(1)
+    texts = _texts(receiver, "/wecom")
+    assert len(texts) == 2
+    assert "pl-west" in texts[1]
+    await rig.step(GAP_SECONDS + 1)  # the rest of the gaps age out
+    async with rig.store.session() as s:
+        (cursor,) = (await s.exec(select(NotifyCursor))).all()
+    assert cursor.gaps == []
