@@ -34,7 +34,7 @@ from netguard.faults import Severity
 from netguard.iot.models import OutboxMessage
 from netguard.notify.config import NotificationsConfig
 from netguard.notify.enqueue import RoutedMessage, enqueue_routed
-from netguard.notify.models import NotifyCursor, NotifyGroup
+from netguard.notify.models import CURSOR, NotifyCursor, NotifyGroup
 from netguard.notify.plan import DONE, GroupState, Planner, TicketEvent, TicketView
 from netguard.notify.texts import TicketTexts
 from netguard.store.db import Store
@@ -202,6 +202,7 @@ class TicketNotifier:
         async with self._lock:
             now = self._clock.now()
             async with self._store.session() as session:
+                await self._lock_sqlite(session)
                 cursor = await self._cursor(session, now)
                 events = await self._events(session, cursor)
                 self._advance(cursor, events, now)
@@ -242,6 +243,15 @@ class TicketNotifier:
                 "tickets": sorted({self._ref(o.ticket_id) for o in plan.out})})
         return PassResult(events=len(events), messages=len(plan.out),
                           next_due=_opt(next_due), more=len(events) >= self._batch)
+
+    async def _lock_sqlite(self, session: AsyncSession) -> None:
+        """SQLite: take the write lock first (a write matching no row), as the ticket
+        writes do: a read transaction that later wants to write fails at once ("database
+        is locked") when a ticket write committed in between; a writer waits its turn."""
+        if self._store.dialect == "sqlite":
+            conn = await session.connection()
+            await conn.execute(sa.update(CURSOR).where(CURSOR.c.name == "")
+                               .values(gaps=CURSOR.c.gaps))
 
     async def _cursor(self, session: AsyncSession, now: datetime) -> NotifyCursor:
         query = select(NotifyCursor).where(col(NotifyCursor.name) == CURSOR_NAME)
