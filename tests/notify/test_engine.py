@@ -20,10 +20,12 @@ from sqlmodel import col, select
 
 from netguard.clock import ManualClock
 from netguard.config import settings_from_data
+from netguard.errors import InvalidInputError
 from netguard.faults import FaultKey, FaultOpened, FaultSeverity
 from netguard.iot.models import OutboxMessage
 from netguard.iot.notifiers.registry import build_notifier
 from netguard.iot.outbox import OutboxWorker
+from netguard.notify.history import queue_sample, ticket_notifications
 from netguard.notify.models import NotifyCursor, NotifyGroup
 from netguard.notify.texts import TicketTexts
 from netguard.notify.tickets import GAP_SECONDS, TicketNotifier
@@ -351,3 +353,23 @@ async def test_concurrent_ticket_writes_each_notify_once(
     assert len(rows) == 40
     assert sorted({r.alert_id for r in rows}) == list(range(1, 21))
     assert rig.notifier.failed_passes == 0
+
+
+async def test_history_and_sample_for_the_cli(rig_factory: Any, receiver: Receiver) -> None:
+    rig: Rig = await rig_factory(group_wait_seconds=0)
+    await rig.fault("pl-east")
+    await rig.step()
+    sent = await ticket_notifications(rig.store, 1)
+    assert [(s.route, s.notifier, s.event, s.status) for s in sent] == [
+        ("noc", "wecom", "opened", "delivered"), ("noc", "ding", "opened", "delivered")]
+    assert sent[0].title == "【重要】NG-000001 pl-east\uff1apl-east 中断"
+    with pytest.raises(InvalidInputError, match=r"unknown route 'nope' \(known: noc, manager\)"):
+        await queue_sample(rig.store, rig.settings.notifications, "nope",
+                           TicketTexts("zh-CN"), rig.clock.now())
+    rows = await queue_sample(rig.store, rig.settings.notifications, "noc",
+                              TicketTexts("zh-CN"), rig.clock.now())
+    assert [r.notifier for r in rows] == ["wecom", "ding"]
+    await rig.step()
+    text = _texts(receiver, "/wecom")[-1]
+    assert "NG-000000" in text
+    assert "测试消息" in text
