@@ -34,7 +34,7 @@ from netguard.faults import Severity
 from netguard.iot.models import OutboxMessage
 from netguard.notify.config import NotificationsConfig
 from netguard.notify.enqueue import RoutedMessage, enqueue_routed
-from netguard.notify.models import CURSOR, NotifyCursor, NotifyGroup
+from netguard.notify.models import CURSOR, GROUP, NotifyCursor, NotifyGroup
 from netguard.notify.plan import DONE, GroupState, Planner, TicketEvent, TicketView
 from netguard.notify.texts import TicketTexts
 from netguard.store.db import Store
@@ -47,6 +47,8 @@ CURSOR_NAME = "tickets"
 # id before a later one committed); a rolled-back insert leaves a gap that never fills.
 GAP_SECONDS = 120.0
 _GAPS_MAX = 10_000
+# How long an ended thread is kept (reopening within this continues it).
+DONE_KEPT_SECONDS = 7 * 86400.0
 _STATE_FIELDS = ("phase", "flush_at", "update_at", "last_sent_at", "last_update_at",
                  "next_repeat_at", "escalate_at", "escalated")
 
@@ -122,6 +124,7 @@ class TicketNotifier:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._next_prune = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self.sent: Counter[tuple[str, str]] = Counter()
         """Messages queued, by (route, event) (``netguard_ticket_notifications_total``)."""
@@ -227,6 +230,7 @@ class TicketNotifier:
                         subject="ticket", ident=o.ticket_id, reason=o.event,
                         severity=o.severity, category=o.category, text=o.text,
                         first_seen=o.first_seen, not_before=o.not_before), now)
+                await self._prune(session, now)
                 await session.flush()
                 next_due = (await session.exec(
                     select(sa.func.min(col(NotifyGroup.due_at))))).one()
@@ -243,6 +247,17 @@ class TicketNotifier:
                 "tickets": sorted({self._ref(o.ticket_id) for o in plan.out})})
         return PassResult(events=len(events), messages=len(plan.out),
                           next_due=_opt(next_due), more=len(events) >= self._batch)
+
+    async def _prune(self, session: AsyncSession, now: datetime) -> None:
+        """Now and then, forget threads that ended long ago (a ticket reopened after that
+        starts a new one)."""
+        if self._clock.monotonic() < self._next_prune:
+            return
+        self._next_prune = self._clock.monotonic() + 3600.0
+        conn = await session.connection()
+        await conn.execute(sa.delete(GROUP).where(
+            GROUP.c.phase == DONE,
+            GROUP.c.updated_at < now - timedelta(seconds=DONE_KEPT_SECONDS)))
 
     async def _lock_sqlite(self, session: AsyncSession) -> None:
         """SQLite: take the write lock first (a write matching no row), as the ticket

@@ -373,3 +373,24 @@ async def test_history_and_sample_for_the_cli(rig_factory: Any, receiver: Receiv
     text = _texts(receiver, "/wecom")[-1]
     assert "NG-000000" in text
     assert "测试消息" in text
+
+
+async def test_ended_threads_are_forgotten_after_a_week(
+        rig_factory: Any, receiver: Receiver) -> None:
+    rig: Rig = await rig_factory(group_wait_seconds=0)
+    await rig.fault("pl-east")
+    await rig.step()
+    await rig.tickets.resolve("NG-000001", actor="duty", message="fixed")
+    await rig.step()
+    assert "已恢复" in _texts(receiver, "/wecom")[-1]
+    rig.notifier = rig.new_notifier()  # its prune is due at once; the thread is young
+    await rig.step(1)
+
+    async def groups() -> list[NotifyGroup]:
+        async with rig.store.session() as s:
+            return list((await s.exec(select(NotifyGroup))).all())
+
+    assert [g.phase for g in await groups()] == ["done"]
+    rig.notifier = rig.new_notifier()
+    await rig.step(8 * 86400)
+    assert await groups() == []
