@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from netguard.clock import ManualClock
+from netguard.clock import ManualClock, SystemClock
 from netguard.config import settings_from_data
 from netguard.errors import InvalidInputError
 from netguard.faults import FaultKey, FaultOpened, FaultSeverity
@@ -394,3 +394,23 @@ async def test_ended_threads_are_forgotten_after_a_week(
     rig.notifier = rig.new_notifier()
     await rig.step(8 * 86400)
     assert await groups() == []
+
+
+async def test_the_group_wait_timer_wakes_the_running_notifier(
+        store: Store, receiver: Receiver) -> None:
+    """No poll in sight (60 s): the message goes out when its group_wait ends."""
+    settings = _settings(store, receiver, group_wait_seconds=0.3)
+    clock = SystemClock()
+    notifier = TicketNotifier(store, settings.notifications, texts=TicketTexts("zh-CN"),
+                              ref=format_ref, clock=clock, poll_seconds=60)
+    tickets = TicketService(store, TicketsConfig(), clock=clock, on_change=notifier.wake)
+    async with notifier:
+        await tickets.handle(FaultOpened(
+            key=FaultKey("pl-east", "agent", "unreachable"), category="uplink", site=None,
+            severity="major", summary="down", reasons=(), at=clock.now()))
+
+        async def queued() -> bool:
+            return len(await _outbox(store)) == 2
+
+        await async_wait_until(queued, what="the group message after group_wait")
+    assert notifier.sent == {("noc", "opened"): 1}
