@@ -59,7 +59,7 @@ LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
 _ALERT_FIELDS = frozenset({"severity", "type", "household", "sensor", "community", "count",
                            "first_seen", "reasons", "alert_id", "ack_command", "ack_link"})
 _TICKET_FIELDS = frozenset({"ref", "severity", "site", "target", "summary", "category",
-                            "since", "at", "open_for", "children", "child_count",
+                            "since", "at", "open_for", "behind", "children", "child_count",
                             "new_count", "route"})
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # One alert, by the notification's ``reason``.

@@ -29,10 +29,9 @@ _SEVERITY = {"zh-CN": {"critical": "紧急", "major": "重要", "minor": "次要
              "en": {}}
 # Fullwidth punctuation of Chinese text as escapes: "\u3001" is the enumeration comma,
 # "\uff1a" the colon.
-_CHILDREN = {
-    "zh-CN": "- 其后 {count} 个站点受影响\uff1a{names}",
-    "en": "- {count} sites behind it: {names}",
-}
+# The title's note of how many children a root has, and the line naming them.
+_BEHIND = {"zh-CN": "\uff1b其后 {count} 个站点受影响", "en": "; {count} sites behind it"}
+_CHILDREN = {"zh-CN": "- 受影响站点\uff1a{names}", "en": "- behind it: {names}"}
 _NEW_CHILDREN = {
     "zh-CN": "- 新增受影响站点\uff1a{names}",
     "en": "- newly affected: {names}",
@@ -97,9 +96,9 @@ class TicketTexts:
         template = string.Template(self.overrides.get(key) or builtin_templates()[key])
         tz = zone(self.timezone)
         lang = self.language
-        children = (_CHILDREN[lang].format(count=len(facts.children),
-                                           names=self.names(facts.children))
-                    if facts.children else _NOTHING)
+        count = len(facts.children)
+        children = (_CHILDREN[lang].format(names=self.names(facts.children))
+                    if count else _NOTHING)
         if kind == "ticket_update":
             children = _NEW_CHILDREN[lang].format(names=self.names(facts.new_children))
         values = {
@@ -108,7 +107,8 @@ class TicketTexts:
             "summary": facts.summary, "category": facts.category,
             "since": local_time(facts.opened_at, tz, lang), "at": local_time(now, tz, lang),
             "open_for": _duration((now - facts.opened_at).total_seconds(), lang),
-            "children": children, "child_count": str(len(facts.children)),
+            "behind": _BEHIND[lang].format(count=count) if count else "",
+            "children": children, "child_count": str(count),
             "new_count": str(len(facts.new_children)), "route": facts.route,
         }
         text = template.safe_substitute(values)

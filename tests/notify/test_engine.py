@@ -161,7 +161,7 @@ async def test_root_and_two_children_make_one_message_and_a_late_child_one_updat
     for path in ("/wecom", "/ding"):
         (text,) = _texts(receiver, path)
         assert text.startswith("### 【重要】NG-000001 pl-east\uff1apl-east 中断")
-        assert "其后 2 个站点受影响\uff1asite-a、site-b" in text
+        assert "\uff1b其后 2 个站点受影响\n- 受影响站点\uff1asite-a、site-b" in text
     # Two late children: one update, after group_interval from the group message.
     await rig.fault("site-c", upstream="pl-east")
     await rig.step(30)

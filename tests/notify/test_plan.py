@@ -64,7 +64,7 @@ def test_root_and_children_within_group_wait_make_one_message() -> None:
                     run.events(1, "child_attached", "child_attached")) == []
     out = run.step(T0 + timedelta(seconds=30), [kids])
     assert [(r, e) for r, e, _ in out] == [("duty", "opened")]
-    assert "2 sites behind it: a, b" in out[0][2]
+    assert "uplink down; 2 sites behind it\n- behind it: a, b" in out[0][2]
     # Nothing more until something happens or a reminder is due.
     assert run.step(T0 + timedelta(seconds=60), [kids]) == []
 
@@ -213,8 +213,8 @@ def test_zh_cn_group_message_text() -> None:
     kids = _view(children=("a", "b"))
     out = run.step(T0 + timedelta(seconds=30), [kids], run.events(1, "child_attached"))
     assert out[0][2] == (
-        "### 【紧急】NG-000001 pl-east\uff1auplink down\n"
-        "- 其后 2 个站点受影响\uff1aa、b\n"
+        "### 【紧急】NG-000001 pl-east\uff1auplink down\uff1b其后 2 个站点受影响\n"
+        "- 受影响站点\uff1aa、b\n"
         "- 站点\uff1aeast\n"
         "- 类别\uff1auplink\n"
         "- 开始时间\uff1a2026-03-05 10:00\uff08北京时间\uff09")
