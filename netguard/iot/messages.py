@@ -60,6 +60,9 @@ LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
 
 _ALERT_FIELDS = frozenset({"severity", "type", "household", "sensor", "community", "count",
                            "first_seen", "reasons", "alert_id", "ack_command", "ack_link"})
+_TICKET_FIELDS = frozenset({"ref", "severity", "site", "target", "summary", "category",
+                            "since", "at", "open_for", "behind", "children", "child_count",
+                            "new_count", "route"})
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # One alert, by the notification's ``reason``.
     "raised": _ALERT_FIELDS,
@@ -74,6 +77,10 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # Several messages of mixed subjects (door alerts, tickets, Alertmanager) in one:
     # the frame; each message is one line, its title.
     "digest": frozenset({"count", "items"}),
+    # Ticket notifications (netguard.notify.texts), one kind per message they send.
+    **dict.fromkeys(("ticket_opened", "ticket_update", "ticket_severity", "ticket_overdue",
+                     "ticket_reopened", "ticket_resolved", "ticket_repeat",
+                     "ticket_escalated"), _TICKET_FIELDS),
 }
 """Each message kind and the placeholders its template may use (``$name``)."""
 

@@ -134,6 +134,9 @@ class DaemonStats:
     clock_steps: Mapping[str, int] = field(default_factory=dict)
     # Requests to /ack/<token> by outcome (netguard.daemon.ackpage.OUTCOMES).
     ack_links: Mapping[str, int] = field(default_factory=dict)
+    # Ticket messages queued by (route, event), and notifier passes that failed.
+    ticket_notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    ticket_notify_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
