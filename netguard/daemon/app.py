@@ -208,7 +208,8 @@ class Daemon:
                 self._http = await stack.enter_async_context(
                     MetricsServer(self.settings.metrics, self.metrics_snapshot, self.readiness,
                                   lambda: self.readiness_reasons,
-                                  ack=self._services.ack_pages))
+                                  ack=self._services.ack_pages,
+                                  alertmanager=self._services.am_webhook))
                 self.metrics_url = self._http.url
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
@@ -516,7 +517,9 @@ class Daemon:
                         clock_steps={"forward": self.clock_watch.forward,
                                      "backward": self.clock_watch.backward},
                         ack_links=dict(services.ack_pages.outcomes)
-                        if services.ack_pages is not None else {})
+                        if services.ack_pages is not None else {},
+                        alertmanager_webhooks=dict(services.am_webhook.outcomes)
+                        if services.am_webhook is not None else {})
         return MetricsSnapshot(
             targets=services.probes.statuses() if services.probes is not None else {},
             tickets=self._ticket_counts,

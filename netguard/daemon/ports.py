@@ -16,6 +16,7 @@ from typing import Protocol
 from netguard.clock import Clock
 from netguard.config import Settings
 from netguard.daemon.ackpage import AckPages
+from netguard.daemon.amhook import AmWebhook
 from netguard.faults import FaultEvent, FaultKey
 from netguard.metrics import IotView, TargetView, TicketCountsView, TrapStatsView
 from netguard.probes.config import TargetConfig
@@ -98,6 +99,8 @@ class Services:
     trap_stats: Callable[[], TrapStatsView] | None = None
     # The ``/ack/<token>`` pages, with ``ack_links`` enabled.
     ack_pages: AckPages | None = None
+    # ``POST /alertmanager/webhook``, with ``notifications.alertmanager`` enabled.
+    am_webhook: AmWebhook | None = None
 
 
 ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],

@@ -58,6 +58,8 @@ LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
 
 _ALERT_FIELDS = frozenset({"severity", "type", "household", "sensor", "community", "count",
                            "first_seen", "reasons", "alert_id", "ack_command", "ack_link"})
+_AM_FIELDS = frozenset({"severity", "title", "count", "firing", "resolved", "since", "until",
+                        "items", "reminder", "receiver", "group", "source_link"})
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # One alert, by the notification's ``reason``.
     "raised": _ALERT_FIELDS,
@@ -72,6 +74,9 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # Several messages of mixed subjects (door alerts, tickets, Alertmanager) in one:
     # the frame; each message is one line, its title.
     "digest": frozenset({"count", "items"}),
+    # A notification posted by Alertmanager (netguard.notify.alertmanager), by status.
+    "am_firing": _AM_FIELDS,
+    "am_resolved": _AM_FIELDS,
 }
 """Each message kind and the placeholders its template may use (``$name``)."""
 

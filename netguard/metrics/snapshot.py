@@ -134,6 +134,8 @@ class DaemonStats:
     clock_steps: Mapping[str, int] = field(default_factory=dict)
     # Requests to /ack/<token> by outcome (netguard.daemon.ackpage.OUTCOMES).
     ack_links: Mapping[str, int] = field(default_factory=dict)
+    # Posts to /alertmanager/webhook by outcome (netguard.daemon.amhook.OUTCOMES).
+    alertmanager_webhooks: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,6 +242,10 @@ def _ack_links(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_key(s.daemon.ack_links)
 
 
+def _alertmanager_webhooks(s: MetricsSnapshot) -> Iterator[Sample]:
+    yield from _by_key(s.daemon.alertmanager_webhooks)
+
+
 def _config_reloads(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_key({"success": 0, "error": 0, **s.daemon.config_reloads})
 
@@ -555,4 +559,7 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_ack_links_total", "counter",
        "Requests to acknowledgement links (/ack/<token>), by outcome.", ("outcome",),
        _ack_links, section="daemon"),
+    _g("netguard_alertmanager_webhooks_total", "counter",
+       "Posts to the Alertmanager webhook (/alertmanager/webhook), by outcome.",
+       ("outcome",), _alertmanager_webhooks, section="daemon"),
 )
