@@ -413,7 +413,9 @@ def render(payload: AmPayload, renderer: MessageRenderer, *, reminder: bool = Fa
     values = {
         "severity": words[severity.value],
         "title": _clean(payload.title, 120),
-        "count": str(len(firing) if payload.status == "firing" else len(payload.alerts)),
+        # Alerts Alertmanager left out (max_alerts) are counted in, as of the status.
+        "count": str((len(firing) if payload.status == "firing" else len(payload.alerts))
+                     + payload.truncated_alerts),
         "firing": str(len(firing)),
         "resolved": str(len(payload.alerts) - len(firing)),
         "since": local_time(starts, tz, renderer.language),
