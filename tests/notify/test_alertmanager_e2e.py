@@ -11,13 +11,15 @@ The alert is the shipped ``NetguardConfigReloadFailed``: a reload of a broken co
 makes it fire, a reload of a good one resolves it. Between Alertmanager and netguard a
 proxy loses netguard's first two answers (after netguard has recorded the notification,
 as a timeout or a dropped connection would), so Alertmanager retries; the chat still
-gets exactly one message.
+gets exactly one message. The resolution arrives while the database is locked: netguard
+answers 503, Alertmanager retries, and the resolution is sent once the lock is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,7 +117,8 @@ class AnswerDropper:
 
 def _netguard_config(tmp_path: Path, port: int, receiver: Receiver) -> dict[str, Any]:
     return {
-        "store": {"path": str(tmp_path / "netguard.db")},
+        # A writer waits 1 s for a lock, so that a locked database answers 503 quickly.
+        "store": {"path": str(tmp_path / "netguard.db"), "statement_timeout_seconds": 1},
         "metrics": {"listen": f"127.0.0.1:{port}"},
         "logging": {"level": "INFO", "format": "json"},
         "iot": {"notifiers": [
@@ -246,9 +249,23 @@ async def test_prometheus_alert_reaches_the_chat_once_through_alertmanager_retri
                 assert f"\uff08127.0.0.1:{metrics_port}\uff09" in wecom  # the instance
                 assert "（北京时间）" in wecom  # noqa: RUF001 - the zh-CN time zone words
 
-                # The file fixed and reloaded: the alert resolves, a second message.
-                config_file.write_text(good)
-                assert await daemon.reload()
+                # The file fixed and reloaded: the alert resolves. Meanwhile another writer
+                # holds the database's lock: netguard answers 503 (nothing recorded) and
+                # Alertmanager retries until the lock is gone.
+                locker = sqlite3.connect(tmp_path / "netguard.db", isolation_level=None,
+                                         check_same_thread=False)
+                try:
+                    await asyncio.to_thread(locker.execute, "BEGIN IMMEDIATE")
+                    config_file.write_text(good)
+                    assert await daemon.reload()
+
+                    async def refused() -> bool:
+                        return await metric("unavailable") >= 1
+
+                    await async_wait_until(refused, timeout=WAIT, what="a 503 answer")
+                    await asyncio.to_thread(locker.execute, "ROLLBACK")
+                finally:
+                    await asyncio.to_thread(locker.close)
 
                 async def resolved_delivered() -> bool:
                     return len(_ours(receiver, "/wecom")) >= 2 \
