@@ -66,6 +66,8 @@ class AnswerDropper:
         self.dropped = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Every connection's ends, aborted at the latest when the proxy closes.
+        self._writers: list[asyncio.StreamWriter] = []
 
     async def __aenter__(self) -> AnswerDropper:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -77,6 +79,8 @@ class AnswerDropper:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.transport.abort()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -85,34 +89,40 @@ class AnswerDropper:
 
     async def _handle(self, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1",
                                                                  self.upstream_port)
         except OSError:
             writer.transport.abort()
             return
+        self._writers.append(up_writer)
         self._spawn(self._pump(reader, up_writer))
         self._spawn(self._answers(up_reader, writer, up_writer))
 
     @staticmethod
     async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        dst.transport.abort()
+        try:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+        finally:
+            dst.transport.abort()
 
     async def _answers(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
                        upstream: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await src.read(65536):
-                if self.dropped < self.drop:
-                    self.dropped += 1
-                    break  # the answer is lost
-                dst.write(data)
-                await dst.drain()
-        dst.transport.abort()
-        upstream.transport.abort()
+        try:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    if self.dropped < self.drop:
+                        self.dropped += 1
+                        break  # the answer is lost
+                    dst.write(data)
+                    await dst.drain()
+        finally:
+            dst.transport.abort()
+            upstream.transport.abort()
 
 
 def _netguard_config(tmp_path: Path, port: int, receiver: Receiver) -> dict[str, Any]:

@@ -146,6 +146,15 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    config = StoreConfig(path=tmp_path / "am.db")
+    await upgrade(config)
+    async with Store(config) as s:
+        yield s
+
+
+@pytest.fixture
+async def impatient_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store whose writers wait only 0.5 s for another writer's lock."""
     config = StoreConfig(path=tmp_path / "am.db", statement_timeout_seconds=0.5)
     await upgrade(config)
     async with Store(config) as s:
@@ -319,7 +328,8 @@ async def test_a_notification_no_route_takes_is_recorded_and_counted(
 
 
 async def test_a_refusing_store_gets_503_and_the_retry_is_sent_once(
-        sqlite_store: Store, receiver: Receiver) -> None:
+        impatient_store: Store, receiver: Receiver) -> None:
+    sqlite_store = impatient_store
     async with running(sqlite_store, receiver) as hook:
         # Another writer holds the database's write lock: the intake's insert waits its
         # busy timeout (0.5 s) and fails; nothing is recorded, Alertmanager must retry.
