@@ -30,7 +30,7 @@ from typing import Protocol
 from aiohttp import web
 
 from netguard.errors import StoreUnavailableError
-from netguard.notify.alertmanager import AmPayload, PayloadError, parse_body, summary
+from netguard.notify.alertmanager import AmPayload, AmPayloadError, parse_body, summary
 from netguard.notify.amintake import IntakeResult
 from netguard.notify.config import AlertmanagerIntake
 
@@ -134,7 +134,7 @@ class AmWebhook:
                               "notifications.alertmanager.max_body_bytes)")
         try:
             payload = parse_body(body)
-        except PayloadError as exc:
+        except AmPayloadError as exc:
             self._count("invalid", logging.WARNING, "Alertmanager webhook refused: invalid "
                         "payload", peer=peer, problem=str(exc))
             return _text(400, f"invalid payload: {exc}")

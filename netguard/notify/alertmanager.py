@@ -81,7 +81,7 @@ _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 _YEARS = (1970, 9998)
 
 
-class PayloadError(ValueError):
+class AmPayloadError(ValueError):
     """A webhook body that is not a valid version 4 payload; the message names the field."""
 
 
@@ -137,13 +137,13 @@ class AmPayload:
 
 def _string(value: object, where: str, limit: int, *, empty: bool = True) -> str:
     if not isinstance(value, str):
-        raise PayloadError(f"{where}: not a string")
+        raise AmPayloadError(f"{where}: not a string")
     if len(value) > limit:
-        raise PayloadError(f"{where}: longer than {limit} characters")
+        raise AmPayloadError(f"{where}: longer than {limit} characters")
     if not empty and not value:
-        raise PayloadError(f"{where}: empty")
+        raise AmPayloadError(f"{where}: empty")
     if _CONTROL.search(value):
-        raise PayloadError(f"{where}: contains a control character")
+        raise AmPayloadError(f"{where}: contains a control character")
     return value
 
 
@@ -151,13 +151,13 @@ def _pairs(value: object, where: str, most: int, value_limit: int) -> dict[str, 
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise PayloadError(f"{where}: not an object")
+        raise AmPayloadError(f"{where}: not an object")
     if len(value) > most:
-        raise PayloadError(f"{where}: more than {most} entries")
+        raise AmPayloadError(f"{where}: more than {most} entries")
     out: dict[str, str] = {}
     for name, item in value.items():
         if not name or len(name) > MAX_NAME or _NAME_BAD.search(name):
-            raise PayloadError(f"{where}: {name[:40]!r} is not a name (1 to {MAX_NAME} "
+            raise AmPayloadError(f"{where}: {name[:40]!r} is not a name (1 to {MAX_NAME} "
                                "characters, no white space or control characters)")
         out[name] = _string(item, f"{where}.{name[:40]}", value_limit)
     return out
@@ -166,7 +166,7 @@ def _pairs(value: object, where: str, most: int, value_limit: int) -> dict[str, 
 def _url(value: object, where: str) -> str:
     text = _string(value if value is not None else "", where, MAX_URL)
     if text and not _URL.match(text):
-        raise PayloadError(f"{where}: not an http(s) URL")
+        raise AmPayloadError(f"{where}: not an http(s) URL")
     return text
 
 
@@ -177,13 +177,13 @@ def parse_time(value: object, where: str, *, zero: bool = False) -> datetime | N
         zero: Go's zero time (``0001-01-01T00:00:00Z``) is allowed and gives None.
 
     Raises:
-        PayloadError: Not a string, not RFC 3339, no such date, or outside 1970-9998.
+        AmPayloadError: Not a string, not RFC 3339, no such date, or outside 1970-9998.
     """
     if not isinstance(value, str) or len(value) > 40:
-        raise PayloadError(f"{where}: not an RFC 3339 time")
+        raise AmPayloadError(f"{where}: not an RFC 3339 time")
     match = _TIME.match(value)
     if match is None:
-        raise PayloadError(f"{where}: not an RFC 3339 time ({value[:40]!r})")
+        raise AmPayloadError(f"{where}: not an RFC 3339 time ({value[:40]!r})")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     micro = int((match[7] or "0").ljust(6, "0")[:6])
     offset = timedelta(0) if match[8] else (1 if match[9] == "+" else -1) * timedelta(
@@ -192,34 +192,34 @@ def parse_time(value: object, where: str, *, zero: bool = False) -> datetime | N
         when = datetime(year, month, day, hour, minute, second, micro,
                         tzinfo=timezone(offset))
     except ValueError as exc:
-        raise PayloadError(f"{where}: not a valid time: {exc}") from None
+        raise AmPayloadError(f"{where}: not a valid time: {exc}") from None
     # Compared field by field: year 1 at a negative offset is outside datetime's range.
     if (year, month, day, hour, minute, second, micro) == (1, 1, 1, 0, 0, 0, 0) \
             and not offset:
         if zero:
             return None
-        raise PayloadError(f"{where}: not set (Go's zero time)")
+        raise AmPayloadError(f"{where}: not set (Go's zero time)")
     if not _YEARS[0] <= year <= _YEARS[1]:
-        raise PayloadError(f"{where}: year {year} is outside {_YEARS[0]}-{_YEARS[1]}")
+        raise AmPayloadError(f"{where}: year {year} is outside {_YEARS[0]}-{_YEARS[1]}")
     return when.astimezone(UTC)
 
 
 def _status(value: object, where: str) -> str:
     if value not in STATUSES:
         shown = repr(value)[:40]
-        raise PayloadError(f"{where}: {shown} is not firing or resolved")
+        raise AmPayloadError(f"{where}: {shown} is not firing or resolved")
     assert isinstance(value, str)
     return value
 
 
 def _alert(value: object, where: str) -> AmAlert:
     if not isinstance(value, dict):
-        raise PayloadError(f"{where}: not an object")
+        raise AmPayloadError(f"{where}: not an object")
     starts = parse_time(value.get("startsAt"), f"{where}.startsAt")
     assert starts is not None
     fingerprint = _string(value.get("fingerprint"), f"{where}.fingerprint", 64, empty=False)
     if not _FINGERPRINT.match(fingerprint):
-        raise PayloadError(f"{where}.fingerprint: not hexadecimal")
+        raise AmPayloadError(f"{where}.fingerprint: not hexadecimal")
     return AmAlert(
         status=_status(value.get("status"), f"{where}.status"),
         labels=_pairs(value.get("labels"), f"{where}.labels", MAX_LABELS, MAX_LABEL_VALUE),
@@ -239,27 +239,27 @@ def parse_payload(data: object) -> AmPayload:
     checked.
 
     Raises:
-        PayloadError: Not a version 4 payload, or a field out of its limits; the message
+        AmPayloadError: Not a version 4 payload, or a field out of its limits; the message
             names the field.
     """
     if not isinstance(data, dict):
-        raise PayloadError("body: not a JSON object")
+        raise AmPayloadError("body: not a JSON object")
     version = data.get("version")
     if version != VERSION:
-        raise PayloadError(f"version: {str(version)[:20]!r} is not the supported "
+        raise AmPayloadError(f"version: {str(version)[:20]!r} is not the supported "
                            f"version {VERSION!r}")
     alerts = data.get("alerts")
     if not isinstance(alerts, list):
-        raise PayloadError("alerts: not a list")
+        raise AmPayloadError("alerts: not a list")
     if not alerts:
-        raise PayloadError("alerts: empty")
+        raise AmPayloadError("alerts: empty")
     if len(alerts) > MAX_ALERTS:
-        raise PayloadError(f"alerts: more than {MAX_ALERTS} alerts (set max_alerts in the "
+        raise AmPayloadError(f"alerts: more than {MAX_ALERTS} alerts (set max_alerts in the "
                            "webhook_config)")
     truncated = data.get("truncatedAlerts", 0)
     if not isinstance(truncated, int) or isinstance(truncated, bool) \
             or not 0 <= truncated <= MAX_TRUNCATED:
-        raise PayloadError(f"truncatedAlerts: not a count (0 to {MAX_TRUNCATED})")
+        raise AmPayloadError(f"truncatedAlerts: not a count (0 to {MAX_TRUNCATED})")
     return AmPayload(
         receiver=_string(data.get("receiver"), "receiver", MAX_RECEIVER),
         status=_status(data.get("status"), "status"),
@@ -279,16 +279,16 @@ def parse_body(body: bytes) -> AmPayload:
     """The payload in a raw request body (UTF-8 JSON).
 
     Raises:
-        PayloadError: Not UTF-8, not JSON (or nested too deeply), or not a valid payload.
+        AmPayloadError: Not UTF-8, not JSON (or nested too deeply), or not a valid payload.
     """
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
-        raise PayloadError("body: not UTF-8") from None
+        raise AmPayloadError("body: not UTF-8") from None
     except RecursionError:
-        raise PayloadError("body: JSON nested too deeply") from None
+        raise AmPayloadError("body: JSON nested too deeply") from None
     except ValueError as exc:
-        raise PayloadError(f"body: not JSON: {str(exc)[:120]}") from None
+        raise AmPayloadError(f"body: not JSON: {str(exc)[:120]}") from None
     return parse_payload(data)
 
 
@@ -486,7 +486,7 @@ __all__ = [
     "VERSION",
     "AmAlert",
     "AmPayload",
-    "PayloadError",
+    "AmPayloadError",
     "dedupe_key",
     "first_seen",
     "group_severity",

@@ -22,7 +22,7 @@ from netguard.iot.messages import MessageRenderer, builtin_templates
 from netguard.notify.alertmanager import (
     MAX_ALERTS,
     TEXT_BUDGET_BYTES,
-    PayloadError,
+    AmPayloadError,
     dedupe_key,
     group_severity,
     parse_body,
@@ -43,7 +43,7 @@ def _sample(status: str = "firing", n: int = 1) -> dict[str, Any]:
 
 
 def _refused(data: object) -> str:
-    with pytest.raises(PayloadError) as info:
+    with pytest.raises(AmPayloadError) as info:
         parse_payload(data)
     return str(info.value)
 
@@ -152,14 +152,14 @@ def test_too_many_alerts_are_refused() -> None:
     (b'{"version": "4", "truncatedAlerts": 1' + b"0" * 5000 + b"}", "body: not JSON"),
 ])
 def test_bodies_that_are_not_json_objects_are_refused(body: bytes, problem: str) -> None:
-    with pytest.raises(PayloadError, match=problem):
+    with pytest.raises(AmPayloadError, match=problem):
         parse_body(body)
 
 
 @settings(max_examples=200)
 @given(st.binary(max_size=300))
 def test_random_bytes_only_ever_give_a_payload_error(body: bytes) -> None:
-    with contextlib.suppress(PayloadError):
+    with contextlib.suppress(AmPayloadError):
         parse_body(body)
 
 
@@ -182,7 +182,7 @@ def test_any_json_in_any_field_only_ever_gives_a_payload_error(
             data[top] = top_value
         else:
             data["alerts"][1][field] = value
-        with contextlib.suppress(PayloadError):
+        with contextlib.suppress(AmPayloadError):
             parse_payload(json.loads(json.dumps(data)))
 
 
