@@ -125,13 +125,15 @@ class AmIntake:
                     outcome = "unrouted"
             await self._prune(session, now)
             await session.commit()
-            if rows:
-                # Detached, so the worker's session takes them while this one closes.
-                for row in rows:
-                    session.expunge(row)
-                worker = self._outbox()
-                if worker is not None:
-                    worker.hand_off(rows)
+            # Straight to delivery, detached so that the worker's session takes them
+            # while this one closes. Only the rows due now: hand_off sends what it gets,
+            # and a row held by quiet hours waits for the worker's poll at its time.
+            due = [row for row in rows if row.next_attempt_at <= now]
+            for row in due:
+                session.expunge(row)
+            worker = self._outbox()
+            if due and worker is not None:
+                worker.hand_off(due)
         return IntakeResult(outcome, receipt_id, len(rows))
 
     async def _record(self, session: AsyncSession, payload: AmPayload, key: str,

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from netguard.clock import ManualClock
+from netguard.clock import ManualClock, as_utc
 from netguard.config import Settings, settings_from_data
 from netguard.daemon.amhook import PATH, AmWebhook
 from netguard.daemon.http import MetricsServer
@@ -51,7 +52,8 @@ START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 SINKS = ("/wecom", "/ding")
 
 
-def _settings(store: StoreConfig, receiver: Receiver, **alertmanager: Any) -> Settings:
+def _settings(store: StoreConfig, receiver: Receiver, quiet: dict[str, str] | None = None,
+              severities: tuple[str, ...] = ("critical",), **alertmanager: Any) -> Settings:
     store_data: dict[str, Any] = {"path": str(store.path)}
     if store.url is not None:
         store_data = {"url": store.url.get_secret_value()}
@@ -63,13 +65,14 @@ def _settings(store: StoreConfig, receiver: Receiver, **alertmanager: Any) -> Se
             {"name": "duty-ding", "type": "dingtalk", "url": receiver.url("/ding")}]},
         "notifications": {
             "routes": [
-                # Only critical Alertmanager alerts about the core tier go to the duty group.
+                # Only (critical) Alertmanager alerts about the core tier go to the duty group.
                 {"name": "core", "match": {"source": ["alertmanager"],
-                                           "severity": ["critical"],
+                                           "severity": list(severities),
                                            "labels": {"tier": "~core|access"}},
                  "notifiers": ["netops-wecom", "duty-ding"],
                  "recipients": [{"name": "王强", "wecom": "wangqiang",
-                                 "mobile": "13900000001"}]}],
+                                 "mobile": "13900000001"}],
+                 "quiet_hours": quiet}],
             "alertmanager": {"enabled": True, "token": TOKEN, "max_body_bytes": 8192,
                              **alertmanager}},
     })
@@ -112,11 +115,12 @@ class Hook:
 
 
 @asynccontextmanager
-async def running(store: Store, receiver: Receiver, **alertmanager: Any
-                  ) -> AsyncIterator[Hook]:
+async def running(store: Store, receiver: Receiver, quiet: dict[str, str] | None = None,
+                  severities: tuple[str, ...] = ("critical",), start: datetime = START,
+                  **alertmanager: Any) -> AsyncIterator[Hook]:
     """The webhook on a MetricsServer, its intake on a manual clock, the real outbox."""
-    settings = _settings(store.config, receiver, **alertmanager)
-    clock = ManualClock(START)
+    settings = _settings(store.config, receiver, quiet, severities, **alertmanager)
+    clock = ManualClock(start)
     async with IotService(settings.iot, store) as iot:
         intake = AmIntake(store, settings.notifications, settings.display.renderer(), clock,
                           lambda: iot.outbox)
@@ -361,3 +365,34 @@ async def test_identical_posts_at_once_queue_one_message(store: Store,
         async with store.session() as s:
             count = (await s.exec(sa.select(sa.func.sum(AmReceipt.count)))).one()[0]
         assert count == 5
+
+
+async def test_quiet_hours_hold_all_but_critical(sqlite_store: Store,
+                                                receiver: Receiver) -> None:
+    # Quiet from an hour ago to an hour ahead, in Asia/Shanghai; the intake's clock is
+    # now here, as the outbox's is: what is held must not be due for it either.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    quiet = {"start": (local - timedelta(hours=1)).strftime("%H:%M"),
+             "end": (local + timedelta(hours=1)).strftime("%H:%M")}
+    async with running(sqlite_store, receiver, quiet=quiet, severities=("critical", "major"),
+                       start=now) as hook:
+        status, body = await hook.post(_firing(severity="major"))
+        assert (status, json.loads(body)["status"]) == (200, "accepted")
+        status, body = await hook.post(_firing(severity="critical", target="pl-east-2"))
+        assert (status, json.loads(body)["status"]) == (200, "accepted")
+
+        async def critical_delivered() -> bool:
+            async with sqlite_store.session() as s:
+                rows = (await s.exec(select(OutboxMessage))).all()
+            return sum(r.status == "delivered" for r in rows) == 2
+
+        await async_wait_until(critical_delivered, timeout=30, what="the critical message")
+        async with sqlite_store.session() as s:
+            rows = (await s.exec(select(OutboxMessage))).all()
+        # The major one waits for the end of the quiet hours (two rows: two notifiers).
+        held = [r for r in rows if r.status == "pending"]
+        assert len(held) == 2
+        assert all(as_utc(r.next_attempt_at) > now + timedelta(minutes=59) for r in held)
+        assert [len(m) for m in hook.messages().values()] == [1, 1]
+        assert "pl-east-2" in hook.messages()["/wecom"][0]
