@@ -208,7 +208,8 @@ class Daemon:
                 self._http = await stack.enter_async_context(
                     MetricsServer(self.settings.metrics, self.metrics_snapshot, self.readiness,
                                   lambda: self.readiness_reasons,
-                                  ack=self._services.ack_pages))
+                                  ack=self._services.ack_pages,
+                                  alertmanager=self._services.am_webhook))
                 self.metrics_url = self._http.url
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
@@ -518,7 +519,9 @@ class Daemon:
                         ack_links=dict(services.ack_pages.outcomes)
                         if services.ack_pages is not None else {},
                         ticket_notifications=dict(notifier.sent) if notifier else {},
-                        ticket_notify_failures=notifier.failed_passes if notifier else 0)
+                        ticket_notify_failures=notifier.failed_passes if notifier else 0,
+                        alertmanager_webhooks=dict(services.am_webhook.outcomes)
+                        if services.am_webhook is not None else {})
         return MetricsSnapshot(
             targets=services.probes.statuses() if services.probes is not None else {},
             tickets=self._ticket_counts,
