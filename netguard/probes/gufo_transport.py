@@ -69,7 +69,6 @@ from gufo.snmp import (
     SnmpVersion,
     User,
 )
-from gufo.snmp._fast import GetIter
 from gufo.snmp.aio.client import SnmpSession
 from gufo.snmp.policer import BasePolicer
 
@@ -77,6 +76,7 @@ from netguard.clock import Clock, SystemClock
 from netguard.errors import AgentResponseError, AgentUnreachableError, ProbeError
 from netguard.probes.config import TargetConfig
 from netguard.probes.decode import Index, RawValue
+from netguard.probes.gufo_wire import ColumnWalk, plain, take_rows
 from netguard.probes.profiles import Metric
 
 log = logging.getLogger("netguard.probes.gufo")
@@ -333,7 +333,7 @@ class GufoAgentSession:
         self.varbinds += len(answer)
         self.values += len(answer)
         for metric, oid in zip(metrics, oids, strict=True):
-            out[metric.name] = _plain(answer.get(oid))
+            out[metric.name] = plain(answer.get(oid))
 
     # --- walks ------------------------------------------------------------------
 
@@ -408,42 +408,50 @@ class GufoAgentSession:
         rows: dict[Index, RawValue] = {}
         clean = True
         session = await self._open_for_walk()
-        step = _Steps(session, base, reps, self.target.snmp.version)
+        step = ColumnWalk(session, base, reps)
         last: Index = ()
-        while True:
-            try:
-                batch = await step.next()
-            except TimeoutError as exc:
-                self.walk_timeouts += 1
-                self._tries_left -= 1
-                if self._tries_left <= 0:
-                    if self._v3:
-                        self._drop()
-                    raise self._timeout_error("refused" in str(exc)) from exc
-                # Ask again from where it stopped. Max-repetitions stays: with gufo a
-                # response too big to arrive whole is a decode error below, not silence
-                # (only one above 65,507 bytes is dropped by the agent).
-                continue
-            except SnmpDecodeError as exc:
-                # A response above gufo's 4,080-byte buffer arrives truncated.
-                if reps <= 1:
+        try:
+            while True:
+                try:
+                    batch = await step.next()
+                except TimeoutError as exc:
+                    self._walk_timed_out(exc)
+                    # Ask again from where it stopped. Max-repetitions stays: with gufo a
+                    # response too big to arrive whole is a decode error below, not
+                    # silence (only one above 65,507 bytes is dropped by the agent).
+                    continue
+                except SnmpDecodeError as exc:
+                    # A response above gufo's 4,080-byte buffer arrives truncated.
+                    if reps <= 1:
+                        raise AgentResponseError(self.target.id,
+                                                 f"GETBULK failed: {exc}") from exc
+                    self.too_big += 1
+                    clean = False
+                    reps = self._shrink(reps, "response too big to decode")
+                    step.restart(base, reps)
+                    last = ()
+                    continue
+                except SnmpAuthError as exc:
+                    self._drop()
+                    raise self._auth_error() from exc
+                except SnmpError as exc:
                     raise AgentResponseError(self.target.id,
                                              f"GETBULK failed: {exc}") from exc
-                self.too_big += 1
-                clean = False
-                reps = self._shrink(reps, "response too big to decode")
-                step = _Steps(session, base, reps, self.target.snmp.version)
-                last = ()
-                continue
-            except SnmpAuthError as exc:
+                last, ended = take_rows(batch, base, rows, last)
+                self.varbinds += len(batch) - (1 if batch and batch[-1] is None else 0)
+                if ended is not None:
+                    return rows, ended, reps, clean
+        finally:
+            step.close()
+
+    def _walk_timed_out(self, exc: TimeoutError) -> None:
+        """Count one unanswered walk request; raise once the walk's tries are spent."""
+        self.walk_timeouts += 1
+        self._tries_left -= 1
+        if self._tries_left <= 0:
+            if self._v3:
                 self._drop()
-                raise self._auth_error() from exc
-            except SnmpError as exc:
-                raise AgentResponseError(self.target.id, f"GETBULK failed: {exc}") from exc
-            last, ended = _take(batch, base, rows, last)
-            self.varbinds += len(batch) - (1 if batch and batch[-1] is None else 0)
-            if ended is not None:
-                return rows, ended, reps, clean
+            raise self._timeout_error("refused" in str(exc)) from exc
 
     async def _open_for_walk(self) -> SnmpSession:
         try:
@@ -466,90 +474,6 @@ class GufoAgentSession:
         return self.max_repetitions
 
 
-class _Steps:
-    """One column walk, a whole response per step (gufo's iterators yield one varbind
-    per coroutine step, which cost more CPU than decoding the response).
-
-    Uses the session's own send and receive (``_send``/``_recv``, which keep the
-    request counter and the timeout) and gufo's ``GetIter`` walk state directly: gufo
-    is pinned below its next minor, and the transport contract suite covers this.
-    """
-
-    __slots__ = ("_ctx", "_iter", "_session", "_sock")
-
-    def __init__(self, session: SnmpSession, base: str, reps: int, version: str) -> None:
-        self._session = session
-        self._sock: Any = session._sock
-        self._iter: Any = None
-        self._ctx: GetIter | None = None
-        if version == "1":
-            self._iter = aiter(session.getnext(base))
-        else:
-            self._ctx = GetIter(base, reps)
-
-    async def next(self) -> list[tuple[str, Any] | None]:
-        """The next response's varbinds; ``None`` ends the column, ``[]`` ends the view
-        (or is an answer gufo could not show: tooBig, genErr)."""
-        ctx = self._ctx
-        if ctx is None:  # SNMPv1: GETNEXT, one varbind per request
-            try:
-                return [await anext(self._iter)]
-            except StopAsyncIteration:
-                return []
-        sock = self._sock
-        await self._session._send(lambda: sock.send_get_bulk(ctx))
-        try:
-            batch: list[tuple[str, Any] | None] = await self._session._recv(
-                lambda: sock.recv_get_bulk(ctx))
-        except StopAsyncIteration:  # gufo's end of the walk (an error-status, say)
-            return []
-        return batch
-
-
-# Row indexes by OID tail ("12" -> (12,)), shared by every session: an estate's tables
-# repeat the same few thousand indexes, and parsing them was a third of the walk's CPU.
-_INDEXES: dict[str, Index] = {}
-_INDEXES_MAX = 65_536
-_PLAIN_TYPES: frozenset[Any] = frozenset({int, bytes, str})
-
-
-def _take(batch: list[tuple[str, Any] | None], base: str,
-          rows: dict[Index, RawValue], last: Index) -> tuple[Index, bool | None]:
-    """Add one response's rows of column ``base`` to ``rows``.
-
-    Returns the last index taken, and whether the walk ended: ``None`` (go on), True
-    (it ended on a response with no rows: see ``_walk_column``) or False.
-    """
-    if not batch:
-        return last, True
-    prefix = base + "."
-    start = len(prefix)
-    indexes = _INDEXES
-    taken = False
-    for item in batch:
-        if item is None:
-            return last, not taken
-        oid, value = item
-        if not oid.startswith(prefix):
-            return last, False
-        tail = oid[start:]
-        index = indexes.get(tail)
-        if index is None:
-            index = _parse_index(tail)
-            if index is None:
-                return last, False
-            if len(indexes) >= _INDEXES_MAX:
-                indexes.clear()
-            indexes[tail] = index
-        if index <= last:
-            # Not increasing (an agent bug that would loop).
-            return last, False
-        last = index
-        rows[index] = value if value.__class__ in _PLAIN_TYPES else _plain(value)
-        taken = True
-    return last, None
-
-
 def _user(target: TargetConfig) -> User:
     snmp = target.snmp
     assert snmp.user is not None
@@ -562,18 +486,3 @@ def _user(target: TargetConfig) -> User:
 
 def _oid_text(metric: Metric) -> str:
     return ".".join(map(str, metric.oid_tuple))
-
-
-def _parse_index(tail: str) -> Index | None:
-    """``"3.1"`` -> ``(3, 1)``; None if it is not a dotted list of numbers."""
-    try:
-        return tuple(map(int, tail.split(".")))
-    except ValueError:
-        return None
-
-
-def _plain(value: object) -> RawValue:
-    """gufo's value as the decoder takes it (floats of Opaque: absent)."""
-    if isinstance(value, int | bytes | str):
-        return value
-    return None
