@@ -20,10 +20,11 @@ reach the oldest generation, so each pass walked the whole estate's state. So wh
 serving, :func:`keep_settled` collects the young heap every few seconds and freezes what
 survived (:func:`settle`): a pass then walks only what the last few seconds created,
 whatever the size of the estate. A frozen object that becomes cyclic garbage later is not
-collected until a full pass, which :func:`settle` runs when the frozen heap has grown by
-a quarter since the last one (the rule CPython applies to its oldest generation): an
-estate that is not growing keeps its frozen heap flat, because its states are replaced,
-and freed by reference counting, poll by poll.
+collected until a full pass, which :func:`settle` runs when the heap has doubled since
+the last one (CPython's rule for its oldest generation is a quarter; doubling keeps the
+passes of a large estate's first poll cycle, each a stall, to one or two): an estate that
+is not growing keeps its heap flat, because its states are replaced, and freed by
+reference counting, poll by poll, so leaked cycles are bounded by the live heap.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ from contextlib import contextmanager
 log = logging.getLogger("netguard.daemon.heap")
 
 SETTLE_SECONDS = 5.0  # how often the young heap is collected and frozen while serving
-FULL_PASS_GROWTH = 0.25  # frozen-heap growth since the last full pass that triggers one
+FULL_PASS_GROWTH = 1.0  # heap growth since the last full pass that triggers one
 
 _open_blocks: list[None] = []  # one entry per frozen_heap block entered and not left
 _after_full_pass = [0]  # objects frozen right after the last full pass
@@ -61,37 +63,44 @@ def _freeze() -> int:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-    _after_full_pass[0] = gc.get_freeze_count()
-    return _after_full_pass[0]
+    _after_full_pass[0] = sys.getallocatedblocks()
+    return gc.get_freeze_count()
 
 
-def settle() -> int:
+def settle(growth: float = FULL_PASS_GROWTH) -> bool:
     """Collect what is not frozen, then freeze the survivors (see the module docstring).
 
     Only inside :func:`frozen_heap`; a no-op outside. Runs a full pass (unfreeze, collect,
-    freeze) instead when the frozen heap has grown by more than ``FULL_PASS_GROWTH``
-    since the last full pass.
+    freeze) instead when the heap's allocated blocks have grown by more than ``growth``
+    since the last full pass. (Blocks, not frozen objects: counting those walks the
+    whole frozen heap, which costs as much as the pass it would avoid.)
+
+    Args:
+        growth: Growth since the last full pass that triggers one (0.25: by a quarter).
 
     Returns:
-        Objects frozen now.
+        Whether a full pass ran.
     """
     if not _open_blocks:
-        return 0
+        return False
     gc.collect()
     gc.freeze()
-    frozen = gc.get_freeze_count()
-    if frozen > _after_full_pass[0] * (1 + FULL_PASS_GROWTH):
-        started = time.perf_counter()
-        before = frozen
-        frozen = _freeze()
-        log.info("full garbage collection of the frozen heap",
-                 extra={"objects_before": before, "objects_after": frozen,
-                        "seconds": round(time.perf_counter() - started, 3)})
-    return frozen
+    if sys.getallocatedblocks() <= _after_full_pass[0] * (1 + growth):
+        return False
+    started = time.perf_counter()
+    frozen = _freeze()
+    log.info("full garbage collection of the frozen heap",
+             extra={"objects_frozen": frozen,
+                    "seconds": round(time.perf_counter() - started, 3)})
+    return True
 
 
 async def keep_settled(period: float = SETTLE_SECONDS) -> None:
-    """:func:`settle` every ``period`` seconds, until cancelled."""
+    """:func:`settle` every ``period`` seconds, until cancelled.
+
+    Args:
+        period: Seconds between two settles.
+    """
     while True:
         await asyncio.sleep(period)
         settle()

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 from netguard.clock import Clock
 from netguard.config import Settings, settings_from_data
 from netguard.daemon.app import Daemon
-from netguard.daemon.heap import FULL_PASS_GROWTH, frozen_heap, refreeze, settle
+from netguard.daemon.heap import frozen_heap, refreeze, settle
 from netguard.daemon.ports import Services
 from tests.daemon.test_app import Iot, Probes, Store, Tickets
 from tests.daemon.test_reload_plan import _data, _target
@@ -85,26 +85,27 @@ def test_settle_freezes_what_survived_and_collects_young_cycles() -> None:
         gone = weakref.ref(garbage)
         del garbage
         assert _walked(kept)
-        assert settle() == gc.get_freeze_count()
+        assert settle() is False  # no full pass: the heap has not doubled
         assert not _walked(kept)
         assert gone() is None
     assert _walked(kept)
 
 
-def test_settle_runs_a_full_pass_once_the_frozen_heap_grew_by_a_quarter() -> None:
-    with frozen_heap() as frozen:
+def test_settle_runs_a_full_pass_once_the_heap_has_grown() -> None:
+    with frozen_heap():
         leaked = _Cycle()
         gone = weakref.ref(leaked)
         settle()  # frozen while alive
         del leaked  # now cyclic garbage among the frozen: no young collection sees it
-        settle()
+        assert settle() is False
         assert gone() is not None
-        grown = [_Kept() for _ in range(int(frozen * FULL_PASS_GROWTH) + 1000)]
-        settle()
+        grown = [_Kept() for _ in range(20_000)]
+        assert settle(growth=0.001) is True
         assert gone() is None
         assert not _walked(grown[0])
+        assert settle(growth=0.001) is False  # measured from the last full pass
 
 
 def test_settle_outside_frozen_heap_freezes_nothing() -> None:
-    assert settle() == 0
+    assert settle() is False
     assert gc.get_freeze_count() == 0
