@@ -33,7 +33,7 @@ from netguard.config import Settings
 from netguard.daemon import wiring
 from netguard.daemon.backlog import FaultBacklog
 from netguard.daemon.faultwriter import STORE_PROBE_SECONDS, FaultWriter
-from netguard.daemon.heap import frozen_heap, refreeze
+from netguard.daemon.heap import frozen_heap, keep_settled, refreeze
 from netguard.daemon.http import MetricsServer
 from netguard.daemon.outage import Outage
 from netguard.daemon.parts import Part
@@ -260,9 +260,16 @@ class Daemon:
         if services.probes is not None:
             self.scheduler.start()
         try:
-            # Start-up objects live as long as the daemon: no full GC pass walks them.
+            # Start-up objects live as long as the daemon: no full GC pass walks them, and
+            # what polling keeps is frozen every few seconds (netguard/daemon/heap.py).
             with frozen_heap():
-                await self._serve_loops(stop)
+                settler = asyncio.create_task(keep_settled(), name="netguard[daemon].heap")
+                try:
+                    await self._serve_loops(stop)
+                finally:
+                    settler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await settler
         finally:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
