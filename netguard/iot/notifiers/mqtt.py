@@ -1,4 +1,7 @@
-"""Publish alerts on ``<prefix>/<community>`` (QoS 1) for other systems to pick up."""
+"""Publish notifications (QoS 1) for other systems to pick up: door alerts on
+``<prefix>/<community>``, ticket and Alertmanager messages on
+``<prefix>/<subject>/<route>`` (``netguard/alerts/ticket/network-duty``), one level
+deeper so that a subscriber to ``<prefix>/+`` gets door alerts only."""
 
 from __future__ import annotations
 
@@ -53,8 +56,20 @@ def alert_topic(prefix: str, community: str, *, name: str = "mqtt") -> str:
     return topic
 
 
+def notification_topic(prefix: str, n: Notification, *, name: str = "mqtt") -> str:
+    """The topic of ``n``: its community's for a door alert, else its subject's and
+    route's (``community`` holds the route's name for ticket and Alertmanager messages).
+
+    Raises:
+        NotifyError: The community or route cannot be one topic level.
+    """
+    if n.subject == "alert":
+        return alert_topic(prefix, n.community, name=name)
+    return alert_topic(f"{prefix}/{n.subject}", n.community, name=name)
+
+
 class MqttNotifier:
-    """Publishes each notification as JSON to ``<prefix>/<community>``.
+    """Publishes each notification as JSON to :func:`notification_topic`.
 
     The prefix is the entry's ``topic_prefix``, else ``iot.mqtt.alert_topic_prefix``.
     """
@@ -67,14 +82,13 @@ class MqttNotifier:
 
     def check(self, notification: Notification) -> None:
         """Refuse a community name that cannot be a topic level (see :func:`alert_topic`)."""
-        alert_topic(self._prefix, notification.community, name=self.name)
+        notification_topic(self._prefix, notification, name=self.name)
 
     async def send(self, batch: Sequence[Notification]) -> None:
         """Connect, publish the batch with QoS 1, disconnect."""
         # Checked again here (the outbox checks first), so nothing is published when any
         # topic of the batch is bad.
-        topics = [alert_topic(self._prefix, n.community, name=self.name)
-                  for n in batch]
+        topics = [notification_topic(self._prefix, n, name=self.name) for n in batch]
         kwargs = client_kwargs(self._mqtt, f"{self._mqtt.client_id}-alerts", persistent=False)
         kwargs["timeout"] = self._timeout
         try:
