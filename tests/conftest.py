@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from netguard.store import Store
 from netguard.store.config import StoreConfig
 from netguard.store.db import upgrade
+from tests.iot.receiver import Receiver
 from tests.support import timing
 from tests.support.servers import Broker, mosquitto, pg_database
 from tests.support.tools import check_tools, in_ci
@@ -84,3 +85,13 @@ async def store(store_config: StoreConfig) -> AsyncIterator[Store]:
     await upgrade(store_config)
     async with Store(store_config) as s:
         yield s
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP receiver (webhook, WeCom and DingTalk formats), listening (a test module
+    may define its own, e.g. one that starts later to play an outage)."""
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()

@@ -19,7 +19,6 @@ from netguard.iot import registry
 from netguard.store import Store
 from netguard.store.config import StoreConfig
 from netguard.store.db import upgrade
-from tests.iot.receiver import Receiver
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -70,14 +69,6 @@ def secret(value: str) -> SecretStr:
     return SecretStr(value)
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A real HTTP receiver, listening (a test module may define its own, e.g. one that
-    starts later to play an outage)."""
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture

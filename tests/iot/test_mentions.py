@@ -3,7 +3,6 @@ bodies as a real HTTP receiver gets them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,12 +24,6 @@ RECIPIENTS: list[Any] = [
 ]
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def _iot(receiver: Receiver) -> dict[str, Any]:

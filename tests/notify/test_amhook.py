@@ -140,12 +140,6 @@ async def running(store: Store, receiver: Receiver, quiet: dict[str, str] | None
                        server.url + "/metrics")
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture

@@ -40,13 +40,6 @@ T0 = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 DING_SECRET = "SEC0123456789abcdef"
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A real HTTP receiver in the robots' formats."""
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def _settings(store: Store, receiver: Receiver, **route: Any) -> Any:

@@ -3,12 +3,9 @@ service reaches a real HTTP receiver through the real outbox, labels from the ta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from netguard.clock import SystemClock
 from netguard.config import settings_from_data
@@ -19,15 +16,6 @@ from netguard.store.db import upgrade
 from netguard.tickets.service import TicketService
 from tests.iot.receiver import Receiver
 from tests.support.wait import async_wait_until
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A real HTTP receiver in the WeCom format."""
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def test_open_services_runs_the_notifier(tmp_path: Path, receiver: Receiver) -> None:

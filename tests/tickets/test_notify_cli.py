@@ -26,9 +26,9 @@ from tests.iot.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
-# The CLI-test fixtures of tests/iot: a config naming a migrated SQLite store, a receiver.
+# The CLI-test fixtures of tests/iot: a config naming a migrated SQLite store (the
+# receiver fixture is in tests/conftest.py).
 config = iot.config
-receiver = iot.receiver
 ng = iot.ng
 
 RECIPIENT = {"name": "王芳", "wecom": "wangfang", "dingtalk_user": "ding_0001",
