@@ -50,6 +50,23 @@ class DemoEndpoints:
     metrics_port: int | None
 
 
+def _chat_sections(served: bool, base_url: str) -> dict[str, Any]:
+    """The network duty group's route, the Alertmanager webhook and acknowledgement links
+    (both served by the metrics endpoint, so only when it is on)."""
+    return {
+        "notifications": {
+            "routes": [{"name": NETOPS_ROUTE, "notifiers": [NETOPS_NOTIFIER],
+                        "recipients": [{"name": "网络值班", "wecom": "netops-duty"}],
+                        "group_wait_seconds": GROUP_WAIT_SECONDS,
+                        "group_interval_seconds": 10.0, "repeat_interval_seconds": 0}],
+            # Fresh secrets per run: the config file is readable by its owner only.
+            "alertmanager": {"enabled": served, "token": secrets.token_urlsafe(24)},
+        },
+        "ack_links": {"enabled": served, "key": secrets.token_urlsafe(24),
+                      "base_url": base_url, "ttl_hours": 1},
+    }
+
+
 def build_config_data(directory: Path, endpoints: DemoEndpoints,
                       fleet: Sequence[FleetTarget] = FLEET,
                       profiles: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -116,16 +133,7 @@ def build_config_data(directory: Path, endpoints: DemoEndpoints,
             "routes": [{"community": c, "notifiers": [SINK_NOTIFIER],
                         "recipients": [{"name": f"{c} community staff"}]} for c in COMMUNITIES],
         },
-        "notifications": {
-            "routes": [{"name": NETOPS_ROUTE, "notifiers": [NETOPS_NOTIFIER],
-                        "recipients": [{"name": "网络值班", "wecom": "netops-duty"}],
-                        "group_wait_seconds": GROUP_WAIT_SECONDS,
-                        "group_interval_seconds": 10.0, "repeat_interval_seconds": 0}],
-            # Fresh secrets per run: the config file is readable by its owner only.
-            "alertmanager": {"enabled": served, "token": secrets.token_urlsafe(24)},
-        },
-        "ack_links": {"enabled": served, "key": secrets.token_urlsafe(24),
-                      "base_url": base_url, "ttl_hours": 1},
+        **_chat_sections(served, base_url),
         "metrics": {"enabled": served,
                     "listen": f"127.0.0.1:{endpoints.metrics_port or 9108}"},
         "logging": {"level": "WARNING", "format": "human"},
