@@ -17,6 +17,7 @@ and applies what it decides:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -54,6 +55,8 @@ class ClusterRole:
         self._services = services
         self._scheduler = scheduler
         self._targets: list[TargetConfig] = list(settings.targets)
+        # The heartbeat loop and a reload both switch the targets: one at a time.
+        self._switching = asyncio.Lock()
         config = settings.cluster
         self.node = ClusterNode(
             config, MemberTable(store.engine),
@@ -95,6 +98,10 @@ class ClusterRole:
         return check
 
     async def _apply(self, owned: Sequence[str]) -> None:
+        async with self._switching:
+            await self._switch(owned)
+
+    async def _switch(self, owned: Sequence[str]) -> None:
         wanted = set(owned)
         targets = [t for t in self._targets if t.id in wanted]
         probes = self._services.probes

@@ -70,3 +70,14 @@ def test_check_config_reports_the_sqlite_refusal(tmp_path: Path) -> None:
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 2, result.stdout
     assert "cluster.enabled: scale-out needs a PostgreSQL store" in result.stderr
+
+
+def test_cluster_status_refuses_a_sqlite_store(tmp_path: Path) -> None:
+    path = tmp_path / "netguard.yaml"
+    path.write_text(f"store:\n  path: {tmp_path / 'x.db'}\n")
+    result = subprocess.run([str(NETGUARD), "cluster", "status", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert "a cluster needs a PostgreSQL store" in result.stderr
+    assert not (tmp_path / "x.db").exists()
