@@ -156,7 +156,10 @@ class ClusterNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._set_leader(False)
-        await self._lock.close()
+        try:
+            await bounded(self._lock.close(), self._timeout)
+        except TimeoutError:
+            log.warning("closing the leader connection timed out")
         epoch, self.epoch = self.epoch, None
         if epoch is not None:
             try:
@@ -217,7 +220,13 @@ class ClusterNode:
                 "members": ",".join(beat.members), "before": ",".join(self.members)})
         self.members = beat.members
         await self._set_owned(owned_by(self.instance_id, self._targets, self.members))
-        self._set_leader(await self._bounded(self._lock.try_acquire(), started))
+        try:
+            leader = await self._bounded(self._lock.try_acquire(), started)
+        except TimeoutError:
+            # A hung leader connection: the server may end the session any moment.
+            leader = False
+            await self._release_lock()
+        self._set_leader(leader)
 
     async def _join(self, started: float) -> Epoch:
         joined = await self._bounded(
@@ -242,9 +251,17 @@ class ClusterNode:
                   "it polls nothing and does not lead until a heartbeat goes through",
                   extra={"instance_id": self.instance_id,
                          "lease_seconds": self.config.lease_seconds})
-        self._set_leader(False)
-        await self._lock.release()
+        # Polling stops first; the lock's connection may hang on a frozen server.
         await self._set_owned(())
+        self._set_leader(False)
+        await self._release_lock()
+
+    async def _release_lock(self) -> None:
+        try:
+            await bounded(self._lock.release(), self._timeout)
+        except TimeoutError:
+            log.warning("releasing the leader lock timed out; the server ends the idle "
+                        "session after the lease", extra={"instance_id": self.instance_id})
 
     async def _set_owned(self, owned: Sequence[str]) -> None:
         async with self._apply:

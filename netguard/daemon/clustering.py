@@ -29,9 +29,11 @@ from netguard.config import Settings
 from netguard.daemon.continuity import stored_active_faults
 from netguard.daemon.ports import Services
 from netguard.daemon.scheduler import PollScheduler
+from netguard.probes.assess import ActiveFault
 from netguard.probes.config import TargetConfig
 from netguard.probes.service import ProbeService, TargetChanges
 from netguard.store.db import Store
+from netguard.store.health import bounded
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class ClusterRole:
         # The heartbeat loop and a reload both switch the targets: one at a time.
         self._switching = asyncio.Lock()
         config = settings.cluster
+        self._read_within = min(settings.store.operation_timeout_seconds,
+                                config.lease_seconds / 2)
         self.node = ClusterNode(
             config, MemberTable(store.engine),
             LeaderLock(leader_engine(settings.store, config.member_id, config.lease_seconds)),
@@ -107,23 +111,27 @@ class ClusterRole:
         probes = self._services.probes
         if probes is None:
             return  # the intake alone: it only leads (or not)
+        # Read before the switch: between the probes' switch and the scheduler's nothing
+        # may wait, or the scheduler would start polls of targets the probes dropped.
+        incoming = wanted - set(probes.statuses())
+        faults = await self._stored_faults(incoming) if incoming else []
         changes = await probes.update_targets(targets)
-        if isinstance(probes, ProbeService) and isinstance(changes, TargetChanges) \
-                and changes.added:
-            await self._continue_faults(probes, set(changes.added))
+        if isinstance(probes, ProbeService) and isinstance(changes, TargetChanges):
+            added = set(changes.added)
+            restored = probes.restore_active(f for f in faults if f.key.target in added)
+            if restored:
+                log.info("continued the active faults of targets taken over",
+                         extra={"faults": restored, "targets": len(added)})
         # In the same step as the probes' switch: no poll of a given-up target starts.
         self._scheduler.update_targets(targets)
 
-    async def _continue_faults(self, probes: ProbeService, added: set[str]) -> None:
-        """Seed the targets just taken over with the faults the store holds active."""
+    async def _stored_faults(self, targets: set[str]) -> list[ActiveFault]:
+        """The faults the store holds active for the targets about to be taken over."""
         try:
-            faults = [f for f in await stored_active_faults(self._store)
-                      if f.key.target in added]
+            # Bounded well inside the lease: the heartbeat loop waits for this.
+            stored = await bounded(stored_active_faults(self._store), self._read_within)
+            return [f for f in stored if f.key.target in targets]
         except Exception:
             log.exception("could not read the active faults of the targets taken over; "
                           "their open tickets resolve only if the fault is seen again")
-            return
-        restored = probes.restore_active(faults)
-        if restored:
-            log.info("continued the active faults of targets taken over",
-                     extra={"faults": restored, "targets": len(added)})
+            return []
