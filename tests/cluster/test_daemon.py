@@ -48,8 +48,8 @@ def _config(pg_url: str, snmpd: Snmpd, name: str, directory: Path) -> dict[str, 
         "metrics": {"enabled": False},
         "daemon": {"sweep_interval_seconds": 0.2, "poll_jitter_seconds": 0.5,
                    "fault_journal": str(directory / f"{name}.journal")},
-        "cluster": {"enabled": True, "instance_id": name, "heartbeat_seconds": 0.2,
-                    "lease_seconds": 2.0},
+        "cluster": {"enabled": True, "instance_id": name, "heartbeat_seconds": 0.3,
+                    "lease_seconds": 4.0},
     }
 
 

@@ -26,8 +26,8 @@ Applied = list[tuple[str, ...]]
 
 
 @asynccontextmanager
-async def running_node(config: StoreConfig, name: str, *, heartbeat: float = 0.2,
-                       lease: float = 1.5) -> AsyncIterator[tuple[ClusterNode, Applied]]:
+async def running_node(config: StoreConfig, name: str, *, heartbeat: float = 0.3,
+                       lease: float = 3.0) -> AsyncIterator[tuple[ClusterNode, Applied]]:
     """A started node named ``name``; yields it and the owned sets it was told of."""
     applied: list[tuple[str, ...]] = []
 

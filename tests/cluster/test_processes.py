@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.requires_to
 NAMES = ("ng-0", "ng-1", "ng-2")
 TARGETS = [f"line-{i:03d}" for i in range(60)]
 INTERVAL = 2.0
-LEASE = 3.0
+LEASE = 5.0
 _LAST = re.compile(r'^netguard_target_last_success_timestamp_seconds\{target="([^"]+)"[^}]*\} '
                    r'(\S+)$', re.MULTILINE)
 
