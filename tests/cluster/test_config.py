@@ -81,3 +81,14 @@ def test_cluster_status_refuses_a_sqlite_store(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "a cluster needs a PostgreSQL store" in result.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_check_config_summarises_the_cluster(tmp_path: Path) -> None:
+    path = tmp_path / "netguard.yaml"
+    path.write_text("store:\n  url: postgresql://ng@db.example.net/ng\n"
+                    "cluster:\n  enabled: true\n  instance_id: ng-7\n")
+    result = subprocess.run([str(NETGUARD), "check-config", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert "  cluster: instance ng-7, lease 20s" in result.stdout

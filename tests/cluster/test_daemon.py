@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
-from netguard.cluster.rendezvous import assign
+from netguard.cluster.rendezvous import assign, owner
 from netguard.config import Settings, settings_from_data
 from netguard.daemon.app import Daemon
+from netguard.daemon.continuity import stored_active_faults
 from netguard.daemon.ports import PollOutcomeView
+from netguard.faults import FaultOpened
 from netguard.metrics import render
-from netguard.sim import Snmpd
-from netguard.store.db import upgrade
+from netguard.sim import Snmpd, free_udp_port
+from netguard.store.db import Store, upgrade
 from tests.support.wait import async_wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires_tool("snmpd")]
@@ -71,9 +73,9 @@ async def serving(settings: Settings, polled: list[str]) -> AsyncIterator[Daemon
             await task
 
 
-def _settled(daemons: list[Daemon]) -> bool:
+def _settled(daemons: list[Daemon], targets: list[str] = TARGETS) -> bool:
     names = sorted(d.settings.cluster.member_id for d in daemons)
-    expected = assign(TARGETS, names)
+    expected = assign(targets, names)
     return all(d.cluster is not None and d.cluster.node.members == tuple(names)
                and sorted(d.probes.statuses()) == sorted(expected[d.settings.cluster.member_id])
                for d in daemons) and sum(bool(d.cluster and d.cluster.is_leader)
@@ -159,3 +161,43 @@ def _cluster_status(config: Path) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+async def test_a_target_taken_over_continues_its_open_fault(pg_url: str, snmpd: Snmpd,
+                                                            tmp_path: Path) -> None:
+    # A dead target that "a" owns while both run; b takes it over when a stops.
+    dead = next(f"dead-{i}" for i in range(100) if owner(f"dead-{i}", ["a", "b"]) == "a")
+    targets = [*TARGETS, dead]
+    data = [_config(pg_url, snmpd, name, tmp_path) for name in ("a", "b")]
+    for item in data:
+        item["targets"].append({
+            "id": dead, "kind": "private_line", "address": f"127.0.0.1:{free_udp_port()}",
+            "snmp": {"version": "2c", "community": "public"}, "interval_seconds": 1.0,
+            "timeout_seconds": 0.3, "retries": 0,
+            "thresholds": {"raise_after": 1, "clear_after": 1}})
+    settings_a, settings_b = (settings_from_data(item) for item in data)
+    await upgrade(settings_a.store)
+    outcomes_b: list[PollOutcomeView] = []
+    async with Store(settings_a.store) as store, serving(settings_b, []) as b:
+        b.on_poll.append(outcomes_b.append)
+        async with serving(settings_a, []) as a:
+            await async_wait_until(lambda: _true(_settled([a, b], targets)), timeout=30,
+                                   what="a and b to split the targets")
+            await async_wait_until(lambda: _stored_fault(store, dead), timeout=30,
+                                   what="a to open the dead target's fault")
+        await async_wait_until(lambda: _true(_settled([b], targets)), timeout=30,
+                               what="b to take everything over")
+        mark = len(outcomes_b)
+        await async_wait_until(lambda: _true(
+            sum(o.status.target == dead for o in outcomes_b[mark:]) >= 2), timeout=30,
+            what="b to poll the dead target")
+        assert any(str(f.key).startswith(f"{dead}|") for f in b.probes.active_faults())
+        # b continued the fault: none of its polls since the takeover opened it again.
+        # (b, started first, owned and polled everything for a moment before a joined;
+        # it dropped that state when a took the dead target.)
+        assert not [e for o in outcomes_b[mark:] for e in o.events
+                    if isinstance(e, FaultOpened) and e.key.target == dead]
+
+
+async def _stored_fault(store: Store, target: str) -> bool:
+    return any(f.key.target == target for f in await stored_active_faults(store))
