@@ -77,6 +77,7 @@ DOMAIN = (
     "netguard.tickets.policy",  # ticket rules
     "netguard.tickets.domain",  # ticket states, actions, columns
     "netguard.tickets.render",  # ticket text for the CLI and notifications
+    "netguard.cluster.rendezvous",  # which live member owns which target
 )
 
 

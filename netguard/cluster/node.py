@@ -141,7 +141,11 @@ class ClusterNode:
                         "cluster.instance_id", extra={"instance_id": self.instance_id,
                                                       "previous_host": previous.host,
                                                       "previous_pid": previous.pid})
-        await self._round(started)
+        try:
+            await self._round(started)
+        except BaseException:
+            await self.stop()  # leave again and close the lock's engine
+            raise
         log.info("joined the cluster", extra={
             "instance_id": self.instance_id, "incarnation": epoch.incarnation,
             "members": ",".join(self.members), "owned_targets": len(self.owned),
