@@ -1,7 +1,7 @@
 """Acknowledgement links: short, signed, expiring, single-use tokens for ``/ack/<token>``.
 
 A token is the URL-safe base64 (unpadded) of ``payload || mac``, where ``payload`` is a
-version byte, the kind (1: alert), the id (4 bytes), the expiry (Unix seconds, 8 bytes),
+version byte, the kind (1: alert, 2: ticket), the id (4 bytes), the expiry (Unix seconds, 8 bytes),
 a random 12-byte nonce and the recipient (UTF-8, possibly empty), and ``mac`` is the first
 16 bytes of HMAC-SHA256 over a domain prefix and the payload. About 55 characters without
 a recipient: short enough for a chat message. The nonce makes each link single use (the
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from netguard.errors import InvalidInputError
 
 _VERSION = 1
-_KINDS = {"alert": 1}
+_KINDS = {"alert": 1, "ticket": 2}
 _KIND_NAMES = {v: k for k, v in _KINDS.items()}
 LINK_KINDS: frozenset[str] = frozenset(_KINDS)
 """What links can acknowledge (an outbox row's ``subject``)."""
@@ -55,9 +55,13 @@ class AckLinkInvalidError(AckLinkError):
 
 
 class AckLinkExpiredError(AckLinkError):
-    """Correctly signed but past its expiry."""
+    """Correctly signed but past its expiry (``expires_at``)."""
 
     reason = "expired"
+
+    def __init__(self, message: str, expires_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.expires_at = expires_at
 
 
 class AckLinkUsedError(AckLinkError):
@@ -165,7 +169,8 @@ def verify(key: bytes, token: str, now: datetime) -> AckClaim:
         raise AckLinkInvalidError("not an acknowledgement link")
     expires_at = datetime.fromtimestamp(expiry, UTC)
     if now >= expires_at:
-        raise AckLinkExpiredError(f"this link expired at {expires_at.isoformat()}")
+        raise AckLinkExpiredError(f"this link expired at {expires_at.isoformat()}",
+                                  expires_at)
     return AckClaim(_KIND_NAMES[kind], ident, recipient, expires_at,
                     payload[_HEAD.size:fixed].hex())
 

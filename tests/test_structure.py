@@ -77,6 +77,9 @@ DOMAIN = (
     "netguard.tickets.policy",  # ticket rules
     "netguard.tickets.domain",  # ticket states, actions, columns
     "netguard.tickets.render",  # ticket text for the CLI and notifications
+    "netguard.notify.routing",  # which routes a ticket event takes, quiet hours
+    "netguard.notify.plan",  # what ticket events and time make the notifier send
+    "netguard.notify.texts",  # ticket message texts
     "netguard.cluster.rendezvous",  # which live member owns which target
 )
 

@@ -21,10 +21,11 @@ from netguard.cli.common import (
     JsonOption,
     fail,
     handle_errors,
+    load_config,
     operator_name,
     print_json,
 )
-from netguard.cli.iot_common import FromOption, ToOption, parse_span, run_admin
+from netguard.cli.iot_common import FromOption, ToOption, display_zone, parse_span, run_admin
 
 if TYPE_CHECKING:
     from netguard.config import Settings
@@ -147,17 +148,22 @@ def audit_export(  # noqa: PLR0917  (typer: one parameter per option)
     config: ConfigOption = None,
     excel: ExcelOption = False,
 ) -> None:
-    """Export a household's supervision record (events, and alerts in JSON)."""
+    """Export a household's supervision record (events, and alerts in JSON).
+
+    CSV times are in display.timezone with their offset; JSON times are UTC.
+    """
     from netguard.iot.admin import EXPORT_FORMATS, export_text
 
     if fmt not in EXPORT_FORMATS:
         raise fail("--format must be csv or json", EXIT_CONFIG)
     if excel and fmt != "csv":
         raise fail("--excel is for --format csv", EXIT_CONFIG)
-    begin, finish = parse_span(start, end)
+    settings = load_config(config)
+    tz = display_zone(settings)
+    begin, finish = parse_span(start, end, tz)
     record = run_admin(config, lambda admin, _s: admin.export(household, begin, finish),
-                       read_only=True)
-    text = export_text(record, fmt)
+                       read_only=True, settings=settings)
+    text = export_text(record, fmt, tz)
     if output is None:
         _write_stdout(EXCEL_BOM + text if excel else text)
     else:

@@ -135,7 +135,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def print_json(data: Any) -> None:
-    """Write JSON to stdout (datetimes as ISO 8601)."""
+    """Write JSON to stdout (datetimes as ISO 8601 in UTC, ``+00:00``: JSON is for
+    programs; tables show display.timezone)."""
     sys.stdout.write(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
     sys.stdout.write("\n")
 
@@ -144,7 +145,9 @@ def _json_default(value: Any) -> Any:
     from datetime import datetime
 
     if isinstance(value, datetime):
-        return value.isoformat()
+        from netguard.clock import as_utc
+
+        return as_utc(value).isoformat()
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, set | frozenset | tuple):

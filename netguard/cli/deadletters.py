@@ -12,8 +12,13 @@ from typing import Annotated
 import typer
 
 from netguard.cli.common import ConfigOption, JsonOption, handle_errors, load_config, print_json
-from netguard.cli.iot_common import bad_input, parse_local, print_table, run_admin
-from netguard.localtime import zone
+from netguard.cli.iot_common import (
+    bad_input,
+    display_zone,
+    parse_time,
+    print_table,
+    run_admin,
+)
 
 deadletters_app = typer.Typer(help="Door-sensor messages the intake set aside.",
                               no_args_is_help=True)
@@ -34,13 +39,13 @@ def deadletters_list(
     config: ConfigOption = None,
 ) -> None:
     """List dead letters, newest first: when, why, which sensor and topic."""
-    start = None
-    if since is not None:
-        start = parse_local(since, "--since", zone(load_config(config).display.timezone))
+    settings = load_config(config)
+    tz = display_zone(settings)
+    start = parse_time(since, "--since", tz)
     rows = run_admin(config, lambda admin, _s: admin.dead_letters(
-        sensor_id=sensor, since=start, limit=limit), read_only=True)
+        sensor_id=sensor, since=start, limit=limit), read_only=True, settings=settings)
     if as_json:
         print_json(rows)
         return
     print_table(rows, ["received_at", "reason", "sensor", "household", "topic",
-                       "payload_size", "detail"])
+                       "payload_size", "detail"], tz=tz, times=("received_at",))

@@ -5,8 +5,9 @@ Thin: parse, call :class:`netguard.iot.admin.IotAdmin`, print. ``--json`` on eve
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,13 +24,23 @@ from netguard.cli.iot_common import (
     FromOption,
     ToOption,
     bad_input,
+    display_zone,
     now,
-    parse_local,
+    parse_required,
     parse_time,
     print_table,
     run_admin,
 )
-from netguard.localtime import zone
+from netguard.localtime import wall_text
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+
+def _shown(value: datetime, tz: ZoneInfo) -> str:
+    """A time echoed back to the operator: ISO 8601 in the local zone, with its offset."""
+    return value.astimezone(tz).isoformat()
+
 
 households_app = typer.Typer(help="Households under home quarantine.", no_args_is_help=True)
 sensors_app = typer.Typer(help="Door sensors bound to households.", no_args_is_help=True)
@@ -51,9 +62,11 @@ def households_add(  # noqa: PLR0917  (typer: one parameter per option)
     config: ConfigOption = None,
 ) -> None:
     """Register a household, optionally with a quarantine period (--from/--to)."""
-    begin, finish = parse_time(start, "--from"), parse_time(end, "--to")
+    settings = load_config(config)
+    tz = display_zone(settings)
+    begin, finish = parse_time(start, "--from", tz), parse_time(end, "--to", tz)
     run_admin(config, lambda admin, _s: admin.add_household(
-        household_id, community, label=label, start=begin, end=finish))
+        household_id, community, label=label, start=begin, end=finish), settings=settings)
     typer.echo(f"household {household_id} added")
 
 
@@ -67,9 +80,12 @@ def households_quarantine(
     config: ConfigOption = None,
 ) -> None:
     """Add a quarantine period (default: from now, open-ended)."""
-    begin, finish = parse_time(start, "--from") or now(), parse_time(end, "--to")
-    run_admin(config, lambda admin, _s: admin.add_quarantine(household_id, begin, finish))
-    typer.echo(f"household {household_id}: quarantine from {begin.isoformat()}")
+    settings = load_config(config)
+    tz = display_zone(settings)
+    begin, finish = parse_time(start, "--from", tz) or now(), parse_time(end, "--to", tz)
+    run_admin(config, lambda admin, _s: admin.add_quarantine(household_id, begin, finish),
+              settings=settings)
+    typer.echo(f"household {household_id}: quarantine from {_shown(begin, tz)}")
 
 
 @households_app.command("allow")
@@ -96,18 +112,20 @@ def households_allow(  # noqa: PLR0917  (typer: one parameter per option)
     if days is not None and daily is None:
         raise fail("--days needs --daily HH:MM-HH:MM (the times of the window)", EXIT_CONFIG)
     settings = load_config(config)
-    tz = zone(settings.display.timezone)
-    begin, finish = parse_local(start, "--from", tz), parse_local(end, "--to", tz)
+    tz = display_zone(settings)
+    begin, finish = parse_required(start, "--from", tz), parse_required(end, "--to", tz)
     if daily is None:
-        run_admin(config, lambda admin, _s: admin.allow(household_id, begin, finish, reason))
-        typer.echo(f"household {household_id}: door may open {begin.isoformat()} - "
-                   f"{finish.isoformat()}")
+        run_admin(config, lambda admin, _s: admin.allow(household_id, begin, finish, reason),
+                  settings=settings)
+        typer.echo(f"household {household_id}: door may open {_shown(begin, tz)} - "
+                   f"{_shown(finish, tz)}")
         return
     spec = f"{days or 'daily'} {daily}"
     stored = run_admin(config, lambda admin, s: admin.allow_recurring(
-        household_id, spec, timezone=s.display.timezone, start=begin, end=finish, reason=reason))
+        household_id, spec, timezone=s.display.timezone, start=begin, end=finish,
+        reason=reason), settings=settings)
     typer.echo(f"household {household_id}: door may open {stored} ({settings.display.timezone}), "
-               f"{begin.isoformat()} - {finish.isoformat()}")
+               f"{_shown(begin, tz)} - {_shown(finish, tz)}")
 
 
 @households_app.command("end")
@@ -115,13 +133,18 @@ def households_allow(  # noqa: PLR0917  (typer: one parameter per option)
 @bad_input
 def households_end(
     household_id: str,
-    at: Annotated[str | None, typer.Option("--at", help="End time (default now).")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="End time (default now): ISO 8601; without an offset it is read in "
+                     "display.timezone.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """End the household's quarantine."""
-    when = parse_time(at, "--at") or now()
-    run_admin(config, lambda admin, _s: admin.end_quarantine(household_id, when))
-    typer.echo(f"household {household_id}: quarantine ended at {when.isoformat()}")
+    settings = load_config(config)
+    tz = display_zone(settings)
+    when = parse_time(at, "--at", tz) or now()
+    run_admin(config, lambda admin, _s: admin.end_quarantine(household_id, when),
+              settings=settings)
+    typer.echo(f"household {household_id}: quarantine ended at {_shown(when, tz)}")
 
 
 @households_app.command("import")
@@ -173,17 +196,24 @@ def households_list(
 def households_show(household_id: str, as_json: JsonOption = False,
                     config: ConfigOption = None) -> None:
     """Show one household with its periods, windows and sensors."""
-    data = run_admin(config, lambda admin, _s: admin.household(household_id), read_only=True)
+    settings = load_config(config)
+    tz = display_zone(settings)
+    data = run_admin(config, lambda admin, _s: admin.household(household_id), read_only=True,
+                     settings=settings)
     if as_json:
         print_json(data)
         return
     typer.echo(f"{data['id']}  community {data['community']}  {data['label']}")
     typer.echo(f"quarantined now: {data['quarantined']}")
+    if data["quarantines"] or data["allowed_windows"]:
+        typer.echo(f"times in {tz.key}:")
     for p in data["quarantines"]:
-        typer.echo(f"  quarantine {p['start']} - {p['end'] or 'open'}")
+        typer.echo(f"  quarantine {wall_text(p['start'], tz)} - "
+                   f"{wall_text(p['end'], tz) or 'open'}")
     for w in data["allowed_windows"]:
         repeat = f"{w['repeat']} ({w['timezone']}) " if w.get("repeat") else ""
-        typer.echo(f"  allowed    {repeat}{w['start']} - {w['end']}  {w['reason']}")
+        typer.echo(f"  allowed    {repeat}{wall_text(w['start'], tz)} - "
+                   f"{wall_text(w['end'], tz)}  {w['reason']}")
     typer.echo(f"sensors: {', '.join(data['sensors']) or '(none)'}")
 
 
@@ -235,11 +265,13 @@ def sensors_status(
     config: ConfigOption = None,
 ) -> None:
     """Last seen, battery, door and online state of each sensor."""
-    rows = run_admin(config, lambda admin, _s: admin.sensors(household), read_only=True)
+    settings = load_config(config)
+    rows = run_admin(config, lambda admin, _s: admin.sensors(household), read_only=True,
+                     settings=settings)
     if as_json:
         print_json(rows)
         return
     for r in rows:
         r["online"] = "online" if r["online"] else "OFFLINE"
     print_table(rows, ["id", "household", "online", "last_seen", "battery", "contact",
-                       "tamper"])
+                       "tamper"], tz=display_zone(settings), times=("last_seen",))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from netguard.cli import ticket_notify
 from netguard.cli.common import (
     EXCEL_BOM,
     EXIT_CONFIG,
@@ -30,7 +31,10 @@ from netguard.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import AsyncIterator
+    from datetime import datetime, tzinfo
+    from typing import TextIO
+    from zoneinfo import ZoneInfo
 
     from netguard.config import Settings
     from netguard.tickets.domain import Ticket, TicketFilter
@@ -53,7 +57,9 @@ SiteOption = Annotated[list[str] | None, typer.Option("--site", help="Site id.")
 TargetOption = Annotated[list[str] | None, typer.Option("--target", help="Target id.")]
 AssigneeOption = Annotated[list[str] | None, typer.Option("--assignee", help="Assignee.")]
 SinceOption = Annotated[str | None, typer.Option(
-    "--since", help="Opened since: a duration (30m, 6h, 2d) or an ISO time (UTC if no offset).")]
+    "--since", help="Opened since: a duration (30m, 6h, 2d) or an ISO 8601 date or time; "
+                    "without an offset it is read in display.timezone (2026-11-29T08:00 "
+                    "is 08:00 Beijing time with Asia/Shanghai).")]
 OverdueOption = Annotated[bool, typer.Option("--overdue", help="Only tickets past their SLA.")]
 ByOption = Annotated[str | None, typer.Option(
     "--by", help="Who acts (default: $NETGUARD_OPERATOR, else the login name).")]
@@ -87,7 +93,7 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 def _filter(*, state: list[str] | None, category: list[str] | None,
             severity: list[str] | None, site: list[str] | None, target: list[str] | None,
             assignee: list[str] | None, since: str | None, overdue: bool, limit: int | None,
-            now: datetime, all_states_by_default: bool = False) -> TicketFilter:
+            now: datetime, tz: tzinfo, all_states_by_default: bool = False) -> TicketFilter:
     from netguard.tickets.domain import TicketFilter, TicketState
     from netguard.tickets.render import parse_since
 
@@ -107,8 +113,15 @@ def _filter(*, state: list[str] | None, category: list[str] | None,
     return TicketFilter(states=states, categories=_split(category),
                         severities=_split(severity), sites=_split(site),
                         targets=_split(target), assignees=_split(assignee),
-                        since=parse_since(since, now) if since else None,
+                        since=parse_since(since, now, tz) if since else None,
                         overdue=overdue, limit=limit)
+
+
+def _zone(settings: Settings) -> ZoneInfo:
+    """``display.timezone``: where times are read and shown."""
+    from netguard.localtime import zone
+
+    return zone(settings.display.timezone)
 
 
 def _now() -> datetime:
@@ -137,14 +150,18 @@ def list_tickets(
                     ] = False,
     json_: JsonOption = False,
 ) -> None:
-    """List tickets, most urgent first (severity, then age). Default: not closed."""
+    """List tickets, most urgent first (severity, then age). Default: not closed.
+
+    Times are shown in display.timezone; --json gives them in UTC.
+    """
     settings = load_config(config)
     now = _now()
     page = None if all_ else (limit or settings.tickets.page_size)
     # One row more than the page tells whether there is more to show.
     flt = _filter(state=state, category=category, severity=severity, site=site,
                   target=target, assignee=assignee, since=since, overdue=overdue,
-                  limit=None if page is None else page + (0 if json_ else 1), now=now)
+                  limit=None if page is None else page + (0 if json_ else 1), now=now,
+                  tz=_zone(settings))
     run_async(_list(settings, flt, page, now, json_))
 
 
@@ -164,7 +181,7 @@ async def _list(settings: Settings, flt: TicketFilter, page: int | None, now: da
     if not shown:
         typer.echo("no tickets match")
         return
-    typer.echo(render.table(shown, now))
+    typer.echo(render.table(shown, now, _zone(settings)))
     if more:
         typer.echo(f"(first {page} shown, most urgent first; --limit N or --all for more)")
 
@@ -188,7 +205,10 @@ def export_tickets(
     overdue: OverdueOption = False,
     excel: ExcelOption = False,
 ) -> None:
-    """Export matching tickets (default: every state) as CSV or JSON, streamed."""
+    """Export matching tickets (default: every state) as CSV or JSON, streamed.
+
+    CSV times are ISO 8601 in display.timezone with their offset; JSON times are UTC.
+    """
     if format_ not in ("csv", "json"):
         raise ValueError(f"--format {format_!r}: expected csv or json")
     if excel and format_ != "csv":
@@ -197,7 +217,7 @@ def export_tickets(
     now = _now()
     flt = _filter(state=state, category=category, severity=severity, site=site,
                   target=target, assignee=assignee, since=since, overdue=overdue,
-                  limit=None, now=now, all_states_by_default=True)
+                  limit=None, now=now, tz=_zone(settings), all_states_by_default=True)
     run_async(_export(settings, flt, now, format_, output, excel=excel))
 
 
@@ -207,7 +227,12 @@ async def _export(settings: Settings, flt: TicketFilter, now: datetime, format_:
     from netguard.tickets import render
     from netguard.tickets.reader import open_reader
 
-    write = escaping(render.write_csv) if format_ == "csv" else render.write_json
+    tz = _zone(settings)
+
+    async def write_csv(records: AsyncIterator[list[Any]], out: TextIO) -> int:
+        return await render.write_csv(records, out, tz)
+
+    write = escaping(write_csv) if format_ == "csv" else render.write_json
     async with open_reader(settings.store, prefix=settings.tickets.id_prefix,
                            now=now) as reader:
         if output is None:
@@ -237,16 +262,19 @@ def _with_service(settings: Settings, work: Callable[[TicketService], Any]) -> A
 @handle_errors
 @_usage_errors
 def show(ticket_id: IdArgument, config: ConfigOption = None, json_: JsonOption = False) -> None:
-    """Show one ticket with its children and full history."""
+    """Show one ticket with its children and full history (times in display.timezone;
+    --json gives them in UTC)."""
     from netguard.tickets import render
 
     settings = load_config(config)
     ref = _checked_ref(ticket_id, settings)
     item = _with_service(settings, lambda svc: svc.detail(ref))
+    sent = ticket_notify.sent_for(settings, item.ticket.id)
     if json_:
-        print_json(item.to_dict())
+        print_json({**item.to_dict(), "notifications": [n.to_dict() for n in sent]})
     else:
-        typer.echo(render.detail(item, _now()))
+        typer.echo(render.detail(item, _now(), _zone(settings)))
+        typer.echo(ticket_notify.sent_text(sent, settings))
 
 
 def _checked_ref(text: str, settings: Settings) -> str:
@@ -376,3 +404,6 @@ def reopen(ticket_id: IdArgument, message: RequiredMessage, by: ByOption = None,
     _act(ticket_id, "reopened",
          lambda svc, ref, actor: svc.reopen(ref, actor=actor, message=message),
          config=config, by=by, as_json=json_)
+
+
+ticket_notify.register(app)

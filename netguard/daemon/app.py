@@ -515,7 +515,7 @@ class Daemon:
     def metrics_snapshot(self) -> MetricsSnapshot:
         """What ``/metrics`` exports now: references to immutable snapshots only."""
         services = self._require()
-        faults = self._faults
+        faults, notifier = self._faults, services.notifier
         stats = replace(self.scheduler.stats(), sweep_errors=self.sweep_errors,
                         config_reloads=dict(self.reloads),
                         config_last_reload_successful=self.last_reload_ok,
@@ -531,6 +531,8 @@ class Daemon:
                                      "backward": self.clock_watch.backward},
                         ack_links=dict(services.ack_pages.outcomes)
                         if services.ack_pages is not None else {},
+                        ticket_notifications=dict(notifier.sent) if notifier else {},
+                        ticket_notify_failures=notifier.failed_passes if notifier else 0,
                         cluster=None if self.cluster is None else self.cluster.view())
         return MetricsSnapshot(
             targets=services.probes.statuses() if services.probes is not None else {},

@@ -65,6 +65,15 @@ class IotPort(Protocol):
     def mqtt_connected(self) -> bool: ...
 
 
+class NotifierPort(Protocol):
+    """The ticket notifier (``netguard.notify.tickets.TicketNotifier``)."""
+
+    @property
+    def sent(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def failed_passes(self) -> int: ...
+
+
 class StoreHealthView(Protocol):
     """The outcome of a write probe (``netguard.store.health.StoreHealth``)."""
 
@@ -98,6 +107,8 @@ class Services:
     trap_stats: Callable[[], TrapStatsView] | None = None
     # The ``/ack/<token>`` pages, with ``ack_links`` enabled.
     ack_pages: AckPages | None = None
+    # The ticket notifier, with ``notifications.routes`` configured.
+    notifier: NotifierPort | None = None
 
 
 ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],

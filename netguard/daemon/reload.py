@@ -3,8 +3,8 @@
 :func:`plan_reload` compares the running settings with a freshly loaded file. The target
 inventory, the logging section and the ticket settings apply live; the store, the IoT
 section (MQTT broker, notifiers), the metrics endpoint, the polling engines, the daemon
-timings and the acknowledgement links need a restart, so the plan keeps their running values
-and names what was left unapplied.
+timings, the acknowledgement links and the notification routes need a restart, so the plan
+keeps their running values and names what was left unapplied.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from netguard.config import Settings
 
 # Sections whose objects are built once at startup (connections, listeners, timings).
 RESTART_SECTIONS: tuple[str, ...] = ("store", "iot", "metrics", "probes", "daemon",
-                                      "ack_links", "cluster")
+                                      "ack_links", "notifications", "cluster")
 
 
 @dataclass(frozen=True, slots=True)

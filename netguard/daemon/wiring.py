@@ -18,10 +18,14 @@ from netguard.daemon.continuity import stored_active_faults
 from netguard.daemon.ports import Services
 from netguard.iot.admin import IotAdmin
 from netguard.iot.service import IotService
+from netguard.notify.texts import TicketTexts
+from netguard.notify.tickets import TicketNotifier
 from netguard.probes.service import ProbeService
 from netguard.probes.traps import TrapReceiver
 from netguard.store import Store
+from netguard.tickets.acklink import TicketLinkAcks
 from netguard.tickets.config import TicketsConfig
+from netguard.tickets.domain import format_ref
 from netguard.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
@@ -39,9 +43,13 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
         StoreUnavailableError: The database cannot be reached at startup.
     """
     store = await stack.enter_async_context(Store(settings.store))
+    notifiers: list[TicketNotifier] = []  # the ticket notifier, once it runs
 
     def ticket_service(config: TicketsConfig) -> TicketService:
-        return TicketService(store, config, clock=clock)
+        def changed() -> None:
+            for notifier in notifiers:
+                notifier.wake()
+        return TicketService(store, config, clock=clock, on_change=changed)
 
     probes = await stack.enter_async_context(ProbeService(
         settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls,
@@ -52,10 +60,13 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
         clock=clock, links=AckLinks.from_config(settings.ack_links),
         messages=settings.display.renderer()))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
+    # Entered after the IoT service, so it stops before the outbox it hands rows to.
+    notifier = await _open_notifier(settings, store, iot, clock, stack)
+    notifiers.extend([notifier] if notifier is not None else [])
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
-                    iot=iot, make_tickets=ticket_service,
+                    iot=iot, make_tickets=ticket_service, notifier=notifier,
                     trap_stats=traps.stats if traps is not None else None,
-                    ack_pages=_ack_pages(settings, store, clock))
+                    ack_pages=_ack_pages(settings, store, clock, tickets=True))
 
 
 async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
@@ -75,8 +86,31 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
                     ack_pages=_ack_pages(settings, store, clock))
 
 
-def _ack_pages(settings: Settings, store: Store, clock: Clock) -> AckPages | None:
-    return AckPages.from_config(settings.ack_links, IotAdmin(store, clock=clock), clock)
+async def _open_notifier(settings: Settings, store: Store, iot: IotService, clock: Clock,
+                         stack: AsyncExitStack) -> TicketNotifier | None:
+    """The ticket notifier, running, when ``notifications.routes`` are configured."""
+    if not settings.notifications.routes:
+        return None
+    renderer = settings.display.renderer()
+    labels = {t.id: dict(t.labels) for t in settings.targets}
+    prefix = settings.tickets.id_prefix
+    notifier = TicketNotifier(
+        store, settings.notifications,
+        texts=TicketTexts(renderer.language, renderer.timezone, renderer.overrides),
+        ref=lambda ticket_id: format_ref(ticket_id, prefix), outbox=iot.outbox,
+        labels=lambda target: labels.get(target, {}), clock=clock)
+    log.info("ticket notifications on", extra={
+        "routes": [r.name for r in settings.notifications.routes]})
+    return await stack.enter_async_context(notifier)
+
+
+def _ack_pages(settings: Settings, store: Store, clock: Clock, *, tickets: bool = False
+               ) -> AckPages | None:
+    # Ticket links are served only where tickets are (not by ``run --only intake``).
+    acks = TicketLinkAcks(store, settings.tickets, clock=clock) if tickets else None
+    return AckPages.from_config(settings.ack_links, IotAdmin(store, clock=clock), clock,
+                                tickets=acks, language=settings.display.language,
+                                timezone=settings.display.timezone)
 
 
 async def _restore_faults(store: Store, probes: ProbeService) -> None:

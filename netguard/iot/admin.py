@@ -15,7 +15,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from netguard.iot.anchor import Anchor, Anchorer, AnchorFile, check, read_anchor
 from netguard.iot.config import IotConfig
 from netguard.iot.eventlog import VerifyReport, export_events, verify
 from netguard.iot.models import AckNonce, Alert, Event, Household, OutboxMessage, Sensor
+from netguard.localtime import iso_local
 from netguard.store.db import Store
 
 # Alert ids are INTEGER primary keys; a larger number overflows the driver (a traceback).
@@ -64,13 +65,21 @@ def audit_key(config: IotConfig) -> bytes | None:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        # JSON is for programs: UTC, like every --json output (docs/decisions.md).
+        return as_utc(value).isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def export_text(record: dict[str, Any], fmt: str) -> str:
+# The event columns of a CSV export that hold times (shown in the local zone).
+_CSV_TIMES = ("received_at", "device_time")
+
+
+def export_text(record: dict[str, Any], fmt: str, tz: tzinfo | None = None) -> str:
     """A supervision record from :meth:`IotAdmin.export` as ``json`` (all of it) or
     ``csv`` (its events, :data:`EXPORT_CSV_COLUMNS`).
+
+    JSON times are UTC; CSV times are ISO 8601 in ``tz`` with its offset (read by people
+    in a spreadsheet, and still the exact instant), UTC when ``tz`` is None.
 
     Raises:
         InvalidInputError: ``fmt`` is neither.
@@ -83,7 +92,9 @@ def export_text(record: dict[str, Any], fmt: str) -> str:
     else:
         writer = csv.DictWriter(out, fieldnames=EXPORT_CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(record["events"])
+        for event in record["events"]:
+            writer.writerow(event if tz is None else
+                            {**event, **{k: iso_local(event.get(k), tz) for k in _CSV_TIMES}})
     return out.getvalue()
 
 
@@ -342,7 +353,8 @@ class IotAdmin:
                 col(OutboxMessage.alert_id) == alert_id).order_by(col(OutboxMessage.id)))).all()
         data["deliveries"] = [
             {"notifier": r.notifier, "reason": r.reason, "status": r.status,
-             "attempts": r.attempts, "delivered_at": r.delivered_at,
+             "attempts": r.attempts,
+             "delivered_at": None if r.delivered_at is None else as_utc(r.delivered_at).isoformat(),
              "last_error": r.last_error} for r in rows]
         return data
 

@@ -8,7 +8,8 @@ DingTalk title, the console line).
 
 Times are shown in ``display.timezone`` (``2026-03-05 18:15 (Asia/Shanghai)``), never as
 UTC ISO, and so are the ISO times inside an alert's reason lines (the rules write those in
-UTC, as they are stored).
+UTC, as they are stored); the English reason lines themselves are translated by
+:mod:`netguard.iot.reasons`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from netguard.iot.reasons import translate
 from netguard.localtime import zone
 
 
@@ -58,6 +60,9 @@ LANGUAGES: tuple[str, ...] = ("zh-CN", "en")
 
 _ALERT_FIELDS = frozenset({"severity", "type", "household", "sensor", "community", "count",
                            "first_seen", "reasons", "alert_id", "ack_command", "ack_link"})
+_TICKET_FIELDS = frozenset({"ref", "severity", "site", "target", "summary", "category",
+                            "since", "at", "open_for", "behind", "children", "child_count",
+                            "new_count", "route"})
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # One alert, by the notification's ``reason``.
     "raised": _ALERT_FIELDS,
@@ -72,6 +77,10 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # Several messages of mixed subjects (door alerts, tickets, Alertmanager) in one:
     # the frame; each message is one line, its title.
     "digest": frozenset({"count", "items"}),
+    # Ticket notifications (netguard.notify.texts), one kind per message they send.
+    **dict.fromkeys(("ticket_opened", "ticket_update", "ticket_severity", "ticket_overdue",
+                     "ticket_reopened", "ticket_resolved", "ticket_repeat",
+                     "ticket_escalated"), _TICKET_FIELDS),
 }
 """Each message kind and the placeholders its template may use (``$name``)."""
 
@@ -212,6 +221,8 @@ class MessageRenderer:
                 else _NOTHING}
 
     def _reason_line(self, text: str) -> str:
+        # Stored in English (the audit trail); shown in the message's language.
+        text = translate(text, self.language)
         return "- " + _ISO_INSTANT.sub(lambda m: self._time(m.group(0).replace("Z", "+00:00")),
                                        text)
 

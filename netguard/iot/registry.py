@@ -11,7 +11,7 @@ import io
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from sqlmodel import col, select
@@ -25,7 +25,7 @@ from netguard.iot.codecs import codec_names
 from netguard.iot.events import check_sensor_id
 from netguard.iot.models import AllowedWindow, Household, QuarantinePeriod, Sensor, fit_text
 from netguard.iot.rules import AllowedSpan, HouseholdRules, Period, SensorState
-from netguard.localtime import zone
+from netguard.localtime import TimeInputError, parse_wall, zone
 from netguard.names import check_name
 
 # The registered codecs' names; a new device family registers itself there.
@@ -205,17 +205,16 @@ IMPORT_COLUMNS = (*IMPORT_REQUIRED, "label", "start", "end", "sensor", "format",
                   "allow")
 
 
-def _ts(value: str, what: str) -> datetime | None:
+def _ts(value: str, what: str, tz: tzinfo) -> datetime | None:
+    # The same reading as the CLI's times: a date, or a time without offset, is local.
     value = value.strip()
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise RegistryError(f"{what} is not ISO 8601: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise RegistryError(f"{what} needs a UTC offset: {value!r}")
-    return parsed
+        return parse_wall(value, tz, what)
+    except TimeInputError:
+        raise RegistryError(f"{what} is not an ISO 8601 date or time: {value[:64]!r}"
+                            ) from None
 
 
 def _check_header(fieldnames: Sequence[str] | None) -> None:
@@ -251,7 +250,8 @@ async def import_households(session: AsyncSession, text: str, now: datetime, *,
     """Import households from CSV with header ``id,community,label,start,end``
     (optional ``sensor,format,address`` columns bind a sensor; an optional ``allow``
     column lists recurring windows such as ``daily 18:00-18:30; sat 09:00-10:00``, read
-    in ``timezone`` and valid from ``start`` to ``end``).
+    in ``timezone`` and valid from ``start`` to ``end``). A ``start`` or ``end`` without
+    an offset (or a bare date) is read in ``timezone`` too.
 
     All or nothing: the rows are added to ``session`` and the caller commits only if
     every row was accepted.
@@ -260,6 +260,7 @@ async def import_households(session: AsyncSession, text: str, now: datetime, *,
         CsvImportError: An unknown or missing column, or a bad row; the message names the
             columns or the line (where the row ends) and says that nothing was imported.
     """
+    local = zone(timezone)
     reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)
     _check_header(reader.fieldnames)
     reader.fieldnames = [n.strip() for n in reader.fieldnames or ()]
@@ -269,8 +270,8 @@ async def import_households(session: AsyncSession, text: str, now: datetime, *,
             _check_width(row)
             _check_formulas(row)
             household_id = (row.get("id") or "").strip()
-            start = _ts(row.get("start") or "", "start")
-            end = _ts(row.get("end") or "", "end")
+            start = _ts(row.get("start") or "", "start", local)
+            end = _ts(row.get("end") or "", "end", local)
             await add_household(session, household_id, (row.get("community") or "").strip(),
                                 label=(row.get("label") or "").strip(), start=start, end=end,
                                 now=now)

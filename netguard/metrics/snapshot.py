@@ -147,6 +147,9 @@ class DaemonStats:
     ack_links: Mapping[str, int] = field(default_factory=dict)
     # With cluster.enabled: live members, owned targets, leadership (else None).
     cluster: ClusterStatsView | None = None
+    # Ticket messages queued by (route, event), and notifier passes that failed.
+    ticket_notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    ticket_notify_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)

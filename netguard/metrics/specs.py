@@ -249,6 +249,10 @@ def _ack_links(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_key(s.daemon.ack_links)
 
 
+def _ticket_notifications(s: MetricsSnapshot) -> Iterator[Sample]:
+    yield from _by_pair(s.daemon.ticket_notifications)
+
+
 def _config_reloads(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_key({"success": 0, "error": 0, **s.daemon.config_reloads})
 
@@ -572,4 +576,10 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_cluster_leader", "gauge",
        "1 while this instance leads the cluster (runs the ticket and sensor sweeps).",
        (), _cluster("leader"), section="daemon"),
+    _g("netguard_ticket_notifications_total", "counter",
+       "Ticket messages queued, by route and event.", ("route", "event"),
+       _ticket_notifications, section="daemon"),
+    _g("netguard_ticket_notify_failures_total", "counter",
+       "Ticket notifier passes that failed (retried).", (),
+       _daemon("ticket_notify_failures"), section="daemon"),
 )

@@ -10,10 +10,11 @@ import csv
 import json
 import re
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TextIO
 
 from netguard.clock import as_utc
+from netguard.localtime import TimeInputError, iso_local, parse_wall
 from netguard.textwidth import display_width, pad
 from netguard.tickets.domain import TICKET_FIELDS, Ticket, TicketDetail
 
@@ -21,10 +22,12 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_since(text: str, now: datetime) -> datetime:
-    """``--since``: a duration back from now (``30m``, ``6h``, ``2d``) or an ISO time.
+def parse_since(text: str, now: datetime, tz: tzinfo = UTC) -> datetime:
+    """``--since``: a duration back from now (``30m``, ``6h``, ``2d``) or an ISO date or
+    time.
 
-    A time without an offset is taken as UTC.
+    A date, or a time without an offset, is wall-clock time in ``tz`` (the CLI passes
+    ``display.timezone``), as :func:`netguard.localtime.parse_wall` reads it.
 
     Raises:
         ValueError: Neither form.
@@ -37,10 +40,11 @@ def parse_since(text: str, now: datetime) -> datetime:
         except OverflowError:
             raise ValueError(f"--since {text!r}: reaches back before year 1") from None
     try:
-        return as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise ValueError(f"--since {text!r}: expected a duration like 30m, 6h, 2d or an "
-                         "ISO time like 2026-11-29T08:00") from None
+        return as_utc(parse_wall(text, tz, "--since"))
+    except TimeInputError:
+        raise ValueError(f"--since {text[:64]!r}: expected a duration like 30m, 6h, 2d or "
+                         "an ISO date or time like 2026-11-29T08:00 (read in "
+                         f"{getattr(tz, 'key', 'UTC')} without an offset)") from None
 
 
 def age(since: datetime, now: datetime) -> str:
@@ -55,24 +59,32 @@ def age(since: datetime, now: datetime) -> str:
     return f"{seconds // 86400}d"
 
 
-_COLUMNS = ("ID", "SEVERITY", "STATE", "CATEGORY", "WHERE", "AGE", "SEEN", "ASSIGNEE",
-            "SUMMARY")
+_COLUMNS = ("ID", "SEVERITY", "STATE", "CATEGORY", "WHERE", "OPENED", "AGE", "SEEN",
+            "ASSIGNEE", "SUMMARY")
 
 
-def _cells(ticket: Ticket, now: datetime) -> tuple[str, ...]:
+def zone_name(tz: tzinfo) -> str:
+    """The IANA name of ``tz`` (``Asia/Shanghai``), ``UTC`` for the UTC singleton."""
+    return str(getattr(tz, "key", None) or tz.tzname(None) or "UTC")
+
+
+def _cells(ticket: Ticket, now: datetime, tz: tzinfo) -> tuple[str, ...]:
     where = ticket.target or ticket.site or "-"
     if ticket.site and ticket.target:
         where = f"{ticket.target}@{ticket.site}"
     state = ticket.state.value + ("!" if ticket.overdue else "")
     summary = ticket.summary if len(ticket.summary) <= 60 else ticket.summary[:59] + "…"
-    return (ticket.ref, ticket.severity, state, ticket.category, where,
+    opened = as_utc(ticket.opened_at).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return (ticket.ref, ticket.severity, state, ticket.category, where, opened,
             age(ticket.opened_at, now), str(ticket.occurrences), ticket.assignee or "-",
             summary)
 
 
-def table(tickets: Iterable[Ticket], now: datetime) -> str:
-    """A fixed-width table; ``!`` after the state marks an overdue ticket."""
-    rows = [_COLUMNS, *(_cells(t, now) for t in tickets)]
+def table(tickets: Iterable[Ticket], now: datetime, tz: tzinfo = UTC) -> str:
+    """A fixed-width table; ``!`` after the state marks an overdue ticket. The opening
+    time is wall-clock time in ``tz``, named once in its header."""
+    header = tuple(f"OPENED ({zone_name(tz)})" if c == "OPENED" else c for c in _COLUMNS)
+    rows = [header, *(_cells(t, now, tz) for t in tickets)]
     # Display width, not len(): a Chinese site or summary takes two columns a character.
     widths = [max(display_width(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
     lines = []
@@ -82,16 +94,19 @@ def table(tickets: Iterable[Ticket], now: datetime) -> str:
     return "\n".join(lines)
 
 
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+def detail(item: TicketDetail, now: datetime, tz: tzinfo = UTC) -> str:
+    """The ``show`` view: fields, children, then the full history; times are wall-clock
+    times in ``tz``, named once (``times:``)."""
 
+    def _when(value: datetime | None) -> str:
+        return "-" if value is None else as_utc(value).astimezone(tz).strftime(
+            "%Y-%m-%d %H:%M:%S")
 
-def detail(item: TicketDetail, now: datetime) -> str:
-    """The ``show`` view: fields, children, then the full history."""
     t = item.ticket
     lines = [
         f"{t.ref}  {t.severity.upper()}  {t.state.value}"
         + ("  OVERDUE" if t.overdue else ""),
+        f"  times:       {zone_name(tz)}",
         f"  summary:     {t.summary}",
         f"  category:    {t.category}",
         f"  target:      {t.target or '-'}",
@@ -128,23 +143,30 @@ def detail(item: TicketDetail, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def csv_row(record: list[Any]) -> list[Any]:
-    """Export values as a CSV row: reasons joined with ``; ``, ``None`` as empty."""
+def csv_row(record: list[Any], tz: tzinfo = UTC) -> list[Any]:
+    """Export values as a CSV row: reasons joined with ``; ``, times as ISO 8601 in ``tz``
+    with its offset, ``None`` as empty."""
     values = list(record)
     values[_REASONS] = "; ".join(values[_REASONS])
+    for i in _TIMES:
+        values[i] = iso_local(values[i], tz)
     return ["" if v is None else v for v in values]
 
 
 _REASONS = TICKET_FIELDS.index("reasons")
+_TIMES = tuple(TICKET_FIELDS.index(f) for f in (
+    "first_seen", "last_seen", "opened_at", "cleared_at", "acknowledged_at", "resolved_at",
+    "closed_at", "updated_at", "sla_due"))
 
 
-async def write_csv(records: AsyncIterator[list[Any]], out: TextIO) -> int:
-    """Stream export values as CSV with a header row; returns how many were written."""
+async def write_csv(records: AsyncIterator[list[Any]], out: TextIO, tz: tzinfo = UTC) -> int:
+    """Stream export values as CSV with a header row (times in ``tz``, with their offset);
+    returns how many were written."""
     writer = csv.writer(out)
     writer.writerow(TICKET_FIELDS)
     count = 0
     async for record in records:
-        writer.writerow(csv_row(record))
+        writer.writerow(csv_row(record, tz))
         count += 1
     return count
 

@@ -83,10 +83,12 @@ class TicketService:
         store: An open :class:`~netguard.store.Store`.
         config: Lifecycle timings, SLAs and site criticality.
         clock: The time source (a :class:`~netguard.clock.ManualClock` in tests).
+        on_change: Called after each committed change (not inside the transaction).
     """
 
-    def __init__(self, store: Store, config: TicketsConfig, *, clock: Clock | None = None
-                 ) -> None:
+    def __init__(self, store: Store, config: TicketsConfig, *, clock: Clock | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self._on_change = on_change  # after each commit (wakes the ticket notifier)
         self._repo = TicketRepository(store)
         self._feed = TicketFeed(store)
         self._config = config
@@ -108,8 +110,11 @@ class TicketService:
     async def _transaction(self, work: Callable[[TicketTx], Awaitable[T]], *,
                            now: datetime | None = None,
                            on_conflict: Callable[[], Exception] | None = None) -> T:
-        return await self._repo.transaction(work, now=now or self._clock.now(),
+        done = await self._repo.transaction(work, now=now or self._clock.now(),
                                             on_conflict=on_conflict)
+        if self._on_change is not None:
+            self._on_change()
+        return done
 
     # ---------------------------------------------------------------- fault events
 

@@ -39,7 +39,7 @@ def test_prometheus_yml_is_valid() -> None:
 def test_rules_are_valid() -> None:
     out = _promtool("check", "rules", *[str(p) for p in sorted((PROM_DIR / "rules").glob("*.yml"))])
     assert f"SUCCESS: {len(_alerts())} rules found" in out
-    assert len(_alerts()) == 19
+    assert len(_alerts()) == 20
 
 
 def test_rule_unit_tests_pass() -> None:

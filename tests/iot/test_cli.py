@@ -225,12 +225,18 @@ def test_with_auto_upgrade_only_a_write_creates_the_database(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("args", "expected"), [
+    # Times are echoed in display.timezone (Asia/Shanghai by default) ...
     (["--from", "2026-03-02T00:00+00:00", "--to", "2026-03-01T00:00+00:00"],
-     "--from 2026-03-02T00:00:00+00:00 is not before --to 2026-03-01T00:00:00+00:00"),
+     "--from 2026-03-02T08:00:00+08:00 is not before --to 2026-03-01T08:00:00+08:00"),
+    # ... and a time without an offset is read there.
     (["--from", "2026-03-01T08:00+08:00", "--to", "2026-03-01T00:00"],
-     "--from 2026-03-01T08:00:00+08:00 is not before --to 2026-03-01T00:00:00+00:00"),
-    (["--from", "yesterday"], "--from: not an ISO 8601 time: 'yesterday'"),
-    (["--to", "2026-13-01"], "--to: not an ISO 8601 time: '2026-13-01'"),
+     "--from 2026-03-01T08:00:00+08:00 is not before --to 2026-03-01T00:00:00+08:00"),
+    (["--from", "yesterday"], "--from: not an ISO 8601 date or time: 'yesterday' (e.g. "
+     "2026-11-29 or 2026-11-29T08:00, read in Asia/Shanghai, or with an offset like "
+     "+08:00)"),
+    (["--to", "2026-13-01"], "--to: not an ISO 8601 date or time: '2026-13-01' (e.g. "
+     "2026-11-29 or 2026-11-29T08:00, read in Asia/Shanghai, or with an offset like "
+     "+08:00)"),
     (["--format", "xml"], "--format must be csv or json"),
 ])
 def test_audit_export_refuses_bad_ranges_in_one_line(config: Path, args: list[str],

@@ -219,11 +219,12 @@ def test_cli_show_lists_history_in_time_order_and_resolved_reads_resolved(
     assert times == sorted(times), shown["events"]
     assert [e["action"] for e in shown["events"]][:3] == ["opened", "repeat", "commented"]
     text = ng("tickets", "show", ref).stdout
-    history = text.split("history:\n", 1)[1].splitlines()
+    history = text.split("history:\n", 1)[1].split("\nnotifications", 1)[0].splitlines()
     assert [line.split("  ")[3] for line in history][:3] == ["opened", "repeat", "commented"]
     assert "resolving after the hold" not in text
     assert f"{ref}  MAJOR  resolved" in text.splitlines()[0]
-    assert "  cleared:     2026-11-29 08:11:00 UTC" in text.splitlines()
+    # Times in display.timezone (Asia/Shanghai by default): 08:11 UTC is 16:11 there.
+    assert "  cleared:     2026-11-29 16:11:00" in text.splitlines()
 
 
 def test_cli_bad_input_exits_2(ng: Run) -> None:

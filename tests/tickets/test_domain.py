@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -144,10 +145,14 @@ def _ticket(ref_id: int, severity: str = "major", **kw: object) -> Ticket:
 def test_table_and_age() -> None:
     text = table([_ticket(1, "critical"), _ticket(22, summary="x" * 80, overdue=True)], NOW)
     lines = text.splitlines()
-    assert lines[0].split() == ["ID", "SEVERITY", "STATE", "CATEGORY", "WHERE", "AGE", "SEEN",
-                                "ASSIGNEE", "SUMMARY"]
-    assert lines[1].split()[:7] == ["NG-000001", "critical", "open", "fiber", "olt@lab", "3h",
-                                    "3"]
+    # The opening time in the given zone (UTC by default), the zone named in its header.
+    assert lines[0].split() == ["ID", "SEVERITY", "STATE", "CATEGORY", "WHERE", "OPENED",
+                                "(UTC)", "AGE", "SEEN", "ASSIGNEE", "SUMMARY"]
+    assert lines[1].split()[:9] == ["NG-000001", "critical", "open", "fiber", "olt@lab",
+                                    "2026-11-29", "09:00", "3h", "3"]
+    local = table([_ticket(1)], NOW, ZoneInfo("Asia/Shanghai")).splitlines()
+    assert "OPENED (Asia/Shanghai)" in local[0]
+    assert "2026-11-29 17:00" in local[1]
     assert "open!" in lines[2]  # overdue marker
     assert lines[2].endswith("x" * 59 + "…")
     assert [age(NOW - timedelta(seconds=s), NOW) for s in (5, 300, 7200, 3 * 86400)] == [
@@ -160,6 +165,13 @@ def test_parse_since() -> None:
     assert parse_since("1.5h", NOW) == NOW - timedelta(minutes=90)
     assert parse_since("2026-11-29T08:00", NOW) == datetime(2026, 11, 29, 8, tzinfo=UTC)
     assert parse_since("2026-11-29T16:00+08:00", NOW) == datetime(2026, 11, 29, 8, tzinfo=UTC)
+    shanghai = ZoneInfo("Asia/Shanghai")
+    # Without an offset, a time or a date is wall-clock time in the zone given.
+    assert parse_since("2026-11-29T16:00", NOW, shanghai) == datetime(2026, 11, 29, 8,
+                                                                      tzinfo=UTC)
+    assert parse_since("2026-11-29", NOW, shanghai) == datetime(2026, 11, 28, 16, tzinfo=UTC)
+    assert parse_since("2026-11-29T16:00Z", NOW, shanghai) == datetime(2026, 11, 29, 16,
+                                                                       tzinfo=UTC)
     with pytest.raises(ValueError, match="--since 'yesterday'"):
         parse_since("yesterday", NOW)
     with pytest.raises(ValueError, match="--since '99999999d'"):

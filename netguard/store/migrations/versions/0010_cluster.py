@@ -4,8 +4,8 @@ Each row is one instance: its registration's incarnation (the epoch its writes c
 and its last heartbeat on the database's clock. Created on SQLite too (one schema for
 both); only PostgreSQL stores run a cluster.
 
-Revision ID: 0009_cluster
-Revises: 0008_notify_subjects
+Revision ID: 0010_cluster
+Revises: 0009_ticket_notify
 """
 
 from collections.abc import Sequence
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_cluster"
-down_revision: str | None = "0008_notify_subjects"
+revision: str = "0010_cluster"
+down_revision: str | None = "0009_ticket_notify"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
