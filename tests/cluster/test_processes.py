@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from netguard.config import settings_from_data
 from netguard.sim import Snmpd
 from netguard.store.db import upgrade
 from tests.daemon.runproc import http_get, run_netguard
+from tests.daemon.tcpproxy import TcpProxy
 from tests.support.ports import free_tcp_port
 from tests.support.procs import ServerProcess
 from tests.support.wait import wait_until
@@ -30,6 +32,7 @@ from tests.support.wait import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.requires_tool("snmpd"),
               pytest.mark.xdist_group("heavy")]  # CPU-heavy: one at a time (docs/testing.md)
 
+T = TypeVar("T")
 NAMES = ("ng-0", "ng-1", "ng-2")
 TARGETS = [f"line-{i:03d}" for i in range(60)]
 INTERVAL = 2.0
@@ -48,11 +51,13 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
 class Instance:
     """One ``netguard run`` process and its metrics endpoint."""
 
-    def __init__(self, tmp_path: Path, name: str, data: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, name: str, data: dict[str, Any],
+                 store_url: str | None = None) -> None:
         self.name = name
         self.port = free_tcp_port()
         config = tmp_path / f"{name}.yaml"
-        data = {**data, "metrics": {"listen": f"127.0.0.1:{self.port}"},
+        store = data["store"] if store_url is None else {"url": store_url}
+        data = {**data, "store": store, "metrics": {"listen": f"127.0.0.1:{self.port}"},
                 "cluster": {**data["cluster"], "instance_id": name},
                 "daemon": {**data["daemon"], "fault_journal": str(tmp_path / f"{name}.j")}}
         config.write_text(yaml.safe_dump(data))
@@ -139,3 +144,64 @@ def test_three_processes_split_take_over_and_hand_back(tmp_path: Path, pg_url: s
     finally:
         for instance in instances:
             instance.proc.stop()
+
+
+class ThreadedProxy:
+    """A :class:`TcpProxy` on its own event loop in a thread, for a synchronous test."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.proxy = self._run(TcpProxy(host, port).start())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        self._run(self.proxy.cut())
+
+    def restore(self) -> None:
+        """Accept connections again."""
+        self._run(self.proxy.restore())
+
+    def close(self) -> None:
+        self._run(self.proxy.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+
+
+def test_a_process_cut_off_from_the_database_stops_polling(tmp_path: Path, pg_url: str,
+                                                          snmpd: Snmpd) -> None:
+    data = _data(pg_url, snmpd)
+    asyncio.run(upgrade(settings_from_data(data).store))
+    host_port = pg_url.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    proxy = ThreadedProxy(host, int(port))
+    via_proxy = pg_url.replace(host_port, f"127.0.0.1:{proxy.proxy.port}")
+    cut = Instance(tmp_path, "ng-cut", data, store_url=via_proxy)
+    ok = Instance(tmp_path, "ng-ok", data)
+    try:
+        cut.start()
+        ok.start()
+        started = time.time()
+        wait_until(lambda: _split_as_expected([cut, ok], started), timeout=90,
+                   interval=0.5, what="two instances to split and poll the targets")
+        proxy.cut()
+        cut_at = time.time()
+        # Within a lease (plus slack) it polls and exports nothing, and does not lead;
+        # the other polls everything.
+        wait_until(lambda: cut.gauge("netguard_cluster_owned_targets") == 0.0
+                   and not cut.polled() and cut.gauge("netguard_cluster_leader") == 0.0,
+                   timeout=60, interval=0.5, what="the cut-off instance to stop polling")
+        wait_until(lambda: _split_as_expected([ok], cut_at), timeout=60, interval=0.5,
+                   what="the other instance to poll every target")
+        proxy.restore()
+        back = time.time()
+        wait_until(lambda: _split_as_expected([cut, ok], back), timeout=90, interval=0.5,
+                   what="the instance to rejoin once the database is back")
+    finally:
+        cut.proc.stop()
+        ok.proc.stop()
+        proxy.close()
