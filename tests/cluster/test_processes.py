@@ -170,6 +170,7 @@ class ThreadedProxy:
         self._run(self.proxy.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
+        self._loop.close()
 
 
 def test_a_process_cut_off_from_the_database_stops_polling(tmp_path: Path, pg_url: str,
