@@ -82,7 +82,7 @@ def _watch_callbacks(path: str, slow: float) -> None:
         if took >= slow / 5:
             out.write(f"{time.monotonic():.3f} gc gen{info['generation']} "
                       f"wall={took * 1e3:.1f}ms cpu={cpu * 1e3:.1f}ms "
-                      f"collected={info['collected']} frozen={gc.get_freeze_count()}\n")
+                      f"collected={info['collected']}\n")
 
     gc.callbacks.append(on_gc)
     events.Handle._run = timed  # type: ignore[method-assign,assignment]

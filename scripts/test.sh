@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first: Debian packages (snmpd, snmp,
-# mosquitto, prometheus, postgresql, systemd) when missing, and netguard with its dev
-# extras in .venv, at the versions in constraints.txt (refresh with scripts/lock.sh).
+# mosquitto, prometheus, prometheus-alertmanager, postgresql, systemd) when missing, and
+# netguard with its dev extras in .venv, at the versions in constraints.txt (refresh with
+# scripts/lock.sh).
 # Then lint (ruff), types (mypy strict) and pytest. Arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
@@ -9,7 +10,7 @@ cd "$ng_root"
 
 # Every tool a test requires (tests/support/tools.py PACKAGES): under CI=true a missing one
 # fails the run instead of skipping tests.
-ng_apt_install snmpd snmp mosquitto prometheus postgresql systemd
+ng_apt_install snmpd snmp mosquitto prometheus prometheus-alertmanager postgresql systemd
 ng_venv dev
 
 # Tests make throwaway databases on a local PostgreSQL (NETGUARD_TEST_PG overrides).

@@ -34,7 +34,7 @@ from netguard.daemon import wiring
 from netguard.daemon.backlog import FaultBacklog
 from netguard.daemon.clustering import ClusterRole
 from netguard.daemon.faultwriter import STORE_PROBE_SECONDS, FaultWriter
-from netguard.daemon.heap import frozen_heap, refreeze
+from netguard.daemon.heap import frozen_heap, keep_settled, refreeze
 from netguard.daemon.http import MetricsServer
 from netguard.daemon.outage import Outage
 from netguard.daemon.parts import Part
@@ -80,8 +80,7 @@ class Daemon:
             ``ProbeService``, ``TicketService`` and ``IotService``; the IoT service runs
             even with MQTT disabled, for its outbox and sweeps).
         scheduler: The :class:`PollScheduler` (``stats()``, ``poll_now(target_id)``).
-        cluster: With ``cluster.enabled``, the :class:`ClusterRole` (owned targets,
-            ``is_leader``; the sweeps run on the leader only); else ``None``.
+        cluster: The :class:`ClusterRole` with ``cluster.enabled`` (else ``None``).
         metrics_url: Base URL of the HTTP endpoint, ``None`` when disabled.
         on_poll: Callables invoked (on the event loop) with every poll outcome, e.g. by the
             demo's live view. They must not block; exceptions are logged and ignored.
@@ -106,11 +105,9 @@ class Daemon:
         self.metrics_url: str | None = None
         self.on_poll: list[PollListener] = []
         daemon = settings.daemon
-        # In a cluster, the owned targets are known only once the instance has joined.
-        self.cluster: ClusterRole | None = None
+        self.cluster: ClusterRole | None = None  # it sets the owned targets once joined
         self.scheduler = PollScheduler(
-            settings.targets if only is None and not settings.cluster.enabled else (),
-            self._poll,
+            () if only or settings.cluster.enabled else settings.targets, self._poll,
             jitter_seconds=daemon.poll_jitter_seconds,
             misfire_grace_seconds=daemon.misfire_grace_seconds,
             max_concurrency=daemon.max_concurrent_polls)
@@ -217,7 +214,8 @@ class Daemon:
                 self._http = await stack.enter_async_context(
                     MetricsServer(self.settings.metrics, self.metrics_snapshot, self.readiness,
                                   lambda: self.readiness_reasons,
-                                  ack=self._services.ack_pages))
+                                  ack=self._services.ack_pages,
+                                  alertmanager=self._services.am_webhook))
                 self.metrics_url = self._http.url
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
@@ -268,9 +266,16 @@ class Daemon:
         if services.probes is not None:
             self.scheduler.start()
         try:
-            # Start-up objects live as long as the daemon: no full GC pass walks them.
+            # Start-up objects live as long as the daemon: no full GC pass walks them, and
+            # what polling keeps is frozen every few seconds (netguard/daemon/heap.py).
             with frozen_heap():
-                await self._serve_loops(stop)
+                settler = asyncio.create_task(keep_settled(), name="netguard[daemon].heap")
+                try:
+                    await self._serve_loops(stop)
+                finally:
+                    settler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await settler
         finally:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
@@ -463,8 +468,7 @@ class Daemon:
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("clock", self._check_clock)]
         tickets = services.tickets
-        # In a cluster the sweeps are single-run jobs: the leader's alone.
-        leads = self.cluster is None or self.cluster.is_leader
+        leads = self.cluster is None or self.cluster.is_leader  # single-run jobs
         if tickets is not None and leads:
             steps.append(("tickets", lambda: tickets.sweep(still_active=self._still_active())))
         if services.iot is not None and leads:
@@ -533,6 +537,8 @@ class Daemon:
                         if services.ack_pages is not None else {},
                         ticket_notifications=dict(notifier.sent) if notifier else {},
                         ticket_notify_failures=notifier.failed_passes if notifier else 0,
+                        alertmanager_webhooks=dict(services.am_webhook.outcomes)
+                        if services.am_webhook is not None else {},
                         cluster=None if self.cluster is None else self.cluster.view())
         return MetricsSnapshot(
             targets=services.probes.statuses() if services.probes is not None else {},

@@ -1,5 +1,6 @@
 """The HTTP endpoint: ``/metrics`` (optional basic auth and TLS), ``/healthz``, ``/readyz``,
-and with ``ack_links`` the acknowledgement pages ``/ack/<token>`` (:mod:`.ackpage`).
+with ``ack_links`` the acknowledgement pages ``/ack/<token>`` (:mod:`.ackpage`), and with
+``notifications.alertmanager`` the webhook ``/alertmanager/webhook`` (:mod:`.amhook`).
 
 ``/metrics`` captures a snapshot on the event loop (cheap: references only) and renders
 it in a worker thread, so a slow or large scrape never stalls polling or MQTT intake.
@@ -21,6 +22,7 @@ from types import GeneratorType, TracebackType
 from aiohttp import web
 
 from netguard.daemon.ackpage import AckPages
+from netguard.daemon.amhook import AmWebhook
 from netguard.daemon.config import MetricsConfig
 from netguard.errors import ConfigError
 from netguard.metrics import CONTENT_TYPE, MetricsSnapshot, Renderer, runtime_registry
@@ -94,14 +96,17 @@ class MetricsServer:
             ``/readyz`` as ``reasons``.
         ack: The acknowledgement pages to serve (never behind ``basic_auth``: staff
             phones open them), or None.
+        alertmanager: The Alertmanager webhook (its own credentials), or None.
     """
 
     def __init__(self, config: MetricsConfig, snapshot: Callable[[], MetricsSnapshot],
                  readiness: ReadinessCheck,
                  reasons: Callable[[], Mapping[str, str]] | None = None,
-                 ack: AckPages | None = None) -> None:
+                 ack: AckPages | None = None, *,
+                 alertmanager: AmWebhook | None = None) -> None:
         self.config = config
         self._ack = ack
+        self._alertmanager = alertmanager
         self._snapshot = snapshot
         self._readiness = readiness
         self._reasons = reasons
@@ -134,6 +139,8 @@ class MetricsServer:
         app.router.add_get("/readyz", self._readyz)
         if self._ack is not None:
             self._ack.add_routes(app)
+        if self._alertmanager is not None:
+            self._alertmanager.add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._wanted_port, ssl_context=context,

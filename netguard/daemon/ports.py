@@ -16,6 +16,7 @@ from typing import Protocol
 from netguard.clock import Clock
 from netguard.config import Settings
 from netguard.daemon.ackpage import AckPages
+from netguard.daemon.amhook import AmWebhook
 from netguard.faults import FaultEvent, FaultKey
 from netguard.metrics import IotView, TargetView, TicketCountsView, TrapStatsView
 from netguard.probes.config import TargetConfig
@@ -109,6 +110,8 @@ class Services:
     ack_pages: AckPages | None = None
     # The ticket notifier, with ``notifications.routes`` configured.
     notifier: NotifierPort | None = None
+    # ``POST /alertmanager/webhook``, with ``notifications.alertmanager`` enabled.
+    am_webhook: AmWebhook | None = None
 
 
 ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],

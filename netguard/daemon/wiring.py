@@ -14,10 +14,12 @@ from netguard.acklinks import AckLinks
 from netguard.clock import Clock
 from netguard.config import Settings
 from netguard.daemon.ackpage import AckPages
+from netguard.daemon.amhook import AmWebhook
 from netguard.daemon.continuity import stored_active_faults
 from netguard.daemon.ports import Services
 from netguard.iot.admin import IotAdmin
 from netguard.iot.service import IotService
+from netguard.notify.amintake import AmIntake
 from netguard.notify.texts import TicketTexts
 from netguard.notify.tickets import TicketNotifier
 from netguard.probes.service import ProbeService
@@ -66,7 +68,8 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     return Services(store=store, probes=probes, tickets=ticket_service(settings.tickets),
                     iot=iot, make_tickets=ticket_service, notifier=notifier,
                     trap_stats=traps.stats if traps is not None else None,
-                    ack_pages=_ack_pages(settings, store, clock, tickets=True))
+                    ack_pages=_ack_pages(settings, store, clock, tickets=True),
+                    am_webhook=_am_webhook(settings, store, iot, clock))
 
 
 async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
@@ -83,7 +86,8 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
         clock=clock, links=AckLinks.from_config(settings.ack_links),
         messages=settings.display.renderer()))
     return Services(store=store, probes=None, tickets=None, iot=iot,
-                    ack_pages=_ack_pages(settings, store, clock))
+                    ack_pages=_ack_pages(settings, store, clock),
+                    am_webhook=_am_webhook(settings, store, iot, clock))
 
 
 async def _open_notifier(settings: Settings, store: Store, iot: IotService, clock: Clock,
@@ -111,6 +115,18 @@ def _ack_pages(settings: Settings, store: Store, clock: Clock, *, tickets: bool 
     return AckPages.from_config(settings.ack_links, IotAdmin(store, clock=clock), clock,
                                 tickets=acks, language=settings.display.language,
                                 timezone=settings.display.timezone)
+
+
+def _am_webhook(settings: Settings, store: Store, iot: IotService,
+                clock: Clock) -> AmWebhook | None:
+    """``POST /alertmanager/webhook``, with ``notifications.alertmanager`` enabled; its
+    messages go out through the IoT service's outbox worker."""
+    config = settings.notifications.alertmanager
+    if not config.enabled:
+        return None
+    intake = AmIntake(store, settings.notifications, settings.display.renderer(), clock,
+                      lambda: iot.outbox)
+    return AmWebhook(config, intake)
 
 
 async def _restore_faults(store: Store, probes: ProbeService) -> None:

@@ -7,10 +7,12 @@ fault open and resolve within a minute. The same data is written to
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,6 +23,11 @@ POLL_SECONDS = 2.0
 POLL_TIMEOUT_SECONDS = 1.5
 HEARTBEAT_TIMEOUT_SECONDS = 12.0
 SINK_NOTIFIER = "demo-webhook"
+# The network duty group's WeCom robot, played by the sink (it answers as WeCom does).
+NETOPS_NOTIFIER = "demo-netops-wecom"
+NETOPS_ROUTE = "network-duty"
+# A root ticket waits this long for the sites behind it: one grouped message.
+GROUP_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +81,10 @@ def build_config_data(directory: Path, endpoints: DemoEndpoints,
         if profiles and target.id in profiles:
             entry["profile"] = profiles[target.id]
         targets.append(entry)
-    return {
+    served = endpoints.metrics_port is not None
+    base_url = f"http://127.0.0.1:{endpoints.metrics_port or 9108}"
+    sink = urlsplit(endpoints.sink_url)
+    data: dict[str, Any] = {
         "targets": targets,
         "store": {"path": str(directory / "netguard.db"), "auto_upgrade": True},
         "tickets": {
@@ -99,16 +109,30 @@ def build_config_data(directory: Path, endpoints: DemoEndpoints,
                       "renotify_minutes": [1.0]},
             "notifiers": [{"name": SINK_NOTIFIER, "type": "webhook",
                            "url": endpoints.sink_url, "timeout_seconds": 2.0,
-                           "rate_per_minute": 600}],
+                           "rate_per_minute": 600},
+                          {"name": NETOPS_NOTIFIER, "type": "wecom",
+                           "url": f"{sink.scheme}://{sink.netloc}/wecom?key=demo",
+                           "timeout_seconds": 2.0, "rate_per_minute": 600}],
             "routes": [{"community": c, "notifiers": [SINK_NOTIFIER],
                         "recipients": [{"name": f"{c} community staff"}]} for c in COMMUNITIES],
         },
-        "metrics": {"enabled": endpoints.metrics_port is not None,
+        "notifications": {
+            "routes": [{"name": NETOPS_ROUTE, "notifiers": [NETOPS_NOTIFIER],
+                        "recipients": [{"name": "网络值班", "wecom": "netops-duty"}],
+                        "group_wait_seconds": GROUP_WAIT_SECONDS,
+                        "group_interval_seconds": 10.0, "repeat_interval_seconds": 0}],
+            # Fresh secrets per run: the config file is readable by its owner only.
+            "alertmanager": {"enabled": served, "token": secrets.token_urlsafe(24)},
+        },
+        "ack_links": {"enabled": served, "key": secrets.token_urlsafe(24),
+                      "base_url": base_url, "ttl_hours": 1},
+        "metrics": {"enabled": served,
                     "listen": f"127.0.0.1:{endpoints.metrics_port or 9108}"},
         "logging": {"level": "WARNING", "format": "human"},
         "daemon": {"shutdown_timeout_seconds": 5.0, "poll_jitter_seconds": 0.2,
                    "misfire_grace_seconds": 5.0, "sweep_interval_seconds": 1.0},
     }
+    return data
 
 
 def write_config(path: Path, data: Mapping[str, Any]) -> Settings:

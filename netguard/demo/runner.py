@@ -15,7 +15,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from netguard.config import Settings
 from netguard.daemon.app import Daemon
 from netguard.demo.agents import SimulatedAgents
 from netguard.demo.broker import EmbeddedBroker, free_tcp_port
+from netguard.demo.chat import post_alertmanager, tap_ack_link
 from netguard.demo.config import DemoEndpoints, build_config_data, write_config
 from netguard.demo.fleet import FLEET, HOUSEHOLDS
 from netguard.demo.sensors import DoorSensorSim, Household
@@ -128,15 +129,21 @@ class DemoSummary:
 
 
 class DemoActuator:
-    """Applies scripted steps: door steps to the sensors, the rest to the SNMP agents."""
+    """Applies scripted steps: door steps to the sensors, a Prometheus alert to
+    ``post_alert`` (as Alertmanager), the rest to the SNMP agents."""
 
-    def __init__(self, agents: Actuator, sensors: DoorSensorSim) -> None:
+    def __init__(self, agents: Actuator, sensors: DoorSensorSim,
+                 post_alert: Callable[[], Awaitable[None]] | None = None) -> None:
         self._agents = agents
         self._sensors = sensors
+        self._post_alert = post_alert
 
     async def apply(self, step: Step) -> None:
         """Make ``step`` happen."""
-        if step.action == "door_open":
+        if step.action == "prometheus_alert":
+            if self._post_alert is not None:
+                await self._post_alert()
+        elif step.action == "door_open":
             await self._sensors.set_door(step.subject, closed=False)
         elif step.action == "door_closed":
             await self._sensors.set_door(step.subject, closed=True)
@@ -200,12 +207,14 @@ class StoreCounts:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._tickets: TicketService | None = None
+        self._admin: IotAdmin | None = None
         self._last_event = 0
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> StoreCounts:
         store = await self._stack.enter_async_context(Store(self._settings.store))
         self._tickets = TicketService(store, self._settings.tickets)
+        self._admin = IotAdmin(store)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -220,6 +229,15 @@ class StoreCounts:
             log.debug("ticket counts unavailable", exc_info=True)
             tally = TicketTally()
         return {"open": tally.active, "resolved": tally.done, "children": tally.children}
+
+    async def acknowledged(self, alert_id: int) -> str:
+        """Who acknowledged door alert ``alert_id`` and how, as the CLI would show it."""
+        assert self._admin is not None
+        alert = await self._admin.alert(alert_id)
+        if alert["acked_at"] is None:
+            return f"alert {alert_id} is not acknowledged"
+        return (f"alert {alert_id} acknowledged by {alert['acked_by']} "
+                f"via {alert.get('acked_via') or 'cli'}: its reminders stop")
 
     async def news(self) -> list[str]:
         """A line for each ticket opened, grouped or resolved since the last call."""
@@ -236,6 +254,16 @@ class StoreCounts:
             if line is not None:
                 lines.append(line)
         return lines
+
+
+def _ack_link(body: Any) -> tuple[int, str] | None:
+    """The first door alert with an acknowledgement link in a webhook body, if any."""
+    alerts = body.get("alerts") if isinstance(body, dict) else None
+    for alert in alerts if isinstance(alerts, list) else ():
+        if isinstance(alert, dict) and alert.get("subject", "alert") == "alert" \
+                and alert.get("type") == "door_open" and isinstance(alert.get("ack_url"), str):
+            return int(alert["alert_id"]), str(alert["ack_url"])
+    return None
 
 
 def _target_lines(daemon: Any) -> tuple[TargetLine, ...]:
@@ -270,6 +298,10 @@ class _Run:
         self.daemon: Any = None
         self.sink: WebhookSink | None = None
         self.counts: StoreCounts | None = None
+        self.settings: Settings | None = None
+        # The first door alert's link is tapped once, as staff would; held so the task
+        # is not collected mid-flight.
+        self._tap: asyncio.Task[None] | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -300,7 +332,7 @@ class _Run:
             data["iot"]["mqtt"]["username"] = mqtt.username
         if mqtt.password:
             data["iot"]["mqtt"]["password"] = mqtt.password
-        settings = write_config(summary.config_path, data)
+        settings = self.settings = write_config(summary.config_path, data)
         await register_households(settings, HOUSEHOLDS, SystemClock().now())
         self.daemon = await stack.enter_async_context(Daemon(settings))
         if self.daemon.metrics_url:
@@ -312,7 +344,7 @@ class _Run:
             password=mqtt.password))
         # The script's clock starts now, so its first fault follows netguard's first polls.
         self.started = time.monotonic()
-        return DemoActuator(agents, sensors)
+        return DemoActuator(agents, sensors, self.post_alert)
 
     def say(self, text: str) -> None:
         # Never wrap: paths and commands must stay copyable.
@@ -336,11 +368,39 @@ class _Run:
         status = self.daemon.probes.statuses().get(target_id)
         return None if status is None else bool(status.reachable)
 
+    def note(self, line: str) -> None:
+        self.summary.alerts.append(f"{self.elapsed():4.0f}s  {line}")
+        if not self.live:
+            self.say(f"alert: {line}")
+
     def on_alert(self, alert: ReceivedAlert) -> None:
         for line in alert_lines(alert.body):
-            self.summary.alerts.append(f"{self.elapsed():4.0f}s  {line}")
-            if not self.live:
-                self.say(f"alert: {line}")
+            self.note(line)
+        if self._tap is None:
+            found = _ack_link(alert.body)
+            if found is not None:
+                self._tap = asyncio.get_running_loop().create_task(
+                    self.tap(*found), name="netguard[demo].ack-link")
+
+    async def tap(self, alert_id: int, url: str) -> None:
+        """Tap a door alert's acknowledgement link, then show what the store says."""
+        assert self.counts is not None
+        try:
+            self.note(f"chat: staff tap the link of alert {alert_id}: {await tap_ack_link(url)}")
+            self.note(f"chat: {await self.counts.acknowledged(alert_id)}")
+        except Exception as exc:  # the demo goes on without this step
+            log.warning("demo: the acknowledgement link failed: %s", exc)
+
+    async def post_alert(self) -> None:
+        """Post a Prometheus alert to netguard's Alertmanager webhook."""
+        settings = self.settings
+        if settings is None or not settings.notifications.alertmanager.enabled \
+                or not self.daemon.metrics_url:
+            return
+        token = settings.notifications.alertmanager.token
+        assert token is not None
+        self.note(await post_alertmanager(self.daemon.metrics_url, token.get_secret_value(),
+                                          SystemClock().now()))
 
     def on_step(self, step: Step) -> None:
         self.summary.steps.append(f"{self.elapsed():4.0f}s  {step.description}")

@@ -24,6 +24,7 @@ Action = Literal[
     "door_open", "door_closed",
     "sensor_silent",
     "battery_low",
+    "prometheus_alert",
 ]
 
 
@@ -67,6 +68,9 @@ TIMELINE: tuple[Step, ...] = (
          after=(("pl-east-uplink", False),)),
     Step(20, "agent_down", "cab-east-school", "east school unreachable behind the uplink",
          after=(("pl-east-uplink", False),)),
+    # A Prometheus rule firing, as Alertmanager posts it to netguard's webhook.
+    Step(24, "prometheus_alert", "NetguardPonOnuDrop",
+         "Alertmanager posts a Prometheus alert (PON ONUs dropped)"),
     Step(26, "rx_power_normal", "fib-field-hospital", "field hospital fiber: rx power recovers"),
     Step(30, "door_closed", "door-riverside-02", "riverside household 02: door closed again"),
     # The sites come back first: one still dark after its uplink returns would get a

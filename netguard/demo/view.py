@@ -68,14 +68,26 @@ class DemoSnapshot:
         return counts
 
 
+def _first_line(text: str) -> str:
+    return next((line.lstrip("#").strip() for line in text.split("\n") if line.strip()), "")
+
+
 def alert_lines(body: Any) -> list[str]:
-    """One line per alert in a webhook body netguard sent (anything else: its start)."""
+    """One line per message in a body netguard sent: a door alert of the webhook, a
+    ticket or Alertmanager message (its title), or a WeCom robot message (its title);
+    anything else: its start."""
+    if isinstance(body, dict) and body.get("msgtype") == "markdown":
+        content = (body.get("markdown") or {}).get("content", "")
+        return [f"WeCom: {_first_line(str(content))[:160]}"]
     alerts = body.get("alerts") if isinstance(body, dict) else None
     if not isinstance(alerts, list):
         return [json.dumps(body, ensure_ascii=False)[:100]]
     lines = []
     for alert in alerts:
         if not isinstance(alert, dict):
+            continue
+        if alert.get("text"):
+            lines.append(_first_line(str(alert["text"]))[:160])
             continue
         reason = alert.get("reason", "")
         again = "" if reason in ("", "raised") else f" ({reason})"

@@ -63,6 +63,8 @@ _ALERT_FIELDS = frozenset({"severity", "type", "household", "sensor", "community
 _TICKET_FIELDS = frozenset({"ref", "severity", "site", "target", "summary", "category",
                             "since", "at", "open_for", "behind", "children", "child_count",
                             "new_count", "route"})
+_AM_FIELDS = frozenset({"severity", "title", "count", "firing", "resolved", "since", "until",
+                        "items", "reminder", "receiver", "group", "source_link"})
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     # One alert, by the notification's ``reason``.
     "raised": _ALERT_FIELDS,
@@ -81,6 +83,9 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     **dict.fromkeys(("ticket_opened", "ticket_update", "ticket_severity", "ticket_overdue",
                      "ticket_reopened", "ticket_resolved", "ticket_repeat",
                      "ticket_escalated"), _TICKET_FIELDS),
+    # A notification posted by Alertmanager (netguard.notify.alertmanager), by status.
+    "am_firing": _AM_FIELDS,
+    "am_resolved": _AM_FIELDS,
 }
 """Each message kind and the placeholders its template may use (``$name``)."""
 

@@ -32,7 +32,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.acklinks import LINK_KINDS, AckLinks
-from netguard.clock import Clock
+from netguard.clock import Clock, as_utc
 from netguard.errors import NotifyError, NotifyTransientError
 from netguard.iot.config import CommunityRoute, IotConfig
 from netguard.iot.models import OutboxMessage
@@ -242,7 +242,10 @@ class OutboxWorker:
         The rows are already durable (pending) in the store, so a crash, a rate limit or
         a failed send leaves them to the regular poll; nothing depends on this path.
         """
-        self._handed.extend(r for r in rows if r.id is not None)
+        now = self._clock.now()
+        # A row held back (quiet hours) waits for the poll that finds it due.
+        self._handed.extend(r for r in rows if r.id is not None
+                            and as_utc(r.next_attempt_at) <= now)
         self._wake.set()
 
     def _take(self, rows: Sequence[OutboxMessage]) -> list[OutboxMessage]:

@@ -150,6 +150,8 @@ class DaemonStats:
     # Ticket messages queued by (route, event), and notifier passes that failed.
     ticket_notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
     ticket_notify_failures: int = 0
+    # Posts to /alertmanager/webhook by outcome (netguard.daemon.amhook.OUTCOMES).
+    alertmanager_webhooks: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,8 @@ def _ack_links(s: MetricsSnapshot) -> Iterator[Sample]:
 
 def _ticket_notifications(s: MetricsSnapshot) -> Iterator[Sample]:
     yield from _by_pair(s.daemon.ticket_notifications)
+def _alertmanager_webhooks(s: MetricsSnapshot) -> Iterator[Sample]:
+    yield from _by_key(s.daemon.alertmanager_webhooks)
 
 
 def _config_reloads(s: MetricsSnapshot) -> Iterator[Sample]:
@@ -582,4 +584,7 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_ticket_notify_failures_total", "counter",
        "Ticket notifier passes that failed (retried).", (),
        _daemon("ticket_notify_failures"), section="daemon"),
+    _g("netguard_alertmanager_webhooks_total", "counter",
+       "Posts to the Alertmanager webhook (/alertmanager/webhook), by outcome.",
+       ("outcome",), _alertmanager_webhooks, section="daemon"),
 )

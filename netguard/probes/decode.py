@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from netguard.probes.profiles import Metric, Profile
 from netguard.probes.state import (
@@ -159,50 +160,60 @@ _KNOWN_COLUMNS = frozenset({
 })
 
 
+# Numeric ifTable/ifXTable columns an interface reads, in InterfaceReading's order.
+_IF_NUMBERS = ("if_hc_in_octets", "if_hc_out_octets", "if_in_octets", "if_out_octets",
+               "if_high_speed", "if_speed", "if_admin_status", "if_oper_status",
+               "if_in_errors", "if_out_errors", "if_in_discards", "if_out_discards",
+               "if_counter_discontinuity_time")
+
+
 def _interfaces(r: _Reader, only: Sequence[str] | None) -> tuple[InterfaceReading, ...]:
     indexes: set[int] = set()
     for name in ("if_descr", "if_oper_status", "if_name"):
         indexes.update(idx[0] for idx in r.column(name) if len(idx) == 1)
     wanted = set(only) if only is not None else None
+    by_name = r.profile.by_name
+    # A column the profile does not read counts as absent (as ``_Reader.integer`` says).
+    cols = [r.column(n) if n in by_name else {} for n in _IF_NUMBERS]
+    names, descrs, aliases = r.column("if_name"), r.column("if_descr"), r.column("if_alias")
     out: list[InterfaceReading] = []
     for index in sorted(indexes):
         key = (index,)
-
-        def col(name: str, key: Index = key) -> RawValue:
-            return r.column(name).get(key)
-
-        name = text(col("if_name")) or text(col("if_descr")) or f"if{index}"
+        name = text(names.get(key)) or text(descrs.get(key)) or f"if{index}"
         if wanted is not None and name not in wanted:
             continue
-        where = f"[{name}]"
-        hc_in = r.integer("if_hc_in_octets", col("if_hc_in_octets"), where)
-        hc_out = r.integer("if_hc_out_octets", col("if_hc_out_octets"), where)
+        # One pass over the columns: ints as they are, anything else through the reader
+        # (a problem line for text where a number belongs).
+        values = [c.get(key) for c in cols]
+        for i, value in enumerate(values):
+            if value is not None and value.__class__ is not int:
+                if i in (2, 3) and values[0] is not None and values[1] is not None:
+                    continue  # the 32-bit octets are not read when the 64-bit ones are
+                values[i] = r.integer(_IF_NUMBERS[i], value, f"[{name}]")
+        (hc_in, hc_out, in32, out32, high, speed, admin, oper, in_err, out_err, in_disc,
+         out_disc, discontinuity) = cast(list[int | None], values)
         bits = 64
         in_octets, out_octets = hc_in, hc_out
         if hc_in is None or hc_out is None:
             bits = 32
-            in_octets = r.integer("if_in_octets", col("if_in_octets"), where)
-            out_octets = r.integer("if_out_octets", col("if_out_octets"), where)
-        high = r.integer("if_high_speed", col("if_high_speed"), where)
-        speed = r.integer("if_speed", col("if_speed"), where)
+            in_octets, out_octets = in32, out32
         # ifSpeed saturates at 2^32-1 above 4.29 Gb/s; ifHighSpeed (Mb/s) is then right.
         speed_bps = high * 1_000_000 if high else speed
         out.append(InterfaceReading(
             index=index,
             name=name,
-            alias=text(col("if_alias")),
-            admin_status=r.integer("if_admin_status", col("if_admin_status"), where),
-            oper_status=r.integer("if_oper_status", col("if_oper_status"), where),
+            alias=text(aliases.get(key)),
+            admin_status=admin,
+            oper_status=oper,
             in_octets=in_octets,
             out_octets=out_octets,
-            in_errors=r.integer("if_in_errors", col("if_in_errors"), where),
-            out_errors=r.integer("if_out_errors", col("if_out_errors"), where),
-            in_discards=r.integer("if_in_discards", col("if_in_discards"), where),
-            out_discards=r.integer("if_out_discards", col("if_out_discards"), where),
+            in_errors=in_err,
+            out_errors=out_err,
+            in_discards=in_disc,
+            out_discards=out_disc,
             speed_bps=speed_bps,
             counter_bits=bits,
-            discontinuity_time=r.integer("if_counter_discontinuity_time",
-                                         col("if_counter_discontinuity_time"), where),
+            discontinuity_time=discontinuity,
         ))
     return tuple(out)
 

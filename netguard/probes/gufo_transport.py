@@ -76,6 +76,7 @@ from netguard.clock import Clock, SystemClock
 from netguard.errors import AgentResponseError, AgentUnreachableError, ProbeError
 from netguard.probes.config import TargetConfig
 from netguard.probes.decode import Index, RawValue
+from netguard.probes.gufo_wire import ColumnWalk, plain, take_rows
 from netguard.probes.profiles import Metric
 
 log = logging.getLogger("netguard.probes.gufo")
@@ -332,7 +333,7 @@ class GufoAgentSession:
         self.varbinds += len(answer)
         self.values += len(answer)
         for metric, oid in zip(metrics, oids, strict=True):
-            out[metric.name] = _plain(answer.get(oid))
+            out[metric.name] = plain(answer.get(oid))
 
     # --- walks ------------------------------------------------------------------
 
@@ -398,58 +399,59 @@ class GufoAgentSession:
 
     async def _walk_once(self, column: Metric, reps: int
                          ) -> tuple[dict[Index, RawValue], bool, int, bool]:
-        """Walk a column from its start.
+        """Walk a column from its start, one response at a time.
 
         Returns the rows, whether the request that ended it brought no rows, the
         max-repetitions it ended with, and False if that had to shrink.
         """
         base = _oid_text(column)
-        start = len(base) + 1
         rows: dict[Index, RawValue] = {}
         clean = True
         session = await self._open_for_walk()
-        it = _iterate(session, base, reps, self.target.snmp.version)
+        step = ColumnWalk(session, base, reps)
         last: Index = ()
-        while True:
-            sent = self._counter.sent
-            try:
-                oid, value = await anext(it)
-            except StopAsyncIteration:
-                return rows, self._counter.sent > sent, reps, clean
-            except TimeoutError as exc:
-                self.walk_timeouts += 1
-                self._tries_left -= 1
-                if self._tries_left <= 0:
-                    if self._v3:
-                        self._drop()
-                    raise self._timeout_error("refused" in str(exc)) from exc
-                # The iterator asks again from where it stopped. Max-repetitions stays:
-                # with gufo a response too big to arrive whole is a decode error below,
-                # not silence (only one above 65,507 bytes is dropped by the agent).
-                continue
-            except SnmpDecodeError as exc:
-                # A response above gufo's 4,080-byte buffer arrives truncated.
-                if reps <= 1:
+        try:
+            while True:
+                try:
+                    batch = await step.next()
+                except TimeoutError as exc:
+                    self._walk_timed_out(exc)
+                    # Ask again from where it stopped. Max-repetitions stays: with gufo a
+                    # response too big to arrive whole is a decode error below, not
+                    # silence (only one above 65,507 bytes is dropped by the agent).
+                    continue
+                except SnmpDecodeError as exc:
+                    # A response above gufo's 4,080-byte buffer arrives truncated.
+                    if reps <= 1:
+                        raise AgentResponseError(self.target.id,
+                                                 f"GETBULK failed: {exc}") from exc
+                    self.too_big += 1
+                    clean = False
+                    reps = self._shrink(reps, "response too big to decode")
+                    step.restart(base, reps)
+                    last = ()
+                    continue
+                except SnmpAuthError as exc:
+                    self._drop()
+                    raise self._auth_error() from exc
+                except SnmpError as exc:
                     raise AgentResponseError(self.target.id,
                                              f"GETBULK failed: {exc}") from exc
-                self.too_big += 1
-                clean = False
-                reps = self._shrink(reps, "response too big to decode")
-                it = _iterate(session, base, reps, self.target.snmp.version)
-                last = ()
-                continue
-            except SnmpAuthError as exc:
+                last, ended = take_rows(batch, base, rows, last)
+                self.varbinds += len(batch) - (1 if batch and batch[-1] is None else 0)
+                if ended is not None:
+                    return rows, ended, reps, clean
+        finally:
+            step.close()
+
+    def _walk_timed_out(self, exc: TimeoutError) -> None:
+        """Count one unanswered walk request; raise once the walk's tries are spent."""
+        self.walk_timeouts += 1
+        self._tries_left -= 1
+        if self._tries_left <= 0:
+            if self._v3:
                 self._drop()
-                raise self._auth_error() from exc
-            except SnmpError as exc:
-                raise AgentResponseError(self.target.id, f"GETBULK failed: {exc}") from exc
-            self.varbinds += 1
-            index = _index(oid, base, start)
-            if index is None or index <= last:
-                # Outside the column, or not increasing (an agent bug that would loop).
-                return rows, False, reps, clean
-            last = index
-            rows[index] = _plain(value)
+            raise self._timeout_error("refused" in str(exc)) from exc
 
     async def _open_for_walk(self) -> SnmpSession:
         try:
@@ -472,12 +474,6 @@ class GufoAgentSession:
         return self.max_repetitions
 
 
-def _iterate(session: SnmpSession, base: str, reps: int, version: str) -> Any:
-    if version == "1":
-        return aiter(session.getnext(base))
-    return aiter(session.getbulk(base, max_repetitions=reps))
-
-
 def _user(target: TargetConfig) -> User:
     snmp = target.snmp
     assert snmp.user is not None
@@ -490,21 +486,3 @@ def _user(target: TargetConfig) -> User:
 
 def _oid_text(metric: Metric) -> str:
     return ".".join(map(str, metric.oid_tuple))
-
-
-def _index(oid: str, base: str, start: int) -> Index | None:
-    """The row index of an OID in column ``base`` (``start`` = len(base) + 1), or None."""
-    if not oid.startswith(base) or oid[start - 1:start] != ".":
-        return None
-    tail = oid[start:]
-    try:
-        return tuple(map(int, tail.split(".")))
-    except ValueError:
-        return None
-
-
-def _plain(value: object) -> RawValue:
-    """gufo's value as the decoder takes it (floats of Opaque: absent)."""
-    if isinstance(value, int | bytes | str):
-        return value
-    return None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from contextlib import AsyncExitStack
 
 from netguard.clock import Clock
 from netguard.config import Settings, settings_from_data
 from netguard.daemon.app import Daemon
-from netguard.daemon.heap import frozen_heap, refreeze
+from netguard.daemon.heap import frozen_heap, refreeze, settle
 from netguard.daemon.ports import Services
 from tests.daemon.test_app import Iot, Probes, Store, Tickets
 from tests.daemon.test_reload_plan import _data, _target
@@ -68,3 +69,43 @@ async def test_serving_daemon_does_not_walk_its_settings_in_full_collections() -
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+class _Cycle:
+    """A GC-tracked object that refers to itself: only the collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_freezes_what_survived_and_collects_young_cycles() -> None:
+    with frozen_heap():
+        kept = _Kept()
+        garbage = _Cycle()
+        gone = weakref.ref(garbage)
+        del garbage
+        assert _walked(kept)
+        assert settle() is False  # no full pass: the heap has not doubled
+        assert not _walked(kept)
+        assert gone() is None
+    assert _walked(kept)
+
+
+def test_settle_runs_a_full_pass_once_the_heap_has_grown() -> None:
+    with frozen_heap():
+        leaked = _Cycle()
+        gone = weakref.ref(leaked)
+        settle()  # frozen while alive
+        del leaked  # now cyclic garbage among the frozen: no young collection sees it
+        assert settle() is False
+        assert gone() is not None
+        grown = [_Kept() for _ in range(20_000)]
+        assert settle(growth=0.001) is True
+        assert gone() is None
+        assert not _walked(grown[0])
+        assert settle(growth=0.001) is False  # measured from the last full pass
+
+
+def test_settle_outside_frozen_heap_freezes_nothing() -> None:
+    assert settle() is False
+    assert gc.get_freeze_count() == 0

@@ -4,6 +4,10 @@ One run (about a minute) checks that:
 - the scripted faults became tickets, including the upstream root with its children,
   and that some resolved again;
 - the door opening and the silent sensor reached the webhook sink as alerts;
+- the tickets reached the network duty group's (WeCom-format) robot, the uplink with the
+  sites behind it in one grouped message; a Prometheus alert posted to the Alertmanager
+  webhook reached it too; the door alert's acknowledgement link was tapped and the alert
+  is acknowledged via chat-link;
 - /metrics, scraped during the run, showed the targets, tickets and alerts;
 - after SIGINT, the demo exits 0 and none of the processes it started is left.
 """
@@ -58,6 +62,26 @@ def children_of(db: Path, upstream: str) -> set[str]:
         except sqlite3.OperationalError:
             return set()
     return {r[0] for r in rows}
+
+
+def wecom_texts(directory: Path) -> list[str]:
+    """The markdown of every message the sink received in the WeCom robot's format."""
+    out = []
+    for line in sink_text(directory).splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        body = record.get("body")
+        if record.get("path") == "/wecom" and isinstance(body, dict):
+            out.append(str((body.get("markdown") or {}).get("content", "")))
+    return out
+
+
+def grouped(texts: list[str]) -> bool:
+    """The uplink's message names both sites behind it (grouped, or in one update)."""
+    about = [t for t in texts if "pl-east-uplink" in t]
+    return all(any(child in t for t in about) for child in ("fib-east-clinic", "cab-east-school"))
 
 
 def sink_text(directory: Path) -> str:
@@ -132,11 +156,16 @@ def test_demo_end_to_end(
         rows = tickets(db)
         resolved = {r["target"] for r in rows if r["state"] in ("resolved", "closed")}
         sink = sink_text(directory)
+        texts = wecom_texts(directory)
+        output = log.read_text(errors="replace")
         return (
             {"fib-east-clinic", "cab-east-school"} <= children_of(db, "pl-east-uplink")
             and "fib-field-hospital" in resolved
             and "door-riverside-02" in sink
             and "door-old-town-01" in sink
+            and grouped(texts)
+            and any("NetguardPonOnuDrop" in t for t in texts)
+            and "via chat-link" in output
         )
 
     try:
@@ -162,6 +191,19 @@ def test_demo_end_to_end(
     bodies = [json.dumps(r["body"]) for r in records]
     assert any("door-riverside-02" in b for b in bodies)
     assert any("door-old-town-01" in b for b in bodies)
+
+    # --- the network side reached its chat robot; the door alert was acknowledged -------
+    texts = wecom_texts(directory)
+    assert grouped(texts), texts
+    assert any("其后 2 个站点受影响" in t for t in texts) or len(
+        [t for t in texts if "pl-east-uplink" in t]) >= 2, texts  # grouped, or late: updated
+    assert all("<@netops-duty>" in t for t in texts), "the duty group is @-mentioned"
+    assert sum("NetguardPonOnuDrop" in t for t in texts) == 1, texts
+    output = log.read_text(errors="replace")
+    assert "posted to /alertmanager/webhook: accepted" in output, output[-3000:]
+    acked = [line for line in output.splitlines() if "via chat-link" in line]
+    assert acked, output[-3000:]
+    assert "acknowledged by" in acked[0], output[-3000:]
 
     # --- /metrics showed targets, faults, tickets and alerts -----------------------------
     assert scrapes.count >= 5

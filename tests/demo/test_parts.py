@@ -48,7 +48,7 @@ def test_timeline_covers_the_issue_and_fits_in_a_minute() -> None:
     actions = {s.action for s in TIMELINE}
     for needed in ("rx_power_low", "rx_power_normal", "on_battery", "onus_lost",
                    "radio_degraded", "agent_down", "door_open", "sensor_silent",
-                   "battery_low"):
+                   "battery_low", "prometheus_alert"):
         assert needed in actions
     assert max(s.at_seconds for s in TIMELINE) < 60
     # The children go dark only once netguard reports their upstream unreachable, so
@@ -66,6 +66,8 @@ def test_timeline_covers_the_issue_and_fits_in_a_minute() -> None:
     for step in TIMELINE:
         if step.action.startswith(("door_", "sensor_", "battery_")):
             assert step.subject in sensor_ids
+        elif step.action == "prometheus_alert":
+            assert step.subject.startswith("Netguard")  # the alert rule's name
         else:
             fleet_target(step.subject)
 

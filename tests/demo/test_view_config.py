@@ -114,7 +114,13 @@ def test_alert_lines_from_netguard_webhook_bodies() -> None:
         "offline (renotify): household hh-old-town-01 in old-town, sensor door-old-town-01 "
         "-> staff"]
     assert alert_lines("plain text") == ['"plain text"']
-    assert alert_lines({"msgtype": "markdown"}) == ['{"msgtype": "markdown"}']
+    assert alert_lines({"msgtype": "text"}) == ['{"msgtype": "text"}']
+    # A robot's markdown message and a ticket message of the webhook: their titles.
+    assert alert_lines({"msgtype": "markdown", "markdown": {
+        "content": "### 【紧急】DEMO-000006 pl-east-uplink\uff1a中断\n- 站点\uff1aeast"}}) == [
+        "WeCom: 【紧急】DEMO-000006 pl-east-uplink\uff1a中断"]
+    assert alert_lines({"alerts": [{"subject": "ticket", "text": "\n### 【重要】DEMO-1 x\n- y"}]}
+                       ) == ["【重要】DEMO-1 x"]
 
 
 def test_parse_mqtt_url() -> None:

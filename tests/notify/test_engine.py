@@ -275,6 +275,7 @@ async def test_quiet_hours_defer_non_critical(rig_factory: Any, receiver: Receiv
     texts = _texts(receiver, "/wecom")
     assert len(texts) == 1
     assert "olt-crit" in texts[0]
+    assert "olt-minor" not in texts[0]  # not handed to the outbox ahead of its time
     await rig.step(7 * 3600)  # 06:00: still quiet
     assert len(_texts(receiver, "/wecom")) == 1
     await rig.step(3600)  # 07:00

@@ -61,6 +61,19 @@ def test_interface_rates_bps_utilisation_and_errors() -> None:
     assert got.out_error_rate == 0.0
 
 
+def test_interface_rates_keep_every_reading_field() -> None:
+    rates = {"in_bps", "out_bps", "utilisation", "in_error_rate", "out_error_rate",
+             "in_discard_rate", "out_discard_rate"}
+    after = _iface(alias="uplink", in_octets=5000, out_octets=6000, in_errors=3,
+                   out_errors=4, in_discards=5, out_discards=6, discontinuity_time=7)
+    before = _iface(discontinuity_time=7)
+    got = interface_rates(before, after, 10.0)
+    for field in dataclasses.fields(InterfaceReading):
+        if field.name not in rates:
+            assert getattr(got, field.name) == getattr(after, field.name), field.name
+    assert all(getattr(got, name) is not None for name in rates)
+
+
 def test_discontinuity_change_gives_no_rate() -> None:
     before = _iface()
     after = _iface(in_octets=5, discontinuity_time=12345)

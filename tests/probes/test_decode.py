@@ -109,6 +109,31 @@ def test_wrong_type_is_a_problem_not_a_crash() -> None:
                for p in sample.problems)
 
 
+def test_text_in_an_interface_column_is_a_problem_and_the_rest_is_kept() -> None:
+    profile = LIB.resolve("private-line")
+    cols = {
+        "if_descr": {(1,): b"Gi0/1", (2,): b"Gi0/2"},
+        "if_oper_status": {(1,): b"up", (2,): 1},
+        "if_in_errors": {(1,): 4, (2,): "1.3.6"},
+        "if_hc_in_octets": {(1,): 10, (2,): 20},
+        "if_hc_out_octets": {(1,): 11, (2,): 21},
+        # Not read while the 64-bit counters are there: no problem for it.
+        "if_in_octets": {(1,): b"junk"},
+        "if_speed": {(1,): True},
+    }
+    sample = decode_sample(profile, {}, cols)
+    first, second = sample.interfaces
+    assert (first.oper_status, first.in_errors, first.in_octets, first.speed_bps) == \
+        (None, 4, 10, None)
+    assert (second.oper_status, second.in_errors, second.in_octets) == (1, None, 20)
+    assert sample.problems == (
+        "if_speed[Gi0/1]: expected a number, got text True",
+        "if_oper_status[Gi0/1]: expected a number, got text 'up'",
+        "if_in_errors[Gi0/2]: expected a number, got text '1.3.6'",
+    )
+    assert sample.decode_errors == 3
+
+
 def test_entity_sensor_scale_precision_and_pairing() -> None:
     profile = LIB.resolve("fiber-standard")
     cols = {

@@ -15,6 +15,8 @@ import pytest
 PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
     "snmptrap": "snmp",
     "snmpget": "snmp",
     "snmpd": "snmpd",
