@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from netguard.acklinks import AckLinksConfig
+from netguard.cluster.config import ClusterConfig
 from netguard.daemon.config import DaemonConfig, LoggingConfig, MetricsConfig
 from netguard.display import DisplayConfig
 from netguard.errors import ConfigError, ConfigNotFoundError, NotFoundError
@@ -54,6 +55,7 @@ class Settings(BaseModel):
     ack_links: AckLinksConfig = Field(default_factory=AckLinksConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @model_validator(mode="after")
     def _check_targets(self) -> Settings:
@@ -92,6 +94,10 @@ class Settings(BaseModel):
         problems = engine_problems(self.probes, self.targets)
         if problems:
             raise ValueError("; ".join(problems))
+        if self.cluster.enabled and not self.store.sqlalchemy_url().startswith("postgresql"):
+            raise ValueError("cluster.enabled: scale-out needs a PostgreSQL store (store.url: "
+                             "postgresql://...); a SQLite file cannot be shared by several "
+                             "instances. Remove the cluster section or move to PostgreSQL")
         return self
 
     @model_validator(mode="after")
@@ -321,7 +327,8 @@ def _format_errors(exc: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             message = "unknown option"
         # Model-level validators already put the path in the message.
-        if not path or message.startswith(("targets[", "iot.", "tickets.", "display.")):
+        if not path or message.startswith(("targets[", "iot.", "tickets.", "display.",
+                                                  "cluster.")):
             lines.append(message)
         else:
             lines.append(f"{path}: {message}")

@@ -81,6 +81,7 @@ DOMAIN = (
     "netguard.notify.plan",  # what ticket events and time make the notifier send
     "netguard.notify.texts",  # ticket message texts
     "netguard.notify.alertmanager",  # Alertmanager webhook payloads
+    "netguard.cluster.rendezvous",  # which live member owns which target
 )
 
 

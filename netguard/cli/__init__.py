@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from netguard.cli import config_cmd, daemon, db, demo, iot, probes, tickets
+from netguard.cli import cluster, config_cmd, daemon, db, demo, iot, probes, tickets
 
 app = typer.Typer(
     name="netguard",
@@ -27,6 +27,7 @@ daemon.register(app)
 demo.register(app)
 app.add_typer(tickets.app, name="tickets")
 app.add_typer(db.app, name="db")
+app.add_typer(cluster.app, name="cluster")
 iot.register(app)
 
 

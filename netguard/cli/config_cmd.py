@@ -62,3 +62,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  mqtt: {f'{mqtt.host}:{mqtt.port}' if mqtt.enabled else 'disabled'}")
         typer.echo(f"  notifiers: {len(settings.iot.notifiers)}, "
                    f"community routes: {len(settings.iot.routes)}")
+        cluster = settings.cluster
+        typer.echo(f"  cluster: instance {cluster.member_id}, lease {cluster.lease_seconds:g}s"
+                   if cluster.enabled else "  cluster: disabled")

@@ -32,6 +32,7 @@ from netguard.clock import Clock, ClockWatch, SystemClock
 from netguard.config import Settings
 from netguard.daemon import wiring
 from netguard.daemon.backlog import FaultBacklog
+from netguard.daemon.clustering import ClusterRole
 from netguard.daemon.faultwriter import STORE_PROBE_SECONDS, FaultWriter
 from netguard.daemon.heap import frozen_heap, keep_settled, refreeze
 from netguard.daemon.http import MetricsServer
@@ -79,6 +80,7 @@ class Daemon:
             ``ProbeService``, ``TicketService`` and ``IotService``; the IoT service runs
             even with MQTT disabled, for its outbox and sweeps).
         scheduler: The :class:`PollScheduler` (``stats()``, ``poll_now(target_id)``).
+        cluster: The :class:`ClusterRole` with ``cluster.enabled`` (else ``None``).
         metrics_url: Base URL of the HTTP endpoint, ``None`` when disabled.
         on_poll: Callables invoked (on the event loop) with every poll outcome, e.g. by the
             demo's live view. They must not block; exceptions are logged and ignored.
@@ -103,8 +105,9 @@ class Daemon:
         self.metrics_url: str | None = None
         self.on_poll: list[PollListener] = []
         daemon = settings.daemon
+        self.cluster: ClusterRole | None = None  # it sets the owned targets once joined
         self.scheduler = PollScheduler(
-            settings.targets if only is None else (), self._poll,
+            () if only or settings.cluster.enabled else settings.targets, self._poll,
             jitter_seconds=daemon.poll_jitter_seconds,
             misfire_grace_seconds=daemon.misfire_grace_seconds,
             max_concurrency=daemon.max_concurrent_polls)
@@ -203,6 +206,9 @@ class Daemon:
         try:
             self._services = await self._open_services(self.settings, self.clock, stack,
                                                        self.scheduler.poll_now)
+            if self.settings.cluster.enabled:
+                self.cluster = await stack.enter_async_context(
+                    ClusterRole(self.settings, self._services, self.scheduler))
             await self._refresh_ticket_counts()
             if self.settings.metrics.enabled:
                 self._http = await stack.enter_async_context(
@@ -407,9 +413,12 @@ class Daemon:
                 needs_restart.append("tickets")
                 new = new.model_copy(update={"tickets": self.settings.tickets})
         if plan.targets_changed and services.probes is not None:
-            await services.probes.update_targets(new.targets)
-            # In the same step as the probes' switch: no poll of a removed target starts.
-            self.scheduler.update_targets(new.targets)
+            if self.cluster is not None:
+                await self.cluster.set_targets(new.targets)  # only the owned ones
+            else:
+                await services.probes.update_targets(new.targets)
+                # In the same step as the probes' switch: no poll of a removed target starts.
+                self.scheduler.update_targets(new.targets)
             if new.daemon.trap_listen:
                 needs_restart.append("targets (trap receiver)")
         if plan.logging_changed:
@@ -459,9 +468,10 @@ class Daemon:
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("clock", self._check_clock)]
         tickets = services.tickets
-        if tickets is not None:
+        leads = self.cluster is None or self.cluster.is_leader  # single-run jobs
+        if tickets is not None and leads:
             steps.append(("tickets", lambda: tickets.sweep(still_active=self._still_active())))
-        if services.iot is not None:
+        if services.iot is not None and leads:
             steps.append(("iot", services.iot.sweep))
         if tickets is not None:
             steps.append(("ticket counts", self._refresh_ticket_counts))
@@ -473,7 +483,7 @@ class Daemon:
         if self.backlog or probes is None:
             return lambda _key: True
         active = {str(fault.key) for fault in probes.active_faults()}
-        return active.__contains__
+        return active.__contains__ if self.cluster is None else self.cluster.still_active(active)
 
     async def _check_clock(self) -> None:
         step = self.clock_watch.check()
@@ -528,7 +538,8 @@ class Daemon:
                         ticket_notifications=dict(notifier.sent) if notifier else {},
                         ticket_notify_failures=notifier.failed_passes if notifier else 0,
                         alertmanager_webhooks=dict(services.am_webhook.outcomes)
-                        if services.am_webhook is not None else {})
+                        if services.am_webhook is not None else {},
+                        cluster=None if self.cluster is None else self.cluster.view())
         return MetricsSnapshot(
             targets=services.probes.statuses() if services.probes is not None else {},
             tickets=self._ticket_counts,

@@ -17,7 +17,7 @@ from netguard.config import Settings
 
 # Sections whose objects are built once at startup (connections, listeners, timings).
 RESTART_SECTIONS: tuple[str, ...] = ("store", "iot", "metrics", "probes", "daemon",
-                                      "ack_links", "notifications")
+                                      "ack_links", "notifications", "cluster")
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,17 @@ class TrapStatsView(Protocol):
     def rejected(self) -> Mapping[tuple[str, str], int]: ...
 
 
+class ClusterStatsView(Protocol):
+    """This instance's part in a cluster (``netguard.cluster.node.ClusterView``)."""
+
+    @property
+    def members(self) -> int: ...
+    @property
+    def owned_targets(self) -> int: ...
+    @property
+    def leader(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonStats:
     """The daemon's own counters."""
@@ -134,6 +145,8 @@ class DaemonStats:
     clock_steps: Mapping[str, int] = field(default_factory=dict)
     # Requests to /ack/<token> by outcome (netguard.daemon.ackpage.OUTCOMES).
     ack_links: Mapping[str, int] = field(default_factory=dict)
+    # With cluster.enabled: live members, owned targets, leadership (else None).
+    cluster: ClusterStatsView | None = None
     # Ticket messages queued by (route, event), and notifier passes that failed.
     ticket_notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
     ticket_notify_failures: int = 0

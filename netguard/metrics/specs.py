@@ -214,6 +214,13 @@ def _daemon(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
     return read
 
 
+def _cluster(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
+    def read(s: MetricsSnapshot) -> Iterator[Sample]:
+        if s.daemon.cluster is not None:
+            yield (), float(getattr(s.daemon.cluster, attr))
+    return read
+
+
 def _build_info(_s: MetricsSnapshot) -> Iterator[Sample]:
     yield (__version__, platform.python_version()), 1.0
 
@@ -561,6 +568,16 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_ack_links_total", "counter",
        "Requests to acknowledgement links (/ack/<token>), by outcome.", ("outcome",),
        _ack_links, section="daemon"),
+    # Scale-out (only with cluster.enabled).
+    _g("netguard_cluster_members", "gauge",
+       "Live members of the cluster as this instance last saw them (0 while it is fenced).",
+       (), _cluster("members"), section="daemon"),
+    _g("netguard_cluster_owned_targets", "gauge",
+       "Targets this instance owns and polls.", (), _cluster("owned_targets"),
+       section="daemon"),
+    _g("netguard_cluster_leader", "gauge",
+       "1 while this instance leads the cluster (runs the ticket and sensor sweeps).",
+       (), _cluster("leader"), section="daemon"),
     _g("netguard_ticket_notifications_total", "counter",
        "Ticket messages queued, by route and event.", ("route", "event"),
        _ticket_notifications, section="daemon"),

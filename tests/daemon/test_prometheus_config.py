@@ -5,6 +5,7 @@ promtool is required: a missing one skips these tests locally and fails them whe
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -34,6 +35,16 @@ def _alerts() -> list[dict[str, object]]:
 def test_prometheus_yml_is_valid() -> None:
     out = _promtool("check", "config", "prometheus.yml")
     assert "SUCCESS" in out
+
+
+def test_the_cluster_scrape_config_is_valid() -> None:
+    out = _promtool("check", "config", "prometheus-cluster.yml")
+    assert "SUCCESS" in out
+    # promtool does not read the file_sd files: check the shipped one's shape here.
+    for path in (PROM_DIR / "netguard-instances").glob("*.json"):
+        for group in json.loads(path.read_text()):
+            assert set(group) <= {"targets", "labels"}
+            assert all(re.fullmatch(r"[\w.-]+:\d+", t) for t in group["targets"])
 
 
 def test_rules_are_valid() -> None:

@@ -1,0 +1,211 @@
+"""The members table: join, heartbeat, leave, and the epoch a member's writes carry.
+
+Every time comparison runs on the database's clock (``now()``), so the instances' own
+clocks never matter: a member is *live* while ``heartbeat_at + lease_seconds > now()``,
+with the lease the member itself registered.
+
+Each registration has an *incarnation*, one more than the row's last. ``(instance_id,
+incarnation)`` is the member's :class:`Epoch`. A heartbeat renews only the registration
+it belongs to and only while it is live: once the lease lapsed (the instance was paused,
+cut off, or another process took the same id), the heartbeat is refused and the instance
+must join again under a new incarnation. The others may have taken its targets meanwhile,
+so anything it writes with the old epoch is stale: :data:`FENCE_CONDITION` and
+:meth:`MemberTable.epoch_current` refuse it (docs/scale-out.md lists which writes use
+them).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from netguard.cluster.config import host_name
+
+_LIVE = "heartbeat_at > now() - make_interval(secs => lease_seconds)"
+
+FENCE_CONDITION = (
+    "EXISTS (SELECT 1 FROM cluster_member WHERE instance_id = :fence_instance "  # noqa: S608 (constants)
+    f"AND incarnation = :fence_incarnation AND {_LIVE})")
+"""A SQL condition that holds only while the epoch's registration is current and live.
+
+Add it to a write's ``WHERE`` with :meth:`Epoch.params`; a write that matches no row
+was refused as stale."""
+
+
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """One registration of one instance: what a fenced write carries.
+
+    Attributes:
+        instance_id: The member.
+        incarnation: Its registration, one more than the previous one of the same id.
+    """
+
+    instance_id: str
+    incarnation: int
+
+    def params(self) -> dict[str, Any]:
+        """The bind parameters of :data:`FENCE_CONDITION`."""
+        return {"fence_instance": self.instance_id, "fence_incarnation": self.incarnation}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One row of the members table, as the database sees it now.
+
+    Attributes:
+        instance_id: The member's name.
+        incarnation: Its current registration.
+        host: The host it registered from.
+        pid: Its process id there.
+        lease_seconds: The lease it registered with.
+        joined_at: When this registration was made (database clock).
+        heartbeat_at: Its last heartbeat (database clock).
+        age_seconds: Seconds since that heartbeat, by the database's clock.
+        live: Whether the heartbeat is within the lease.
+    """
+
+    instance_id: str
+    incarnation: int
+    host: str
+    pid: int
+    lease_seconds: float
+    joined_at: datetime
+    heartbeat_at: datetime
+    age_seconds: float
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The outcome of one heartbeat.
+
+    Attributes:
+        renewed: The registration was renewed. If not, ``reason`` says why and the
+            instance must join again.
+        members: The live members after the heartbeat (sorted), this one included when
+            renewed.
+        reason: Why a heartbeat was refused (``expired``, ``taken over``, ``missing``).
+    """
+
+    renewed: bool
+    members: tuple[str, ...]
+    reason: str = ""
+
+
+def _member(row: RowMapping) -> Member:
+    return Member(instance_id=str(row["instance_id"]), incarnation=int(row["incarnation"]),
+                  host=str(row["host"]), pid=int(row["pid"]),
+                  lease_seconds=float(row["lease_seconds"]), joined_at=row["joined_at"],
+                  heartbeat_at=row["heartbeat_at"], age_seconds=float(row["age"]),
+                  live=bool(row["live"]))
+
+
+_SELECT = (f"SELECT instance_id, incarnation, host, pid, lease_seconds, joined_at, "  # noqa: S608 (constants)
+           f"heartbeat_at, EXTRACT(EPOCH FROM now() - heartbeat_at) AS age, "
+           f"({_LIVE}) AS live FROM cluster_member")
+
+
+class MemberTable:
+    """The members table of a PostgreSQL store.
+
+    Args:
+        engine: The store's engine (each call takes a pooled connection briefly).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def join(self, instance_id: str, lease_seconds: float, *,
+                   host: str | None = None, pid: int | None = None
+                   ) -> tuple[Epoch, Member | None]:
+        """Register (again) under a new incarnation, heartbeat now.
+
+        Returns:
+            The new epoch, and the row as it was before (``None`` if there was none); a
+            previous row that is still live means this id was already running (a
+            restart within the lease, or another process with the same id).
+        """
+        async with self._engine.begin() as conn:
+            found = (await conn.execute(
+                text(f"{_SELECT} WHERE instance_id = :i FOR UPDATE"), {"i": instance_id}
+            )).mappings().first()
+            previous = None if found is None else _member(found)
+            incarnation = 1 if previous is None else previous.incarnation + 1
+            await conn.execute(text(
+                "INSERT INTO cluster_member (instance_id, incarnation, host, pid, "
+                "lease_seconds, joined_at, heartbeat_at) "
+                "VALUES (:i, :n, :host, :pid, :lease, now(), now()) "
+                "ON CONFLICT (instance_id) DO UPDATE SET incarnation = excluded.incarnation, "
+                "host = excluded.host, pid = excluded.pid, "
+                "lease_seconds = excluded.lease_seconds, joined_at = now(), "
+                "heartbeat_at = now()"),
+                {"i": instance_id, "n": incarnation, "host": (host or host_name())[:255],
+                 "pid": os.getpid() if pid is None else pid, "lease": lease_seconds})
+        return Epoch(instance_id, incarnation), previous
+
+    async def heartbeat(self, epoch: Epoch) -> Heartbeat:
+        """Renew ``epoch``'s registration if it is still current and live.
+
+        The renewal and the read of the live members are one transaction, so both use
+        the same ``now()``.
+        """
+        async with self._engine.begin() as conn:
+            renewed = (await conn.execute(text(
+                "UPDATE cluster_member SET heartbeat_at = now() "  # noqa: S608 (constants)
+                f"WHERE instance_id = :fence_instance AND incarnation = :fence_incarnation "
+                f"AND {_LIVE} RETURNING instance_id"), epoch.params())).first() is not None
+            members = await _live(conn)
+            if renewed:
+                return Heartbeat(True, members)
+            row = (await conn.execute(text("SELECT incarnation FROM cluster_member "
+                                           "WHERE instance_id = :i"),
+                                      {"i": epoch.instance_id})).first()
+        if row is None:
+            reason = "missing"
+        elif int(row[0]) != epoch.incarnation:
+            reason = "taken over"
+        else:
+            reason = "expired"
+        return Heartbeat(False, members, reason)
+
+    async def leave(self, epoch: Epoch) -> bool:
+        """Remove ``epoch``'s registration (a clean stop): its targets move at once.
+
+        Returns:
+            False if the registration was no longer this epoch's (nothing removed).
+        """
+        async with self._engine.begin() as conn:
+            result = await conn.execute(text(
+                "DELETE FROM cluster_member WHERE instance_id = :fence_instance "
+                "AND incarnation = :fence_incarnation RETURNING instance_id"), epoch.params())
+            return result.first() is not None
+
+    async def live(self) -> tuple[str, ...]:
+        """The live members' ids, sorted."""
+        async with self._engine.connect() as conn:
+            return await _live(conn)
+
+    async def members(self) -> list[Member]:
+        """Every registered member, live or not, by id."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(text(f"{_SELECT} ORDER BY instance_id"))).mappings()
+            return [_member(row) for row in rows]
+
+    async def epoch_current(self, epoch: Epoch) -> bool:
+        """Whether ``epoch`` is still its member's live registration (the fence check)."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(text(f"SELECT {FENCE_CONDITION}"), epoch.params())
+            return bool(result.scalar())
+
+
+async def _live(conn: AsyncConnection) -> tuple[str, ...]:
+    rows = await conn.execute(text(
+        f"SELECT instance_id FROM cluster_member WHERE {_LIVE} ORDER BY instance_id"))  # noqa: S608 (constants)
+    return tuple(str(row[0]) for row in rows)
