@@ -108,7 +108,7 @@ async def _terminate(url: str, application_name: str) -> None:
     try:
         killed = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = $1", application_name)
+            "WHERE application_name = $1 AND datname = current_database()", application_name)
         assert killed == 1
     finally:
         await conn.close()

@@ -99,7 +99,7 @@ async def test_the_leader_fails_over_when_its_connection_is_closed(
         conn = await asyncpg.connect(pg_url)
         try:
             await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE application_name = $1",
+                               "WHERE application_name = $1 AND datname = current_database()",
                                f"{LEADER_APPLICATION_PREFIX}{leader.instance_id}")
         finally:
             await conn.close()
