@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from netguard.notify.texts import TicketFacts, TicketTexts
 from netguard.probes.assess import ActiveFault, Assessor, observe, reasons_text
 from netguard.probes.config import TargetConfig, Thresholds
 from netguard.probes.gufo_transport import GufoAgentSession, GufoTransport
+from netguard.probes.service import ProbeService
 from netguard.probes.state import (
     InterfaceReading,
     LinkSample,
@@ -27,6 +29,7 @@ from netguard.probes.state import (
     RadioReading,
     UpsReading,
 )
+from tests.probes.conftest import targets
 
 EXPECTED = Path(__file__).resolve().parent / "expected" / "ticket_opened_probe.zh-CN.md"
 NOW = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)
@@ -173,3 +176,22 @@ def test_a_grouped_root_renders_in_chinese_as_the_snapshot() -> None:
     assert "pl-east-uplink\uff1apl-east-uplink" not in text
     en = TicketTexts("en").render("ticket_opened", facts, NOW)
     assert en.startswith("### [critical] DEMO-000006 pl-east-uplink: no response from")
+
+
+async def test_a_real_failed_poll_reads_in_chinese() -> None:
+    # The service's own unreachable reasons, from a name that never resolves (RFC 6761) and
+    # from a port nothing listens on.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    configs = [{"id": "typo", "kind": "fiber", "address": "no-such-host.invalid:161",
+                "timeout_seconds": 0.2, "retries": 0},
+               {"id": "closed", "kind": "fiber", "address": f"127.0.0.1:{port}",
+                "timeout_seconds": 0.2, "retries": 0}]
+    async with ProbeService(targets(*configs)) as probes:
+        typo = (await probes.poll("typo")).status.reasons
+        closed = (await probes.poll("closed")).status.reasons
+    assert translate(typo[0], "zh-CN").startswith("无法解析 no-such-host.invalid\uff1a"), typo
+    shown = translate(closed[0], "zh-CN")
+    assert shown != closed[0]
+    assert _left_english(shown.replace(f"127.0.0.1:{port}", "")) == [], shown
