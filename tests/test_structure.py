@@ -80,6 +80,8 @@ DOMAIN = (
     "netguard.notify.routing",  # which routes a ticket event takes, quiet hours
     "netguard.notify.plan",  # what ticket events and time make the notifier send
     "netguard.notify.texts",  # ticket message texts
+    "netguard.notify.summaries",  # fault summaries and reasons in the message language
+    "netguard.textpatterns",  # translation of stored lines by pattern
     "netguard.notify.alertmanager",  # Alertmanager webhook payloads
     "netguard.cluster.rendezvous",  # which live member owns which target
 )

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from netguard.iot.messages import PLACEHOLDERS, builtin_templates, local_time
 from netguard.localtime import zone
+from netguard.notify.summaries import title_summary
 
 TICKET_KINDS: tuple[str, ...] = tuple(k for k in PLACEHOLDERS if k.startswith("ticket_"))
 """The message kinds of ticket notifications."""
@@ -104,7 +105,8 @@ class TicketTexts:
         values = {
             "ref": facts.ref, "severity": _SEVERITY[lang].get(facts.severity, facts.severity),
             "site": facts.site or _NONE[lang], "target": facts.target or _NONE[lang],
-            "summary": facts.summary, "category": facts.category,
+            "summary": title_summary(facts.summary, facts.target, lang),
+            "category": facts.category,
             "since": local_time(facts.opened_at, tz, lang), "at": local_time(now, tz, lang),
             "open_for": _duration((now - facts.opened_at).total_seconds(), lang),
             "behind": _BEHIND[lang].format(count=count) if count else "",
