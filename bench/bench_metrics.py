@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -41,9 +42,34 @@ from prometheus_client import CollectorRegistry, generate_latest
 from netguard.daemon.config import MetricsConfig
 from netguard.daemon.http import MetricsServer
 from netguard.metrics import MetricsSnapshot, Renderer, SnapshotCollector
+from netguard.probes.state import InterfaceReading, TargetStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.daemon.fakes import estate  # after the sys.path line: needs the repo root
+
+
+def private_lines(n: int, interfaces: int = 7) -> MetricsSnapshot:
+    """``n`` private-line targets with ``interfaces`` interfaces each and realistic values.
+
+    The shape of bench_scale.py's estate (73 series per target at 7 interfaces): counters
+    of many digits and rates with fractions, as a real poll leaves them, so that number
+    formatting costs what it costs in the daemon.
+    """
+    targets = {}
+    for i in range(n):
+        itfs = tuple(InterfaceReading(
+            index=k + 1, name=f"veth{k}" if k else "lo", admin_status=1, oper_status=1,
+            in_octets=123_456_789_012 + 7919 * i + k, out_octets=98_765_432_109 + 104_729 * i,
+            in_errors=i % 7, out_errors=0, in_discards=i % 3, out_discards=k,
+            speed_bps=10_000_000_000, in_bps=1234.5678 * (i + 1), out_bps=987.654 * (k + 1),
+            utilisation=1.234e-6 * (i % 97 + 1)) for k in range(interfaces))
+        target = f"pl-{i:05d}"
+        targets[target] = TargetStatus(
+            target=target, kind="private_line", site=f"site-{i % 50}", reachable=True,
+            state="up", poll_duration_seconds=0.0123 + i * 1e-7,
+            last_success_at=datetime(2026, 12, 3, 16, 40, i % 60, 1000 * (i % 997), UTC),
+            interfaces=itfs)
+    return MetricsSnapshot(targets=targets)
 
 
 def _timed(fn: object, runs: int) -> tuple[list[float], list[float]]:
@@ -160,13 +186,18 @@ def main() -> None:
                              "is the default)")
     parser.add_argument("--detail", choices=("summary", "interfaces", "full"), default=None,
                         help="metrics.detail.level (default: not set, i.e. full)")
+    parser.add_argument("--estate", choices=("mixed", "private-line"), default="mixed",
+                        help="every kind with 1-2 interfaces (mixed), or bench_scale.py's "
+                             "private-line targets with 7 interfaces each")
+    parser.add_argument("--no-http", dest="http", action="store_false",
+                        help="render in-process only, no HTTP scrapes")
     args = parser.parse_args()
     config = MetricsConfig(listen="127.0.0.1:0") if args.detail is None \
         else MetricsConfig.model_validate({"listen": "127.0.0.1:0",
                                            "detail": {"level": args.detail}})
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
-    snapshot = estate(args.targets)
+    snapshot = estate(args.targets) if args.estate == "mixed" else private_lines(args.targets)
     print(json.dumps({
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform(),
@@ -176,8 +207,10 @@ def main() -> None:
         "targets": args.targets,
         "switch_interval_s": sys.getswitchinterval(),
         "detail": args.detail or "full",
+        "estate": args.estate,
         "render": bench_render(snapshot, args.runs, config),
-        "http": asyncio.run(bench_stall(snapshot, args.scrapes, args.gzip, config)),
+        "http": asyncio.run(bench_stall(snapshot, args.scrapes, args.gzip, config))
+        if args.http else None,
     }, indent=2))
 
 

@@ -9,7 +9,7 @@ checks it). It runs off the event loop, in a worker thread, from the snapshot al
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import generate_latest
@@ -20,6 +20,9 @@ from netguard.metrics.snapshot import ExportFamilyView, MetricsSnapshot, TargetV
 from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS, SPECS, Labels, Sample, label_pairs
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Bytes per streamed piece (:func:`pieces`): a join this size takes well under a
+# millisecond, and a few hundred of them carry a 10,000-target exposition.
+PIECE_BYTES = 256 * 1024
 
 
 def _escape(value: str) -> str:
@@ -142,43 +145,76 @@ class Renderer:
         return _Rendered(status, tuple(chunks),
                          _exported_chunks(base, status) if status.exported else ())
 
-    def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
-        """The text exposition of ``snapshot``, one chunk per metric family.
+    def _refresh(self, snapshot: MetricsSnapshot) -> list[_Rendered]:
+        """Every target's entry for ``snapshot``, from the cache or rendered now.
 
-        Chunks keep every single C-level join or encode small, so that a worker thread
-        rendering a large estate never holds the GIL long enough to stall the event loop.
+        The cache is taken out whole first and its entries dropped as they are replaced,
+        so that a fully re-polled estate never holds two sets of lines at once (the cache
+        is the renderer's largest allocation). A render running meanwhile in another
+        thread finds the cache empty and renders its targets afresh: slower, never wrong.
         """
-        old = self._entries
+        old, self._entries = self._entries, {}
         fresh: dict[str, _Rendered] = {}
-        exporting: list[_Rendered] = []
         for target_id, status in snapshot.targets.items():
-            entry = old.get(target_id)
+            entry = old.pop(target_id, None)
             if entry is None or entry.status is not status:
                 entry = self._render_target(target_id, status)
             fresh[target_id] = entry
-            if entry.exported:
-                exporting.append(entry)
+        old.clear()
         self._entries = fresh
+        return list(fresh.values())
 
-        out: list[bytes] = []
+    def render_parts(self, snapshot: MetricsSnapshot) -> list[list[bytes]]:
+        """The text exposition of ``snapshot``, family by family, each a list of parts.
+
+        The parts are the header and each target's cached lines, not joined: a large
+        estate's exposition is tens of megabytes, which a caller streams (see
+        :func:`pieces`) rather than copies into one body.
+        """
+        entries = self._refresh(snapshot)
+        out: list[list[bytes]] = []
         index = 0
         for spec in self._specs:
             header = f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n".encode()
             if spec.per_target:
                 i = index
-                out.append(header + b"".join([entry.chunks[i] for entry in fresh.values()]))
+                out.append([header, *[entry.chunks[i] for entry in entries]])
                 index += 1
             else:
-                out.append(header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
-                                           self._rest[spec.name]).encode())
-        out.extend(_exported_families(exporting))
+                out.append([header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
+                                            self._rest[spec.name]).encode()])
+        out.extend([family] for family in
+                   _exported_families(entry for entry in entries if entry.exported))
         if self._runtime is not None:
-            out.append(generate_latest(self._runtime))
+            out.append([generate_latest(self._runtime)])
         return out
+
+    def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
+        """The text exposition of ``snapshot``, one chunk per metric family."""
+        return [b"".join(parts) for parts in self.render_parts(snapshot)]
 
     def render(self, snapshot: MetricsSnapshot) -> bytes:
         """The whole text exposition of ``snapshot`` in one piece."""
         return b"".join(self.render_families(snapshot))
+
+
+def pieces(families: list[list[bytes]], size: int = PIECE_BYTES) -> Iterator[bytes]:
+    """``families`` (from :meth:`Renderer.render_parts`) joined into pieces of ``size`` bytes.
+
+    A piece ends at the first part boundary past ``size`` bytes, so that no single join
+    holds the GIL for long or allocates much; the pieces are made as they are read.
+    """
+    batch: list[bytes] = []
+    length = 0
+    for parts in families:
+        for part in parts:
+            batch.append(part)
+            length += len(part)
+            if length >= size:
+                yield b"".join(batch)
+                batch, length = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 def render(snapshot: MetricsSnapshot, runtime: CollectorRegistry | None = None,
