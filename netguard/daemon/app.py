@@ -263,7 +263,8 @@ class Daemon:
             # Start-up objects live as long as the daemon: no full GC pass walks them, and
             # what polling keeps is frozen every few seconds (netguard/daemon/heap.py).
             with frozen_heap():
-                settler = asyncio.create_task(keep_settled(), name="netguard[daemon].heap")
+                settler = asyncio.create_task(keep_settled(warming=self._first_cycle),
+                                              name="netguard[daemon].heap")
                 try:
                     await self._serve_loops(stop)
                 finally:
@@ -274,6 +275,12 @@ class Daemon:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
             await self.scheduler.stop(self._budget_left(budget * 0.5))
+
+    def _first_cycle(self) -> bool:
+        """Whether the estate is still being polled for the first time."""
+        # Heap growth is then live data, not garbage (netguard/daemon/heap.py).
+        stats = self.scheduler.stats()
+        return stats.scheduler_running and sum(stats.polls.values()) < stats.targets_scheduled
 
     async def _serve_loops(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:

@@ -25,6 +25,13 @@ the last one (CPython's rule for its oldest generation is a quarter; doubling ke
 passes of a large estate's first poll cycle, each a stall, to one or two): an estate that
 is not growing keeps its heap flat, because its states are replaced, and freed by
 reference counting, poll by poll, so leaked cycles are bounded by the live heap.
+
+While the estate is first polled (``warming``), the heap grows by live data alone: every
+target's first status, the renderer's lines. A full pass then would walk all of it and
+free nothing (at 10,000 targets it took 419 ms CPU, a 571 ms stall; bench/RESULTS.md,
+issue 10 section 6), so until every target has been polled once the growth only moves
+the baseline; cyclic garbage left among the frozen objects meanwhile is collected by the
+first full pass after that, once the heap has doubled since.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 log = logging.getLogger("netguard.daemon.heap")
@@ -67,7 +74,7 @@ def _freeze() -> int:
     return gc.get_freeze_count()
 
 
-def settle(growth: float = FULL_PASS_GROWTH) -> bool:
+def settle(growth: float = FULL_PASS_GROWTH, *, warming: bool = False) -> bool:
     """Collect what is not frozen, then freeze the survivors (see the module docstring).
 
     Only inside :func:`frozen_heap`; a no-op outside. Runs a full pass (unfreeze, collect,
@@ -77,6 +84,8 @@ def settle(growth: float = FULL_PASS_GROWTH) -> bool:
 
     Args:
         growth: Growth since the last full pass that triggers one (0.25: by a quarter).
+        warming: The estate is still being polled for the first time: growth moves the
+            baseline instead of triggering a full pass.
 
     Returns:
         Whether a full pass ran.
@@ -85,7 +94,11 @@ def settle(growth: float = FULL_PASS_GROWTH) -> bool:
         return False
     gc.collect()
     gc.freeze()
-    if sys.getallocatedblocks() <= _after_full_pass[0] * (1 + growth):
+    blocks = sys.getallocatedblocks()
+    if warming:
+        _after_full_pass[0] = max(_after_full_pass[0], blocks)
+        return False
+    if blocks <= _after_full_pass[0] * (1 + growth):
         return False
     started = time.perf_counter()
     frozen = _freeze()
@@ -95,15 +108,21 @@ def settle(growth: float = FULL_PASS_GROWTH) -> bool:
     return True
 
 
-async def keep_settled(period: float = SETTLE_SECONDS) -> None:
+async def keep_settled(period: float = SETTLE_SECONDS,
+                       warming: Callable[[], bool] | None = None) -> None:
     """:func:`settle` every ``period`` seconds, until cancelled.
 
     Args:
         period: Seconds between two settles.
+        warming: True while the estate is first polled (see the module docstring); asked
+            before each settle until it first answers False.
     """
+    warm = warming is None
     while True:
         await asyncio.sleep(period)
-        settle()
+        if not warm and warming is not None:
+            warm = not warming()
+        settle(warming=not warm)
 
 
 @contextmanager
