@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -120,6 +122,53 @@ def bench_render(snapshot: MetricsSnapshot, runs: int, config: MetricsConfig
     }
 
 
+def bench_gzip(snapshot: MetricsSnapshot, runs: int, config: MetricsConfig
+               ) -> dict[str, object]:
+    """CPU seconds of whole gzip scrapes in-process (render and compress, as the render
+    thread does them), and the process's RSS after each, scrapes in a worker thread.
+
+    ``cold``: a new renderer; ``typical``: a quarter of the targets re-polled since the
+    last scrape; ``repolled``: every target (a scrape interval as long as the poll's).
+    """
+    from netguard.daemon.http import gzip_pieces
+    from netguard.metrics import runtime_registry
+
+    detail = config.detail.export() if "detail" in config.model_fields_set else None
+    make = (lambda: Renderer(runtime_registry(), detail)) if detail is not None \
+        else (lambda: Renderer(runtime_registry()))
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+
+    def scrape(renderer: Renderer, snap: MetricsSnapshot) -> tuple[float, int]:
+        def work() -> tuple[float, int]:
+            cpu = time.process_time()
+            size = sum(len(piece) for piece in gzip_pieces(renderer, snap))
+            return time.process_time() - cpu, size
+        return pool.submit(work).result()
+
+    cold = [scrape(make(), snapshot)[0] for _ in range(runs)]
+    renderer = make()
+    size = scrape(renderer, snapshot)[1]
+    typical, repolled, rss = [], [], []
+    current = snapshot
+    for _ in range(runs):
+        current = _repolled(current, 0.25)
+        typical.append(scrape(renderer, current)[0])
+        rss.append(_rss_mib())
+    for _ in range(runs):
+        current = _repolled(current, 1.0)
+        repolled.append(scrape(renderer, current)[0])
+        rss.append(_rss_mib())
+    pool.shutdown()
+    return {"gzip_bytes": size, "cold_cpu_s": cold, "typical_cpu_s": typical,
+            "repolled_cpu_s": repolled, "rss_mib_after_each": rss,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def _rss_mib() -> int:
+    with open("/proc/self/statm") as statm:
+        return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
+
+
 async def _ticker(stop: asyncio.Event, lags: list[float]) -> None:
     loop = asyncio.get_running_loop()
     period = 0.001
@@ -191,6 +240,9 @@ def main() -> None:
                              "private-line targets with 7 interfaces each")
     parser.add_argument("--no-http", dest="http", action="store_false",
                         help="render in-process only, no HTTP scrapes")
+    parser.add_argument("--gzip-only", action="store_true",
+                        help="only in-process gzip scrapes in a worker thread, with RSS "
+                             "(nothing else runs first, so the RSS is theirs)")
     args = parser.parse_args()
     config = MetricsConfig(listen="127.0.0.1:0") if args.detail is None \
         else MetricsConfig.model_validate({"listen": "127.0.0.1:0",
@@ -208,9 +260,11 @@ def main() -> None:
         "switch_interval_s": sys.getswitchinterval(),
         "detail": args.detail or "full",
         "estate": args.estate,
-        "render": bench_render(snapshot, args.runs, config),
+        "rss_mib_snapshot": _rss_mib(),
+        "gzip_scrapes": bench_gzip(snapshot, args.runs, config) if args.gzip_only else None,
+        "render": None if args.gzip_only else bench_render(snapshot, args.runs, config),
         "http": asyncio.run(bench_stall(snapshot, args.scrapes, args.gzip, config))
-        if args.http else None,
+        if args.http and not args.gzip_only else None,
     }, indent=2))
 
 
