@@ -41,6 +41,13 @@ def _number(value: float) -> str:
     return repr(value)
 
 
+# The text of small whole numbers and common link speeds, looked up rather than formatted:
+# most of a target's series (states, oper status, error and discard counts) are such.
+_COMMON: dict[float, str] = {float(n): str(n) for n in range(1024)} | {
+    float(bps // 8): str(bps // 8) for bps in (10**7, 10**8, 10**9, 10**10, 25 * 10**9,
+                                               4 * 10**10, 10**11)}
+
+
 def _target_labels(target_id: str, status: TargetView) -> str:
     return (f'target="{_escape(target_id)}",kind="{_escape(status.kind)}",'
             f'site="{_escape(status.site or "")}"')
@@ -49,7 +56,9 @@ def _target_labels(target_id: str, status: TargetView) -> str:
 def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
            rest_cache: dict[Labels, str], *, free_labels: bool = False) -> str:
     parts: list[str] = []
+    common = _COMMON.get
     for extra, value in samples:
+        number = common(value) or _number(value)
         if extra:
             # Extra label sets (interface names, directions, ports) repeat across targets
             # and scrapes; rendering each once saves most of the formatting work.
@@ -59,12 +68,14 @@ def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
                     else zip(label_names, extra, strict=True)
                 rest = ",".join(f'{n}="{_escape(v)}"' for n, v in pairs)
                 rest_cache[extra] = rest
-            labels = f"{base},{rest}" if base else rest
-            parts.append(f"{name}{{{labels}}} {_number(value)}\n")
+            if base:
+                parts.append(f"{name}{{{base},{rest}}} {number}\n")
+            else:
+                parts.append(f"{name}{{{rest}}} {number}\n")
         elif base:
-            parts.append(f"{name}{{{base}}} {_number(value)}\n")
+            parts.append(f"{name}{{{base}}} {number}\n")
         else:
-            parts.append(f"{name} {_number(value)}\n")
+            parts.append(f"{name} {number}\n")
     return "".join(parts)
 
 

@@ -20,7 +20,7 @@ from netguard.metrics import (
     render,
     runtime_registry,
 )
-from netguard.metrics.exposition import pieces
+from netguard.metrics.exposition import _COMMON, _number, pieces
 from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS
 from netguard.probes.state import ExportFamily, TargetStatus
 from netguard.probes.traps import TrapStats
@@ -328,3 +328,11 @@ def test_promtool_check_metrics_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b""
     assert result.stderr.strip() == b""
+
+
+def test_looked_up_numbers_read_as_the_formatted_ones() -> None:
+    values = [0.0, -0.0, 1.0, 7.0, 1023.0, 1024.0, 1_250_000_000.0, 125_000_000.0, 0.5,
+              -3.0, 1e15, 1e16, float("nan"), float("inf"), float("-inf")]
+    for value in values:
+        assert (_COMMON.get(value) or _number(value)) == _number(value), value
+    assert all(_number(value) == text for value, text in _COMMON.items())
