@@ -277,10 +277,11 @@ class Daemon:
             await self.scheduler.stop(self._budget_left(budget * 0.5))
 
     def _first_cycle(self) -> bool:
-        """Whether the estate is still being polled for the first time."""
-        # Heap growth is then live data, not garbage (netguard/daemon/heap.py).
+        """Whether the estate is still filling: not every target polled twice yet."""
+        # Heap growth is then live data, not garbage (netguard/daemon/heap.py). Two polls
+        # each: the second leaves a target its previous sample (for rates) as well.
         stats = self.scheduler.stats()
-        return stats.scheduler_running and sum(stats.polls.values()) < stats.targets_scheduled
+        return stats.scheduler_running and sum(stats.polls.values()) < 2 * stats.targets_scheduled
 
     async def _serve_loops(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
