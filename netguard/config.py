@@ -209,7 +209,7 @@ def load_settings(path: str | os.PathLike[str] | None, *, env: Mapping[str, str]
     except OSError as exc:
         raise ConfigError(source, [f"cannot read file: {exc.strerror or exc}"]) from exc
     try:
-        data = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (see _YAML_LOADER)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
