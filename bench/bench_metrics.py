@@ -17,8 +17,11 @@ Goals: render <= 0.5 s, stall <= 20 ms.
 Each scrape also reports the process's CPU seconds while it ran (render, gzip, HTTP writes).
 ``--detail summary|interfaces`` renders at that ``metrics.detail.level`` instead of full.
 
+``--estate private-line`` builds bench_scale.py's targets instead (7 interfaces, 73 series
+each); ``--gzip-only`` measures only whole gzip scrapes in-process, with the RSS after each.
+
 Usage: ``.venv/bin/python bench/bench_metrics.py [--targets 10000] [--scrapes 5] [--gzip]
-[--detail LEVEL]``
+[--detail LEVEL] [--estate mixed|private-line] [--gzip-only] [--no-http]``
 """
 
 from __future__ import annotations
