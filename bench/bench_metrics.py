@@ -17,22 +17,28 @@ Goals: render <= 0.5 s, stall <= 20 ms.
 Each scrape also reports the process's CPU seconds while it ran (render, gzip, HTTP writes).
 ``--detail summary|interfaces`` renders at that ``metrics.detail.level`` instead of full.
 
+``--estate private-line`` builds bench_scale.py's targets instead (7 interfaces, 73 series
+each); ``--gzip-only`` measures only whole gzip scrapes in-process, with the RSS after each.
+
 Usage: ``.venv/bin/python bench/bench_metrics.py [--targets 10000] [--scrapes 5] [--gzip]
-[--detail LEVEL]``
+[--detail LEVEL] [--estate mixed|private-line] [--gzip-only] [--no-http]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -41,9 +47,34 @@ from prometheus_client import CollectorRegistry, generate_latest
 from netguard.daemon.config import MetricsConfig
 from netguard.daemon.http import MetricsServer
 from netguard.metrics import MetricsSnapshot, Renderer, SnapshotCollector
+from netguard.probes.state import InterfaceReading, TargetStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.daemon.fakes import estate  # after the sys.path line: needs the repo root
+
+
+def private_lines(n: int, interfaces: int = 7) -> MetricsSnapshot:
+    """``n`` private-line targets with ``interfaces`` interfaces each and realistic values.
+
+    The shape of bench_scale.py's estate (73 series per target at 7 interfaces): counters
+    of many digits and rates with fractions, as a real poll leaves them, so that number
+    formatting costs what it costs in the daemon.
+    """
+    targets = {}
+    for i in range(n):
+        itfs = tuple(InterfaceReading(
+            index=k + 1, name=f"veth{k}" if k else "lo", admin_status=1, oper_status=1,
+            in_octets=123_456_789_012 + 7919 * i + k, out_octets=98_765_432_109 + 104_729 * i,
+            in_errors=i % 7, out_errors=0, in_discards=i % 3, out_discards=k,
+            speed_bps=10_000_000_000, in_bps=1234.5678 * (i + 1), out_bps=987.654 * (k + 1),
+            utilisation=1.234e-6 * (i % 97 + 1)) for k in range(interfaces))
+        target = f"pl-{i:05d}"
+        targets[target] = TargetStatus(
+            target=target, kind="private_line", site=f"site-{i % 50}", reachable=True,
+            state="up", poll_duration_seconds=0.0123 + i * 1e-7,
+            last_success_at=datetime(2026, 12, 3, 16, 40, i % 60, 1000 * (i % 997), UTC),
+            interfaces=itfs)
+    return MetricsSnapshot(targets=targets)
 
 
 def _timed(fn: object, runs: int) -> tuple[list[float], list[float]]:
@@ -92,6 +123,53 @@ def bench_render(snapshot: MetricsSnapshot, runs: int, config: MetricsConfig
         "warm_s": statistics.median(warm), "warm_cpu_s": statistics.median(warm_cpu),
         "generate_latest_s": reference[0], "generate_latest_cpu_s": reference_cpu[0],
     }
+
+
+def bench_gzip(snapshot: MetricsSnapshot, runs: int, config: MetricsConfig
+               ) -> dict[str, object]:
+    """CPU seconds of whole gzip scrapes in-process (render and compress, as the render
+    thread does them), and the process's RSS after each, scrapes in a worker thread.
+
+    ``cold``: a new renderer; ``typical``: a quarter of the targets re-polled since the
+    last scrape; ``repolled``: every target (a scrape interval as long as the poll's).
+    """
+    from netguard.daemon.http import gzip_pieces
+    from netguard.metrics import runtime_registry
+
+    detail = config.detail.export() if "detail" in config.model_fields_set else None
+    make = (lambda: Renderer(runtime_registry(), detail)) if detail is not None \
+        else (lambda: Renderer(runtime_registry()))
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+
+    def scrape(renderer: Renderer, snap: MetricsSnapshot) -> tuple[float, int]:
+        def work() -> tuple[float, int]:
+            cpu = time.process_time()
+            size = sum(len(piece) for piece in gzip_pieces(renderer, snap))
+            return time.process_time() - cpu, size
+        return pool.submit(work).result()
+
+    cold = [scrape(make(), snapshot)[0] for _ in range(runs)]
+    renderer = make()
+    size = scrape(renderer, snapshot)[1]
+    typical, repolled, rss = [], [], []
+    current = snapshot
+    for _ in range(runs):
+        current = _repolled(current, 0.25)
+        typical.append(scrape(renderer, current)[0])
+        rss.append(_rss_mib())
+    for _ in range(runs):
+        current = _repolled(current, 1.0)
+        repolled.append(scrape(renderer, current)[0])
+        rss.append(_rss_mib())
+    pool.shutdown()
+    return {"gzip_bytes": size, "cold_cpu_s": cold, "typical_cpu_s": typical,
+            "repolled_cpu_s": repolled, "rss_mib_after_each": rss,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def _rss_mib() -> int:
+    with open("/proc/self/statm") as statm:
+        return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
 
 
 async def _ticker(stop: asyncio.Event, lags: list[float]) -> None:
@@ -160,13 +238,21 @@ def main() -> None:
                              "is the default)")
     parser.add_argument("--detail", choices=("summary", "interfaces", "full"), default=None,
                         help="metrics.detail.level (default: not set, i.e. full)")
+    parser.add_argument("--estate", choices=("mixed", "private-line"), default="mixed",
+                        help="every kind with 1-2 interfaces (mixed), or bench_scale.py's "
+                             "private-line targets with 7 interfaces each")
+    parser.add_argument("--no-http", dest="http", action="store_false",
+                        help="render in-process only, no HTTP scrapes")
+    parser.add_argument("--gzip-only", action="store_true",
+                        help="only in-process gzip scrapes in a worker thread, with RSS "
+                             "(nothing else runs first, so the RSS is theirs)")
     args = parser.parse_args()
     config = MetricsConfig(listen="127.0.0.1:0") if args.detail is None \
         else MetricsConfig.model_validate({"listen": "127.0.0.1:0",
                                            "detail": {"level": args.detail}})
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
-    snapshot = estate(args.targets)
+    snapshot = estate(args.targets) if args.estate == "mixed" else private_lines(args.targets)
     print(json.dumps({
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform(),
@@ -176,8 +262,12 @@ def main() -> None:
         "targets": args.targets,
         "switch_interval_s": sys.getswitchinterval(),
         "detail": args.detail or "full",
-        "render": bench_render(snapshot, args.runs, config),
-        "http": asyncio.run(bench_stall(snapshot, args.scrapes, args.gzip, config)),
+        "estate": args.estate,
+        "rss_mib_snapshot": _rss_mib(),
+        "gzip_scrapes": bench_gzip(snapshot, args.runs, config) if args.gzip_only else None,
+        "render": None if args.gzip_only else bench_render(snapshot, args.runs, config),
+        "http": asyncio.run(bench_stall(snapshot, args.scrapes, args.gzip, config))
+        if args.http and not args.gzip_only else None,
     }, indent=2))
 
 

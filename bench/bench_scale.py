@@ -11,7 +11,8 @@ reports:
 - polls started and finished (``netguard_polls_total``), skipped runs (scheduler
   overruns + misfires), the daemon's CPU seconds (its process only, from /proc) and the
   agents' CPU apart, RSS;
-- ``/metrics``: bytes and the wall time of a whole scrape (render + transfer);
+- ``/metrics``: bytes and the wall time of a whole scrape (render + transfer), gzip as
+  Prometheus asks for it (``--plain``: uncompressed);
 - the longest event-loop stall (timer lateness; the machine's own scheduling delay is in
   it too, so an idle loop in another process is probed beside it as the baseline, and
   the load average is printed alongside).
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gzip
 import json
 import os
 import re
@@ -71,12 +73,20 @@ def write_config(path: Path, args: argparse.Namespace, tmp: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+GZIP = [True]  # scrape as Prometheus does (Accept-Encoding: gzip); --plain turns it off
+
+
 def scrape() -> tuple[str, float]:
+    """The body and the wall time to its last byte (decompressing it is not counted)."""
     started = time.perf_counter()
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics",
-                                timeout=60) as resp:
-        body = resp.read().decode()
-    return body, time.perf_counter() - started
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{METRICS_PORT}/metrics",
+        headers={"Accept-Encoding": "gzip"} if GZIP[0] else {})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        raw = resp.read()
+        encoded = resp.headers.get("Content-Encoding") == "gzip"
+    seconds = time.perf_counter() - started
+    return (gzip.decompress(raw) if encoded else raw).decode(), seconds
 
 
 def sample_sum(body: str, name: str, label: str | None = None) -> float:
@@ -145,6 +155,7 @@ def top_frames(raw: Path, n: int = 20) -> dict[str, list[tuple[str, float]]]:
 
 
 def inner_main(args: argparse.Namespace) -> None:
+    GZIP[0] = not args.plain
     started: list[subprocess.Popen[Any]] = []
     cycles: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
@@ -252,6 +263,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the last cycle")
     parser.add_argument("--profile-seconds", type=float, default=30)
     parser.add_argument("--json", help="also write the report here")
+    parser.add_argument("--plain", action="store_true",
+                        help="scrape without Accept-Encoding: gzip")
     parser.add_argument("--max-seconds", type=float, default=0,
                         help="hard limit (default: cycles x interval + 5 min)")
     args = parser.parse_args()

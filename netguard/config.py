@@ -186,6 +186,12 @@ def find_config(given: str | os.PathLike[str] | None, *, env: Mapping[str, str] 
     raise ConfigNotFoundError(searched)
 
 
+# libyaml's parser under the safe constructor when PyYAML was built with it: the pure-Python
+# scanner makes a token, an event and a node object per scalar, and at 10,000 targets the
+# allocator kept about 35 MB more after loading (bench/RESULTS.md, issue 10 section 6).
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_settings(path: str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None
                   ) -> Settings:
     """Load and validate a configuration file.
@@ -209,7 +215,7 @@ def load_settings(path: str | os.PathLike[str] | None, *, env: Mapping[str, str]
     except OSError as exc:
         raise ConfigError(source, [f"cannot read file: {exc.strerror or exc}"]) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
+import netguard.config as config_module
 from netguard.config import Settings, load_settings
 from netguard.probes.profiles import default_library
 from tests.support.tls import self_signed
@@ -154,3 +156,11 @@ def test_check_config_refuses_a_certificate_that_does_not_parse(secrets_dir: Pat
                             env={**os.environ, **ENV}, check=False)
     assert result.returncode == 2
     assert "metrics.tls: cannot load the certificate or key" in result.stderr
+
+
+def test_example_config_reads_the_same_with_the_config_loader_as_with_pyyaml_safe_load(
+) -> None:
+    # load_settings parses with libyaml when PyYAML has it (memory at 10,000 targets);
+    # every value of the example must come out as yaml.safe_load reads it.
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert yaml.load(text, Loader=config_module._YAML_LOADER) == yaml.safe_load(text)

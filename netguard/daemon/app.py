@@ -34,7 +34,7 @@ from netguard.daemon import wiring
 from netguard.daemon.backlog import FaultBacklog
 from netguard.daemon.clustering import ClusterRole
 from netguard.daemon.faultwriter import STORE_PROBE_SECONDS, FaultWriter
-from netguard.daemon.heap import frozen_heap, keep_settled, refreeze
+from netguard.daemon.heap import estate_filling, frozen_heap, keep_settled, refreeze
 from netguard.daemon.http import MetricsServer
 from netguard.daemon.outage import Outage
 from netguard.daemon.parts import Part
@@ -269,7 +269,9 @@ class Daemon:
             # Start-up objects live as long as the daemon: no full GC pass walks them, and
             # what polling keeps is frozen every few seconds (netguard/daemon/heap.py).
             with frozen_heap():
-                settler = asyncio.create_task(keep_settled(), name="netguard[daemon].heap")
+                settler = asyncio.create_task(keep_settled(
+                    warming=lambda: estate_filling(self.scheduler.stats())),
+                    name="netguard[daemon].heap")
                 try:
                     await self._serve_loops(stop)
                 finally:

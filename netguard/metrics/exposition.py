@@ -9,7 +9,8 @@ checks it). It runs off the event loop, in a worker thread, from the snapshot al
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import generate_latest
@@ -20,6 +21,13 @@ from netguard.metrics.snapshot import ExportFamilyView, MetricsSnapshot, TargetV
 from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS, SPECS, Labels, Sample, label_pairs
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Bytes per streamed piece (:func:`pieces`): a join this size takes well under a
+# millisecond, and a few hundred of them carry a 10,000-target exposition.
+PIECE_BYTES = 256 * 1024
+# Targets rendered between two offers of the GIL to the event loop (about a millisecond
+# of work). Without them the loop, which drops the GIL at every socket call, waits for
+# the interpreter's switch interval (5 ms) each time it wants it back.
+YIELD_EVERY = 20
 
 
 def _escape(value: str) -> str:
@@ -38,6 +46,13 @@ def _number(value: float) -> str:
     return repr(value)
 
 
+# The text of small whole numbers and common link speeds, looked up rather than formatted:
+# most of a target's series (states, oper status, error and discard counts) are such.
+_COMMON: dict[float, str] = {float(n): str(n) for n in range(1024)} | {
+    float(bps // 8): str(bps // 8) for bps in (10**7, 10**8, 10**9, 10**10, 25 * 10**9,
+                                               4 * 10**10, 10**11)}
+
+
 def _target_labels(target_id: str, status: TargetView) -> str:
     return (f'target="{_escape(target_id)}",kind="{_escape(status.kind)}",'
             f'site="{_escape(status.site or "")}"')
@@ -46,7 +61,9 @@ def _target_labels(target_id: str, status: TargetView) -> str:
 def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
            rest_cache: dict[Labels, str], *, free_labels: bool = False) -> str:
     parts: list[str] = []
+    common = _COMMON.get
     for extra, value in samples:
+        number = common(value) or _number(value)
         if extra:
             # Extra label sets (interface names, directions, ports) repeat across targets
             # and scrapes; rendering each once saves most of the formatting work.
@@ -56,12 +73,14 @@ def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
                     else zip(label_names, extra, strict=True)
                 rest = ",".join(f'{n}="{_escape(v)}"' for n, v in pairs)
                 rest_cache[extra] = rest
-            labels = f"{base},{rest}" if base else rest
-            parts.append(f"{name}{{{labels}}} {_number(value)}\n")
+            if base:
+                parts.append(f"{name}{{{base},{rest}}} {number}\n")
+            else:
+                parts.append(f"{name}{{{rest}}} {number}\n")
         elif base:
-            parts.append(f"{name}{{{base}}} {_number(value)}\n")
+            parts.append(f"{name}{{{base}}} {number}\n")
         else:
-            parts.append(f"{name} {_number(value)}\n")
+            parts.append(f"{name} {number}\n")
     return "".join(parts)
 
 
@@ -142,43 +161,80 @@ class Renderer:
         return _Rendered(status, tuple(chunks),
                          _exported_chunks(base, status) if status.exported else ())
 
-    def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
-        """The text exposition of ``snapshot``, one chunk per metric family.
+    def _refresh(self, snapshot: MetricsSnapshot) -> list[_Rendered]:
+        """Every target's entry for ``snapshot``, from the cache or rendered now.
 
-        Chunks keep every single C-level join or encode small, so that a worker thread
-        rendering a large estate never holds the GIL long enough to stall the event loop.
+        The cache is taken out whole first and its entries dropped as they are replaced,
+        so that a fully re-polled estate never holds two sets of lines at once (the cache
+        is the renderer's largest allocation). A render running meanwhile in another
+        thread finds the cache empty and renders its targets afresh: slower, never wrong.
         """
-        old = self._entries
+        old, self._entries = self._entries, {}
         fresh: dict[str, _Rendered] = {}
-        exporting: list[_Rendered] = []
+        rendered = 0
         for target_id, status in snapshot.targets.items():
-            entry = old.get(target_id)
+            entry = old.pop(target_id, None)
             if entry is None or entry.status is not status:
                 entry = self._render_target(target_id, status)
+                rendered += 1
+                if not rendered % YIELD_EVERY:
+                    time.sleep(0)  # see YIELD_EVERY
             fresh[target_id] = entry
-            if entry.exported:
-                exporting.append(entry)
+        old.clear()
         self._entries = fresh
+        return list(fresh.values())
 
-        out: list[bytes] = []
+    def render_parts(self, snapshot: MetricsSnapshot) -> list[list[bytes]]:
+        """The text exposition of ``snapshot``, family by family, each a list of parts.
+
+        The parts are the header and each target's cached lines, not joined: a large
+        estate's exposition is tens of megabytes, which a caller streams (see
+        :func:`pieces`) rather than copies into one body.
+        """
+        entries = self._refresh(snapshot)
+        out: list[list[bytes]] = []
         index = 0
         for spec in self._specs:
             header = f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n".encode()
             if spec.per_target:
                 i = index
-                out.append(header + b"".join([entry.chunks[i] for entry in fresh.values()]))
+                out.append([header, *[entry.chunks[i] for entry in entries]])
                 index += 1
             else:
-                out.append(header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
-                                           self._rest[spec.name]).encode())
-        out.extend(_exported_families(exporting))
+                out.append([header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
+                                            self._rest[spec.name]).encode()])
+        out.extend([family] for family in
+                   _exported_families(entry for entry in entries if entry.exported))
         if self._runtime is not None:
-            out.append(generate_latest(self._runtime))
+            out.append([generate_latest(self._runtime)])
         return out
+
+    def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
+        """The text exposition of ``snapshot``, one chunk per metric family."""
+        return [b"".join(parts) for parts in self.render_parts(snapshot)]
 
     def render(self, snapshot: MetricsSnapshot) -> bytes:
         """The whole text exposition of ``snapshot`` in one piece."""
         return b"".join(self.render_families(snapshot))
+
+
+def pieces(families: list[list[bytes]], size: int = PIECE_BYTES) -> Iterator[bytes]:
+    """``families`` (from :meth:`Renderer.render_parts`) joined into pieces of ``size`` bytes.
+
+    A piece ends at the first part boundary past ``size`` bytes, so that no single join
+    holds the GIL for long or allocates much; the pieces are made as they are read.
+    """
+    batch: list[bytes] = []
+    length = 0
+    for parts in families:
+        for part in parts:
+            batch.append(part)
+            length += len(part)
+            if length >= size:
+                yield b"".join(batch)
+                batch, length = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 def render(snapshot: MetricsSnapshot, runtime: CollectorRegistry | None = None,

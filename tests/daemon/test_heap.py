@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import weakref
 from contextlib import AsyncExitStack
@@ -10,7 +11,7 @@ from contextlib import AsyncExitStack
 from netguard.clock import Clock
 from netguard.config import Settings, settings_from_data
 from netguard.daemon.app import Daemon
-from netguard.daemon.heap import frozen_heap, refreeze, settle
+from netguard.daemon.heap import frozen_heap, keep_settled, refreeze, settle
 from netguard.daemon.ports import Services
 from tests.daemon.test_app import Iot, Probes, Store, Tickets
 from tests.daemon.test_reload_plan import _data, _target
@@ -104,6 +105,44 @@ def test_settle_runs_a_full_pass_once_the_heap_has_grown() -> None:
         assert gone() is None
         assert not _walked(grown[0])
         assert settle(growth=0.001) is False  # measured from the last full pass
+
+
+def test_settle_while_warming_moves_the_baseline_instead_of_a_full_pass() -> None:
+    with frozen_heap():
+        leaked = _Cycle()
+        gone = weakref.ref(leaked)
+        settle()
+        del leaked
+        grown = [_Kept() for _ in range(50_000)]
+        assert settle(growth=0.01, warming=True) is False
+        assert gone() is not None  # no full pass while the estate fills
+        assert not _walked(grown[0])
+        assert settle(growth=0.01) is False  # the warm-up's growth is the new baseline
+        more = [_Kept() for _ in range(50_000)]
+        assert settle(growth=0.01) is True
+        assert gone() is None
+        assert not _walked(more[0])
+
+
+async def test_keep_settled_asks_whether_warming_until_it_is_not() -> None:
+    answers = [True, True, False]
+    asked: list[bool] = []
+
+    def warming() -> bool:
+        asked.append(answers[len(asked)] if len(asked) < len(answers) else True)
+        return asked[-1]
+
+    with frozen_heap():
+        task = asyncio.create_task(keep_settled(0.001, warming))
+        try:
+            await async_wait_until(lambda: _ready(len(asked) >= 3), what="warm")
+            later = _Kept()  # frozen by a settle after the last question
+            await async_wait_until(lambda: _ready(not _walked(later)), what="settled")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert asked == [True, True, False]
 
 
 def test_settle_outside_frozen_heap_freezes_nothing() -> None:

@@ -142,16 +142,16 @@ async def test_scrape_renders_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
     """
     loop_thread = threading.get_ident()
     renders: list[tuple[int, float, float]] = []
-    render_families = Renderer.render_families
+    render_parts = Renderer.render_parts
 
-    def timed(self: Renderer, snapshot: MetricsSnapshot) -> list[bytes]:
+    def timed(self: Renderer, snapshot: MetricsSnapshot) -> list[list[bytes]]:
         started = time.perf_counter()
         try:
-            return render_families(self, snapshot)
+            return render_parts(self, snapshot)
         finally:
             renders.append((threading.get_ident(), started, time.perf_counter()))
 
-    monkeypatch.setattr(Renderer, "render_families", timed)
+    monkeypatch.setattr(Renderer, "render_parts", timed)
     snap = estate(2000)
     ticks: list[tuple[float, float]] = []
     stop = asyncio.Event()

@@ -20,6 +20,7 @@ from netguard.metrics import (
     render,
     runtime_registry,
 )
+from netguard.metrics.exposition import _COMMON, _number, pieces
 from netguard.metrics.specs import OPTIONAL_TARGET_SECTIONS
 from netguard.probes.state import ExportFamily, TargetStatus
 from netguard.probes.traps import TrapStats
@@ -234,6 +235,33 @@ def test_cache_reuses_unchanged_and_refreshes_changed_targets() -> None:
     assert not any(("target", "fiber-00000") in labels for _, labels in changed)
 
 
+def test_pieces_stream_the_same_exposition_in_bounded_joins() -> None:
+    snap = estate(300)
+    renderer = Renderer(runtime_registry())
+    parts = renderer.render_parts(snap)
+    streamed = list(pieces(parts, size=4096))
+    assert len(streamed) > 10
+    # Each piece ends at the first part boundary past the size, so none is much larger.
+    largest_part = max(len(part) for family in parts for part in family)
+    assert all(len(piece) < 4096 + largest_part for piece in streamed)
+    body = b"".join(streamed)
+    assert sum(len(part) for family in parts for part in family) == len(body)
+    without_runtime = Renderer()
+    assert _samples(body.decode()).keys() >= _samples(without_runtime.render(snap).decode()).keys()
+    assert b"".join(pieces(without_runtime.render_parts(snap))) == without_runtime.render(snap)
+
+
+def test_cache_holds_only_the_latest_snapshots_targets() -> None:
+    snap = estate(50)
+    renderer = Renderer()
+    renderer.render(snap)
+    targets = {tid: dataclasses.replace(status) for tid, status in list(snap.targets.items())[:20]}
+    renderer.render(dataclasses.replace(snap, targets=targets))
+    cached = renderer._entries  # the cache itself is what this checks
+    assert cached.keys() == targets.keys()
+    assert all(cached[tid].status is targets[tid] for tid in targets)
+
+
 def test_label_values_are_escaped() -> None:
     tid = 'we"ird\\id'
     snap = MetricsSnapshot(targets={tid: status_for("private_line", site="line\nbreak")})
@@ -300,3 +328,11 @@ def test_promtool_check_metrics_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b""
     assert result.stderr.strip() == b""
+
+
+def test_looked_up_numbers_read_as_the_formatted_ones() -> None:
+    values = [0.0, -0.0, 1.0, 7.0, 1023.0, 1024.0, 1_250_000_000.0, 125_000_000.0, 0.5,
+              -3.0, 1e15, 1e16, float("nan"), float("inf"), float("-inf")]
+    for value in values:
+        assert (_COMMON.get(value) or _number(value)) == _number(value), value
+    assert all(_number(value) == text for value, text in _COMMON.items())
