@@ -10,7 +10,8 @@ and applies what it decides:
   with the faults the ticket store still holds active for it, so the new owner
   continues them instead of raising them again or leaving their tickets open.
 - **Leadership.** The daemon runs the ticket sweep and the IoT sweep only while
-  :attr:`ClusterRole.is_leader`.
+  :attr:`ClusterRole.is_leader`, and the outbox delivers only then (the services'
+  ``leader_gate`` follows the leadership; decision 18).
 - **Auto-resolve guard.** The leader's ticket sweep sees only its own targets' faults;
   for another instance's target it trusts the store (the owner wrote the clear).
 """
@@ -67,6 +68,8 @@ class ClusterRole:
             LeaderLock(leader_engine(settings.store, config.member_id, config.lease_seconds)),
             [t.id for t in self._targets], on_owned=self._apply,
             timeout=settings.store.operation_timeout_seconds)
+        if services.leader_gate is not None:
+            self.node.add_leader_listener(services.leader_gate.set)
 
     async def __aenter__(self) -> ClusterRole:
         await self.node.start()

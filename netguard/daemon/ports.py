@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from netguard.clock import Clock
+from netguard.cluster.gate import LeaderGate
 from netguard.config import Settings
 from netguard.daemon.ackpage import AckPages
 from netguard.daemon.amhook import AmWebhook
@@ -112,6 +113,8 @@ class Services:
     notifier: NotifierPort | None = None
     # ``POST /alertmanager/webhook``, with ``notifications.alertmanager`` enabled.
     am_webhook: AmWebhook | None = None
+    # With ``cluster.enabled``: the outbox delivers while it is open (the leader only).
+    leader_gate: LeaderGate | None = None
 
 
 ServiceOpener = Callable[[Settings, Clock, AsyncExitStack, Callable[[str], object]],

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 
 from netguard.acklinks import AckLinks
 from netguard.clock import Clock
+from netguard.cluster.gate import LeaderGate
 from netguard.config import Settings
 from netguard.daemon.ackpage import AckPages
 from netguard.daemon.amhook import AmWebhook
@@ -57,10 +58,8 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
         settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls,
         probes=settings.probes))
     await _restore_faults(store, probes)
-    iot = await stack.enter_async_context(IotService(
-        settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock, links=AckLinks.from_config(settings.ack_links),
-        messages=settings.display.renderer()))
+    gate = _leader_gate(settings)
+    iot = await stack.enter_async_context(_iot_service(settings, store, clock, gate))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None
     # Entered after the IoT service, so it stops before the outbox it hands rows to.
     notifier = await _open_notifier(settings, store, iot, clock, stack)
@@ -69,7 +68,7 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
                     iot=iot, make_tickets=ticket_service, notifier=notifier,
                     trap_stats=traps.stats if traps is not None else None,
                     ack_pages=_ack_pages(settings, store, clock, tickets=True),
-                    am_webhook=_am_webhook(settings, store, iot, clock))
+                    am_webhook=_am_webhook(settings, store, iot, clock), leader_gate=gate)
 
 
 async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
@@ -81,13 +80,25 @@ async def open_intake_services(settings: Settings, clock: Clock, stack: AsyncExi
         StoreUnavailableError: The database cannot be reached at startup.
     """
     store = await stack.enter_async_context(Store(settings.store))
-    iot = await stack.enter_async_context(IotService(
-        settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
-        clock=clock, links=AckLinks.from_config(settings.ack_links),
-        messages=settings.display.renderer()))
+    gate = _leader_gate(settings)
+    iot = await stack.enter_async_context(_iot_service(settings, store, clock, gate))
     return Services(store=store, probes=None, tickets=None, iot=iot,
                     ack_pages=_ack_pages(settings, store, clock),
-                    am_webhook=_am_webhook(settings, store, iot, clock))
+                    am_webhook=_am_webhook(settings, store, iot, clock), leader_gate=gate)
+
+
+def _leader_gate(settings: Settings) -> LeaderGate | None:
+    """With ``cluster.enabled``, the outbox delivers only on the leader (decision 18): a
+    gate closed until the cluster role opens it, so nothing is sent before it knows."""
+    return LeaderGate() if settings.cluster.enabled else None
+
+
+def _iot_service(settings: Settings, store: Store, clock: Clock,
+                 gate: LeaderGate | None) -> IotService:
+    return IotService(
+        settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
+        clock=clock, links=AckLinks.from_config(settings.ack_links),
+        messages=settings.display.renderer(), outbox_active=gate)
 
 
 async def _open_notifier(settings: Settings, store: Store, iot: IotService, clock: Clock,

@@ -12,7 +12,8 @@ rows. A row a notifier refuses outright (a community name that cannot be an MQTT
 fails at once with the reason; other failures are retried until ``outbox_max_attempts``.
 
 Delivery is at-least-once: a crash between a 2xx answer and the status update, or a send
-abandoned at its timeout after the receiver got it, sends that message again.
+abandoned at its timeout after the receiver got it, sends that message again. In a
+cluster only the leader delivers (``active``; docs/scale-out.md, decision 18).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import functools
 import logging
 import random
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -183,12 +184,15 @@ class OutboxWorker:
         notifiers: Notifiers by name.
         config: Limits, backoff and attempts.
         clock: Time for the stored timestamps and due times.
+        active: Whether to deliver now (the cluster leader only); always, without one.
     """
 
     def __init__(self, store: Store, notifiers: Mapping[str, Notifier], config: IotConfig,
                  clock: Clock, *, rng: random.Random | None = None,
-                 links: AckLinks | None = None) -> None:
+                 links: AckLinks | None = None,
+                 active: Callable[[], bool] | None = None) -> None:
         self._store = store
+        self._active = active or (lambda: True)
         self._links = links
         self._notifiers = dict(notifiers)
         self._config = config
@@ -242,6 +246,8 @@ class OutboxWorker:
         The rows are already durable (pending) in the store, so a crash, a rate limit or
         a failed send leaves them to the regular poll; nothing depends on this path.
         """
+        if not self._active():
+            return  # not the leader: the leader's poll finds the rows within a second
         now = self._clock.now()
         # A row held back (quiet hours) waits for the poll that finds it due.
         self._handed.extend(r for r in rows if r.id is not None
@@ -318,7 +324,9 @@ class OutboxWorker:
                 if self._handed:
                     handed, self._handed = self._handed, []
                     self._queue_handed(self._take(handed))
-                if self._poll or loop.time() >= self._next_poll:
+                if not self._active():
+                    self._stand_by()
+                elif self._poll or loop.time() >= self._next_poll:
                     self._poll = False
                     self._next_poll = loop.time() + 1.0
                     await self._poll_due()
@@ -329,7 +337,7 @@ class OutboxWorker:
                             if n not in self._sending and not self._queued[n]]
                     if more:
                         await self._poll_due(more)
-                wait = self._dispatch()
+                wait = self._dispatch() if self._active() else None  # (lost while polling)
                 if wait is not None:
                     self._next_poll = min(self._next_poll, loop.time() + wait)
             except (OSError, sa.exc.SQLAlchemyError) as exc:
@@ -347,9 +355,23 @@ class OutboxWorker:
             Seconds until the next pass is worth making (capped at 1 s).
         """
         async with self._pass_lock:
+            if not self._active():
+                self._stand_by()
+                return 1.0
             await self._poll_due()
             wait = self._dispatch()
         return 1.0 if wait is None else min(1.0, wait)
+
+    def _stand_by(self) -> None:
+        """Not the leader: drop what waits (the rows are durable, the leader sends them),
+        and look again in a second. Sends in flight finish and store their outcome."""
+        self._handed.clear()
+        for queued in self._queued.values():
+            queued.clear()
+        self._more.clear()
+        self._poll = False
+        self._next_poll = asyncio.get_running_loop().time() + 1.0
+        self.pending = 0  # the leader's gauge counts them
 
     def _queue_handed(self, rows: Sequence[OutboxMessage]) -> None:
         batch_max = self._config.outbox_batch_max

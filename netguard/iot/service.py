@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -81,6 +81,8 @@ class IotService:
         links: Mints the acknowledgement link of each message (``ack_links``), or None.
         messages: Renders the texts of chat messages (``Settings.display.renderer()``);
             default zh-CN in Asia/Shanghai with the built-in templates.
+        outbox_active: Whether the outbox delivers now (in a cluster, while this instance
+            leads: decision 18); always, without one.
 
     Example::
 
@@ -93,8 +95,10 @@ class IotService:
                  clock: Clock | None = None,
                  notifiers: Mapping[str, Notifier] | None = None,
                  links: AckLinks | None = None,
-                 messages: MessageRenderer | None = None) -> None:
+                 messages: MessageRenderer | None = None,
+                 outbox_active: Callable[[], bool] | None = None) -> None:
         self.config = config
+        self._outbox_active = outbox_active
         self._links = links
         self._messages = messages or MessageRenderer()
         self.store = store
@@ -148,7 +152,7 @@ class IotService:
         try:
             notifiers = await self._build_notifiers()
             self.outbox = OutboxWorker(self.store, notifiers, self.config, self.clock,
-                                       links=self._links)
+                                       links=self._links, active=self._outbox_active)
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
             self._tg = tg
             self._tasks.append(tg.create_task(self.outbox.run(), name=_OUTBOX_TASK))

@@ -119,6 +119,8 @@ async def test_two_daemons_poll_disjoint_halves_and_one_sweeps(
         steps = {name for name, _ in leader._sweep_steps()}
         assert {"tickets", "iot"} <= steps
         assert not {"tickets", "iot"} & {name for name, _ in other._sweep_steps()}
+        # The outbox delivers on the leader only (decision 18).
+        assert [_gate(d) for d in (leader, other)] == [True, False]
         text = render(leader.metrics_snapshot()).decode()
         assert "netguard_cluster_members 2" in text
         assert "netguard_cluster_leader 1" in text
@@ -152,6 +154,14 @@ async def test_a_stopped_daemon_is_taken_over(pg_url: str, snmpd: Snmpd,
                                timeout=30, what="a to poll every target")
         assert a.cluster is not None
         assert {n for n, _ in a._sweep_steps()} >= {"tickets", "iot"}
+        assert _gate(a)
+
+
+def _gate(daemon: Any) -> bool:
+    """Whether the daemon's outbox delivers now (its leader gate is open)."""
+    gate = daemon._services.leader_gate
+    assert gate is not None
+    return bool(gate())
 
 
 def _cluster_status(config: Path) -> dict[str, Any]:
