@@ -107,6 +107,28 @@ class StoreUnavailableError(StoreError, TransientError):
     """The database could not be reached."""
 
 
+class StaleEpochError(StoreError):
+    """A fenced write carried a cluster epoch that is not (or no longer safely) its
+    member's live registration; its transaction was rolled back (docs/scale-out.md).
+
+    Attributes:
+        instance_id: The member the write was made for.
+        incarnation: The registration it carried.
+        reason: ``taken over``, ``missing``, ``expired`` or ``lease ending``.
+        final: The epoch can never be current again (a new incarnation, no row, an
+            expired lease), so the write is superseded for good; false while the lease
+            is only close to its end (retry once the heartbeat renewed it).
+    """
+
+    def __init__(self, instance_id: str, incarnation: int, reason: str, *,
+                 final: bool) -> None:
+        super().__init__(f"stale cluster epoch {instance_id}:{incarnation} ({reason})")
+        self.instance_id = instance_id
+        self.incarnation = incarnation
+        self.reason = reason
+        self.final = final
+
+
 class NotFoundError(NetguardError):
     """An id given by an operator does not exist.
 

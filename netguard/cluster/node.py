@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from netguard.cluster.config import ClusterConfig
@@ -51,12 +51,15 @@ class ClusterView:
         owned_targets: Targets this instance owns and polls.
         leader: Whether it leads (runs the single-run sweeps).
         fenced: Whether it is out for want of a heartbeat.
+        stale_writes_refused: Writes refused for a stale epoch, by kind (filled in by
+            the daemon's :class:`~netguard.daemon.clustering.ClusterRole`).
     """
 
     members: int
     owned_targets: int
     leader: bool
     fenced: bool
+    stale_writes_refused: Mapping[str, int] = field(default_factory=dict)
 
 
 class ClusterNode:
@@ -91,6 +94,7 @@ class ClusterNode:
         self._outage = Outage("cluster heartbeat fails: the store is unavailable")
         self._task: asyncio.Task[None] | None = None
         self._last_ok: float | None = None
+        self.fenced_since: float | None = None  # monotonic, while fenced
         self.epoch: Epoch | None = None
         self.members: tuple[str, ...] = ()
         self.owned: tuple[str, ...] = ()
@@ -219,6 +223,7 @@ class ClusterNode:
             log.warning("heartbeats go through again; rejoining the cluster",
                         extra={"instance_id": self.instance_id})
             self.fenced = False
+            self.fenced_since = None
         if beat.members != self.members:
             log.info("cluster members changed", extra={
                 "members": ",".join(beat.members), "before": ",".join(self.members)})
@@ -251,6 +256,7 @@ class ClusterNode:
         if self._now() - self._last_ok < self.config.lease_seconds:
             return
         self.fenced = True
+        self.fenced_since = self._now()
         log.error("no heartbeat for a whole lease: this instance is out of the cluster; "
                   "it polls nothing and does not lead until a heartbeat goes through",
                   extra={"instance_id": self.instance_id,

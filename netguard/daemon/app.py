@@ -25,13 +25,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from pathlib import Path
 from types import TracebackType
 
 from netguard.clock import Clock, ClockWatch, SystemClock
 from netguard.config import Settings
 from netguard.daemon import wiring
-from netguard.daemon.backlog import FaultBacklog
+from netguard.daemon.backlog import FaultBacklog, fault_journal_path
 from netguard.daemon.clustering import ClusterRole
 from netguard.daemon.faultwriter import STORE_PROBE_SECONDS, FaultWriter
 from netguard.daemon.heap import estate_filling, frozen_heap, keep_settled, refreeze
@@ -208,7 +207,7 @@ class Daemon:
                                                        self.scheduler.poll_now)
             if self.settings.cluster.enabled:
                 self.cluster = await stack.enter_async_context(
-                    ClusterRole(self.settings, self._services, self.scheduler))
+                    ClusterRole(self.settings, self._services, self.scheduler, self._faults))
             await self._refresh_ticket_counts()
             if self.settings.metrics.enabled:
                 self._http = await stack.enter_async_context(
@@ -472,7 +471,9 @@ class Daemon:
         tickets = services.tickets
         leads = self.cluster is None or self.cluster.is_leader  # single-run jobs
         if tickets is not None and leads:
-            steps.append(("tickets", lambda: tickets.sweep(still_active=self._still_active())))
+            steps.append(("tickets", lambda: tickets.sweep(still_active=self._still_active())
+                          if self.cluster is None else  # fenced by the leader's epoch
+                          self.cluster.sweep_tickets(tickets, self._still_active())))
         if services.iot is not None and leads:
             steps.append(("iot", services.iot.sweep))
         if tickets is not None:
@@ -500,10 +501,11 @@ class Daemon:
     # -- polling -------------------------------------------------------------------------
 
     async def _poll(self, target_id: str) -> TargetView:
+        epoch = None if self.cluster is None else self.cluster.epoch  # fences its events
         outcome = await self.probes.poll(target_id)
         if outcome.events and self._faults is not None:
             # Handed over, never awaited: a slow or hung database must not stall polls.
-            self._faults.hand_over(outcome.events)
+            self._faults.hand_over(outcome.events, epoch)
         for listener in self.on_poll:
             try:
                 listener(outcome)
@@ -552,13 +554,14 @@ class Daemon:
         )
 
     async def readiness(self) -> dict[str, bool]:
-        """Named readiness checks: ``store``, ``scheduler`` and (with MQTT) ``broker``.
+        """Named readiness checks: ``store``, ``scheduler``, ``broker``, ``cluster``.
 
         ``store`` is true only if the database takes writes: a write probe that is rolled
         back (PostgreSQL's ``transaction_read_only`` first), and the fault-event writer's
         last attempt was not refused (a full disk passes a rolled-back probe). Why not is
         in :attr:`readiness_reasons`, which ``/readyz`` reports. Without probes (the
-        intake alone) there is no ``scheduler`` check.
+        intake alone) there is no ``scheduler`` check; ``broker`` is there with MQTT, and
+        ``cluster`` with ``cluster.enabled`` (false while fenced).
         """
         services = self._require()
         checks: dict[str, bool] = {}
@@ -578,17 +581,10 @@ class Daemon:
             checks["broker"] = services.iot.mqtt_connected
             if not checks["broker"]:
                 reasons["broker"] = "not connected to the MQTT broker"
+        if self.cluster is not None:  # ``cluster``: false while fenced
+            self.cluster.readiness(checks, reasons)
         self.readiness_reasons = reasons
         return checks
-
-
-def fault_journal_path(settings: Settings) -> Path:
-    """Where fault events wait when the backlog in memory is full (and at shutdown)."""
-    if settings.daemon.fault_journal is not None:
-        return settings.daemon.fault_journal
-    sqlite = settings.store.sqlite_file()
-    directory = sqlite.parent if sqlite is not None else Path()
-    return directory / "fault-events.journal"
 
 
 # A reload of a big estate may change thousands of targets; the log names the first few.

@@ -11,6 +11,11 @@ replays it first, so neither an outage nor a restart during one loses a fault ev
 Only when the journal itself holds ``journal_limit`` events (a database gone for days)
 are new events dropped, counted and logged; a restart then recovers them the usual way
 (the probes re-raise a fault still present; see :mod:`netguard.daemon.continuity`).
+
+In a cluster each event waits with the :class:`~netguard.cluster.members.Epoch` it was
+raised under (its writes are fenced by it). The journal keeps it with this process's run
+token: an event a previous process left there comes back under incarnation 0, which no
+registration has, so it is refused as stale (that process's registration has ended).
 """
 
 from __future__ import annotations
@@ -18,20 +23,37 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from netguard.cluster.members import Epoch
 from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
+
+if TYPE_CHECKING:
+    from netguard.config import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FaultBacklog", "decode_event", "encode_event"]
+__all__ = ["FaultBacklog", "decode_event", "encode_event", "fault_journal_path"]
+
+Waiting = tuple[FaultEvent, Epoch | None]
 
 
-def encode_event(event: FaultEvent) -> str:
-    """One journal line (no newline) for ``event``."""
+def fault_journal_path(settings: Settings) -> Path:
+    """Where fault events wait when the backlog in memory is full (and at shutdown)."""
+    if settings.daemon.fault_journal is not None:
+        return settings.daemon.fault_journal
+    sqlite = settings.store.sqlite_file()
+    directory = sqlite.parent if sqlite is not None else Path()
+    return directory / "fault-events.journal"
+
+
+def encode_event(event: FaultEvent, epoch: Epoch | None = None, run: str = "") -> str:
+    """One journal line (no newline) for ``event`` (with its epoch and the writing
+    process's ``run`` token in a cluster; without one, the line is as it always was)."""
     data: dict[str, Any]
     if isinstance(event, FaultOpened):
         data = {"type": "opened", "key": str(event.key), "category": event.category,
@@ -41,6 +63,8 @@ def encode_event(event: FaultEvent) -> str:
     else:
         data = {"type": "cleared", "key": str(event.key), "at": event.at.isoformat(),
                 "reasons": list(event.reasons)}
+    if epoch is not None:
+        data["epoch"] = [epoch.instance_id, epoch.incarnation, run]
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -70,6 +94,24 @@ def decode_event(line: str) -> FaultEvent:
     raise ValueError(f"unknown event type {data['type']!r}")
 
 
+def decode_waiting(line: str, run: str) -> Waiting:
+    """The event of one journal line and its epoch: incarnation 0 (never registered) when
+    a process other than ``run`` wrote it.
+
+    Raises:
+        ValueError: The line is not an event this module wrote.
+    """
+    event = decode_event(line)
+    stamp = json.loads(line).get("epoch")
+    if stamp is None:
+        return event, None
+    try:
+        instance_id, incarnation, writer = str(stamp[0]), int(stamp[1]), str(stamp[2])
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a fault event: bad epoch {stamp!r}: {exc}") from None
+    return event, Epoch(instance_id, incarnation if writer == run else 0)
+
+
 class FaultBacklog:
     """An ordered queue of fault events: memory first, then the journal file.
 
@@ -84,7 +126,9 @@ class FaultBacklog:
         self.journal = journal
         self.memory_limit = memory_limit
         self.journal_limit = journal_limit
-        self._memory: deque[FaultEvent] = deque()
+        self._memory: deque[Waiting] = deque()
+        # Marks the epochs this process journals: only its own are still its epochs.
+        self.run = secrets.token_hex(8)
         self._spilled = 0
         self.spilled_total = 0
         self.dropped = 0
@@ -115,8 +159,8 @@ class FaultBacklog:
                 "journal": str(self.journal), "error": exc.strerror or str(exc)})
             return 0
 
-    def append(self, event: FaultEvent) -> bool:
-        """Queue ``event`` behind everything waiting.
+    def append(self, event: FaultEvent, epoch: Epoch | None = None) -> bool:
+        """Queue ``event`` (raised under ``epoch`` in a cluster) behind everything waiting.
 
         Returns:
             False if it was dropped (journal full or unwritable; counted in ``dropped``).
@@ -124,11 +168,11 @@ class FaultBacklog:
         # Once anything is in the journal, newer events go behind it there: order is
         # what keeps a FaultCleared from overtaking its FaultOpened.
         if not self._spilled and len(self._memory) < self.memory_limit:
-            self._memory.append(event)
+            self._memory.append((event, epoch))
             return True
         if self._spilled >= self.journal_limit:
             return self._drop(event, "the fault-event journal is full")
-        if not self._write([event], append=True):
+        if not self._write([(event, epoch)], append=True):
             return self._drop(event, "the fault-event journal cannot be written")
         self._spilled += 1
         self.spilled_total += 1
@@ -150,11 +194,16 @@ class FaultBacklog:
         """The oldest waiting event (read from the journal if memory is empty)."""
         if not self._memory and self._spilled:
             self._load()
-        return self._memory[0] if self._memory else None
+        return self._memory[0][0] if self._memory else None
+
+    def head_epoch(self) -> Epoch | None:
+        """The epoch the event :meth:`head` returned was raised under (``None`` outside a
+        cluster)."""
+        return self._memory[0][1] if self._memory else None
 
     def pop(self) -> FaultEvent:
         """Remove the oldest event (after :meth:`head` returned it)."""
-        return self._memory.popleft()
+        return self._memory.popleft()[0]
 
     def _load(self) -> None:
         """Move the journal's oldest ``memory_limit`` events into memory."""
@@ -169,7 +218,7 @@ class FaultBacklog:
         take, rest = lines[:self.memory_limit], lines[self.memory_limit:]
         for line in take:
             try:
-                self._memory.append(decode_event(line))
+                self._memory.append(decode_waiting(line, self.run))
             except ValueError as exc:
                 self.unreadable += 1
                 log.error("skipping an unreadable line of the fault-event journal", extra={  # noqa: TRY400 - one line: the reason is the message
@@ -189,7 +238,7 @@ class FaultBacklog:
         """
         if not self._memory:
             return self._spilled
-        lines = [encode_event(e) for e in self._memory]
+        lines = [encode_event(e, epoch, self.run) for e, epoch in self._memory]
         if self._spilled:
             try:
                 lines += [line for line in
@@ -218,8 +267,8 @@ class FaultBacklog:
         self._memory.clear()
         return lost
 
-    def _write(self, events: list[FaultEvent], *, append: bool) -> bool:
-        text = "".join(encode_event(e) + "\n" for e in events)
+    def _write(self, events: list[Waiting], *, append: bool) -> bool:
+        text = "".join(encode_event(e, epoch, self.run) + "\n" for e, epoch in events)
         try:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT

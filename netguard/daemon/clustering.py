@@ -14,22 +14,32 @@ and applies what it decides:
   ``leader_gate`` follows the leadership; decision 18).
 - **Auto-resolve guard.** The leader's ticket sweep sees only its own targets' faults;
   for another instance's target it trusts the store (the owner wrote the clear).
+- **Fencing.** Fault events carry the epoch their poll ran under
+  (:attr:`ClusterRole.epoch`), and the ticket sweep the epoch it started under
+  (:meth:`ClusterRole.sweep_tickets`): their transactions are refused once it is stale
+  (:mod:`netguard.cluster.fence`). While fenced the instance is not ready
+  (:meth:`ClusterRole.readiness`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 
+from netguard.cluster.fence import EpochFence
 from netguard.cluster.leader import LeaderLock, leader_engine
-from netguard.cluster.members import MemberTable
+from netguard.cluster.members import Epoch, MemberTable
 from netguard.cluster.node import ClusterNode, ClusterView
 from netguard.config import Settings
 from netguard.daemon.continuity import stored_active_faults
-from netguard.daemon.ports import Services
+from netguard.daemon.faultwriter import FaultWriter
+from netguard.daemon.ports import Services, TicketsPort
 from netguard.daemon.scheduler import PollScheduler
+from netguard.errors import StaleEpochError
 from netguard.probes.assess import ActiveFault
 from netguard.probes.config import TargetConfig
 from netguard.probes.service import ProbeService, TargetChanges
@@ -47,16 +57,19 @@ class ClusterRole:
         settings: The configuration (``cluster.enabled``, a PostgreSQL store).
         services: The opened services; ``store`` must be the real :class:`Store`.
         scheduler: The daemon's poll scheduler.
+        faults: The fault-event writer, whose stale-write refusals this reports.
     """
 
     def __init__(self, settings: Settings, services: Services,
-                 scheduler: PollScheduler) -> None:
+                 scheduler: PollScheduler, faults: FaultWriter | None = None) -> None:
         store = services.store
         if not isinstance(store, Store):
             raise TypeError("the cluster needs the PostgreSQL store")
         self._store = store
         self._services = services
         self._scheduler = scheduler
+        self._faults = faults
+        self.sweeps_refused = 0
         self._targets: list[TargetConfig] = list(settings.targets)
         # The heartbeat loop and a reload both switch the targets: one at a time.
         self._switching = asyncio.Lock()
@@ -84,9 +97,51 @@ class ClusterRole:
         """Whether this instance runs the single-run sweeps now."""
         return self.node.is_leader
 
+    @property
+    def epoch(self) -> Epoch | None:
+        """The registration this instance acts under now (a poll's fault events carry
+        the one it started under)."""
+        return self.node.epoch
+
     def view(self) -> ClusterView:
         """For ``/metrics``."""
-        return self.node.view()
+        refused = dict(self._faults.stale_refused) if self._faults is not None else {}
+        if self.sweeps_refused:
+            refused["ticket_sweep"] = self.sweeps_refused
+        return replace(self.node.view(), stale_writes_refused=refused)
+
+    async def sweep_tickets(self, tickets: TicketsPort,
+                            still_active: Callable[[str], bool]) -> object:
+        """The leader's ticket sweep, fenced by the epoch it starts under: a sweep that a
+        pause outlived (the lease ended, another instance leads) writes nothing more."""
+        epoch = self.node.epoch
+        if epoch is None:
+            return None
+        try:
+            return await tickets.sweep(still_active=still_active, fence=EpochFence(epoch))
+        except StaleEpochError as exc:
+            if exc.final:
+                self.sweeps_refused += 1
+            log.warning("the ticket sweep stopped: this instance's cluster epoch is stale",
+                        extra={"epoch": f"{exc.instance_id}:{exc.incarnation}",
+                               "reason": exc.reason})
+            return None
+
+    def readiness(self, checks: dict[str, bool], reasons: dict[str, str]) -> None:
+        """Add the ``cluster`` check (false while fenced) and, once any was refused, the
+        last stale writes (``stale_writes``, which does not make it unready)."""
+        node = self.node
+        checks["cluster"] = not node.fenced
+        if node.fenced:
+            since = time.monotonic() - (node.fenced_since or time.monotonic())
+            reasons["cluster"] = (
+                f"cluster: fenced for {since:.0f}s: no heartbeat for a lease "
+                f"({node.config.lease_seconds:g}s); this instance polls nothing and does "
+                "not lead until a heartbeat goes through")
+        if self._faults is not None and self._faults.stale_recent:
+            total = sum(self._faults.stale_refused.values())
+            reasons["stale_writes"] = (f"{total} stale fault events refused; last: "
+                                       + "; ".join(self._faults.stale_recent))
 
     async def set_targets(self, targets: Sequence[TargetConfig]) -> None:
         """A reload changed the inventory: keep only the owned targets of the new one."""

@@ -8,6 +8,12 @@ file). While the store refuses writes they wait, and the writer retries with bac
 event the store refuses for its own content is set aside after a few tries so that it does
 not hold every later event behind it. At shutdown what is still waiting goes to the
 journal (:meth:`FaultWriter.keep_for_next_start`) and the next start delivers it first.
+
+In a cluster each event carries the epoch its poll ran under, and its write is fenced by
+it (:class:`~netguard.cluster.fence.EpochFence`). An event refused as stale is dropped:
+the target's new owner polls it and writes what it finds, so replaying the old state
+could only be wrong; it is counted, logged with its fault key, and the last few are kept
+for ``/readyz`` (docs/scale-out.md, "Fencing").
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 
+from netguard.cluster.fence import EpochFence
+from netguard.cluster.members import Epoch
 from netguard.daemon.backlog import FaultBacklog
 from netguard.daemon.outage import Outage
 from netguard.daemon.ports import StorePort, TicketsPort
-from netguard.faults import FaultEvent
+from netguard.errors import StaleEpochError
+from netguard.faults import FaultEvent, FaultOpened
 from netguard.store.health import bounded, describe_error, store_wide_reason
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,11 @@ POISON_EVENT_ATTEMPTS = 3
 # bounds (a readiness probe that finds the store writable again wakes the writer at once).
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 15.0
+# Stale events refused in a row that are logged one by one (then one line per thousand):
+# a fenced instance's backlog may hold thousands after a fault storm.
+STALE_LOGGED = 20
+# Refused stale events kept for /readyz.
+STALE_KEPT = 5
 
 
 class FaultWriter:
@@ -55,6 +70,9 @@ class FaultWriter:
         refusing: Why the store refused the last attempt while it still does, else "".
         write_failures: Attempts the store refused for a store-wide reason.
         outages: Times the store started refusing.
+        stale_refused: Events refused because their cluster epoch was stale, by
+            ``fault_opened``/``fault_cleared``.
+        stale_recent: The last few refused, described for an operator.
     """
 
     def __init__(self, backlog: FaultBacklog, tickets: Callable[[], TicketsPort],
@@ -72,6 +90,9 @@ class FaultWriter:
         self.refusing = ""
         self.write_failures = 0
         self.outages = 0
+        self.stale_refused: dict[str, int] = {}
+        self.stale_recent: deque[str] = deque(maxlen=STALE_KEPT)
+        self._stale_streak = 0
         self._outage = Outage("the ticket store refuses writes; fault events wait in order "
                               "and are delivered once it takes them")
 
@@ -88,10 +109,16 @@ class FaultWriter:
         """Events dropped: the journal was full or could not be written."""
         return self._backlog.dropped
 
-    def hand_over(self, events: Sequence[FaultEvent]) -> None:
-        """Queue ``events`` behind everything waiting; never blocks."""
+    def hand_over(self, events: Sequence[FaultEvent], epoch: Epoch | None = None) -> None:
+        """Queue ``events`` behind everything waiting; never blocks.
+
+        Args:
+            events: What one poll raised.
+            epoch: In a cluster, the registration the poll ran under: the writes are
+                refused once it is stale.
+        """
         for event in events:
-            self._backlog.append(event)
+            self._backlog.append(event, epoch)
         self._wake.set()
 
     def wake(self) -> None:
@@ -146,8 +173,19 @@ class FaultWriter:
             True if the backlog is empty (everything delivered or set aside).
         """
         while (event := self._backlog.head()) is not None:
+            epoch = self._backlog.head_epoch()
             try:
-                await bounded(self._tickets().handle(event), self._timeout)
+                if epoch is None:
+                    await bounded(self._tickets().handle(event), self._timeout)
+                else:
+                    await bounded(self._tickets().handle(event, fence=EpochFence(epoch)),
+                                  self._timeout)
+            except StaleEpochError as exc:
+                if not exc.final:
+                    return False  # the lease is about to end: the next heartbeat decides
+                self._backlog.pop()
+                self._stale(event, exc)
+                continue
             except Exception as exc:
                 if store_wide_reason(exc) is not None:
                     self._head_failures = 0
@@ -159,9 +197,24 @@ class FaultWriter:
                 continue
             self._backlog.pop()
             self._head_failures = 0
+            self._stale_streak = 0
             self.handled += 1
             self.took_write()
         return True
+
+    def _stale(self, event: FaultEvent, exc: StaleEpochError) -> None:
+        """Count and log an event refused for its stale epoch; it is not retried."""
+        kind = "fault_opened" if isinstance(event, FaultOpened) else "fault_cleared"
+        self.stale_refused[kind] = self.stale_refused.get(kind, 0) + 1
+        self._stale_streak += 1
+        epoch = f"{exc.instance_id}:{exc.incarnation}"
+        self.stale_recent.append(f"{kind} {event.key} at {event.at.isoformat()} "
+                                 f"(epoch {epoch}: {exc.reason})")
+        if self._stale_streak <= STALE_LOGGED or self._stale_streak % 1000 == 0:
+            log.warning("refused a stale fault event: this instance's cluster registration "
+                        "changed since its poll, and the target's owner writes its own",
+                        extra={"fault": str(event.key), "event": kind, "epoch": epoch,
+                               "reason": exc.reason, "refused_in_a_row": self._stale_streak})
 
     def _refused(self, reason: str) -> None:
         self.write_failures += 1

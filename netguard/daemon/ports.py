@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from netguard.clock import Clock
+from netguard.cluster.fence import EpochFence
 from netguard.cluster.gate import LeaderGate
 from netguard.config import Settings
 from netguard.daemon.ackpage import AckPages
@@ -50,10 +51,12 @@ class ProbesPort(Protocol):
 
 
 class TicketsPort(Protocol):
-    """The ticket service (``netguard.tickets.service.TicketService``)."""
+    """The ticket service (``netguard.tickets.service.TicketService``); ``fence`` (a
+    cluster member's epoch check) ends each of its write transactions when given."""
 
-    async def handle(self, event: FaultEvent) -> object: ...
-    async def sweep(self, *, still_active: Callable[[str], bool] | None = None) -> object: ...
+    async def handle(self, event: FaultEvent, *, fence: EpochFence | None = None) -> object: ...
+    async def sweep(self, *, still_active: Callable[[str], bool] | None = None,
+                    fence: EpochFence | None = None) -> object: ...
     async def counts(self) -> TicketCountsView: ...
 
 

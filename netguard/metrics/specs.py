@@ -221,6 +221,12 @@ def _cluster(attr: str) -> Callable[[MetricsSnapshot], Iterator[Sample]]:
     return read
 
 
+def _stale_writes(s: MetricsSnapshot) -> Iterator[Sample]:
+    if s.daemon.cluster is not None:  # the writes netguard.daemon.clustering fences
+        for write in ("fault_opened", "fault_cleared", "ticket_sweep"):
+            yield (write,), float(s.daemon.cluster.stale_writes_refused.get(write, 0))
+
+
 def _build_info(_s: MetricsSnapshot) -> Iterator[Sample]:
     yield (__version__, platform.python_version()), 1.0
 
@@ -578,6 +584,9 @@ SPECS: tuple[MetricSpec, ...] = (
     _g("netguard_cluster_leader", "gauge",
        "1 while this instance leads the cluster (runs the ticket and sensor sweeps).",
        (), _cluster("leader"), section="daemon"),
+    _g("netguard_cluster_stale_writes_refused_total", "counter",
+       "Writes refused because their cluster epoch was stale (fenced or paused meanwhile), "
+       "by write.", ("write",), _stale_writes, section="daemon"),
     _g("netguard_ticket_notifications_total", "counter",
        "Ticket messages queued, by route and event.", ("route", "event"),
        _ticket_notifications, section="daemon"),

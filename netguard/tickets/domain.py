@@ -56,6 +56,17 @@ class TicketAction(StrEnum):
     REOPEN = "reopen"
 
 
+# The history record an operator action writes.
+ACTION_EVENT: dict[TicketAction, str] = {
+    TicketAction.ACKNOWLEDGE: "acknowledged",
+    TicketAction.ASSIGN: "assigned",
+    TicketAction.COMMENT: "commented",
+    TicketAction.RESOLVE: "resolved",
+    TicketAction.CLOSE: "closed",
+    TicketAction.REOPEN: "reopened",
+}
+
+
 ALLOWED_ACTIONS: dict[TicketState, tuple[TicketAction, ...]] = {
     TicketState.OPEN: (TicketAction.ACKNOWLEDGE, TicketAction.ASSIGN, TicketAction.COMMENT,
                        TicketAction.RESOLVE),

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from netguard.clock import Clock, SystemClock, as_utc
 from netguard.errors import (
     InvalidInputError,
@@ -27,6 +29,7 @@ from netguard.store.db import Store
 from netguard.tickets import policy
 from netguard.tickets.config import TicketsConfig
 from netguard.tickets.domain import (
+    ACTION_EVENT,
     StoredFault,
     SweepResult,
     Ticket,
@@ -63,18 +66,11 @@ from netguard.tickets.repository import TicketRepository, TicketTx
 log = logging.getLogger("netguard.tickets")
 
 T = TypeVar("T")
+WriteFence = Callable[[AsyncConnection], Awaitable[None]]
+"""A check run last in a write's transaction; it raises to roll the write back (a cluster
+epoch gone stale: :class:`netguard.cluster.fence.EpochFence`)."""
 
 __all__ = ["SYSTEM_ACTOR", "TICKET", "TicketService"]
-
-_ACTION_EVENT: dict[TicketAction, str] = {
-    TicketAction.ACKNOWLEDGE: "acknowledged",
-    TicketAction.ASSIGN: "assigned",
-    TicketAction.COMMENT: "commented",
-    TicketAction.RESOLVE: "resolved",
-    TicketAction.CLOSE: "closed",
-    TicketAction.REOPEN: "reopened",
-}
-
 
 class TicketService:
     """Turns fault events into tickets and carries out operator actions.
@@ -109,7 +105,10 @@ class TicketService:
 
     async def _transaction(self, work: Callable[[TicketTx], Awaitable[T]], *,
                            now: datetime | None = None,
-                           on_conflict: Callable[[], Exception] | None = None) -> T:
+                           on_conflict: Callable[[], Exception] | None = None,
+                           fence: WriteFence | None = None) -> T:
+        if fence is not None:
+            work = _fenced(work, fence)
         done = await self._repo.transaction(work, now=now or self._clock.now(),
                                             on_conflict=on_conflict)
         if self._on_change is not None:
@@ -118,8 +117,10 @@ class TicketService:
 
     # ---------------------------------------------------------------- fault events
 
-    async def handle(self, event: FaultEvent) -> Ticket | None:
-        """Apply one fault event from the probes.
+    async def handle(self, event: FaultEvent, *, fence: WriteFence | None = None
+                     ) -> Ticket | None:
+        """Apply one fault event from the probes (each transaction ends with ``fence``,
+        when given: a cluster member's epoch check).
 
         ``FaultOpened`` is an idempotent upsert: the first report opens a ticket (or
         reopens one resolved within the reopen window), later reports count occurrences
@@ -140,11 +141,11 @@ class TicketService:
                 # Read back in the same transaction: one connection checkout, not two.
                 return None if ticket_id is None else await self._read(ticket_id, tx)
 
-            return await self._transaction(opened)
+            return await self._transaction(opened, fence=fence)
         if isinstance(event, FaultCleared):
-            ticket_id = await self._transaction(lambda tx: self._clear(tx, event))
+            ticket_id = await self._transaction(lambda tx: self._clear(tx, event), fence=fence)
             if ticket_id is not None and self._config.resolve_hold_seconds == 0:
-                await self._resolve_cleared(ticket_id, as_utc(event.at))
+                await self._resolve_cleared(ticket_id, as_utc(event.at), fence)
             return None if ticket_id is None else await self._read(ticket_id)
         raise TypeError(f"not a fault event: {event!r}")  # pragma: no cover
 
@@ -299,8 +300,8 @@ class TicketService:
 
     # ---------------------------------------------------------------- sweep
 
-    async def sweep(self, *, still_active: Callable[[str], bool] | None = None
-                    ) -> SweepResult:
+    async def sweep(self, *, still_active: Callable[[str], bool] | None = None,
+                    fence: WriteFence | None = None) -> SweepResult:
         """Resolve tickets whose fault stayed clear for the hold time; mark SLA overdue.
 
         Also gives children that waited too long for an upstream ticket their own ticket.
@@ -311,6 +312,7 @@ class TicketService:
                 still faulty now, as the probes see it. Such a ticket is not resolved
                 even if its hold expired: its ``FaultOpened`` may not have reached the
                 store (read-only, failover), and "stayed clear" would be false.
+            fence: Ends each of its transactions (the cluster leader's epoch check).
         """
         now = self._clock.now()
         candidates = await self._repo.hold_expired(policy.resolve_cutoff(now, self._config))
@@ -323,18 +325,20 @@ class TicketService:
         resolved: list[str] = []
         promoted: list[str] = []
         for ticket_id in due:
-            done, children = await self._resolve_cleared(ticket_id, now)
+            done, children = await self._resolve_cleared(ticket_id, now, fence)
             if done:
                 resolved.append(self.ref(ticket_id))
                 promoted.extend(children)
-        overdue = await self._transaction(lambda tx: self._mark_overdue(tx, now), now=now)
+        overdue = await self._transaction(lambda tx: self._mark_overdue(tx, now), now=now,
+                                          fence=fence)
         orphans, adopted = await self._transaction(lambda tx: self._promote_orphans(tx, now),
-                                                   now=now)
+                                                   now=now, fence=fence)
         promoted.extend(orphans)
         return SweepResult(resolved=tuple(resolved), overdue=tuple(overdue),
                            promoted=tuple(promoted), adopted=adopted)
 
-    async def _resolve_cleared(self, ticket_id: int, now: datetime) -> tuple[bool, list[str]]:
+    async def _resolve_cleared(self, ticket_id: int, now: datetime,
+                               fence: WriteFence | None = None) -> tuple[bool, list[str]]:
         async def work(tx: TicketTx) -> tuple[bool, list[str]]:
             ticket = await tx.ticket(ticket_id)
             move = (None if ticket is None
@@ -350,7 +354,7 @@ class TicketService:
                 old=move.old.value, new=move.new.value)])
             return True, await self._promote_children(tx, ticket_id, now)
 
-        return await self._transaction(work, now=now)
+        return await self._transaction(work, now=now, fence=fence)
 
     async def _promote_children(self, tx: TicketTx, ticket_id: int, now: datetime
                                 ) -> list[str]:
@@ -524,7 +528,7 @@ class TicketService:
             if move is None:
                 return ticket.state
             await tx.transition(ticket_id, move, values)
-            await tx.log([event_row(ticket_id, now, _ACTION_EVENT[action],
+            await tx.log([event_row(ticket_id, now, ACTION_EVENT[action],
                                     event_message or message, actor=actor,
                                     old=move.old.value, new=move.new.value)])
             if move.promote_children:
@@ -585,3 +589,12 @@ class TicketService:
             TicketConflictError: Another ticket for the same fault is already active.
         """
         return await self._act(ref, TicketAction.REOPEN, actor, message)
+
+
+def _fenced(work: Callable[[TicketTx], Awaitable[T]], fence: WriteFence
+            ) -> Callable[[TicketTx], Awaitable[T]]:
+    async def guarded(tx: TicketTx) -> T:
+        done = await work(tx)
+        await fence(tx.conn)  # last: it holds the epoch until the commit
+        return done
+    return guarded

@@ -79,12 +79,13 @@ class Tickets:
     handled: list[FaultEvent] = field(default_factory=list)
     sweeps: int = 0
 
-    async def handle(self, event: FaultEvent) -> None:
+    async def handle(self, event: FaultEvent, *, fence: object = None) -> None:
         if self.down:
             raise StoreUnavailableError("database unreachable")
         self.handled.append(event)
 
-    async def sweep(self, *, still_active: Callable[[str], bool] | None = None) -> None:
+    async def sweep(self, *, still_active: Callable[[str], bool] | None = None,
+                    fence: object = None) -> None:
         self.sweeps += 1
         if self.down:
             raise StoreUnavailableError("database unreachable")
@@ -262,7 +263,7 @@ class PickyTickets(Tickets):
     refused: str = "t1"
     refusals: int = 0
 
-    async def handle(self, event: FaultEvent) -> None:
+    async def handle(self, event: FaultEvent, *, fence: object = None) -> None:
         if event.key.target == self.refused and isinstance(event, FaultOpened):
             self.refusals += 1
             raise StoreError("database failed: value too long for type character varying(128)")

@@ -31,12 +31,12 @@ class BuggyTickets:
     broken: bool = True
     handled: list[FaultEvent] = field(default_factory=list)
 
-    async def handle(self, event: FaultEvent) -> None:
+    async def handle(self, event: FaultEvent, *, fence: object = None) -> None:
         if self.broken:
             raise RuntimeError("a bug in the ticket service")
         self.handled.append(event)
 
-    async def sweep(self, *, still_active: object = None) -> None:
+    async def sweep(self, *, still_active: object = None, fence: object = None) -> None:
         return None
 
     async def counts(self) -> TicketCounts:
