@@ -39,10 +39,10 @@ next heartbeat); also the longest the session may then sit idle before ``COMMIT`
 _HOLD = text(
     "SELECT incarnation, "
     "heartbeat_at + make_interval(secs => lease_seconds) > clock_timestamp() AS live, "
-    "heartbeat_at + make_interval(secs => lease_seconds * (1 - :share)) "
+    f"heartbeat_at + make_interval(secs => lease_seconds * {1 - MARGIN_SHARE!r}) "
     "> clock_timestamp() AS safe, "
     "set_config('idle_in_transaction_session_timeout', "
-    "ceil(lease_seconds * :share * 1000)::bigint::text, true) AS idle "
+    f"ceil(lease_seconds * {MARGIN_SHARE * 1000!r})::bigint::text, true) AS idle "
     "FROM cluster_member WHERE instance_id = :fence_instance FOR KEY SHARE")
 
 
@@ -66,8 +66,7 @@ class EpochFence:
             StaleEpochError: The epoch is not the live registration (``final``), or its
                 lease is about to end (not final).
         """
-        row = (await conn.execute(_HOLD, {"share": MARGIN_SHARE,
-                                          **self.epoch.params()})).first()
+        row = (await conn.execute(_HOLD, self.epoch.params())).first()
         reason = ""
         if row is None:
             reason = "missing"

@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netguard.clock import Clock, SystemClock, as_utc
 from netguard.errors import (
     InvalidInputError,
@@ -66,9 +64,9 @@ from netguard.tickets.repository import TicketRepository, TicketTx
 log = logging.getLogger("netguard.tickets")
 
 T = TypeVar("T")
-WriteFence = Callable[[AsyncConnection], Awaitable[None]]
-"""A check run last in a write's transaction; it raises to roll the write back (a cluster
-epoch gone stale: :class:`netguard.cluster.fence.EpochFence`)."""
+WriteFence = Callable[[Any], Awaitable[None]]
+"""A check run last in a write's transaction, on its connection; it raises to roll the
+write back (a stale cluster epoch: :class:`netguard.cluster.fence.EpochFence`)."""
 
 __all__ = ["SYSTEM_ACTOR", "TICKET", "TicketService"]
 
