@@ -37,7 +37,7 @@ MARGIN_SHARE = 0.25
 next heartbeat); also the longest the session may then sit idle before ``COMMIT``."""
 
 _HOLD = text(
-    "SELECT incarnation, "
+    "SELECT incarnation, "  # noqa: S608 (constants only)
     "heartbeat_at + make_interval(secs => lease_seconds) > clock_timestamp() AS live, "
     f"heartbeat_at + make_interval(secs => lease_seconds * {1 - MARGIN_SHARE!r}) "
     "> clock_timestamp() AS safe, "

@@ -199,7 +199,7 @@ class FaultBacklog:
     def head_epoch(self) -> Epoch | None:
         """The epoch the event :meth:`head` returned was raised under (``None`` outside a
         cluster)."""
-        return self._memory[0][1] if self._memory else None
+        return None if self.head() is None else self._memory[0][1]
 
     def pop(self) -> FaultEvent:
         """Remove the oldest event (after :meth:`head` returned it)."""

@@ -35,8 +35,8 @@ def _cleared() -> FaultCleared:
     return FaultCleared(key=KEY, at=START, reasons=("if:3 up",))
 
 
-def _service(store: Store) -> TicketService:
-    return TicketService(store, TicketsConfig(), clock=ManualClock(START))
+def _service(store: Store, clock: ManualClock | None = None) -> TicketService:
+    return TicketService(store, TicketsConfig(), clock=clock or ManualClock(START))
 
 
 async def _only_ticket(tickets: TicketService) -> Ticket:
@@ -97,15 +97,32 @@ async def test_a_live_epoch_writes_and_a_stale_one_is_refused_in_its_transaction
     assert (await _refused(tickets, second)).reason == "missing"
 
 
+async def test_a_sweep_under_a_stale_epoch_resolves_nothing(pg_store: Store) -> None:
+    # A leader paused mid-sweep past its lease: another instance leads now.
+    table = MemberTable(pg_store.engine)
+    clock = ManualClock(START)
+    tickets = _service(pg_store, clock)
+    first, _ = await table.join("a", 30.0)
+    await tickets.handle(_opened(), fence=EpochFence(first))
+    await tickets.handle(_cleared(), fence=EpochFence(first))
+    clock.advance(TicketsConfig().resolve_hold_seconds + 60)
+    second, _ = await table.join("a", 30.0)
+    with pytest.raises(StaleEpochError):
+        await tickets.sweep(fence=EpochFence(first))
+    ticket = await _only_ticket(tickets)
+    assert (ticket.state, ticket.resolved_at) == (TicketState.OPEN, None)
+    assert (await tickets.sweep(fence=EpochFence(second))).resolved == (ticket.ref,)
+    assert (await _only_ticket(tickets)).state is TicketState.RESOLVED
+
+
 async def test_the_fence_sets_the_idle_timeout_that_ends_a_paused_commit(
         pg_store: Store) -> None:
     table = MemberTable(pg_store.engine)
     epoch, _ = await table.join("a", 2.0)
-    async with pg_store.engine.connect() as conn:
-        async with conn.begin():
-            await EpochFence(epoch)(conn)
-            shown = (await conn.execute(text("SHOW idle_in_transaction_session_timeout")))
-            assert shown.scalar() == f"{round(2.0 * MARGIN_SHARE * 1000)}ms"
+    async with pg_store.engine.connect() as conn, conn.begin():
+        await EpochFence(epoch)(conn)
+        shown = (await conn.execute(text("SHOW idle_in_transaction_session_timeout")))
+        assert shown.scalar() == f"{round(2.0 * MARGIN_SHARE * 1000)}ms"
     # After the commit the session's own setting is back.
     async with pg_store.engine.connect() as conn:
         shown = await conn.execute(text("SHOW idle_in_transaction_session_timeout"))

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from netguard.daemon.backlog import FaultBacklog
+from netguard.cluster.members import Epoch
+from netguard.daemon.backlog import FaultBacklog, encode_event
 from netguard.daemon.faultwriter import FaultWriter
-from netguard.faults import FaultEvent, FaultKey, FaultOpened
+from netguard.errors import StaleEpochError
+from netguard.faults import FaultCleared, FaultEvent, FaultKey, FaultOpened
 from netguard.store.health import StoreHealth
 from netguard.tickets.domain import TicketCounts
 from tests.support.wait import async_wait_until
@@ -105,3 +107,67 @@ def test_events_waiting_at_shutdown_go_to_the_journal(tmp_path: Path) -> None:
     assert writer.keep_for_next_start() == 1
     assert writer.dropped == 0
     assert len(journal.read_text().splitlines()) == 1
+
+
+def test_epochs_wait_with_their_events_and_only_this_process_keeps_them(
+        tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    backlog = FaultBacklog(journal, memory_limit=1)
+    epoch = Epoch("ng-a", 7)
+    backlog.append(_opened("a"), epoch)
+    backlog.append(_opened("b"), epoch)  # memory full: spilled to the journal
+    backlog.append(_opened("c"))  # outside a cluster: no epoch, the line as before
+    assert [backlog.head_epoch(), backlog.pop().key.target] == [epoch, "a"]
+    assert [backlog.head_epoch(), backlog.pop().key.target] == [epoch, "b"]
+    assert [backlog.head_epoch(), backlog.pop().key.target] == [None, "c"]
+    assert not journal.exists()
+    assert encode_event(_opened("c")) == encode_event(_opened("c"), None, backlog.run)
+
+    backlog.append(_opened("d"), epoch)
+    assert backlog.persist() == 1
+    # The next process reads it back under incarnation 0: no registration has it.
+    again = FaultBacklog(journal)
+    assert again.head() == _opened("d")
+    assert again.head_epoch() == Epoch("ng-a", 0)
+
+
+@dataclass
+class FencedTickets(BuggyTickets):
+    """Refuses events for their epoch: for good, or while the lease is ending."""
+
+    refusals: list[StaleEpochError] = field(default_factory=list)
+    fences: list[object] = field(default_factory=list)
+
+    async def handle(self, event: FaultEvent, *, fence: object = None) -> None:
+        self.fences.append(fence)
+        if self.refusals:
+            raise self.refusals.pop(0)
+        self.handled.append(event)
+
+
+async def test_stale_events_are_dropped_counted_and_logged_and_an_ending_lease_waits(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tickets = FencedTickets(broken=False, refusals=[
+        StaleEpochError("ng-a", 7, "taken over", final=True),
+        StaleEpochError("ng-a", 8, "lease ending", final=False)])
+    writer = FaultWriter(FaultBacklog(tmp_path / "journal"), lambda: tickets, Store,
+                         timeout=5.0)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(writer.run())
+        writer.hand_over([FaultCleared(FaultKey("a", "agent", "unreachable"), NOW)],
+                         Epoch("ng-a", 7))
+        writer.hand_over([_opened("b")], Epoch("ng-a", 8))
+        await async_wait_until(lambda: _true(writer.handled == 1), timeout=20,
+                               what="the live event after a retry")
+        writer.finish()
+        await task
+    assert tickets.handled == [_opened("b")]
+    assert writer.stale_refused == {"fault_cleared": 1}
+    assert (writer.rejected, writer.write_failures, writer.refusing) == (0, 0, "")
+    assert [str(f) for f in tickets.fences] == ["ng-a:7", "ng-a:8", "ng-a:8"]
+    assert list(writer.stale_recent) == [
+        "fault_cleared a|agent|unreachable at 2026-01-01T00:00:00+00:00 "
+        "(epoch ng-a:7: taken over)"]
+    logged = [r for r in caplog.records if r.getMessage().startswith("refused a stale")]
+    assert [(r.levelname, getattr(r, "fault", None)) for r in logged] == [
+        ("WARNING", "a|agent|unreachable")]
