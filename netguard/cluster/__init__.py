@@ -6,6 +6,7 @@
 - :mod:`netguard.cluster.leader`: the leader's advisory lock on a dedicated connection.
 - :mod:`netguard.cluster.node`: one instance's loop (heartbeat, ownership, leadership,
   fencing) on the monotonic clock.
+- :mod:`netguard.cluster.fence`: the epoch check that ends a fenced write's transaction.
 - :mod:`netguard.cluster.status`: what ``netguard cluster status`` shows.
 
 docs/scale-out.md describes the design, what is built and what is not yet. Nothing is

@@ -10,8 +10,8 @@ it belongs to and only while it is live: once the lease lapsed (the instance was
 cut off, or another process took the same id), the heartbeat is refused and the instance
 must join again under a new incarnation. The others may have taken its targets meanwhile,
 so anything it writes with the old epoch is stale: :data:`FENCE_CONDITION` and
-:meth:`MemberTable.epoch_current` refuse it (docs/scale-out.md lists which writes use
-them).
+:meth:`MemberTable.epoch_current` refuse it, and :class:`netguard.cluster.fence.EpochFence`
+does so inside a write's own transaction (docs/scale-out.md, "Fenced writes").
 """
 
 from __future__ import annotations
