@@ -116,7 +116,7 @@ class Daemon:
             FaultBacklog(fault_journal_path(settings), memory_limit=daemon.fault_backlog_memory,
                          journal_limit=daemon.fault_journal_max_events),
             lambda: self.tickets, lambda: self.store,
-            timeout=settings.store.operation_timeout_seconds)
+            timeout=settings.store.operation_timeout_seconds, fenced=settings.cluster.enabled)
         self._ticket_counts: TicketCountsView | None = None
         self._started_at = time.time()
         self.last_reload_success_at = self._started_at

@@ -122,7 +122,8 @@ class ClusterRole:
         except StaleEpochError as exc:
             if exc.final:
                 self.sweeps_refused += 1
-            log.warning("the ticket sweep stopped: this instance's cluster epoch is stale",
+            log.warning("the ticket sweep stopped: this instance's cluster epoch is stale "
+                        "or its lease is ending",
                         extra={"epoch": f"{exc.instance_id}:{exc.incarnation}",
                                "reason": exc.reason})
             return None

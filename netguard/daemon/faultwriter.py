@@ -62,6 +62,9 @@ class FaultWriter:
         tickets: The ticket service now (a reload may replace it).
         store: The store, for the write probe that tells a poisoned event from an outage.
         timeout: Seconds one delivery may take (``store.operation_timeout_seconds``).
+        fenced: Fence each write by the epoch its event carries (``cluster.enabled``).
+            Without it the epochs are ignored: a single instance writes what a clustered
+            run left in the journal.
 
     Attributes:
         handled: Events delivered.
@@ -76,11 +79,13 @@ class FaultWriter:
     """
 
     def __init__(self, backlog: FaultBacklog, tickets: Callable[[], TicketsPort],
-                 store: Callable[[], StorePort], *, timeout: float) -> None:
+                 store: Callable[[], StorePort], *, timeout: float,
+                 fenced: bool = True) -> None:
         self._backlog = backlog
         self._tickets = tickets
         self._store = store
         self._timeout = timeout
+        self._fenced = fenced
         self._wake = asyncio.Event()
         self._draining = False
         self._head_failures = 0
@@ -173,7 +178,7 @@ class FaultWriter:
             True if the backlog is empty (everything delivered or set aside).
         """
         while (event := self._backlog.head()) is not None:
-            epoch = self._backlog.head_epoch()
+            epoch = self._backlog.head_epoch() if self._fenced else None
             try:
                 if epoch is None:
                     await bounded(self._tickets().handle(event), self._timeout)

@@ -171,3 +171,17 @@ async def test_stale_events_are_dropped_counted_and_logged_and_an_ending_lease_w
     logged = [r for r in caplog.records if r.getMessage().startswith("refused a stale")]
     assert [(r.levelname, getattr(r, "fault", None)) for r in logged] == [
         ("WARNING", "a|agent|unreachable")]
+
+
+async def test_without_the_cluster_epochs_left_in_the_journal_are_not_fenced(
+        tmp_path: Path) -> None:
+    tickets = FencedTickets(broken=False)
+    writer = FaultWriter(FaultBacklog(tmp_path / "journal"), lambda: tickets, Store,
+                         timeout=5.0, fenced=False)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(writer.run())
+        writer.hand_over([_opened("a")], Epoch("ng-a", 0))
+        await async_wait_until(lambda: _true(writer.handled == 1), what="delivered")
+        writer.finish()
+        await task
+    assert tickets.fences == [None]
