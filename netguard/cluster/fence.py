@@ -57,6 +57,11 @@ class EpochFence:
     epoch: Epoch
 
     def __str__(self) -> str:
+        return self.writer
+
+    @property
+    def writer(self) -> str:
+        """``instance_id:incarnation``, recorded on the audit rows of the write."""
         return f"{self.epoch.instance_id}:{self.epoch.incarnation}"
 
     async def __call__(self, conn: AsyncConnection) -> None:

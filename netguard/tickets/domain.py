@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from netguard.faults import SEVERITIES, FaultSeverity, Severity
 
@@ -223,7 +223,8 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class TicketEvent:
-    """One audit record of a ticket."""
+    """One audit record of a ticket (``ticket_event.writer``, the cluster epoch of a
+    fenced write, is stored but not read back here)."""
 
     at: datetime
     actor: str
@@ -379,3 +380,17 @@ class TicketNews:
     action: str
     message: str
     summary: str
+
+
+class WriteFence(Protocol):
+    """A check that ends a write's transaction and raises to roll it back (a stale
+    cluster epoch: :class:`netguard.cluster.fence.EpochFence`)."""
+
+    @property
+    def writer(self) -> str:
+        """Who writes, recorded on the audit rows (``instance_id:incarnation``)."""
+        ...
+
+    async def __call__(self, conn: Any) -> None:
+        """Check, on the transaction's connection."""
+        ...

@@ -93,6 +93,8 @@ class TicketEventRow(SQLModel, table=True):
     old_state: str | None = Field(default=None, max_length=16)
     new_state: str | None = Field(default=None, max_length=16)
     message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    # With cluster.enabled: the epoch (instance_id:incarnation) a fenced write carried.
+    writer: str | None = Field(default=None, max_length=96)
 
 
 class ChildFaultRow(SQLModel, table=True):

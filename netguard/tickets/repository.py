@@ -73,9 +73,7 @@ from netguard.tickets.queries import (
 )
 
 log = logging.getLogger("netguard.tickets")
-
 T = TypeVar("T")
-
 
 ATTEMPTS = 8
 _ACTIVE = tuple(s.value for s in ACTIVE_STATES)
@@ -283,6 +281,7 @@ class TicketTx:
         self.dialect = dialect
         self._now = now
         self.wrote = False  # a row changed: a stale read now needs a rollback
+        self.writer: str | None = None  # a fenced write's cluster epoch, on its audit rows
 
     @property
     def now(self) -> datetime:
@@ -301,7 +300,8 @@ class TicketTx:
         """Append audit records (see :func:`event_row`)."""
         if rows:
             self.wrote = True
-            await self.conn.execute(sa.insert(EVENT), list(rows))
+            await self.conn.execute(sa.insert(EVENT), [{**r, "writer": self.writer} for r in rows]
+                                    if self.writer else list(rows))
 
     async def _first(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:
         return (await self.conn.execute(stmt, params)).first()

@@ -38,6 +38,7 @@ from netguard.tickets.domain import (
     TicketNews,
     TicketState,
     TicketTally,
+    WriteFence,
     allowed_actions,
     as_severity,
     format_ref,
@@ -64,9 +65,6 @@ from netguard.tickets.repository import TicketRepository, TicketTx
 log = logging.getLogger("netguard.tickets")
 
 T = TypeVar("T")
-WriteFence = Callable[[Any], Awaitable[None]]
-"""A check run last in a write's transaction, on its connection; it raises to roll the
-write back (a stale cluster epoch: :class:`netguard.cluster.fence.EpochFence`)."""
 
 __all__ = ["SYSTEM_ACTOR", "TICKET", "TicketService"]
 
@@ -592,6 +590,7 @@ class TicketService:
 def _fenced(work: Callable[[TicketTx], Awaitable[T]], fence: WriteFence
             ) -> Callable[[TicketTx], Awaitable[T]]:
     async def guarded(tx: TicketTx) -> T:
+        tx.writer = fence.writer
         done = await work(tx)
         await fence(tx.conn)  # last: it holds the epoch until the commit
         return done

@@ -45,11 +45,12 @@ async def _only_ticket(tickets: TicketService) -> Ticket:
     return found[0]
 
 
-async def _history(store: Store, ticket_id: int) -> list[str]:
+async def _history(store: Store, ticket_id: int) -> list[tuple[str, str | None]]:
+    """``(action, writer)`` of a ticket's audit records."""
     async with store.engine.connect() as conn:
-        rows = await conn.execute(text("SELECT action FROM ticket_event WHERE ticket_id = :i "
-                                       "ORDER BY id"), {"i": ticket_id})
-        return [str(r[0]) for r in rows]
+        rows = await conn.execute(text("SELECT action, writer FROM ticket_event "
+                                       "WHERE ticket_id = :i ORDER BY id"), {"i": ticket_id})
+        return [(str(r[0]), r[1]) for r in rows]
 
 
 async def _refused(tickets: TicketService, epoch: Epoch) -> StaleEpochError:
@@ -73,7 +74,7 @@ async def test_a_live_epoch_writes_and_a_stale_one_is_refused_in_its_transaction
     refused = await _refused(tickets, first)
     assert (refused.reason, refused.final) == ("taken over", True)
     assert (await _only_ticket(tickets)).cleared_at is None
-    assert await _history(pg_store, ticket.id) == ["opened"]
+    assert await _history(pg_store, ticket.id) == [("opened", "a:1")]
     # An event a previous process journalled comes back under incarnation 0.
     assert (await _refused(tickets, Epoch("a", 0))).reason == "an earlier run"
 
@@ -87,7 +88,9 @@ async def test_a_live_epoch_writes_and_a_stale_one_is_refused_in_its_transaction
 
     await tickets.handle(_cleared(), fence=EpochFence(second))
     assert (await _only_ticket(tickets)).cleared_at is not None
-    assert await _history(pg_store, ticket.id) == ["opened", "cleared"]
+    assert await _history(pg_store, ticket.id) == [("opened", "a:1"), ("cleared", "a:2")]
+    await tickets.handle(_opened())  # outside a cluster: no writer
+    assert (await _history(pg_store, ticket.id))[2:] == [("flap", None), ("repeat", None)]
 
     async with pg_store.engine.begin() as conn:
         await conn.execute(text(

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from netguard.clock import ManualClock
 from netguard.cluster.config import ClusterConfig
@@ -137,6 +138,11 @@ async def test_a_cut_off_nodes_stale_fault_cleared_is_refused_after_it_rejoins(
             ticket = (await ok_tickets.list())[0]
             assert (ticket.state, ticket.cleared_at, ticket.occurrences) == (
                 TicketState.OPEN, None, 2)
+            async with ok_store.engine.connect() as conn:
+                history = (await conn.execute(text(
+                    "SELECT action, writer FROM ticket_event ORDER BY id"))).all()
+            assert [tuple(r) for r in history] == [("opened", f"cut:{first.incarnation}"),
+                                                   ("repeat", str(EpochFence(ok.epoch)))]
             refused = [r for r in caplog.records if "refused a stale fault event" in r.message]
             # Expired if the writer retried before the rejoin, taken over after it.
             assert [r.__dict__["fault"] for r in refused] == [str(key)]
