@@ -27,6 +27,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -55,7 +56,7 @@ class Member:
     _client: mqtt.Client | None = None
 
     def connect(self) -> Member:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv5)
         client.manual_ack_set(not self.ack)  # never acknowledging = a crash mid-batch
         subscribed = threading.Event()
@@ -104,7 +105,7 @@ class Member:
 
 def publish(port: int, payloads: list[str]) -> None:
     """Publish with QoS 1 and wait for every PUBACK."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="shared-test-pub",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="shared-test-pub",
                          protocol=mqtt.MQTTv5)
     client.connect("127.0.0.1", port)
     client.loop_start()
