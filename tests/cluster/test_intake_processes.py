@@ -20,6 +20,7 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,6 @@ from netguard.store import Store
 from netguard.store.config import StoreConfig
 from netguard.store.db import upgrade
 from tests.daemon.runproc import NETGUARD, json_log, metric, run_netguard
-from tests.iot.conftest import T0
 from tests.iot.support import shipped_broker_section
 from tests.support.ports import free_tcp_port
 from tests.support.procs import ServerProcess
@@ -74,13 +74,17 @@ def _messages() -> list[tuple[str, bytes]]:
 
 
 async def _seed(store_config: StoreConfig) -> None:
+    # Registered now and quarantined since yesterday: door openings raise alerts, and no
+    # sensor is overdue for its heartbeat (so no offline alerts).
+    now = datetime.now(UTC)
     async with Store(store_config) as store, store.session() as s:
         for h in range(HOUSEHOLDS):
-            await registry.add_household(s, f"flat-{h}", "lotus", start=T0, now=T0)
+            await registry.add_household(s, f"flat-{h}", "lotus", start=now - timedelta(days=1),
+                                         now=now)
         await s.flush()
         for i in range(HOUSEHOLDS * SENSORS_PER_HOUSEHOLD):
             await registry.add_sensor(s, _sensor(i), f"flat-{i % HOUSEHOLDS}",
-                                      fmt="native", now=T0)
+                                      fmt="native", now=now)
         await s.commit()
 
 
