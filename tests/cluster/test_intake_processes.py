@@ -211,8 +211,12 @@ async def _run(instances: list[Instance], broker_port: int, kill_at: int,
         await publisher
         await async_wait_until(lambda: _all_stored(pg_url), timeout=180,
                                what=f"{N} events stored\n{victim.proc.tail()}")
-        # The restarted victim drained its session: its chain grew after the restart.
-        assert await _chain_rows(pg_url, victim) > killed_rows
+        # The restarted victim drained its session: its chain grew after the restart,
+        # to its full round-robin third. Mosquitto kept assigning it its share while it
+        # was down (held in its session, not given to the survivors: docs/scale-out.md).
+        victim_rows = await _chain_rows(pg_url, victim)
+        assert victim_rows > killed_rows
+        assert abs(victim_rows - N / 3) <= N * 0.05, victim_rows
         # A clean stop of everyone, so nothing is still on its way when we count.
         for instance in instances:
             assert instance.proc.stop(signal.SIGTERM, timeout=30) == 0, instance.proc.tail()
