@@ -48,7 +48,7 @@ START_WAIT_SECONDS = IDLE_TIMEOUT_SECONDS + 15.0
 
 _ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 _HOLDER = text(
-    "SELECT a.application_name, a.client_addr::text FROM pg_locks l "
+    "SELECT a.application_name, host(a.client_addr) FROM pg_locks l "
     "JOIN pg_stat_activity a ON a.pid = l.pid "
     "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
