@@ -110,9 +110,9 @@ class ChainLock:
                           "command_timeout": config.statement_timeout_seconds,
                           "server_settings": {
                               "statement_timeout": str(statement_ms),
-                              "idle_session_timeout": str(max(1, int(idle_timeout * 1000))),
                               # PostgreSQL keeps 63 bytes of it.
                               "application_name": me[:63]}})
+        self._idle_ms = max(1, int(idle_timeout * 1000))
         self._conn: AsyncConnection | None = None
 
     @property
@@ -149,6 +149,11 @@ class ChainLock:
     async def _try(self) -> bool:
         conn = await self._engine.connect()
         try:
+            # Set after connecting, not as a startup parameter: PostgreSQL 13 and older
+            # do not know it and would refuse the connection; there the lock of a
+            # vanished holder lasts until the server's TCP keepalive gives up.
+            with contextlib.suppress(SQLAlchemyError):
+                await conn.execute(text(f"SET idle_session_timeout = {self._idle_ms}"))
             got = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
                                            {"k": self._key})).scalar())
         except BaseException:
@@ -202,7 +207,11 @@ class ChainLock:
         it from the idle timeout), forever."""
         while True:
             await asyncio.sleep(self._check_seconds)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:
+                # A bug here must not take the intake down with the task group.
+                log.exception("checking the event-log chain lock failed")
 
     async def close(self) -> None:
         """Release the lock (closing its connection) and dispose of the engine."""

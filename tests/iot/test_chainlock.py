@@ -99,6 +99,20 @@ async def test_start_up_waits_for_a_holder_that_goes(
         await second.close()
 
 
+async def test_a_holder_gone_quiet_loses_the_lock_on_the_server(pg_url: str) -> None:
+    # A process on a host that vanished: no TCP reset, no more checks. The server ends
+    # its idle session after idle_session_timeout, and the waiting start-up gets in.
+    quiet = ChainLock(StoreConfig(url=SecretStr(pg_url)), "netguard-a", idle_timeout=1.0)
+    other = _lock(pg_url, wait=60)
+    try:
+        await quiet.acquire()
+        await other.acquire()
+        assert other.held
+    finally:
+        await quiet.close()
+        await other.close()
+
+
 async def test_a_cut_lock_is_taken_again(pg_url: str) -> None:
     lock = _lock(pg_url)
     try:
