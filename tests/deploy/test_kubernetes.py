@@ -94,6 +94,7 @@ def test_the_statefulset_service_and_budget_select_the_same_pods() -> None:
     job_labels = _one("Job")["spec"]["template"]["metadata"]["labels"]
     assert not budget["spec"]["selector"]["matchLabels"].items() <= job_labels.items()
     assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     # A headless Service, the one the StatefulSet names its pods through.
     assert service["spec"]["clusterIP"] == "None"
     assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
