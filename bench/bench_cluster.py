@@ -20,8 +20,10 @@ interval, at least 10 s). Per count it reports:
 Each instance is scraped once per cycle (that render is in its CPU, as a Prometheus
 scrape would be). The instances are stopped (SIGTERM) before the next count starts.
 
-    .venv/bin/python bench/bench_cluster.py --targets 900 --interval 5 [--cycles 3]
-        [--instances 1,2,3] [--agents 4] [--json out.json]
+    .venv/bin/python bench/bench_cluster.py --targets 1000 --interval 1 --window 15
+        [--cycles 3] [--instances 1,2,3] [--agents 4] [--json out.json]
+
+(the run in bench/RESULTS.md, "Scale-out"; about 2.5 minutes).
 
 Everything it starts is stopped by its own handle, also on Ctrl-C or failure.
 """
