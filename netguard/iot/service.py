@@ -40,6 +40,7 @@ from netguard.iot.batch import (
     plan_batch,
     results,
 )
+from netguard.iot.chainlock import ChainLock
 from netguard.iot.config import IotConfig
 from netguard.iot.dedup import NATIVE_WINDOW, Deduplicator
 from netguard.iot.eventlog import ChainWriter, purge
@@ -128,6 +129,7 @@ class IotService:
         self.outbox: OutboxWorker | None = None
         self.followups = FollowUps(self.config, self.clock)
         self._skip_retention = False
+        self._chain_lock: ChainLock | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,20 +138,21 @@ class IotService:
         # start, rather than fail (with a traceback) on every reconnect.
         tls = tls_context(self.config.mqtt) if self.config.mqtt.enabled or any(
             n.type == "mqtt" for n in self.config.notifiers) else None
-        async with self.store.session() as session:
-            await self._chain.load(session)
-            self._view = await load_view(session)
-            self._stored_seen = {k: v.last_seen for k, v in self._view.states.items()}
-            self._dedup.seed(
-                await seen.recent_keys(session, self._chain.chain, self._recent_max),
-                await seen.native_identities(session, NATIVE_WINDOW))
-            await self._count_alerts(session)
-        # Never carry on from a chain head older than the last anchor (rows truncated,
-        # an older backup restored): AnchorError says what to do.
-        await self.anchors.check_start()
-        self._last_reload = self.clock.monotonic()
         await self._stack.__aenter__()
         try:
+            await self._lock_chain()
+            async with self.store.session() as session:
+                await self._chain.load(session)
+                self._view = await load_view(session)
+                self._stored_seen = {k: v.last_seen for k, v in self._view.states.items()}
+                self._dedup.seed(
+                    await seen.recent_keys(session, self._chain.chain, self._recent_max),
+                    await seen.native_identities(session, NATIVE_WINDOW))
+                await self._count_alerts(session)
+            # Never carry on from a chain head older than the last anchor (rows
+            # truncated, an older backup restored): AnchorError says what to do.
+            await self.anchors.check_start()
+            self._last_reload = self.clock.monotonic()
             notifiers = await self._build_notifiers()
             self.outbox = OutboxWorker(self.store, notifiers, self.config, self.clock,
                                        links=self._links, active=self._outbox_active)
@@ -157,6 +160,9 @@ class IotService:
             self._tg = tg
             self._tasks.append(tg.create_task(self.outbox.run(), name=_OUTBOX_TASK))
             self._tasks.append(tg.create_task(self.anchors.run(), name="netguard[iot].anchor"))
+            if self._chain_lock is not None:
+                self._tasks.append(tg.create_task(self._chain_lock.run(),
+                                                  name="netguard[iot].chain-lock"))
             if self.config.mqtt.enabled:
                 self.intake = MqttIntake(self.config.mqtt, self.ingest_batch,
                                          batch_max=self.config.intake_batch_max,
@@ -167,6 +173,16 @@ class IotService:
             await self._stack.aclose()
             raise
         return self
+
+    async def _lock_chain(self) -> None:
+        # One process per chain: two with the same client id would number rows from one
+        # head (docs/scale-out.md). Before the head is read and the broker is joined.
+        if not self.config.mqtt.enabled or self.store.dialect != "postgresql":
+            return
+        lock = ChainLock(self.store.config, self._chain.chain)
+        self._stack.push_async_callback(lock.close)
+        await lock.acquire()
+        self._chain_lock = lock
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
