@@ -21,6 +21,7 @@ from types import GeneratorType, TracebackType
 
 from aiohttp import web
 
+from netguard.daemon import allocator
 from netguard.daemon.ackpage import AckPages
 from netguard.daemon.amhook import AmWebhook
 from netguard.daemon.config import MetricsConfig
@@ -85,6 +86,8 @@ def gzip_pieces(renderer: Renderer, snapshot: MetricsSnapshot) -> Generator[byte
             pending, size = [], 0
     pending.append(compressor.flush())
     yield b"".join(pending)
+    # The scrape's pieces are freed by now; their pages go back (see allocator.py).
+    allocator.trim()
 
 
 def _plain_parts(renderer: Renderer, snapshot: MetricsSnapshot
@@ -95,6 +98,7 @@ def _plain_parts(renderer: Renderer, snapshot: MetricsSnapshot
     hold the event loop for milliseconds.
     """
     families = renderer.render_parts(snapshot)
+    allocator.trim()  # the lines replaced since the last scrape are freed by now
     return families, sum(len(part) for family in families for part in family)
 
 
