@@ -76,7 +76,7 @@ def gzip_pieces(renderer: Renderer, snapshot: MetricsSnapshot) -> Generator[byte
     size = 0
     # Compressed from pieces of the targets' cached lines: the plain body is never
     # made whole (at 10,000 targets it is 85 MB).
-    for piece in pieces(renderer.render_parts(snapshot)):
+    for piece in pieces(renderer.stream(snapshot)[1]):
         out = compressor.compress(piece)
         if out:
             pending.append(out)
@@ -90,16 +90,19 @@ def gzip_pieces(renderer: Renderer, snapshot: MetricsSnapshot) -> Generator[byte
     allocator.trim()
 
 
-def _plain_parts(renderer: Renderer, snapshot: MetricsSnapshot
-                 ) -> tuple[list[list[bytes]], int]:
-    """The exposition's parts and their length in bytes; run it in the render thread.
+def _plain_pieces(renderer: Renderer, snapshot: MetricsSnapshot
+                  ) -> tuple[int, Generator[bytes, None, None]]:
+    """The exposition's length in bytes and its pieces; step both in the render thread.
 
-    The length is summed there too: at 10,000 targets it is 170,000 parts, which would
-    hold the event loop for milliseconds.
+    Reading the pieces inflates the targets' cached lines (see :meth:`Renderer.stream`).
     """
-    families = renderer.render_parts(snapshot)
-    allocator.trim()  # the lines replaced since the last scrape are freed by now
-    return families, sum(len(part) for family in families for part in family)
+    length, families = renderer.stream(snapshot)
+
+    def plain() -> Generator[bytes, None, None]:
+        yield from pieces(families)
+        allocator.trim()  # the scrape's pieces, and the lines replaced, are freed by now
+
+    return length, plain()
 
 
 class MetricsServer:
@@ -214,31 +217,27 @@ class MetricsServer:
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         loop = asyncio.get_running_loop()
         headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
-        # Rendered (and compressed) in the render thread. Plain text goes out with its
-        # length; gzip is compressed piece by piece there and sent chunked as it comes,
-        # never compressed in one go.
+        # Rendered, inflated from the cache and compressed in the render thread, piece by
+        # piece as they are sent. Plain text goes out with its length; gzip chunked.
         parts: Iterator[bytes]
+        length = None
         if gzip:
             headers["Content-Encoding"] = "gzip"
             parts = gzip_pieces(self._renderer, snapshot)
-            first = await loop.run_in_executor(self._executor, next, parts, b"")
-            response = web.StreamResponse(headers=headers)
         else:
-            families, length = await loop.run_in_executor(self._executor, _plain_parts,
-                                                          self._renderer, snapshot)
-            # Joined into pieces on the loop as they are written: each join is small.
-            parts = pieces(families)
-            first = next(parts, b"")
-            response = web.StreamResponse(headers=headers)
+            length, parts = await loop.run_in_executor(self._executor, _plain_pieces,
+                                                       self._renderer, snapshot)
+        response = web.StreamResponse(headers=headers)
+        if length is not None:
             response.content_length = length
+        first = await loop.run_in_executor(self._executor, next, parts, b"")
         try:
             await response.prepare(request)
             # Written piece by piece: one write of tens of megabytes would copy them all on
             # the event loop in one go.
             while first:
                 await response.write(first)
-                first = await loop.run_in_executor(self._executor, next, parts, b"") \
-                    if gzip else next(parts, b"")
+                first = await loop.run_in_executor(self._executor, next, parts, b"")
             await response.write_eof()
         except ConnectionError as exc:
             # The scraper gave up (its scrape_timeout) or went away mid-body: its loss,
