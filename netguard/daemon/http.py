@@ -12,9 +12,11 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import contextlib
 import hmac
 import logging
 import ssl
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from types import GeneratorType, TracebackType
@@ -58,6 +60,15 @@ def _ssl_context(config: MetricsConfig) -> ssl.SSLContext | None:
     except ValueError as exc:
         raise ConfigError("metrics.tls", [f"metrics.tls: {exc}"]) from exc
 
+
+# Seconds between two refreshes of the renderer's cache while /metrics is scraped. The
+# targets polled since the last refresh are rendered then, in the render thread, so that
+# a scrape mostly streams cached lines: at 10,000 targets a minute, 800 targets (0.05 s
+# CPU) every 5 s instead of up to 10,000 (0.5-0.7 s) in the scrape, sharing the GIL with
+# the polling loop meanwhile.
+PRERENDER_SECONDS = 5.0
+# ...but only while someone scrapes at least this often: nobody else reads the cache.
+PRERENDER_IDLE_SECONDS = 300.0
 
 # Compressed bytes gathered before a piece is handed to the event loop: large enough that
 # the hops between threads stay few, small enough that the first bytes go out early.
@@ -141,6 +152,9 @@ class MetricsServer:
         self._host, self._wanted_port = parse_listen(config.listen)
         self.scrapes = 0
         self.scrapes_abandoned = 0
+        self._scraping = 0
+        self._last_scrape: float | None = None  # monotonic
+        self._prerender: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -179,10 +193,17 @@ class MetricsServer:
         addresses = runner.addresses
         self._port = int(addresses[0][1]) if addresses else self._wanted_port
         log.info("metrics endpoint listening", extra={"url": self.url})
+        self._prerender = asyncio.create_task(self._keep_rendered(),
+                                              name="netguard[metrics].prerender")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._prerender is not None:
+            self._prerender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prerender
+            self._prerender = None
         if self._runner is not None:
             await self._runner.cleanup()
         if self._executor is not None:
@@ -190,6 +211,23 @@ class MetricsServer:
         self._runner = None
         self._executor = None
         self._port = None
+
+    async def _keep_rendered(self) -> None:
+        """Refresh the renderer's cache every :data:`PRERENDER_SECONDS` while scraped."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(PRERENDER_SECONDS)
+            last = self._last_scrape
+            # Not while a scrape streams: it would wait for the refresh between pieces.
+            if self._scraping or last is None \
+                    or time.monotonic() - last > PRERENDER_IDLE_SECONDS:
+                continue
+            try:
+                await loop.run_in_executor(self._executor, self._renderer.refresh,
+                                           self._snapshot())
+            except Exception:
+                # The next scrape renders what is missing (and reports the error itself).
+                log.exception("refreshing the /metrics cache failed")
 
     def _authorised(self, request: web.Request) -> bool:
         auth = self.config.basic_auth
@@ -213,6 +251,14 @@ class MetricsServer:
         if not self._authorised(request):
             return web.Response(status=401, text="unauthorised\n",
                                 headers={"WWW-Authenticate": 'Basic realm="netguard"'})
+        self._last_scrape = time.monotonic()
+        self._scraping += 1
+        try:
+            return await self._serve_metrics(request)
+        finally:
+            self._scraping -= 1
+
+    async def _serve_metrics(self, request: web.Request) -> web.StreamResponse:
         snapshot = self._snapshot()
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         loop = asyncio.get_running_loop()

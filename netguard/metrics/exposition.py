@@ -163,6 +163,7 @@ class Renderer:
         self._specs = detail.select(SPECS)
         self._target_specs = tuple(spec for spec in self._specs if spec.per_target)
         self._entries: dict[str, _Rendered] = {}
+        self.targets_rendered = 0  # target renders so far (a render per status seen)
         self._rest: dict[str, dict[Labels, str]] = {spec.name: {} for spec in SPECS}
 
     def _render_target(self, target_id: str, status: TargetView) -> _Rendered:
@@ -205,7 +206,16 @@ class Renderer:
             fresh[target_id] = entry
         old.clear()
         self._entries = fresh
+        self.targets_rendered += rendered
         return list(fresh.values())
+
+    def refresh(self, snapshot: MetricsSnapshot) -> None:
+        """Render the targets of ``snapshot`` that the cache does not hold as they are now.
+
+        Ahead of a scrape, so that the scrape itself mostly streams cached lines. Run it
+        in the thread that renders.
+        """
+        self._refresh(snapshot)
 
     def stream(self, snapshot: MetricsSnapshot) -> tuple[int, Iterator[list[bytes]]]:
         """The text exposition of ``snapshot``: its length, and its families as they come.
