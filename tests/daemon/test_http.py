@@ -10,7 +10,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -145,7 +145,8 @@ async def test_scrape_renders_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
     renders: list[tuple[int, float, float]] = []
     render_parts = Renderer.stream
 
-    def timed(self: Renderer, snapshot: MetricsSnapshot) -> tuple[int, Iterator[list[bytes]]]:
+    def timed(self: Renderer, snapshot: MetricsSnapshot
+              ) -> tuple[int, Iterator[Iterable[bytes]]]:
         started = time.perf_counter()
         try:
             return render_parts(self, snapshot)
