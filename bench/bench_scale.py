@@ -10,7 +10,7 @@ reports:
 
 - polls started and finished (``netguard_polls_total``), skipped runs (scheduler
   overruns + misfires), the daemon's CPU seconds (its process only, from /proc) and the
-  agents' CPU apart, RSS;
+  agents' CPU apart, RSS (before and after the cycle's scrape, and the peak so far);
 - ``/metrics``: bytes and the wall time of a whole scrape (render + transfer), gzip as
   Prometheus asks for it (``--plain``: uncompressed);
 - the longest event-loop stall (timer lateness; the machine's own scheduling delay is in
@@ -202,6 +202,7 @@ def inner_main(args: argparse.Namespace) -> None:
                 now = time.monotonic()
                 cpu = netlab.proc_cpu(daemon.pid)
                 agent_cpu = sum(netlab.proc_cpu(a.pid) for a in agents)
+                rss_before = netlab.proc_rss(daemon.pid)
                 body, scrape_s = scrape()
                 row = {
                     "cycle": cycle + 1, "seconds": round(now - prev["t"], 1),
@@ -215,6 +216,8 @@ def inner_main(args: argparse.Namespace) -> None:
                     "daemon_cpu_s": round(cpu - prev["cpu"], 2),
                     "agents_cpu_s": round(agent_cpu - prev["agents"], 2),
                     "rss_mib": round(netlab.proc_rss(daemon.pid) / 2**20, 1),
+                    "rss_before_scrape_mib": round(rss_before / 2**20, 1),
+                    "rss_peak_mib": round(netlab.proc_rss(daemon.pid, "VmHWM") / 2**20, 1),
                     "metrics_bytes": len(body.encode()),
                     "metrics_series": sum(1 for ln in body.splitlines()
                                           if ln and not ln.startswith("#")),

@@ -165,10 +165,10 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def proc_rss(pid: int) -> int:
-    """Resident set size in bytes."""
+def proc_rss(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size in bytes (``field="VmHWM"``: its peak so far)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return 0
 

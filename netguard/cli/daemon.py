@@ -44,10 +44,15 @@ def register(app: typer.Typer) -> None:
         """
         import logging
 
+        from netguard.daemon import allocator
         from netguard.logsetup import configure_logging
 
+        # Before any thread exists, and the parse's garbage handed back once it is done
+        # (netguard/daemon/allocator.py).
+        allocator.limit_arenas()
         location = find_config_file(config)
         settings = load_config_at(location)
+        allocator.trim()
         configure_logging(settings.logging.level, settings.logging.format)
         logging.getLogger("netguard.cli").info(
             "configuration loaded", extra={"config": str(location.path.resolve()),

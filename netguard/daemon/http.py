@@ -12,15 +12,18 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import contextlib
 import hmac
 import logging
 import ssl
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from types import GeneratorType, TracebackType
 
 from aiohttp import web
 
+from netguard.daemon import allocator
 from netguard.daemon.ackpage import AckPages
 from netguard.daemon.amhook import AmWebhook
 from netguard.daemon.config import MetricsConfig
@@ -58,6 +61,15 @@ def _ssl_context(config: MetricsConfig) -> ssl.SSLContext | None:
         raise ConfigError("metrics.tls", [f"metrics.tls: {exc}"]) from exc
 
 
+# Seconds between two refreshes of the renderer's cache while /metrics is scraped. The
+# targets polled since the last refresh are rendered then, in the render thread, so that
+# a scrape mostly streams cached lines: at 10,000 targets a minute, 800 targets (0.05 s
+# CPU) every 5 s instead of up to 10,000 (0.5-0.7 s) in the scrape, sharing the GIL with
+# the polling loop meanwhile.
+PRERENDER_SECONDS = 5.0
+# ...but only while someone scrapes at least this often: nobody else reads the cache.
+PRERENDER_IDLE_SECONDS = 300.0
+
 # Compressed bytes gathered before a piece is handed to the event loop: large enough that
 # the hops between threads stay few, small enough that the first bytes go out early.
 GZIP_PIECE_BYTES = 64 * 1024
@@ -75,7 +87,7 @@ def gzip_pieces(renderer: Renderer, snapshot: MetricsSnapshot) -> Generator[byte
     size = 0
     # Compressed from pieces of the targets' cached lines: the plain body is never
     # made whole (at 10,000 targets it is 85 MB).
-    for piece in pieces(renderer.render_parts(snapshot)):
+    for piece in pieces(renderer.stream(snapshot)[1]):
         out = compressor.compress(piece)
         if out:
             pending.append(out)
@@ -85,17 +97,23 @@ def gzip_pieces(renderer: Renderer, snapshot: MetricsSnapshot) -> Generator[byte
             pending, size = [], 0
     pending.append(compressor.flush())
     yield b"".join(pending)
+    # The scrape's pieces are freed by now; their pages go back (see allocator.py).
+    allocator.trim()
 
 
-def _plain_parts(renderer: Renderer, snapshot: MetricsSnapshot
-                 ) -> tuple[list[list[bytes]], int]:
-    """The exposition's parts and their length in bytes; run it in the render thread.
+def _plain_pieces(renderer: Renderer, snapshot: MetricsSnapshot
+                  ) -> tuple[int, Generator[bytes, None, None]]:
+    """The exposition's length in bytes and its pieces; step both in the render thread.
 
-    The length is summed there too: at 10,000 targets it is 170,000 parts, which would
-    hold the event loop for milliseconds.
+    Reading the pieces inflates the targets' cached lines (see :meth:`Renderer.stream`).
     """
-    families = renderer.render_parts(snapshot)
-    return families, sum(len(part) for family in families for part in family)
+    length, families = renderer.stream(snapshot)
+
+    def plain() -> Generator[bytes, None, None]:
+        yield from pieces(families)
+        allocator.trim()  # the scrape's pieces, and the lines replaced, are freed by now
+
+    return length, plain()
 
 
 class MetricsServer:
@@ -134,6 +152,9 @@ class MetricsServer:
         self._host, self._wanted_port = parse_listen(config.listen)
         self.scrapes = 0
         self.scrapes_abandoned = 0
+        self._scraping = 0
+        self._last_scrape: float | None = None  # monotonic
+        self._prerender: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -172,10 +193,17 @@ class MetricsServer:
         addresses = runner.addresses
         self._port = int(addresses[0][1]) if addresses else self._wanted_port
         log.info("metrics endpoint listening", extra={"url": self.url})
+        self._prerender = asyncio.create_task(self._keep_rendered(),
+                                              name="netguard[metrics].prerender")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._prerender is not None:
+            self._prerender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prerender
+            self._prerender = None
         if self._runner is not None:
             await self._runner.cleanup()
         if self._executor is not None:
@@ -183,6 +211,23 @@ class MetricsServer:
         self._runner = None
         self._executor = None
         self._port = None
+
+    async def _keep_rendered(self) -> None:
+        """Refresh the renderer's cache every :data:`PRERENDER_SECONDS` while scraped."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(PRERENDER_SECONDS)
+            last = self._last_scrape
+            # Not while a scrape streams: it would wait for the refresh between pieces.
+            if self._scraping or last is None \
+                    or time.monotonic() - last > PRERENDER_IDLE_SECONDS:
+                continue
+            try:
+                await loop.run_in_executor(self._executor, self._renderer.refresh,
+                                           self._snapshot())
+            except Exception:
+                # The next scrape renders what is missing (and reports the error itself).
+                log.exception("refreshing the /metrics cache failed")
 
     def _authorised(self, request: web.Request) -> bool:
         auth = self.config.basic_auth
@@ -206,35 +251,39 @@ class MetricsServer:
         if not self._authorised(request):
             return web.Response(status=401, text="unauthorised\n",
                                 headers={"WWW-Authenticate": 'Basic realm="netguard"'})
+        self._last_scrape = time.monotonic()
+        self._scraping += 1
+        try:
+            return await self._serve_metrics(request)
+        finally:
+            self._scraping -= 1
+
+    async def _serve_metrics(self, request: web.Request) -> web.StreamResponse:
         snapshot = self._snapshot()
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         loop = asyncio.get_running_loop()
         headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
-        # Rendered (and compressed) in the render thread. Plain text goes out with its
-        # length; gzip is compressed piece by piece there and sent chunked as it comes,
-        # never compressed in one go.
+        # Rendered, inflated from the cache and compressed in the render thread, piece by
+        # piece as they are sent. Plain text goes out with its length; gzip chunked.
         parts: Iterator[bytes]
+        length = None
         if gzip:
             headers["Content-Encoding"] = "gzip"
             parts = gzip_pieces(self._renderer, snapshot)
-            first = await loop.run_in_executor(self._executor, next, parts, b"")
-            response = web.StreamResponse(headers=headers)
         else:
-            families, length = await loop.run_in_executor(self._executor, _plain_parts,
-                                                          self._renderer, snapshot)
-            # Joined into pieces on the loop as they are written: each join is small.
-            parts = pieces(families)
-            first = next(parts, b"")
-            response = web.StreamResponse(headers=headers)
+            length, parts = await loop.run_in_executor(self._executor, _plain_pieces,
+                                                       self._renderer, snapshot)
+        response = web.StreamResponse(headers=headers)
+        if length is not None:
             response.content_length = length
+        first = await loop.run_in_executor(self._executor, next, parts, b"")
         try:
             await response.prepare(request)
             # Written piece by piece: one write of tens of megabytes would copy them all on
             # the event loop in one go.
             while first:
                 await response.write(first)
-                first = await loop.run_in_executor(self._executor, next, parts, b"") \
-                    if gzip else next(parts, b"")
+                first = await loop.run_in_executor(self._executor, next, parts, b"")
             await response.write_eof()
         except ConnectionError as exc:
             # The scraper gave up (its scrape_timeout) or went away mid-body: its loss,

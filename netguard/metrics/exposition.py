@@ -2,14 +2,19 @@
 
 This writer caches each target's escaped label set and skips prometheus_client's
 per-sample object churn, which is what makes 10,000 targets render well inside half a
-second. It must agree with :class:`~netguard.metrics.collectors.SnapshotCollector` (a test
+second. Each target's lines are kept between scrapes, deflated (85 MB of text at 10,000
+full-detail targets keeps in 7 MB), and inflated a few families at a time as a scrape
+streams them. It must agree with :class:`~netguard.metrics.collectors.SnapshotCollector` (a test
 checks it). It runs off the event loop, in a worker thread, from the snapshot alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+import zlib
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -28,6 +33,14 @@ PIECE_BYTES = 256 * 1024
 # of work). Without them the loop, which drops the GIL at every socket call, waits for
 # the interpreter's switch interval (5 ms) each time it wants it back.
 YIELD_EVERY = 20
+# Inflated bytes of per-target lines held at once while a scrape streams. A scrape
+# inflates the targets' lines in passes over consecutive families, each inflating every
+# target's text up to the pass's last family: families together up to this much, held
+# until streamed, or one larger family alone, inflated as it is read and never held.
+# At 10,000 full-detail targets (85 MB): 7 passes, 0.15-0.2 s CPU, most of it without the
+# GIL, and at most 16 MB held (3 passes of 32 MB held were 0.1 s, and 33 MiB more peak RSS).
+PASS_BYTES = 16 * 2**20
+_WBITS = -15  # raw deflate: no header or checksum per target
 
 
 def _escape(value: str) -> str:
@@ -87,9 +100,18 @@ def _lines(name: str, base: str, label_names: Labels, samples: Iterable[Sample],
 @dataclass(frozen=True, slots=True)
 class _Rendered:
     status: TargetView
-    chunks: tuple[bytes, ...]
+    # The target's lines of each per-target family, joined and deflated (raw, level 1):
+    # the 8.5 KB of a private line's 73 series keep in 0.7 KB (its label sets repeat).
+    # ``ends``: where each family's lines end in the inflated text.
+    lines: bytes
+    ends: array[int]
     # The target's lines of each profile-exported family it has values for.
     exported: tuple[tuple[ExportFamilyView, bytes], ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Bytes of the target's per-target family lines, inflated."""
+        return self.ends[-1] if self.ends else 0
 
 
 def _exported_chunks(base: str, status: TargetView
@@ -145,6 +167,7 @@ class Renderer:
         self._specs = detail.select(SPECS)
         self._target_specs = tuple(spec for spec in self._specs if spec.per_target)
         self._entries: dict[str, _Rendered] = {}
+        self.targets_rendered = 0  # target renders so far (a render per status seen)
         self._rest: dict[str, dict[Labels, str]] = {spec.name: {} for spec in SPECS}
 
     def _render_target(self, target_id: str, status: TargetView) -> _Rendered:
@@ -158,7 +181,12 @@ class Renderer:
                 continue
             chunks.append(_lines(spec.name, base, spec.labels, spec.read(view),
                                  self._rest[spec.name], free_labels=spec.free_labels).encode())
-        return _Rendered(status, tuple(chunks),
+        ends = array("I")
+        end = 0
+        for chunk in chunks:
+            end += len(chunk)
+            ends.append(end)
+        return _Rendered(status, zlib.compress(b"".join(chunks), 1, _WBITS), ends,
                          _exported_chunks(base, status) if status.exported else ())
 
     def _refresh(self, snapshot: MetricsSnapshot) -> list[_Rendered]:
@@ -182,32 +210,76 @@ class Renderer:
             fresh[target_id] = entry
         old.clear()
         self._entries = fresh
+        self.targets_rendered += rendered
         return list(fresh.values())
 
-    def render_parts(self, snapshot: MetricsSnapshot) -> list[list[bytes]]:
-        """The text exposition of ``snapshot``, family by family, each a list of parts.
+    def refresh(self, snapshot: MetricsSnapshot) -> None:
+        """Render the targets of ``snapshot`` that the cache does not hold as they are now.
 
-        The parts are the header and each target's cached lines, not joined: a large
-        estate's exposition is tens of megabytes, which a caller streams (see
-        :func:`pieces`) rather than copies into one body.
+        Ahead of a scrape, so that the scrape itself mostly streams cached lines. Run it
+        in the thread that renders.
+        """
+        self._refresh(snapshot)
+
+    def stream(self, snapshot: MetricsSnapshot) -> tuple[int, Iterator[Iterable[bytes]]]:
+        """The text exposition of ``snapshot``: its length, and its families as they come.
+
+        Each family is a list of parts (its header, then each target's lines), not
+        joined: a large estate's exposition is tens of megabytes, which a caller streams
+        (see :func:`pieces`) rather than copies into one body. Targets are rendered (or
+        found in the cache) before this returns; their cached lines are inflated while
+        the families are read, a few families at a time (:data:`PASS_BYTES`), so read
+        them in the thread that renders.
         """
         entries = self._refresh(snapshot)
-        out: list[list[bytes]] = []
+        plan: list[bytes | int] = []  # a family's whole text, or a per-target family's index
         index = 0
         for spec in self._specs:
             header = f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n".encode()
             if spec.per_target:
-                i = index
-                out.append([header, *[entry.chunks[i] for entry in entries]])
+                plan += [header, index]
                 index += 1
             else:
-                out.append([header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
-                                            self._rest[spec.name]).encode()])
-        out.extend([family] for family in
-                   _exported_families(entry for entry in entries if entry.exported))
+                plan.append(header + _lines(spec.name, "", spec.labels, spec.read(snapshot),
+                                            self._rest[spec.name]).encode())
+        plan += _exported_families(entry for entry in entries if entry.exported)
         if self._runtime is not None:
-            out.append([generate_latest(self._runtime)])
-        return out
+            plan.append(generate_latest(self._runtime))
+        length = sum(len(part) for part in plan if isinstance(part, bytes)) \
+            + sum(entry.size for entry in entries)
+        return length, self._families(plan, entries)
+
+    def _families(self, plan: list[bytes | int], entries: list[_Rendered]
+                  ) -> Iterator[Iterable[bytes]]:
+        passes = _passes(entries, len(self._target_specs))
+        held: dict[int, list[bytes]] = {}
+        header = b""
+        for part in plan:
+            if isinstance(part, bytes):
+                if header:
+                    yield (header,)
+                header = part
+                continue
+            if part not in held:
+                families = next(passes)
+                if len(families) == 1:
+                    # A family alone in its pass is inflated as it is read, never held.
+                    yield itertools.chain((header,), _streamed(entries, part))
+                    header = b""
+                    continue
+                held = _inflate(entries, families)
+            yield [header, *held.pop(part)]
+            header = b""
+        if header:
+            yield (header,)
+
+    def render_parts(self, snapshot: MetricsSnapshot) -> list[list[bytes]]:
+        """The text exposition of ``snapshot``, family by family, each a list of parts.
+
+        Every target's lines inflated at once: :meth:`stream` holds a few families at a
+        time.
+        """
+        return [list(parts) for parts in self.stream(snapshot)[1]]
 
     def render_families(self, snapshot: MetricsSnapshot) -> list[bytes]:
         """The text exposition of ``snapshot``, one chunk per metric family."""
@@ -218,8 +290,58 @@ class Renderer:
         return b"".join(self.render_families(snapshot))
 
 
-def pieces(families: list[list[bytes]], size: int = PIECE_BYTES) -> Iterator[bytes]:
-    """``families`` (from :meth:`Renderer.render_parts`) joined into pieces of ``size`` bytes.
+def _passes(entries: list[_Rendered], families: int) -> Iterator[range]:
+    """Consecutive per-target families, in ranges of about :data:`PASS_BYTES` inflated.
+
+    Sized from a sample of the targets (each family's share of their lines).
+    """
+    sample = entries[::max(1, len(entries) // 64)]
+    share = [0] * families
+    for entry in sample:
+        start = 0
+        for i, end in enumerate(entry.ends):
+            share[i] += end - start
+            start = end
+    limit = PASS_BYTES * len(sample) / max(1, len(entries))  # in the sample's bytes
+    start = size = 0
+    for i in range(families):
+        if size and size + share[i] > limit:  # a family larger than the limit goes alone
+            yield range(start, i)
+            start, size = i, 0
+        size += share[i]
+    yield range(start, families)
+
+
+def _streamed(entries: list[_Rendered], family: int) -> Iterator[bytes]:
+    """The lines of one per-target family of every target, inflated one by one."""
+    for entry in entries:
+        ends = entry.ends
+        start, end = ends[family - 1] if family else 0, ends[family]
+        if end > start:
+            yield zlib.decompressobj(_WBITS).decompress(entry.lines, end)[start:]
+
+
+def _inflate(entries: list[_Rendered], families: range) -> dict[int, list[bytes]]:
+    """The lines of ``families`` (per-target family indexes) of every target, by family."""
+    out: dict[int, list[bytes]] = {i: [] for i in families}
+    first, last = families.start, families.stop - 1
+    lists = [out[i] for i in families]
+    for entry in entries:
+        ends = entry.ends
+        start = ends[first - 1] if first else 0
+        if ends[last] == start:
+            continue  # no lines in these families (no radio, no UPS...)
+        # Inflated only as far as the last family wanted: passes go front to back.
+        text = zlib.decompressobj(_WBITS).decompress(entry.lines, ends[last])
+        for lines, end in zip(lists, ends[first:last + 1], strict=True):
+            if end > start:  # most targets have no lines in some families (no radio...)
+                lines.append(text[start:end])
+            start = end
+    return out
+
+
+def pieces(families: Iterable[Iterable[bytes]], size: int = PIECE_BYTES) -> Iterator[bytes]:
+    """``families`` (from :meth:`Renderer.stream`) joined into pieces of ``size`` bytes.
 
     A piece ends at the first part boundary past ``size`` bytes, so that no single join
     holds the GIL for long or allocates much; the pieces are made as they are read.

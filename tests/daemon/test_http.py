@@ -10,6 +10,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -142,16 +143,17 @@ async def test_scrape_renders_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
     """
     loop_thread = threading.get_ident()
     renders: list[tuple[int, float, float]] = []
-    render_parts = Renderer.render_parts
+    render_parts = Renderer.stream
 
-    def timed(self: Renderer, snapshot: MetricsSnapshot) -> list[list[bytes]]:
+    def timed(self: Renderer, snapshot: MetricsSnapshot
+              ) -> tuple[int, Iterator[Iterable[bytes]]]:
         started = time.perf_counter()
         try:
             return render_parts(self, snapshot)
         finally:
             renders.append((threading.get_ident(), started, time.perf_counter()))
 
-    monkeypatch.setattr(Renderer, "render_parts", timed)
+    monkeypatch.setattr(Renderer, "stream", timed)
     snap = estate(2000)
     ticks: list[tuple[float, float]] = []
     stop = asyncio.Event()
