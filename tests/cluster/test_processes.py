@@ -319,7 +319,7 @@ def test_sigkill_of_the_leader_is_taken_over_without_false_faults(estate: Estate
                        interval=0.5, what="the ticket sweep on a survivor")
     assert swept is not None
     gaps = estate.watch.handover_gaps(moved, None, killed)
-    print(f"\nkill -> survivors polled all {len(moved)} of its targets: "
+    print(f"\nkill -> survivors polled all {len(first)} of its answering targets: "
           f"{max(first.values()) - killed:.1f}s (lease {LEASE}s + interval {INTERVAL}s); "
           f"kill -> ticket sweep on the new leader: {swept - killed:.1f}s; {_gaps(gaps)}")
     # The survivors only gain the victim's targets, and agree on who gains which.
@@ -361,7 +361,7 @@ def test_the_instance_comes_back_and_takes_a_third_back(estate: Estate) -> None:
     first = {t: min(at for at, name in p if name == victim.name)
              for t, p in estate.watch.polls_since(back).items() if t in moved}
     doubled = {t for s in estate.watch.since(back) if s.started < settled for t in s.doubles()}
-    print(f"\nback (ready) -> it polled all {len(moved)} of its targets: "
+    print(f"\nback (ready) -> it polled all {len(first)} of its answering targets: "
           f"{max(first.values()) - back:.1f}s; targets two instances exported in one "
           f"scrape meanwhile (the others drop them at their next heartbeat): {len(doubled)}; "
           f"{_gaps(estate.watch.handover_gaps(moved, victim.name, back))}")
