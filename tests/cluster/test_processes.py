@@ -15,7 +15,9 @@ The estate is 300 targets (interval 10 s, lease 5 s, heartbeat 1 s):
 
 Every target raises a fault after one bad poll (``raise_after: 1``), the strictest
 setting for "no false faults". The three tests share one estate (module fixture) and
-run in order: the split, then SIGKILL of the leader, then its return. Their
+run in order: the split, then SIGKILL of the leader, then its return; each also runs
+alone (it kills the leader first if nobody has), which matters because xdist's
+``loadgroup`` does not group with pytest 9.2 (pytest-xdist issue 1386). Their
 measurements (how long after the kill the survivors polled its targets, when the
 sweep ran on the new leader) are printed (``pytest -s``). Waits are conditions with
 generous deadlines; nothing asserts how fast this machine is.
@@ -285,7 +287,9 @@ def test_300_targets_split_evenly_each_polled_by_one_instance(estate: Estate) ->
     settled = time.time()
     window = _rounds(estate, 3)
     _assert_one_poller(estate, settled, window)
-    _check_counter_bounds(estate, settled)
+    seen = _check_counter_bounds(estate, settled)
+    print(f"utilisation of the snmpsim targets: {min(seen.values()):.3f}.."
+          f"{max(seen.values()):.3f} (highest per target)")
     _check_tickets(estate)
 
 
