@@ -43,8 +43,11 @@ async def _terminate_holder(pg_url: str, chain: str) -> int:
     conn = await asyncpg.connect(pg_url)
     try:
         return len(await conn.fetch(
+            # Advisory locks are per database: another test's database may hold the
+            # same chain's key at the same moment (the suite runs on 2 workers).
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-            "AND granted AND classid = $1::bigint::oid AND objid = $2::bigint::oid",
+            "AND granted AND classid = $1::bigint::oid AND objid = $2::bigint::oid "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             key >> 32, key & 0xFFFFFFFF))
     finally:
         await conn.close()
