@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,34 @@ def test_seed_is_printed_and_can_be_given_back(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("NETGUARD_TEST_SEED", str(seed))
     assert seeds.seeded_rng("again").random() == drawn
     assert f"again: random seed: {seed}" in capsys.readouterr().out
+
+
+_GROUPED = '''
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.xdist_group("heavy")
+@pytest.mark.parametrize("i", range(6))
+def test_heavy(i: int) -> None:
+    with Path(os.environ["NG_GROUP_LOG"]).open("a") as log:
+        log.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
+'''
+
+
+def test_the_heavy_group_runs_on_one_worker(tmp_path: Path) -> None:
+    # pytest 9.2 with pytest-xdist 3.8 silently ignores xdist_group (pytest-xdist#1386):
+    # the heavy tests would then run side by side on a 2-core CI machine.
+    (tmp_path / "test_grouped.py").write_text(_GROUPED)
+    log = tmp_path / "workers.log"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup",
+         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
+        cwd=tmp_path, env={**os.environ, "NG_GROUP_LOG": str(log)},
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers = log.read_text().split()
+    assert len(workers) == 6
+    assert len(set(workers)) == 1, f"the heavy group was split over {sorted(set(workers))}"
