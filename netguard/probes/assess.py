@@ -275,7 +275,7 @@ class Verdict:
     active: tuple[str, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class Assessor:
     """Hysteresis state of one target's faults (one per target, kept across polls)."""
 

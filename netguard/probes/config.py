@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -28,6 +30,29 @@ TargetIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$
 # Polling engines (transports), chosen by name; see netguard/probes/transport.py.
 PollEngine = Literal["gufo", "pysnmp"]
 POLL_ENGINES: tuple[PollEngine, ...] = ("gufo", "pysnmp")
+
+_Frozen = TypeVar("_Frozen", bound=BaseModel)
+# Equal frozen sub-models of targets, one instance each (see ``shared``): by type, field
+# values and fields set; an entry goes when no target holds its model any more.
+_SHARED: weakref.WeakValueDictionary[tuple[object, ...], BaseModel] = \
+    weakref.WeakValueDictionary()
+
+
+def shared(model: _Frozen) -> _Frozen:
+    """One instance for all equal ``model``s (frozen models only: never mutated).
+
+    Most targets of an estate have the same ``snmp:`` and no ``thresholds:``; pydantic
+    builds a model for each, 0.9 KB a target (bench/RESULTS.md, issue 10 section 8).
+    Which fields were set is part of the key: some settings read ``model_fields_set``.
+    """
+    key = (type(model), tuple(model.__dict__.values()), frozenset(model.model_fields_set))
+    try:
+        kept = _SHARED.get(key)
+        if kept is None:
+            _SHARED[key] = kept = model
+    except TypeError:  # an unhashable field value: keep the model as it is
+        return model
+    return kept  # type: ignore[return-value]  # same key, same type
 
 
 class SnmpConfig(BaseModel):
@@ -247,8 +272,16 @@ class Thresholds(BaseModel):
     @property
     def rx_thresholds_dbm(self) -> tuple[tuple[str, float], ...]:
         """The optical receive thresholds by level, as exported to Prometheus."""
-        return (("low", self.rx_power_low_dbm), ("low_clear", self.rx_power_low_clear_dbm),
-                ("down", self.rx_power_down_dbm))
+        return _rx_thresholds(self.rx_power_low_dbm, self.rx_power_low_clear_dbm,
+                              self.rx_power_down_dbm)
+
+
+@lru_cache(maxsize=256)
+def _rx_thresholds(low: float, low_clear: float, down: float
+                   ) -> tuple[tuple[str, float], ...]:
+    # Every status holds these; one tuple for equal thresholds instead of a new one per
+    # poll (0.17 KB a target; bench/RESULTS.md, issue 10 section 8).
+    return (("low", low), ("low_clear", low_clear), ("down", down))
 
 
 class ExtraOid(BaseModel):
@@ -311,11 +344,12 @@ class TargetConfig(BaseModel):
     # Checked against the profile library by ``netguard.config.Settings``, which knows
     # ``probes.profile_dirs``; this module does not import the profiles (no cycle).
     profile: str | None = None
-    snmp: SnmpConfig = Field(default_factory=lambda: SnmpConfig(community=SecretStr("public")))
+    snmp: SnmpConfig = Field(
+        default_factory=lambda: shared(SnmpConfig(community=SecretStr("public"))))
     interval_seconds: float = Field(default=60.0, gt=0)
     timeout_seconds: float = Field(default=2.0, gt=0)
     retries: int = Field(default=1, ge=0, le=10)
-    thresholds: Thresholds = Field(default_factory=Thresholds)
+    thresholds: Thresholds = Field(default_factory=lambda: shared(Thresholds()))
     oids: list[ExtraOid] = Field(default_factory=list)
     interfaces: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
@@ -332,6 +366,11 @@ class TargetConfig(BaseModel):
             if problems:
                 raise ValueError("; ".join(problems))
         return value
+
+    @field_validator("snmp", "thresholds")
+    @classmethod
+    def _shared(cls, value: _Frozen) -> _Frozen:
+        return shared(value)
 
     @field_validator("kind", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ such as ``ups_charge_percent: expected a number, got text 'abc'`` and is left ou
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -76,6 +77,16 @@ def text(value: RawValue) -> str:
     return str(value)
 
 
+def _kept_text(value: RawValue) -> str:
+    """``text`` for names a sample keeps until the next poll (ifName, ifAlias, sysName).
+
+    Interned: the same names repeat across polls and targets ("GigabitEthernet0/1",
+    a model's sysDescr), and one copy serves them all, where each sample held its own
+    (0.5 KB a private line; bench/RESULTS.md, issue 10 section 8).
+    """
+    return sys.intern(text(value))
+
+
 def _index_text(index: Index) -> str:
     return ".".join(str(i) for i in index)
 
@@ -112,8 +123,8 @@ def decode_sample(profile: Profile, scalars: Mapping[str, RawValue], columns: Co
     return LinkSample(
         sys_uptime_ticks=uptime,
         engine_boots=r.scalar_int("engine_boots"),
-        sys_name=text(scalars.get("sys_name")) or None,
-        sys_descr=text(scalars.get("sys_descr")) or None,
+        sys_name=_kept_text(scalars.get("sys_name")) or None,
+        sys_descr=_kept_text(scalars.get("sys_descr")) or None,
         interfaces=sample_interfaces,
         optical=_optical(r),
         radio=_radio(r),
@@ -167,6 +178,20 @@ _IF_NUMBERS = ("if_hc_in_octets", "if_hc_out_octets", "if_in_octets", "if_out_oc
                "if_counter_discontinuity_time")
 
 
+# ifHighSpeed in b/s, one int per speed: above 2^30 every product was a new int that each
+# interface kept (32 bytes); an estate has a handful of speeds (bounded all the same).
+_SPEEDS_BPS: dict[int, int] = {}
+
+
+def _speed_bps(high: int) -> int:
+    speed = _SPEEDS_BPS.get(high)
+    if speed is None:
+        speed = high * 1_000_000
+        if len(_SPEEDS_BPS) < 1024:
+            _SPEEDS_BPS[high] = speed
+    return speed
+
+
 def _interfaces(r: _Reader, only: Sequence[str] | None) -> tuple[InterfaceReading, ...]:
     indexes: set[int] = set()
     for name in ("if_descr", "if_oper_status", "if_name"):
@@ -179,7 +204,7 @@ def _interfaces(r: _Reader, only: Sequence[str] | None) -> tuple[InterfaceReadin
     out: list[InterfaceReading] = []
     for index in sorted(indexes):
         key = (index,)
-        name = text(names.get(key)) or text(descrs.get(key)) or f"if{index}"
+        name = _kept_text(names.get(key)) or _kept_text(descrs.get(key)) or f"if{index}"
         if wanted is not None and name not in wanted:
             continue
         # One pass over the columns: ints as they are, anything else through the reader
@@ -198,11 +223,11 @@ def _interfaces(r: _Reader, only: Sequence[str] | None) -> tuple[InterfaceReadin
             bits = 32
             in_octets, out_octets = in32, out32
         # ifSpeed saturates at 2^32-1 above 4.29 Gb/s; ifHighSpeed (Mb/s) is then right.
-        speed_bps = high * 1_000_000 if high else speed
+        speed_bps = _speed_bps(high) if high else speed
         out.append(InterfaceReading(
             index=index,
             name=name,
-            alias=text(aliases.get(key)),
+            alias=_kept_text(aliases.get(key)),
             admin_status=admin,
             oper_status=oper,
             in_octets=in_octets,

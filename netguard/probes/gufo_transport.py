@@ -45,6 +45,7 @@ import asyncio
 import logging
 import socket
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -169,6 +170,12 @@ class GufoAgentSession:
         target: The agent's configuration.
     """
 
+    # One per target, kept across polls: no per-instance dict.
+    __slots__ = ("_counter", "_engine_id", "_hint_columns", "_last_request", "_rows_hint",
+                 "_session", "_t", "_tries_left", "_user", "_v3", "answered_at",
+                 "discoveries", "max_repetitions", "target", "too_big", "values",
+                 "varbinds", "walk_timeouts")
+
     def __init__(self, transport: GufoTransport, target: TargetConfig) -> None:
         self._t = transport
         self.target = target
@@ -186,8 +193,12 @@ class GufoAgentSession:
         self.discoveries = 0  # SNMPv3 sessions opened without a known engine id
         self.answered_at = 0.0
         self._tries_left = 0
-        # Rows each column had last time: the next walk asks for that many plus one.
-        self._rows_hint: dict[str, int] = {}
+        # Rows each column had last time (-1: not walked yet), by position in the columns
+        # walked last: the next walk asks for that many plus one. An array beside the
+        # profile's shared tuple of columns holds it in 4 bytes a column where a dict by
+        # OID took 0.4 KB a target (bench/RESULTS.md, issue 10 section 8).
+        self._hint_columns: tuple[Metric, ...] = ()
+        self._rows_hint = array("i")
 
     @property
     def pdus(self) -> int:
@@ -349,27 +360,39 @@ class GufoAgentSession:
         out: dict[str, dict[Index, RawValue]] = {}
         self._tries_left = self.tries
         clean = True
-        for column in columns:
-            rows, column_clean = await self._walk_column(column)
+        hints = self._hints_for(columns)
+        for position, column in enumerate(columns):
+            rows, column_clean = await self._walk_column(column, hints[position])
             out[column.name] = rows
             clean = clean and column_clean
-            self._rows_hint[column.oid] = len(rows)
+            hints[position] = len(rows)
             self.values += len(rows)
         if clean and self.max_repetitions < self.target.snmp.max_repetitions:
             self.max_repetitions = min(self.target.snmp.max_repetitions,
                                        self.max_repetitions * 2)
         return out
 
-    def _first_reps(self, column: Metric) -> int:
-        """Max-repetitions for a column: its last size plus one, else the session's.
+    def _hints_for(self, columns: Sequence[Metric]) -> array[int]:
+        """The row counts of ``columns`` last time, by position (-1: unknown)."""
+        walked = tuple(columns)  # the profile's own tuple comes back as it is
+        if walked is not self._hint_columns and walked != self._hint_columns:
+            # Other columns: keep what is known of those walked before, by OID.
+            known = {c.oid: n for c, n in zip(self._hint_columns, self._rows_hint,
+                                              strict=True)}
+            self._rows_hint = array("i", [known.get(c.oid, -1) for c in walked])
+            self._hint_columns = walked
+        return self._rows_hint
+
+    def _first_reps(self, hint: int) -> int:
+        """Max-repetitions for a column: its last size (``hint``) plus one, else the
+        session's (``hint`` -1: not walked yet).
 
         A column that ends exactly at the end of a response costs one more request
         (with no rows) and a re-walk to tell it from a refused response, so a size that
         divides the expected rows is avoided.
         """
         reps = max(1, self.max_repetitions)
-        hint = self._rows_hint.get(column.oid)
-        if hint is None:
+        if hint < 0:
             return reps
         if hint + 1 <= reps:
             return hint + 1
@@ -377,9 +400,10 @@ class GufoAgentSession:
             reps -= 1
         return reps
 
-    async def _walk_column(self, column: Metric) -> tuple[dict[Index, RawValue], bool]:
+    async def _walk_column(self, column: Metric, hint: int
+                           ) -> tuple[dict[Index, RawValue], bool]:
         """All rows of one column; False when max-repetitions had to shrink."""
-        reps = 1 if self.target.snmp.version == "1" else self._first_reps(column)
+        reps = 1 if self.target.snmp.version == "1" else self._first_reps(hint)
         rows, ended_empty, reps, clean = await self._walk_once(column, reps)
         while ended_empty and reps > 1:
             # The request that ended the walk brought no rows: the column ended exactly

@@ -74,7 +74,7 @@ def _unpolled(target: TargetConfig) -> TargetStatus:
                         labels=target.label_pairs)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Slot:
     """Everything the service keeps per target."""
 
