@@ -40,6 +40,16 @@ def shared(selector: str) -> str:
     return f"max without (instance) ({selector})"
 
 
+def moved_rate(selector: str) -> str:
+    """The rate of a per-target counter, once per target across a hand-over.
+
+    When a target moves to another instance (a cluster member came or went), the old
+    owner's series stays in the rate window for a while beside the new owner's: without
+    ``instance`` they are one.
+    """
+    return f"max without (instance) (rate({selector}[{RATE}]))"
+
+
 OPEN = shared(f"netguard_tickets_open{{{C}}}")
 OVERDUE = shared(f"netguard_tickets_overdue{{{C}}}")
 ONLINE = shared("netguard_sensors_online")
@@ -236,8 +246,9 @@ def overview() -> dict[str, Any]:
                 Panel("Targets by state", [Query(
                     f"sum by (state) (netguard_target_state{{{F}}})", "{{state}}")]),
                 Panel("Traffic by kind", [Query(
-                    f"sum by (kind) (rate(netguard_interface_received_bytes_total{{{F}}}[{RATE}])"
-                    f" + rate(netguard_interface_transmitted_bytes_total{{{F}}}[{RATE}]))",
+                    "sum by (kind) ("
+                    + moved_rate(f"netguard_interface_received_bytes_total{{{F}}}") + " + "
+                    + moved_rate(f"netguard_interface_transmitted_bytes_total{{{F}}}") + ")",
                     "{{kind}}")], unit="Bps"),
                 Panel("Busiest interfaces", [Query(
                     f"topk(10, max by (target, interface) "
@@ -285,17 +296,17 @@ def link_detail() -> dict[str, Any]:
             ]),
             Row("Interfaces", [
                 Panel("Traffic", [
-                    Query(f"rate(netguard_interface_received_bytes_total{{{FT}}}[{RATE}])",
+                    Query(moved_rate(f"netguard_interface_received_bytes_total{{{FT}}}"),
                           "{{target}} {{interface}} in"),
-                    Query(f"-rate(netguard_interface_transmitted_bytes_total{{{FT}}}[{RATE}])",
+                    Query("-" + moved_rate(f"netguard_interface_transmitted_bytes_total{{{FT}}}"),
                           "{{target}} {{interface}} out"),
                 ], unit="Bps", description="Received above the axis, transmitted below."),
                 Panel("Utilisation", [Query(f"netguard_interface_utilisation_ratio{{{FT}}}",
                                             "{{target}} {{interface}}")], unit="percentunit"),
                 Panel("Errors and discards", [
-                    Query(f"rate(netguard_interface_errors_total{{{FT}}}[{RATE}])",
+                    Query(moved_rate(f"netguard_interface_errors_total{{{FT}}}"),
                           "{{target}} {{interface}} errors {{direction}}"),
-                    Query(f"rate(netguard_interface_discards_total{{{FT}}}[{RATE}])",
+                    Query(moved_rate(f"netguard_interface_discards_total{{{FT}}}"),
                           "{{target}} {{interface}} discards {{direction}}"),
                 ], unit="pps"),
                 Panel("Operational status", [Query(f"netguard_interface_oper_up{{{FT}}}",

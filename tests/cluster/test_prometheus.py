@@ -123,6 +123,16 @@ async def _register_sensors(data: dict[str, Any]) -> None:
         await session.commit()
 
 
+def _write_sd(tmp_path: Path, instances: list[Instance]) -> None:
+    """The file-based discovery list: the instances Prometheus scrapes."""
+    sd_dir = tmp_path / "netguard-instances"
+    sd_dir.mkdir(exist_ok=True)
+    staged = sd_dir / "cluster.json.new"  # renamed into place: never read half-written
+    staged.write_text(json.dumps([{
+        "targets": [f"127.0.0.1:{i.port}" for i in instances], "labels": {"cluster": "test"}}]))
+    staged.replace(sd_dir / "cluster.json")
+
+
 def _prometheus(tmp_path: Path, instances: list[Instance]) -> tuple[ServerProcess, str]:
     """Prometheus with the shipped cluster config: its job, file_sd and the rules."""
     config = yaml.safe_load(CLUSTER_YML.read_text())
@@ -132,11 +142,9 @@ def _prometheus(tmp_path: Path, instances: list[Instance]) -> tuple[ServerProces
     assert job["job_name"] == "netguard"
     job["scrape_timeout"] = "1s"  # not above the interval
     (discovery,) = job["file_sd_configs"]
-    sd_dir = tmp_path / "netguard-instances"
-    sd_dir.mkdir()
-    discovery["files"] = [str(sd_dir / "*.json")]
-    (sd_dir / "cluster.json").write_text(json.dumps([{
-        "targets": [f"127.0.0.1:{i.port}" for i in instances], "labels": {"cluster": "test"}}]))
+    assert discovery["files"] == ["netguard-instances/*.json"]
+    discovery["files"] = [str(tmp_path / "netguard-instances" / "*.json")]
+    _write_sd(tmp_path, instances)
     conf = tmp_path / "prometheus.yml"
     conf.write_text(yaml.safe_dump(config))
     port = free_tcp_port()
@@ -223,6 +231,32 @@ def _firing(prom: str) -> list[dict[str, str]]:
                     and r["metric"].get("target") == DEAD)]
 
 
+def _check_healthy(prom: str, instances: list[Instance]) -> None:
+    """Once Prometheus has the instances' shares: panels, cluster checks and alerts."""
+    wait_until(lambda: _settled(prom, instances), timeout=120, interval=1.0,
+               what="Prometheus to scrape the instances' shares and the ticket")
+    # Ranges over rate() and increase() need two samples of each series (a stopped
+    # instance's stay in the range for a minute: at least, not exactly).
+    wait_until(lambda: (_value(prom, 'count(rate(netguard_polls_total{result="success"}[1m])'
+                                     " > 0)") or 0) >= len(instances),
+               timeout=30, interval=1.0, what="two scrapes of each instance")
+    problems = _panel_problems(prom)
+    assert not problems, "\n".join(problems)
+    for expr in CLUSTER_CHECKS:
+        assert _query(prom, expr) == [], expr
+    assert _value(prom, "sum(netguard_cluster_leader)") == 1
+    # The dead target's link alert: once, whichever instance polls it. Nothing else is
+    # pending or firing once a change has settled (a leader hand-over takes a moment).
+    wait_until(lambda: [a.get("target") for a in _alerts(prom, "NetguardLinkDown")]
+               == [DEAD], timeout=30, interval=1.0, what="the dead target's link alert")
+    wait_until(lambda: not _firing(prom), timeout=30, interval=1.0,
+               what=f"no other alert: {_firing(prom)}")
+
+
+def _alerts(prom: str, name: str) -> list[dict[str, str]]:
+    return [r["metric"] for r in _query(prom, f'ALERTS{{alertname="{name}"}}')]
+
+
 def test_dashboards_and_rules_over_three_instances(tmp_path: Path, pg_url: str,
                                                    sim: SnmpSim) -> None:
     require("prometheus")
@@ -238,25 +272,28 @@ def test_dashboards_and_rules_over_three_instances(tmp_path: Path, pg_url: str,
         for instance in instances:
             instance.start()
         prom.start(timeout=60)
-        wait_until(lambda: _settled(base, instances), timeout=120, interval=1.0,
-                   what="Prometheus to scrape the three instances' shares and the ticket")
-        # Ranges over rate() and increase() need two samples of each series.
-        wait_until(lambda: bool(_query(base, "rate(netguard_polls_total[1m])")), timeout=30,
-                   interval=1.0, what="two scrapes of each instance")
-        problems = _panel_problems(base)
-        assert not problems, "\n".join(problems)
-        for expr in CLUSTER_CHECKS:
-            assert _query(base, expr) == [], expr
-        assert _value(base, "sum(netguard_cluster_leader)") == 1
-        # The dead target's link alert: once, whichever instance polls it.
-        wait_until(lambda: [a.get("target") for a in _query_alerts(base, "NetguardLinkDown")]
-                   == [DEAD], timeout=30, interval=1.0, what="the dead target's link alert")
-        assert _firing(base) == []
+        _check_healthy(base, instances)
+
+        # A member left out of the scrape config: its targets leave the dashboards, and
+        # NetguardClusterMemberNotScraped says so. Edited in place, no reload.
+        unscraped = instances[2]
+        _write_sd(tmp_path, instances[:2])
+        wait_until(lambda: bool(_alerts(base, "NetguardClusterMemberNotScraped")),
+                   timeout=60, interval=1.0, what="the unscraped member noticed")
+        wait_until(lambda: _value(base, 'count(netguard_target_up{kind=~".*",site=~".*"})')
+                   == len(TARGETS) - len(shares[unscraped.name]), timeout=30, interval=1.0,
+                   what="its targets to leave the dashboards")
+        _write_sd(tmp_path, instances)
+        _check_healthy(base, instances)
+
+        # Scaled down to two (the leader stops, and leaves the scrape config): the
+        # survivors take its targets over, and the dashboards show each once again.
+        leader = next(i for i in instances if i.gauge("netguard_cluster_leader") == 1.0)
+        leader.proc.stop()
+        survivors = [i for i in instances if i is not leader]
+        _write_sd(tmp_path, survivors)
+        _check_healthy(base, survivors)
     finally:
         prom.stop()
         for instance in instances:
             instance.proc.stop()
-
-
-def _query_alerts(prom: str, name: str) -> list[dict[str, str]]:
-    return [r["metric"] for r in _query(prom, f'ALERTS{{alertname="{name}"}}')]
