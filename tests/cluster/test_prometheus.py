@@ -6,7 +6,10 @@ shipped ``prometheus-cluster.yml`` (file-based discovery) and evaluates the ship
 Every dashboard query must then answer as one instance owning everything would: each
 target once, estate-wide sums not multiplied by the number of instances, no two series
 that differ only by ``instance``. The cluster alerts and every shipped rule stay quiet,
-except the dead target's own link alert.
+except the dead target's own link alert. Checked with three instances, again after one is
+left out of the file_sd list and put back (its targets leave the boards, and
+NetguardClusterMemberNotScraped notices), and after the leader stops (two instances, its
+targets taken over: a moved target's counter rates must not show twice).
 """
 
 from __future__ import annotations
@@ -209,9 +212,9 @@ def _panel_problems(prom: str) -> list[str]:
                 or len(got) != 1:
             problems.append(f"{where}: {got}, one instance would show {expected}")
     for wheres, total in TOTALS.items():
-        got = sum(float(r["value"][1]) for w in wheres for r in _query(prom, panels[w]))
-        if got != total:
-            problems.append(f"{wheres}: add up to {got}, one instance would show {total}")
+        added = sum(float(r["value"][1]) for w in wheres for r in _query(prom, panels[w]))
+        if added != total:
+            problems.append(f"{wheres}: add up to {added}, one instance would show {total}")
     for where, targets in PER_TARGET.items():
         result = _query(prom, panels[where])
         if targets is None:  # count by (kind, site): every target counted once
