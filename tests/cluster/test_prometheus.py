@@ -32,7 +32,14 @@ from netguard.sim import SnmpSim, build_agent
 from netguard.store import Store
 from netguard.store.db import upgrade
 from tests.cluster.test_processes import Instance
-from tests.daemon.promql import RULES_DIR, dashboard_expressions, require
+from tests.daemon.promql import (
+    RULES_DIR,
+    cluster_only,
+    dashboard_expressions,
+    data_expressions,
+    require,
+    rule_expressions,
+)
 from tests.daemon.runproc import http_get
 from tests.support.ports import free_tcp_port
 from tests.support.procs import ServerProcess
@@ -247,6 +254,11 @@ def _check_healthy(prom: str, instances: list[Instance]) -> None:
     assert not problems, "\n".join(problems)
     for expr in CLUSTER_CHECKS:
         assert _query(prom, expr) == [], expr
+    # What the cluster rules compare has data here (a single instance has none of it).
+    parts = [part for rule in rule_expressions() for part in data_expressions(rule.expr)
+             if cluster_only(part)]
+    assert len(parts) >= 5
+    assert [part for part in parts if not _query(prom, part)] == []
     assert _value(prom, "sum(netguard_cluster_leader)") == 1
     # The dead target's link alert: once, whichever instance polls it. Nothing else is
     # pending or firing once a change has settled (a leader hand-over takes a moment).
