@@ -32,12 +32,24 @@ RATE = "$__rate_interval"
 def shared(selector: str) -> str:
     """One copy of a gauge that every instance of a cluster exports alike.
 
-    Ticket, alert and sensor counts are read from the one shared database (or a registry
-    every instance loads), so each instance exports the same estate-wide number; a plain
-    ``sum`` would count it once per instance (docs/scale-out.md). Per-target series and
-    each instance's own counters are summed as they are.
+    Ticket and door-alert counts are read from the one shared database, so each
+    instance exports the same estate-wide number; a plain ``sum`` would count it once
+    per instance (docs/scale-out.md). Per-target series and each instance's own counters
+    are summed as they are.
     """
     return f"max without (instance) ({selector})"
+
+
+def leaders(selector: str) -> str:
+    """The leader's copy of a gauge every instance exports from its own view, else any.
+
+    Sensor counts come from each instance's in-memory view of the sensors. Only the
+    leader runs the offline-sensor sweep, so only its view has the sensors that went
+    silent; the others would still count them online. A single instance (no cluster)
+    has no leader series: its own value is taken.
+    """
+    led = f"{selector} and on (job, instance) netguard_cluster_leader == 1"
+    return f"({shared(led)} or {shared(selector)})"
 
 
 def moved_rate(selector: str) -> str:
@@ -52,9 +64,9 @@ def moved_rate(selector: str) -> str:
 
 OPEN = shared(f"netguard_tickets_open{{{C}}}")
 OVERDUE = shared(f"netguard_tickets_overdue{{{C}}}")
-ONLINE = shared("netguard_sensors_online")
-OFFLINE = shared("netguard_sensors_offline")
-LOW_BATTERY = shared("netguard_sensors_low_battery")
+ONLINE = leaders("netguard_sensors_online")
+OFFLINE = leaders("netguard_sensors_offline")
+LOW_BATTERY = leaders("netguard_sensors_low_battery")
 ALERTS = shared(f"netguard_alerts_open{{{Q}}}")
 
 

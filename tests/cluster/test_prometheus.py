@@ -104,11 +104,13 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpSim]:
 
 
 def _data(pg_url: str, sim: SnmpSim) -> dict[str, Any]:
+    # Generous timeouts: a loaded machine must not make a live agent look unreachable
+    # (the expected counts below assume exactly one target down).
     targets = [sim.target(a.name, f"{a.name}-{i}", site=f"site-{a.kind}",
-                          interval_seconds=3.0, timeout_seconds=2.0, retries=0)
+                          interval_seconds=5.0, timeout_seconds=4.0, retries=1)
                for a in AGENTS for i in range(PER_AGENT)]
     targets.append({"id": DEAD, "kind": "fiber", "site": "site-fiber",
-                    "address": "127.0.0.1:9", "interval_seconds": 3.0,
+                    "address": "127.0.0.1:9", "interval_seconds": 5.0,
                     "timeout_seconds": 0.3, "retries": 0,
                     "thresholds": {"raise_after": 1, "clear_after": 1}})
     return {
@@ -235,10 +237,15 @@ def _panel_problems(prom: str) -> list[str]:
 
 
 def _firing(prom: str) -> list[dict[str, str]]:
-    """Pending or firing alerts, other than the dead target's own link alert."""
+    """Pending or firing alerts, other than the dead target's own link alert.
+
+    NetguardPollOverruns is left out: polls that outlast their interval measure the
+    machine's load (CI runs at 2-4 on 2 cores), not the cluster.
+    """
     return [r["metric"] for r in _query(prom, "ALERTS")
-            if not (r["metric"]["alertname"] == "NetguardLinkDown"
-                    and r["metric"].get("target") == DEAD)]
+            if r["metric"]["alertname"] != "NetguardPollOverruns"
+            and not (r["metric"]["alertname"] == "NetguardLinkDown"
+                     and r["metric"].get("target") == DEAD)]
 
 
 def _check_healthy(prom: str, instances: list[Instance]) -> None:
