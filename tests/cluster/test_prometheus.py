@@ -31,7 +31,7 @@ from netguard.iot import registry
 from netguard.sim import SnmpSim, build_agent
 from netguard.store import Store
 from netguard.store.db import upgrade
-from tests.cluster.test_processes import Instance
+from tests.cluster.estate import Instance
 from tests.daemon.promql import (
     RULES_DIR,
     cluster_only,
