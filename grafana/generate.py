@@ -29,6 +29,47 @@ Q = 'community=~"$community"'
 RATE = "$__rate_interval"
 
 
+def shared(selector: str) -> str:
+    """One copy of a gauge that every instance of a cluster exports alike.
+
+    Ticket and door-alert counts are read from the one shared database, so each
+    instance exports the same estate-wide number; a plain ``sum`` would count it once
+    per instance (docs/scale-out.md). Per-target series and each instance's own counters
+    are summed as they are.
+    """
+    return f"max without (instance) ({selector})"
+
+
+def leaders(selector: str) -> str:
+    """The leader's copy of a gauge every instance exports from its own view, else any.
+
+    Sensor counts come from each instance's in-memory view of the sensors. Only the
+    leader runs the offline-sensor sweep, so only its view has the sensors that went
+    silent; the others would still count them online. A single instance (no cluster)
+    has no leader series: its own value is taken.
+    """
+    led = f"{selector} and on (job, instance) netguard_cluster_leader == 1"
+    return f"({shared(led)} or {shared(selector)})"
+
+
+def moved_rate(selector: str) -> str:
+    """The rate of a per-target counter, once per target across a hand-over.
+
+    When a target moves to another instance (a cluster member came or went), the old
+    owner's series stays in the rate window for a while beside the new owner's: without
+    ``instance`` they are one.
+    """
+    return f"max without (instance) (rate({selector}[{RATE}]))"
+
+
+OPEN = shared(f"netguard_tickets_open{{{C}}}")
+OVERDUE = shared(f"netguard_tickets_overdue{{{C}}}")
+ONLINE = leaders("netguard_sensors_online")
+OFFLINE = leaders("netguard_sensors_offline")
+LOW_BATTERY = leaders("netguard_sensors_low_battery")
+ALERTS = shared(f"netguard_alerts_open{{{Q}}}")
+
+
 @dataclass
 class Query:
     """One PromQL query of a panel."""
@@ -200,7 +241,7 @@ def overview() -> dict[str, Any]:
                 Panel("Down or unreachable",
                       [Query(f'sum(netguard_target_state{{{F},state=~"down|unreachable"}})')],
                       **stat),
-                Panel("Open tickets", [Query("sum(netguard_tickets_open)")], **stat),
+                Panel("Open tickets", [Query(f"sum({shared('netguard_tickets_open')})")], **stat),
                 Panel("Poll overruns (1h)",
                       [Query("sum(increase(netguard_scheduler_overruns_total[1h]))")], **stat),
             ]),
@@ -217,8 +258,9 @@ def overview() -> dict[str, Any]:
                 Panel("Targets by state", [Query(
                     f"sum by (state) (netguard_target_state{{{F}}})", "{{state}}")]),
                 Panel("Traffic by kind", [Query(
-                    f"sum by (kind) (rate(netguard_interface_received_bytes_total{{{F}}}[{RATE}])"
-                    f" + rate(netguard_interface_transmitted_bytes_total{{{F}}}[{RATE}]))",
+                    "sum by (kind) ("
+                    + moved_rate(f"netguard_interface_received_bytes_total{{{F}}}") + " + "
+                    + moved_rate(f"netguard_interface_transmitted_bytes_total{{{F}}}") + ")",
                     "{{kind}}")], unit="Bps"),
                 Panel("Busiest interfaces", [Query(
                     f"topk(10, max by (target, interface) "
@@ -233,11 +275,11 @@ def overview() -> dict[str, Any]:
                     f"sum by (result) (rate(netguard_polls_total[{RATE}]))", "{{result}}")],
                     unit="ops", width=8),
                 Panel("Scheduler overruns and misfires", [
-                    Query(f"rate(netguard_scheduler_overruns_total[{RATE}])", "overruns"),
-                    Query(f"rate(netguard_scheduler_misfires_total[{RATE}])", "misfires"),
+                    Query(f"sum(rate(netguard_scheduler_overruns_total[{RATE}]))", "overruns"),
+                    Query(f"sum(rate(netguard_scheduler_misfires_total[{RATE}]))", "misfires"),
                 ], unit="ops", width=8),
                 Panel("Sweep errors", [Query(
-                    f"increase(netguard_sweep_errors_total[{RATE}])", "errors")], width=8),
+                    f"sum(increase(netguard_sweep_errors_total[{RATE}]))", "errors")], width=8),
             ]),
         ],
         [variable("kind", "Kind", "netguard_target_up"),
@@ -266,17 +308,17 @@ def link_detail() -> dict[str, Any]:
             ]),
             Row("Interfaces", [
                 Panel("Traffic", [
-                    Query(f"rate(netguard_interface_received_bytes_total{{{FT}}}[{RATE}])",
+                    Query(moved_rate(f"netguard_interface_received_bytes_total{{{FT}}}"),
                           "{{target}} {{interface}} in"),
-                    Query(f"-rate(netguard_interface_transmitted_bytes_total{{{FT}}}[{RATE}])",
+                    Query("-" + moved_rate(f"netguard_interface_transmitted_bytes_total{{{FT}}}"),
                           "{{target}} {{interface}} out"),
                 ], unit="Bps", description="Received above the axis, transmitted below."),
                 Panel("Utilisation", [Query(f"netguard_interface_utilisation_ratio{{{FT}}}",
                                             "{{target}} {{interface}}")], unit="percentunit"),
                 Panel("Errors and discards", [
-                    Query(f"rate(netguard_interface_errors_total{{{FT}}}[{RATE}])",
+                    Query(moved_rate(f"netguard_interface_errors_total{{{FT}}}"),
                           "{{target}} {{interface}} errors {{direction}}"),
-                    Query(f"rate(netguard_interface_discards_total{{{FT}}}[{RATE}])",
+                    Query(moved_rate(f"netguard_interface_discards_total{{{FT}}}"),
                           "{{target}} {{interface}} discards {{direction}}"),
                 ], unit="pps"),
                 Panel("Operational status", [Query(f"netguard_interface_oper_up{{{FT}}}",
@@ -366,20 +408,21 @@ def tickets() -> dict[str, Any]:
         "Fault tickets by category (link kind) and severity, and SLA breaches.",
         [
             Row("Now", [
-                Panel("Open", [Query(f"sum(netguard_tickets_open{{{C}}})")], **stat),
+                Panel("Open", [Query(f"sum({OPEN})")], **stat),
                 Panel("Critical open", [Query(
-                    f'sum(netguard_tickets_open{{{C},severity="critical"}})')], **stat),
-                Panel("Overdue", [Query(f"sum(netguard_tickets_overdue{{{C}}})")], **stat),
+                    "sum(" + shared(f'netguard_tickets_open{{{C},severity="critical"}}') + ")")],
+                    **stat),
+                Panel("Overdue", [Query(f"sum({OVERDUE})")], **stat),
             ]),
             Row("Trends", [
                 Panel("Open by severity", [Query(
-                    f"sum by (severity) (netguard_tickets_open{{{C}}})", "{{severity}}")]),
+                    f"sum by (severity) ({OPEN})", "{{severity}}")]),
                 Panel("Open by category", [Query(
-                    f"sum by (category) (netguard_tickets_open{{{C}}})", "{{category}}")]),
+                    f"sum by (category) ({OPEN})", "{{category}}")]),
                 Panel("Overdue by category", [Query(
-                    f"sum by (category) (netguard_tickets_overdue{{{C}}})", "{{category}}")]),
+                    f"sum by (category) ({OVERDUE})", "{{category}}")]),
                 Panel("Open now", [Query(
-                    f"sum by (category, severity) (netguard_tickets_open{{{C}}})",
+                    f"sum by (category, severity) ({OPEN})",
                     instant=True)], type="table"),
             ]),
         ],
@@ -395,10 +438,10 @@ def quarantine() -> dict[str, Any]:
         "Door sensors at quarantined homes, door events, alerts and their delivery.",
         [
             Row("Now", [
-                Panel("Sensors online", [Query("sum(netguard_sensors_online)")], **stat),
-                Panel("Sensors offline", [Query("sum(netguard_sensors_offline)")], **stat),
-                Panel("Low battery", [Query("sum(netguard_sensors_low_battery)")], **stat),
-                Panel("Alerts open", [Query(f"sum(netguard_alerts_open{{{Q}}})")], **stat),
+                Panel("Sensors online", [Query(f"sum({ONLINE})")], **stat),
+                Panel("Sensors offline", [Query(f"sum({OFFLINE})")], **stat),
+                Panel("Low battery", [Query(f"sum({LOW_BATTERY})")], **stat),
+                Panel("Alerts open", [Query(f"sum({ALERTS})")], **stat),
                 Panel("Outbox pending", [Query("sum(netguard_outbox_pending)")], **stat),
                 Panel("MQTT connected", [Query("min(netguard_mqtt_connected)")], **stat),
             ]),
@@ -407,9 +450,9 @@ def quarantine() -> dict[str, Any]:
                     f"sum by (type) (rate(netguard_door_events_total[{RATE}]))", "{{type}}")],
                     unit="ops"),
                 Panel("Sensors", [
-                    Query("sum(netguard_sensors_online)", "online"),
-                    Query("sum(netguard_sensors_offline)", "offline"),
-                    Query("sum(netguard_sensors_low_battery)", "low battery"),
+                    Query(f"sum({ONLINE})", "online"),
+                    Query(f"sum({OFFLINE})", "offline"),
+                    Query(f"sum({LOW_BATTERY})", "low battery"),
                 ]),
                 Panel("Alert delivery by notifier", [
                     Query(f"sum by (notifier) (rate(netguard_alert_deliveries_total[{RATE}]))",
@@ -423,10 +466,10 @@ def quarantine() -> dict[str, Any]:
                     "{{reason}}")], description="MQTT messages set aside as undecodable, "
                     "oversized or from unknown sensors."),
                 Panel("Open alerts by type and community", [Query(
-                    f"sum by (type, community) (netguard_alerts_open{{{Q}}})",
+                    f"sum by (type, community) ({ALERTS})",
                     "{{type}} {{community}}")]),
                 Panel("Redelivered messages dropped", [Query(
-                    f"increase(netguard_door_event_duplicates_total[{RATE}])", "duplicates")]),
+                    f"sum(increase(netguard_door_event_duplicates_total[{RATE}]))", "duplicates")]),
             ]),
         ],
         [variable("community", "Community", "netguard_alerts_open")],

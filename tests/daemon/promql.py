@@ -126,3 +126,9 @@ def metric_names(expr: str) -> set[str]:
 
     promql_parser.walk(promql_parser.parse(expr), visit)
     return names
+
+
+def cluster_only(expr: str) -> bool:
+    """Whether ``expr`` reads only series exported with ``cluster.enabled`` (scale-out)."""
+    names = metric_names(expr)
+    return bool(names) and all(name.startswith("netguard_cluster_") for name in names)

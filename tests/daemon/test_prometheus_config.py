@@ -81,7 +81,7 @@ def test_the_kubernetes_scrape_config_is_valid(tmp_path: Path) -> None:
 def test_rules_are_valid() -> None:
     out = _promtool("check", "rules", *[str(p) for p in sorted((PROM_DIR / "rules").glob("*.yml"))])
     assert f"SUCCESS: {len(_alerts())} rules found" in out
-    assert len(_alerts()) == 20
+    assert len(_alerts()) == 25
 
 
 def test_rule_unit_tests_pass() -> None:
