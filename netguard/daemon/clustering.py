@@ -9,8 +9,9 @@ and applies what it decides:
   sample, so its first poll computes no rate and cannot spike a counter) and is seeded
   with the faults the ticket store still holds active for it, so the new owner
   continues them instead of raising them again or leaving their tickets open. The
-  first switch after start-up seeds every owned target so, read then (not at start-up,
-  before the join: a fault another instance opened meanwhile would be raised again).
+  first switch after start-up seeds every owned target with the stored faults read
+  then (not at start-up, before the join: a fault another instance opened meanwhile
+  would be raised again).
   The fault events of a poll that ends after its target was given up are dropped: the
   new owner reports what it finds.
 - **Poll grid.** The scheduler's slots sit on the database's clock
