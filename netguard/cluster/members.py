@@ -17,6 +17,8 @@ does so inside a write's own transaction (docs/scale-out.md, "Fenced writes").
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,6 +85,42 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Beat:
+    """A live member as one heartbeat read it (for the newcomer's settle rule).
+
+    Attributes:
+        instance_id: The member.
+        joined_at: When its current registration was made (database clock).
+        heartbeat_at: Its last heartbeat (database clock).
+    """
+
+    instance_id: str
+    joined_at: datetime
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSample:
+    """The database's clock read against the local monotonic clock.
+
+    Attributes:
+        db: The database's ``clock_timestamp()``, in Unix seconds.
+        local: The local monotonic clock at the midpoint of the round trip that read it.
+        round_trip: That round trip in seconds: ``db`` is known to ``local`` within half
+            of it.
+    """
+
+    db: float
+    local: float
+    round_trip: float
+
+    @property
+    def offset(self) -> float:
+        """Database time minus local monotonic time."""
+        return self.db - self.local
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """The outcome of one heartbeat.
 
@@ -92,11 +130,17 @@ class Heartbeat:
         members: The live members after the heartbeat (sorted), this one included when
             renewed.
         reason: Why a heartbeat was refused (``expired``, ``taken over``, ``missing``).
+        at: The renewed ``heartbeat_at`` (database clock; ``None`` if not renewed).
+        beats: The live members' registrations and last heartbeats, as read.
+        clock: The database clock read with the members (``None`` if none was live).
     """
 
     renewed: bool
     members: tuple[str, ...]
     reason: str = ""
+    at: datetime | None = None
+    beats: tuple[Beat, ...] = ()
+    clock: ClockSample | None = None
 
 
 def _member(row: RowMapping) -> Member:
@@ -117,10 +161,14 @@ class MemberTable:
 
     Args:
         engine: The store's engine (each call takes a pooled connection briefly).
+        monotonic: The local monotonic clock a heartbeat reads the database's clock
+            against (the event loop's: the scheduler maps poll slots with it).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._monotonic = monotonic
 
     async def join(self, instance_id: str, lease_seconds: float, *,
                    host: str | None = None, pid: int | None = None
@@ -154,16 +202,18 @@ class MemberTable:
         """Renew ``epoch``'s registration if it is still current and live.
 
         The renewal and the read of the live members are one transaction, so both use
-        the same ``now()``.
+        the same ``now()``. The read of the members also reads the database's clock
+        (``clock_timestamp()``) against the local monotonic clock.
         """
         async with self._engine.begin() as conn:
-            renewed = (await conn.execute(text(
+            row = (await conn.execute(text(
                 "UPDATE cluster_member SET heartbeat_at = now() "  # noqa: S608 (constants)
                 f"WHERE instance_id = :fence_instance AND incarnation = :fence_incarnation "
-                f"AND {_LIVE} RETURNING instance_id"), epoch.params())).first() is not None
-            members = await _live(conn)
-            if renewed:
-                return Heartbeat(True, members)
+                f"AND {_LIVE} RETURNING heartbeat_at"), epoch.params())).first()
+            beats, clock = await self._beats(conn)
+            members = tuple(b.instance_id for b in beats)
+            if row is not None:
+                return Heartbeat(True, members, at=row[0], beats=beats, clock=clock)
             row = (await conn.execute(text("SELECT incarnation FROM cluster_member "
                                            "WHERE instance_id = :i"),
                                       {"i": epoch.instance_id})).first()
@@ -173,7 +223,21 @@ class MemberTable:
             reason = "taken over"
         else:
             reason = "expired"
-        return Heartbeat(False, members, reason)
+        return Heartbeat(False, members, reason, beats=beats, clock=clock)
+
+    async def _beats(self, conn: AsyncConnection
+                     ) -> tuple[tuple[Beat, ...], ClockSample | None]:
+        before = self._monotonic()
+        rows = (await conn.execute(text(
+            "SELECT instance_id, joined_at, heartbeat_at, "  # noqa: S608 (constants)
+            "EXTRACT(EPOCH FROM clock_timestamp()) AS clock FROM cluster_member "
+            f"WHERE {_LIVE} ORDER BY instance_id"))).mappings().all()
+        after = self._monotonic()
+        beats = tuple(Beat(str(r["instance_id"]), r["joined_at"], r["heartbeat_at"])
+                      for r in rows)
+        clock = None if not rows else ClockSample(
+            float(rows[0]["clock"]), (before + after) / 2, after - before)
+        return beats, clock
 
     async def leave(self, epoch: Epoch) -> bool:
         """Remove ``epoch``'s registration (a clean stop): its targets move at once.

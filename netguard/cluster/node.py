@@ -5,7 +5,10 @@
 
 1. heartbeat (join again under a new incarnation if the registration lapsed);
 2. read the live members and compute the targets this instance owns
-   (:mod:`netguard.cluster.rendezvous`); tell the owner listener when they change;
+   (:mod:`netguard.cluster.rendezvous`); tell the owner listener when they change. After
+   a (re)join it gains nothing until the others have let go of its targets
+   (:class:`~netguard.cluster.handover.Settle`). The heartbeat also reads the database's
+   clock (:attr:`ClusterNode.clock`), which places the poll grid;
 3. take or keep the leader lock (:mod:`netguard.cluster.leader`); tell the leader
    listeners when leadership changes.
 
@@ -28,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from netguard.cluster.config import ClusterConfig
+from netguard.cluster.handover import ClockOffset, Settle
 from netguard.cluster.leader import LeaderLock
-from netguard.cluster.members import Epoch, MemberTable
+from netguard.cluster.members import Epoch, Heartbeat, MemberTable
 from netguard.cluster.rendezvous import owned_by
 from netguard.daemon.outage import Outage
 from netguard.store.health import bounded, describe_error
@@ -102,6 +106,9 @@ class ClusterNode:
         self.is_leader = False
         self.fenced = False
         self.rejoins = 0
+        self.clock = ClockOffset()
+        self.settle: Settle | None = None  # while a newcomer waits for the others
+        self._fresh = False  # joined; the next renewed heartbeat starts the settle
 
     # -- the API the daemon uses --------------------------------------------------------
 
@@ -123,7 +130,8 @@ class ClusterNode:
         """The configured targets changed (a reload): re-apply ownership now."""
         self._targets = tuple(targets)
         if not self.fenced and self.epoch is not None:
-            await self._set_owned(owned_by(self.instance_id, self._targets, self.members))
+            await self._set_owned(self._held(owned_by(self.instance_id, self._targets,
+                                                      self.members)))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -139,6 +147,7 @@ class ClusterNode:
         epoch, previous = await bounded(
             self._table.join(self.instance_id, self.config.lease_seconds), self._timeout)
         self.epoch = epoch
+        self._fresh = True
         if previous is not None and previous.live:
             log.warning("this instance id was still registered as live: a restart within "
                         "the lease, or another process runs with the same "
@@ -228,7 +237,8 @@ class ClusterNode:
             log.info("cluster members changed", extra={
                 "members": ",".join(beat.members), "before": ",".join(self.members)})
         self.members = beat.members
-        await self._set_owned(owned_by(self.instance_id, self._targets, self.members))
+        self.clock.add(beat.clock)
+        await self._set_owned(self._may_own(beat))
         try:
             leader = await self._bounded(self._lock.try_acquire(), started)
         except TimeoutError:
@@ -241,7 +251,31 @@ class ClusterNode:
         joined = await self._bounded(
             self._table.join(self.instance_id, self.config.lease_seconds), started)
         self.epoch = joined[0]
+        self._fresh = True
         return joined[0]
+
+    def _may_own(self, beat: Heartbeat) -> tuple[str, ...]:
+        """What this instance polls after ``beat``: its share, less what it would gain
+        while it settles after a (re)join."""
+        if self._fresh and beat.at is not None:
+            self._fresh = False
+            self.settle = Settle(self.instance_id, beat.at,
+                                 self._now() + self.config.lease_seconds)
+        settle = self.settle
+        if settle is not None and settle.settled(beat.beats, self._now()):
+            waited = settle.waiting_for(beat.beats)
+            log.info("settled after joining: the others let go of this instance's targets",
+                     extra={"instance_id": self.instance_id,
+                            "lease_ran_out_for": ",".join(waited)})
+            self.settle = None
+        return self._held(owned_by(self.instance_id, self._targets, self.members))
+
+    def _held(self, owned: Sequence[str]) -> tuple[str, ...]:
+        """While settling, keep what is owned already and gain nothing."""
+        if self.settle is None:
+            return tuple(owned)
+        kept = set(self.owned)
+        return tuple(t for t in owned if t in kept)
 
     async def _bounded(self, operation: Awaitable[T], started: float) -> T:
         """Bound a call by the operation timeout and by the fence deadline."""

@@ -8,7 +8,15 @@ and applies what it decides:
   up is no longer polled or exported, a target taken over starts fresh (no previous
   sample, so its first poll computes no rate and cannot spike a counter) and is seeded
   with the faults the ticket store still holds active for it, so the new owner
-  continues them instead of raising them again or leaving their tickets open.
+  continues them instead of raising them again or leaving their tickets open. The
+  first switch after start-up seeds every owned target with the stored faults read
+  then (not at start-up, before the join: a fault another instance opened meanwhile
+  would be raised again).
+  The fault events of a poll that ends after its target was given up are dropped: the
+  new owner reports what it finds.
+- **Poll grid.** The scheduler's slots sit on the database's clock
+  (:mod:`netguard.cluster.handover`): a new owner polls a target one interval after the
+  old owner's poll at the same place.
 - **Leadership.** The daemon runs the ticket sweep and the IoT sweep only while
   :attr:`ClusterRole.is_leader`, and the outbox delivers only then (the services'
   ``leader_gate`` follows the leadership; decision 18).
@@ -31,6 +39,7 @@ from dataclasses import replace
 from types import TracebackType
 
 from netguard.cluster.fence import EpochFence
+from netguard.cluster.handover import grid_epoch
 from netguard.cluster.leader import LeaderLock, leader_engine
 from netguard.cluster.members import Epoch, MemberTable
 from netguard.cluster.node import ClusterNode, ClusterView
@@ -71,6 +80,7 @@ class ClusterRole:
         self._faults = faults
         self.sweeps_refused = 0
         self._targets: list[TargetConfig] = list(settings.targets)
+        self._first_switch = True
         # The heartbeat loop and a reload both switch the targets: one at a time.
         self._switching = asyncio.Lock()
         config = settings.cluster
@@ -83,6 +93,8 @@ class ClusterRole:
             timeout=settings.store.operation_timeout_seconds)
         if services.leader_gate is not None:
             self.node.add_leader_listener(services.leader_gate.set)
+        if faults is not None:
+            faults.only_for(self.node.owns)
 
     async def __aenter__(self) -> ClusterRole:
         await self.node.start()
@@ -170,17 +182,23 @@ class ClusterRole:
         probes = self._services.probes
         if probes is None:
             return  # the intake alone: it only leads (or not)
+        offset = self.node.clock.offset
+        if offset is not None:
+            self._scheduler.align(grid_epoch(offset))
         # Read before the switch: between the probes' switch and the scheduler's nothing
-        # may wait, or the scheduler would start polls of targets the probes dropped.
-        incoming = wanted - set(probes.statuses())
+        # may wait, or the scheduler would start polls of targets the probes dropped. At
+        # the first switch the probes hold every configured target, none polled yet and
+        # none seeded: all that is owned is incoming.
+        first, self._first_switch = self._first_switch, False
+        incoming = wanted if first else wanted - set(probes.statuses())
         faults = await self._stored_faults(incoming) if incoming else []
         changes = await probes.update_targets(targets)
         if isinstance(probes, ProbeService) and isinstance(changes, TargetChanges):
-            added = set(changes.added)
-            restored = probes.restore_active(f for f in faults if f.key.target in added)
+            seeded = incoming if first else set(changes.added)
+            restored = probes.restore_active(f for f in faults if f.key.target in seeded)
             if restored:
                 log.info("continued the active faults of targets taken over",
-                         extra={"faults": restored, "targets": len(added)})
+                         extra={"faults": restored, "targets": len(seeded)})
         # In the same step as the probes' switch: no poll of a given-up target starts.
         self._scheduler.update_targets(targets)
 

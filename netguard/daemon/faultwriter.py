@@ -13,7 +13,10 @@ In a cluster each event carries the epoch its poll ran under, and its write is f
 it (:class:`~netguard.cluster.fence.EpochFence`). An event refused as stale is dropped:
 the target's new owner polls it and writes what it finds, so replaying the old state
 could only be wrong; it is counted, logged with its fault key, and the last few are kept
-for ``/readyz`` (docs/scale-out.md, "Fencing").
+for ``/readyz`` (docs/scale-out.md, "Fencing"). The cluster role also has the writer drop
+the events of a poll that ended after its target was given up (:meth:`FaultWriter.only_for`):
+the new owner reads the target's stored faults once the old owner let go, and an event
+written after that read would make it raise the fault again.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class FaultWriter:
         stale_refused: Events refused because their cluster epoch was stale, by
             ``fault_opened``/``fault_cleared``.
         stale_recent: The last few refused, described for an operator.
+        disowned: Events dropped because their target had been given up by the time its
+            poll ended (:meth:`only_for`).
     """
 
     def __init__(self, backlog: FaultBacklog, tickets: Callable[[], TicketsPort],
@@ -98,6 +103,8 @@ class FaultWriter:
         self.stale_refused: dict[str, int] = {}
         self.stale_recent: deque[str] = deque(maxlen=STALE_KEPT)
         self._stale_streak = 0
+        self._owns: Callable[[str], bool] | None = None
+        self.disowned = 0
         self._outage = Outage("the ticket store refuses writes; fault events wait in order "
                               "and are delivered once it takes them")
 
@@ -122,9 +129,21 @@ class FaultWriter:
             epoch: In a cluster, the registration the poll ran under: the writes are
                 refused once it is stale.
         """
+        owns = self._owns
         for event in events:
+            if owns is not None and not owns(event.key.target):
+                self.disowned += 1
+                log.info("dropped a fault event of a target given up during its poll",
+                         extra={"fault": str(event.key)})
+                continue
             self._backlog.append(event, epoch)
         self._wake.set()
+
+    def only_for(self, owns: Callable[[str], bool]) -> None:
+        """From now on, take only the events of targets that ``owns`` (a cluster: a poll
+        that ends after its target was handed over reports for a target that is no
+        longer this instance's; its new owner polls it and reports what it finds)."""
+        self._owns = owns
 
     def wake(self) -> None:
         """Try again now (a write probe just went through)."""

@@ -6,6 +6,11 @@ second) instead of firing in bursts. The first poll of each target comes within
 ``first_poll_spread_seconds`` of start, so a (re)started daemon sees its estate at once;
 from then on each target keeps its phase.
 
+In a cluster (:meth:`PollScheduler.align`) the phases sit on a grid shared by every
+instance, on the database's clock (:mod:`netguard.cluster.handover`), and a target's
+first poll is at its next slot on that grid instead: a target taken over is polled one
+interval after its previous owner's poll at the same place, not twice within an interval.
+
 One task sleeps until the next due poll on the event loop's clock, which is monotonic: a
 step of the wall clock neither stalls nor hurries polling. (APScheduler 3 computes run
 times in wall time, so a backward step of Δ stopped every poll for Δ; one job per target
@@ -70,6 +75,20 @@ def phase_of(target_id: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def next_slot(epoch: float, phase: float, interval: float, after: float) -> float:
+    """The first slot ``epoch + (phase + k) x interval`` (any integer k >= 0) after ``after``.
+
+    Args:
+        epoch: Where the slots start (monotonic time).
+        phase: The target's place in its interval, in [0, 1) (:func:`phase_of`).
+        interval: Its interval in seconds.
+        after: Monotonic time.
+    """
+    base = epoch + phase * interval
+    k = math.floor((after - base) / interval) + 1
+    return base + max(k, 0) * interval
+
+
 @dataclass(slots=True)
 class _Slot:
     interval: float
@@ -103,6 +122,7 @@ class PollScheduler:
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = 0
         self._epoch = 0.0
+        self._aligned = False
         self._wake: asyncio.Event | None = None
         self._wheel: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -131,10 +151,12 @@ class PollScheduler:
     def start(self) -> None:
         """Start the wheel on the running event loop; first polls come within the spread."""
         loop = asyncio.get_running_loop()
-        self._epoch = loop.time()
+        now = loop.time()
+        if not self._aligned:
+            self._epoch = now
         self._wake = asyncio.Event()
         for target in self._targets:
-            self._add(target, self._epoch)
+            self._add(target, now)
         self._wheel = loop.create_task(self._turn(), name=_WHEEL_TASK)
         log.info("scheduler started", extra={"targets": len(self._targets)})
 
@@ -161,6 +183,22 @@ class PollScheduler:
                 slot.generation += 1
                 self._push(self._next_slot(slot, now), target.id, slot)
         self._wake.set()
+
+    def align(self, epoch: float) -> None:
+        """Put every target's slots on a grid shared by a cluster, from now on.
+
+        A target's slots become ``epoch + (phase + k) x interval`` on the loop's
+        (monotonic) clock, and a target added later (or at :meth:`start`) is first polled
+        at its next slot, not within the first-poll spread. Polls already queued keep
+        their time; each target's later slots follow the new grid. Call it again when
+        the estimate of the grid moves (a few milliseconds at a time).
+
+        Args:
+            epoch: The grid's origin on the loop's clock
+                (:func:`netguard.cluster.handover.grid_epoch`).
+        """
+        self._epoch = epoch
+        self._aligned = True
 
     def poll_now(self, target_id: str) -> bool:
         """Poll a target right away (e.g. on a trap), unless its poll is already running.
@@ -199,7 +237,10 @@ class PollScheduler:
     def _add(self, target: ScheduledTarget, now: float) -> None:
         slot = _Slot(target.interval_seconds, phase_of(target.id), 0)
         self._slots[target.id] = slot
-        first = now + slot.phase * min(self._spread, slot.interval)
+        if self._aligned:  # a cluster: the slot another instance may just have polled at
+            first = self._next_slot(slot, now)
+        else:
+            first = now + slot.phase * min(self._spread, slot.interval)
         self._push(first, target.id, slot)
 
     def _push(self, due: float, target_id: str, slot: _Slot) -> None:
@@ -208,9 +249,7 @@ class PollScheduler:
 
     def _next_slot(self, slot: _Slot, after: float) -> float:
         """The first of the target's slots (epoch + phase + k x interval) after ``after``."""
-        base = self._epoch + slot.phase * slot.interval
-        k = math.floor((after - base) / slot.interval) + 1
-        return base + max(k, 0) * slot.interval
+        return next_slot(self._epoch, slot.phase, slot.interval, after)
 
     async def _turn(self) -> None:
         assert self._wake is not None

@@ -57,7 +57,8 @@ async def open_services(settings: Settings, clock: Clock, stack: AsyncExitStack,
     probes = await stack.enter_async_context(ProbeService(
         settings.targets, clock=clock, max_concurrency=settings.daemon.max_concurrent_polls,
         probes=settings.probes))
-    await _restore_faults(store, probes)
+    if not settings.cluster.enabled:  # the cluster role does, for what it owns, once joined
+        await _restore_faults(store, probes)
     gate = _leader_gate(settings)
     iot = await stack.enter_async_context(_iot_service(settings, store, clock, gate))
     traps = await _open_traps(settings, stack, on_trap) if settings.daemon.trap_listen else None

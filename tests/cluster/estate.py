@@ -7,6 +7,7 @@ Used by tests/cluster/test_processes.py (issue 11's acceptance).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import Iterable
@@ -64,6 +65,7 @@ class Reading:
 
     exported: set[str] = field(default_factory=set)  # targets with a netguard_target_up
     polls: dict[str, float] = field(default_factory=dict)  # target -> last success
+    durations: dict[str, float] = field(default_factory=dict)  # target -> last poll's
     utilisation: dict[tuple[str, str], float] = field(default_factory=dict)
     polls_total: float = 0.0
     gauges: dict[str, float] = field(default_factory=dict)
@@ -88,6 +90,8 @@ def read_metrics(text: str) -> Reading:
             reading.exported.add(target)
         elif metric == "netguard_target_last_success_timestamp_seconds":
             reading.polls[target] = number
+        elif metric == "netguard_target_poll_duration_seconds":
+            reading.durations[target] = number
         elif metric == "netguard_interface_utilisation_ratio":
             reading.utilisation[(target, labels.get("interface", ""))] = number
         elif metric == "netguard_polls_total":
@@ -123,15 +127,36 @@ class Watcher:
     def __init__(self) -> None:
         self.scrapes: list[Scrape] = []
         self.polls: set[tuple[str, str, float]] = set()  # (target, instance, at)
+        # (target, instance, at) -> when that poll started: its success time less its
+        # duration, both read in the first scrape that saw it.
+        self.started: dict[tuple[str, str, float], float] = {}
 
     def scrape(self, instances: Iterable[Instance]) -> Scrape:
         started = time.time()
         readings = {i.name: read_metrics(i.metrics()) for i in instances}
         scrape = Scrape(started, time.time(), readings)
         for name, reading in readings.items():
-            self.polls.update((t, name, at) for t, at in reading.polls.items())
+            for target, at in reading.polls.items():
+                if (target, name, at) not in self.polls:
+                    self.polls.add((target, name, at))
+                    self.started[(target, name, at)] = at - reading.durations.get(target, 0.0)
         self.scrapes.append(scrape)
         return scrape
+
+    def handover_pairs(self) -> list[tuple[str, str, str, float]]:
+        """Every pair of successive polls of a target (by their start) made by two
+        instances: (target, earlier instance, later instance, seconds between starts),
+        closest first."""
+        by_target: dict[str, list[tuple[float, str]]] = {}
+        for key, start in self.started.items():
+            by_target.setdefault(key[0], []).append((start, key[1]))
+        pairs = []
+        for target, polls in by_target.items():
+            polls.sort()
+            pairs.extend((target, a, b, t2 - t1)
+                         for (t1, a), (t2, b) in itertools.pairwise(polls)
+                         if a != b)
+        return sorted(pairs, key=lambda p: p[3])
 
     def since(self, at: float) -> list[Scrape]:
         return [s for s in self.scrapes if s.started >= at]

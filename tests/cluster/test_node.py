@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -154,3 +154,44 @@ async def test_a_node_cut_off_from_the_database_fences_itself(pg_config: StoreCo
 
 def _pg_port(url: str) -> int:
     return int(url.split("@", 1)[1].split("/", 1)[0].split(":")[1])
+
+
+async def test_a_newcomer_takes_no_target_before_the_others_let_go(
+        pg_config: StoreConfig) -> None:
+    # Every owned set as each node applies it; at no moment may two nodes hold a target.
+    current: dict[str, set[str]] = {}
+    overlaps: list[tuple[str, set[str]]] = []
+    applied: dict[str, list[tuple[str, ...]]] = {}
+
+    def listener(name: str) -> Callable[[tuple[str, ...]], Awaitable[None]]:
+        async def on_owned(owned: tuple[str, ...]) -> None:
+            applied.setdefault(name, []).append(owned)
+            others = set().union(*(o for n, o in current.items() if n != name))
+            if others & set(owned):
+                overlaps.append((name, others & set(owned)))
+            current[name] = set(owned)
+        return on_owned
+
+    async with AsyncExitStack() as stack:
+        nodes = []
+        for name in ("a", "b", "c"):
+            store = await stack.enter_async_context(Store(pg_config))
+            cluster = ClusterConfig(enabled=True, instance_id=name, heartbeat_seconds=0.3,
+                                    lease_seconds=3.0)
+            node = ClusterNode(cluster, MemberTable(store.engine),
+                               LeaderLock(leader_engine(pg_config, name, 3.0)), TARGETS,
+                               on_owned=listener(name),
+                               timeout=pg_config.operation_timeout_seconds)
+            await node.start()
+            stack.push_async_callback(node.stop)
+            nodes.append(node)
+            await async_wait_until(lambda: _true(_split(nodes)), timeout=20,
+                                   what=f"{name} to take its share")
+        assert overlaps == []
+        # Alone, "a" owned everything at once; "b" and "c" joined while others were live:
+        # their first ownership was empty (settling), their share came after.
+        assert applied["a"][0] == tuple(TARGETS)
+        assert applied["b"][0] == ()
+        assert applied["c"][0] == ()
+        assert all(n.settle is None for n in nodes)
+        assert all(n.clock.offset is not None for n in nodes)

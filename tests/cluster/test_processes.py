@@ -14,10 +14,20 @@ The estate is 300 targets (interval 10 s, lease 5 s, heartbeat 1 s):
   instance owns two of each, so the killed one always owns some.
 
 Every target raises a fault after one bad poll (``raise_after: 1``), the strictest
-setting for "no false faults". The three tests share one estate (module fixture) and
-run in order: the split, then SIGKILL of the leader, then its return; each also runs
-alone (it kills the leader first if nobody has), which matters because xdist's
-``loadgroup`` does not group with pytest 9.2 (pytest-xdist issue 1386). Their
+setting for "no false faults". No ticket is raised again (``repeat``) at any point, also
+not while the instances join one after the other at start-up.
+
+Hand-overs: whenever two instances polled a target one after the other (the instances
+joining at start-up, the kill, the return), the later poll started at least
+:data:`HANDOVER_MIN` (80% of the interval) after the earlier one: each target is polled
+once per interval across a hand-over too (the poll grid on the database's clock and the
+newcomer's settle, docs/scale-out.md "Hand-over"). The poll's start is its success time
+less its duration, both exported; the 20% tolerance covers loop lag on a busy machine.
+
+The three tests share one estate (module fixture) and run in order: the split, then
+SIGKILL of the leader, then its return; each also runs alone (it kills the leader first
+if nobody has), which matters because xdist's ``loadgroup`` does not group with pytest
+9.2 (pytest-xdist issue 1386). Their
 measurements (how long after the kill the survivors polled its targets, when the
 sweep ran on the new leader) are printed (``pytest -s``). Waits are conditions with
 generous deadlines; nothing asserts how fast this machine is.
@@ -69,6 +79,7 @@ NAMES = ("ng-0", "ng-1", "ng-2")
 INTERVAL = 10.0
 LEASE = 5.0
 SCRAPE = 2.0  # scrape every instance this often: well under INTERVAL, so no poll is missed
+HANDOVER_MIN = 0.8 * INTERVAL  # two instances' successive polls of a target: at least this
 LINES = [f"line-{i:03d}" for i in range(270)]
 SIMS = [f"sim-{i:02d}" for i in range(18)]
 
@@ -266,11 +277,26 @@ def _wait_tickets(state: Estate) -> None:
     state.tickets = {str(r.fault_key): r.id for r in _check_tickets(state)}
     state.actions = ticket_actions(state.url)
     repeats = sorted(i for i, acts in state.actions.items() if "repeat" in acts)
-    # A target that changed owners while the instances joined one by one can be raised
-    # again by its new owner ("repeat" on the same ticket) when it restored the stored
-    # faults just before the first owner opened that ticket (start-up race).
     print(f"\ntickets before the kill: {len(state.tickets)}; raised again at start-up: "
           f"{repeats}")
+    # The instances joined one by one, each taking over targets whose faults the others
+    # had raised: each new owner continued them (the first switch reads the stored
+    # faults, after the others let go), none raised one again.
+    assert repeats == [], {i: state.actions[i] for i in repeats}
+
+
+def _check_handovers(state: Estate, step: str, *, seen: bool = True) -> None:
+    """No two instances polled a target within HANDOVER_MIN of each other, ever (and,
+    with ``seen``, some hand-over was seen: at start-up the watcher may have missed the
+    first instance's polls of the targets it handed on before the scrapes began)."""
+    pairs = state.watch.handover_pairs()
+    gaps = [gap for _t, _a, _b, gap in pairs]
+    print(f"{step}: {len(pairs)} hand-overs seen (successive polls of a target by two "
+          f"instances), seconds between their starts: "
+          + (f"min {gaps[0]:.2f}, median {gaps[len(gaps) // 2]:.2f}, max {gaps[-1]:.2f}"
+             if gaps else "none"))
+    assert pairs or not seen, "no hand-over seen"
+    assert not [p for p in pairs if p[3] < HANDOVER_MIN], pairs[:10]
 
 
 def test_300_targets_split_evenly_each_polled_by_one_instance(estate: Estate) -> None:
@@ -291,6 +317,7 @@ def test_300_targets_split_evenly_each_polled_by_one_instance(estate: Estate) ->
     print(f"utilisation of the snmpsim targets: {min(seen.values()):.3f}.."
           f"{max(seen.values()):.3f} (highest per target)")
     _check_tickets(estate)
+    _check_handovers(estate, "start-up", seen=False)
 
 
 def _sweep_ran_after(state: Estate, ticket: int, at: float) -> float | None:
@@ -336,6 +363,7 @@ def test_sigkill_of_the_leader_is_taken_over_without_false_faults(estate: Estate
     # their own two polls, within bounds.
     assert {t for t in SIMS if t in moved} <= set(estate.watch.max_utilisation(SIMS, settled))
     _check_tickets(estate)
+    _check_handovers(estate, "after the kill")
 
 
 def _gaps(gaps: list[float]) -> str:
@@ -364,16 +392,20 @@ def test_the_instance_comes_back_and_takes_a_third_back(estate: Estate) -> None:
     assert 80 <= len(moved) <= 120, len(moved)
     first = {t: min(at for at, name in p if name == victim.name)
              for t, p in estate.watch.polls_since(back).items() if t in moved}
+    # Recorded, not asserted: a scrape reads the instances one after the other, so one
+    # round can see a target on the old owner just before it let go and on the newcomer
+    # just after it took over. Double polls are what _check_handovers asserts against.
     doubled = {t for s in estate.watch.since(back) if s.started < settled for t in s.doubles()}
     print(f"\nback (ready) -> it polled all {len(first)} of its answering targets: "
           f"{max(first.values()) - back:.1f}s; targets two instances exported in one "
-          f"scrape meanwhile (the others drop them at their next heartbeat): {len(doubled)}; "
+          f"scrape meanwhile: {len(doubled)}; "
           f"{_gaps(estate.watch.handover_gaps(moved, victim.name, back))}")
     window = _rounds(estate, 2)
     _assert_one_poller(estate, settled, window)
     _check_counter_bounds(estate, settled)
     assert {t for t in SIMS if t in moved} <= set(estate.watch.max_utilisation(SIMS, settled))
     _check_tickets(estate)
+    _check_handovers(estate, "after the return")
 
 
 class ThreadedProxy:

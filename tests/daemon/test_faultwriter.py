@@ -185,3 +185,16 @@ async def test_without_the_cluster_epochs_left_in_the_journal_are_not_fenced(
         writer.finish()
         await task
     assert tickets.fences == [None]
+
+
+def test_in_a_cluster_events_of_a_target_given_up_during_its_poll_are_dropped(
+        tmp_path: Path) -> None:
+    owned = {"a", "b"}
+    writer = FaultWriter(FaultBacklog(tmp_path / "journal"), BuggyTickets, Store, timeout=5.0)
+    writer.hand_over([_opened("c")])  # not a cluster yet: everything is taken
+    writer.only_for(owned.__contains__)
+    writer.hand_over([_opened("a"), _opened("c")])
+    owned.discard("a")  # handed over while its next poll ran
+    writer.hand_over([_opened("a"), _opened("b")])
+    assert writer.disowned == 2
+    assert writer.keep_for_next_start() == 3  # c (before), a (owned then), b

@@ -232,3 +232,41 @@ def test_the_wheel_never_reads_the_wall_clock() -> None:
     source = inspect.getsource(scheduler_module)
     for wall in ("datetime", "time.time(", "apscheduler"):
         assert wall not in source, wall
+
+
+async def test_aligned_first_polls_wait_for_their_slot_on_the_grid() -> None:
+    # A cluster's scheduler (align): a target taken over is first polled at its next slot
+    # on the shared grid, never within the first-poll spread.
+    loop = asyncio.get_running_loop()
+    polled: dict[str, float] = {}
+
+    async def poll(target_id: str) -> Result:
+        polled.setdefault(target_id, loop.time())
+        return Result(reachable=True)
+
+    now = loop.time()
+    # The grid puts "soon" 0.3 s from now; "later" is a target whose slot is far off.
+    epoch = now + 0.3 - phase_of("soon") * 3600
+    later = next(f"later-{i}" for i in range(100)
+                 if scheduler_module.next_slot(epoch, phase_of(f"later-{i}"), 3600, now)
+                 - now > 900)
+    soon_slot = scheduler_module.next_slot(epoch, phase_of("soon"), 3600, now)
+    sched = PollScheduler([Target("soon", 3600), Target(later, 3600)], poll,
+                          jitter_seconds=5.0)
+    sched.align(epoch)
+    sched.start()
+    try:
+        await async_wait_until(lambda: _ready("soon" in polled), what="the first poll")
+    finally:
+        await sched.stop(1.0)
+    assert polled["soon"] >= soon_slot
+    # Unaligned, it would have been polled within the 5 s spread of the start.
+    assert later not in polled
+
+
+def test_next_slot_is_on_the_grid_and_strictly_after() -> None:
+    for after in (-5.0, 0.0, 2.5, 7.0, 12.5, 1e6):
+        slot = scheduler_module.next_slot(1.0, 0.25, 10.0, after)
+        assert slot > after
+        assert slot - after <= 10.0
+        assert ((slot - 1.0 - 2.5) / 10.0) % 1 == 0
