@@ -8,6 +8,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlmodel import col
 
+from netguard.clock import ManualClock
+from netguard.config import settings_from_data
+from netguard.daemon.wiring import _iot_service
 from netguard.faults import Severity
 from netguard.iot import registry
 from netguard.iot.batch import BatchPlan, Incoming
@@ -139,3 +142,12 @@ async def test_the_conditional_updates(store_config: StoreConfig) -> None:
         assert back["never"] is not None  # its creation time
         async with store.session() as session:
             assert await claim_back_online(session, ["a", "b", "never"]) == {}  # once
+
+
+def test_the_daemon_shares_liveness_exactly_with_cluster_enabled() -> None:
+    url = "postgresql://netguard@127.0.0.1:1/netguard"  # never connected to
+    for enabled in (False, True):
+        settings = settings_from_data({"store": {"url": url}, "cluster": {
+            "enabled": enabled, "instance_id": "ng-1"}})
+        service = _iot_service(settings, Store(settings.store), ManualClock(T0), None)
+        assert service._shared is enabled
