@@ -15,7 +15,7 @@ it offline. The store's sensor rows are what the instances share:
   twice, by this leader or by a new one.
 - **Each intake** turns a sensor it hears back online in the store in the batch's own
   transaction (:func:`claim_back_online`): the row says ``online = false`` whichever
-  instance marked it, and the one ``UPDATE`` that flips it back clears the alert, once.
+  instance marked it, and the one instance that flips it back clears the alert, once.
 
 Single-instance mode uses none of this: one process writes every row, so its memory is
 the truth.
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from netguard.iot.batch import STATE_WRITE_INTERVAL, BatchPlan, Incoming
@@ -91,16 +91,27 @@ def back_online(kind: str, heard_at: datetime, last_seen: datetime | None) -> Cl
 async def claim_back_online(session: AsyncSession, sensor_ids: Iterable[str]
                             ) -> dict[str, datetime | None]:
     """Set ``online`` for those of ``sensor_ids`` the store holds offline; their stored
-    ``last_seen`` (or creation time), by id. One statement, in the caller's transaction:
-    the row lock orders it with the leader's :func:`mark_offline`."""
+    ``last_seen`` (or creation time), by id. In the caller's transaction.
+
+    The rows are locked first (``FOR NO KEY UPDATE``, in id order, like every intake and
+    the sweep), which waits for a :func:`mark_offline` not yet committed and then reads
+    its result. A plain ``UPDATE … WHERE NOT online`` would not: PostgreSQL tests the
+    condition on the last committed row, which is still online, and does not wait, so
+    the sensor's return would be missed and its alert left open (seen in a test).
+    """
     ids = sorted(set(sensor_ids))
     if not ids:
         return {}
     rows = (await session.exec(
-        sa.update(Sensor).where(col(Sensor.id).in_(ids), col(Sensor.online).is_(False))
-        .values(online=True)
-        .returning(col(Sensor.id), col(Sensor.last_seen_at), col(Sensor.created_at)))).all()
-    return {str(i): seen or created for i, seen, created in rows}
+        select(Sensor.id, Sensor.online, Sensor.last_seen_at, Sensor.created_at)
+        .where(col(Sensor.id).in_(ids)).order_by(col(Sensor.id))
+        .with_for_update(key_share=True))).all()
+    offline: dict[str, datetime | None] = {
+        str(i): seen or created for i, online, seen, created in rows if not online}
+    if offline:
+        await session.exec(sa.update(Sensor).where(col(Sensor.id).in_(sorted(offline)))
+                           .values(online=True))
+    return offline
 
 
 async def mark_offline(session: AsyncSession, state: SensorState) -> bool:
@@ -133,9 +144,10 @@ async def reclaimed(session: AsyncSession, batch: Sequence[Incoming],
 async def confirm_offline(session: AsyncSession, changed: Mapping[str, SensorState],
                           actions: Sequence[tuple[str, AlertAction]]
                           ) -> tuple[dict[str, SensorState], list[tuple[str, AlertAction]]]:
-    """Of the sweep's offline decisions, those :func:`mark_offline` made in the store."""
-    done = {sensor_id: state for sensor_id, state in changed.items()
-            if await mark_offline(session, state)}
+    """Of the sweep's offline decisions, those :func:`mark_offline` made in the store
+    (in id order: the intakes lock sensor rows in that order too, so none deadlock)."""
+    done = {sensor_id: changed[sensor_id] for sensor_id in sorted(changed)
+            if await mark_offline(session, changed[sensor_id])}
     return done, [(sensor_id, a) for sensor_id, a in actions if sensor_id in done]
 
 

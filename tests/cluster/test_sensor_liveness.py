@@ -10,6 +10,7 @@ Both run on one ManualClock, so the heartbeat timeout is crossed without waiting
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -22,7 +23,10 @@ from pydantic import SecretStr
 
 from netguard.clock import ManualClock
 from netguard.iot import registry
+from netguard.iot.liveness import claim_back_online, mark_offline
+from netguard.iot.rules import SensorState
 from netguard.iot.service import IotService
+from netguard.iot.upkeep import write_states
 from netguard.store import Store
 from netguard.store.config import StoreConfig
 from netguard.store.db import upgrade
@@ -159,3 +163,46 @@ async def test_a_new_leader_neither_misses_nor_repeats_offline(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _waiting_on_a_lock(store: Store) -> bool:
+    async with store.session() as session:
+        n = (await session.exec(sa.text(  # type: ignore[call-overload]
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"))).scalar_one()
+    return int(n) > 0
+
+
+async def test_the_sweep_and_an_intake_are_ordered_by_the_row_lock(store: Store) -> None:
+    seen = T0 + timedelta(seconds=100)
+    async with store.session() as session:
+        await write_states(session, [SensorState("alive", "h1", last_seen=seen)])
+        await session.commit()
+    # The sweep's update first: the intake's claim waits for it, then sees it.
+    async with store.session() as sweep:
+        assert await mark_offline(sweep, SensorState("alive", "h1", last_seen=seen))
+
+        async def claim() -> dict[str, Any]:
+            async with store.session() as intake:
+                got = await claim_back_online(intake, ["alive"])
+                await intake.commit()
+            return dict(got)
+        claiming = asyncio.create_task(claim())
+        await async_wait_until(lambda: _waiting_on_a_lock(store), what="the claim waits")
+        await sweep.commit()
+    assert set(await claiming) == {"alive"}
+    # The intake's newer last_seen first: the sweep's update waits, then matches nothing.
+    async with store.session() as intake:
+        await write_states(intake, [SensorState("alive", "h1", last_seen=seen
+                                                + timedelta(seconds=200))])
+
+        async def sweep_it() -> bool:
+            async with store.session() as sweep:
+                done = await mark_offline(sweep, SensorState("alive", "h1", last_seen=seen))
+                await sweep.commit()
+            return done
+        sweeping = asyncio.create_task(sweep_it())
+        await async_wait_until(lambda: _waiting_on_a_lock(store), what="the sweep waits")
+        await intake.commit()
+    assert await sweeping is False
+    assert await _online(store) == {"alive": True, "quiet": True}
