@@ -99,7 +99,8 @@ def _iot_service(settings: Settings, store: Store, clock: Clock,
     return IotService(
         settings.iot, store, shutdown_timeout=settings.daemon.shutdown_timeout_seconds,
         clock=clock, links=AckLinks.from_config(settings.ack_links),
-        messages=settings.display.renderer(), outbox_active=gate)
+        messages=settings.display.renderer(), outbox_active=gate,
+        shared=settings.cluster.enabled)
 
 
 async def _open_notifier(settings: Settings, store: Store, iot: IotService, clock: Clock,

@@ -195,16 +195,18 @@ def _door_opened(household: HouseholdRules, now: datetime) -> list[AlertAction]:
 
 
 def check_heartbeat(state: SensorState, rules: RulesConfig, now: datetime, *,
-                    timeout_seconds: float | None = None) -> Evaluation:
+                    timeout_seconds: float | None = None,
+                    lag: timedelta = timedelta(0)) -> Evaluation:
     """Mark a sensor offline when it has been silent longer than the heartbeat timeout
     (``timeout_seconds``, the sensor's own from :meth:`RulesConfig.heartbeat_timeout`, or
-    the rules' global one)."""
+    the rules' global one) plus ``lag``, how far ``state.last_seen`` may be behind (in a
+    cluster: :data:`netguard.iot.liveness.LAG`)."""
     timeout = rules.heartbeat_timeout_seconds if timeout_seconds is None else timeout_seconds
     seen = state.last_seen or state.since
     if not state.online or seen is None:
         return Evaluation(state)
     silent = now - seen
-    if silent < timedelta(seconds=timeout):
+    if silent < timedelta(seconds=timeout) + lag:
         return Evaluation(state)
     return Evaluation(
         dataclasses.replace(state, online=False),

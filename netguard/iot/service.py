@@ -47,6 +47,7 @@ from netguard.iot.eventlog import ChainWriter, purge
 from netguard.iot.events import AlertType, RawMessage
 from netguard.iot.followups import FollowUps
 from netguard.iot.intake import MqttIntake
+from netguard.iot.liveness import LAG, confirm_offline, heard_back, merge_liveness, reclaimed
 from netguard.iot.messages import MessageRenderer
 from netguard.iot.models import Event, OutboxMessage, fit_text
 from netguard.iot.mqtt import tls_context
@@ -84,6 +85,8 @@ class IotService:
             default zh-CN in Asia/Shanghai with the built-in templates.
         outbox_active: Whether the outbox delivers now (in a cluster, while this instance
             leads: decision 18); always, without one.
+        shared: Other instances share the intake (``cluster.enabled``): the sweep and
+            the intake keep sensor liveness in the store (:mod:`netguard.iot.liveness`).
 
     Example::
 
@@ -97,8 +100,10 @@ class IotService:
                  notifiers: Mapping[str, Notifier] | None = None,
                  links: AckLinks | None = None,
                  messages: MessageRenderer | None = None,
-                 outbox_active: Callable[[], bool] | None = None) -> None:
+                 outbox_active: Callable[[], bool] | None = None,
+                 shared: bool = False) -> None:
         self.config = config
+        self._shared = shared
         self._outbox_active = outbox_active
         self._links = links
         self._messages = messages or MessageRenderer()
@@ -341,11 +346,16 @@ class IotService:
             entry = self._view.lookup(fmt, event.address)
         attach(incoming, fmt, event, entry, self.config)
 
-    async def _reload_view(self) -> None:
+    async def _reload_view(self, *, sweep: bool = False) -> None:
         async with self.store.session() as session:
             fresh = await load_view(session)
-        # Keep in-memory states: they are at least as new as the stored ones.
-        fresh.states.update({k: v for k, v in self._view.states.items() if k in fresh.states})
+        if sweep and self._shared:
+            # Other intakes heard sensors this one did not: netguard.iot.liveness.
+            fresh.states.update(merge_liveness(self._view.states, fresh.states))
+        else:
+            # Keep in-memory states: they are at least as new as the stored ones.
+            fresh.states.update({k: v for k, v in self._view.states.items()
+                                 if k in fresh.states})
         self._view = fresh
         self._last_reload = self.clock.monotonic()
 
@@ -373,7 +383,8 @@ class IotService:
                           rules=self.config.rules, chain=self._chain.chain,
                           raw_keep_bytes=self.config.raw_keep_bytes)
         head = self._chain.link(plan.rows)
-        raised = await self._commit(batch, plan)
+        heard = heard_back(batch, duplicates, plan) if self._shared else {}
+        raised = await self._commit(batch, plan, heard)
         self._chain.commit(head)
         self._view.states.update(plan.states)
         self._stored_seen.update((d.sensor_id, d.last_seen) for d in plan.dirty)
@@ -386,15 +397,18 @@ class IotService:
         self._tally(batch, out)
         return out
 
-    async def _commit(self, batch: Sequence[Incoming], plan: BatchPlan) -> dict[int, list[int]]:
+    async def _commit(self, batch: Sequence[Incoming], plan: BatchPlan,
+                      heard: Mapping[str, int]) -> dict[int, list[int]]:
         """Write a planned batch in one transaction; the ids of the alerts each message
-        opened, by its index."""
+        opened, by its index. ``heard``: see :func:`~netguard.iot.liveness.heard_back`."""
         raised: dict[int, list[int]] = {}
         outbox_rows: list[OutboxMessage] = []
         started = time.perf_counter()
         async with self.store.session() as session:
             if plan.rows:
                 await session.exec(sa.insert(Event), params=plan.rows)
+            if heard:  # before the states: the store may hold one offline
+                plan.actions.extend(await reclaimed(session, batch, heard))
             await write_states(session, plan.dirty)
             for i, action in plan.actions:
                 incoming = batch[i]
@@ -512,12 +526,16 @@ class IotService:
                 raise StoreError(f"iot sweep failed: {type(exc).__name__}") from exc
 
     async def _sweep_locked(self) -> None:
-        await self._reload_view()
+        await self._reload_view(sweep=True)
         now = self.clock.now()
-        changed, actions = due_heartbeats(self._view, self.config.rules, now)
+        changed, actions = due_heartbeats(self._view, self.config.rules, now,
+                                          lag=LAG if self._shared else timedelta(0))
         outbox_rows: list[OutboxMessage] = []
         async with self.store.session() as session:
-            await write_states(session, changed.values())
+            if self._shared:  # only what the store still holds online and unseen
+                changed, actions = await confirm_offline(session, changed, actions)
+            else:
+                await write_states(session, changed.values())
             for sensor_id, action in actions:
                 await apply_action(session, dialect=self.store.dialect, view=self._view,
                                    sensor_id=sensor_id, action=action, now=now,

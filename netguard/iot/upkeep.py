@@ -21,9 +21,11 @@ from netguard.iot.registry import RegistryView, states_to_rows
 from netguard.iot.rules import AlertAction, SensorState, check_heartbeat
 
 
-def due_heartbeats(view: RegistryView, rules: RulesConfig, now: datetime
+def due_heartbeats(view: RegistryView, rules: RulesConfig, now: datetime, *,
+                   lag: timedelta = timedelta(0)
                    ) -> tuple[dict[str, SensorState], list[tuple[str, AlertAction]]]:
-    """Sensors of supervised households silent past the heartbeat timeout.
+    """Sensors of supervised households silent past the heartbeat timeout (plus ``lag``,
+    how far the view's ``last_seen`` may be behind: see :mod:`netguard.iot.liveness`).
 
     Returns:
         Their new states by sensor id, and the (sensor id, action) pairs to apply.
@@ -37,7 +39,7 @@ def due_heartbeats(view: RegistryView, rules: RulesConfig, now: datetime
         entry = view.by_id.get(sensor_id)
         timeout = None if entry is None else rules.heartbeat_timeout(
             entry.fmt, entry.address, sensor_id)
-        result = check_heartbeat(state, rules, now, timeout_seconds=timeout)
+        result = check_heartbeat(state, rules, now, timeout_seconds=timeout, lag=lag)
         if result.actions:
             changed[sensor_id] = result.state
             actions.extend((sensor_id, a) for a in result.actions)
