@@ -63,7 +63,7 @@ async def _true(predicate: Callable[[], bool]) -> bool:
 async def test_nodes_split_the_targets_and_one_leads(pg_config: StoreConfig) -> None:
     async with running_node(pg_config, "a") as (a, applied_a), \
             running_node(pg_config, "b") as (b, _), running_node(pg_config, "c") as (c, _):
-        await async_wait_until(lambda: _true(_split([a, b, c])), timeout=20,
+        await async_wait_until(lambda: _true(_split([a, b, c])), timeout=60,
                                what="three nodes to agree")
         owned = [set(n.owned) for n in (a, b, c)]
         assert set().union(*owned) == set(TARGETS)
@@ -80,18 +80,18 @@ async def test_a_leaving_node_hands_over_its_targets_and_leadership(
         pg_config: StoreConfig) -> None:
     async with running_node(pg_config, "a") as (a, _):
         async with running_node(pg_config, "b") as (b, _):
-            await async_wait_until(lambda: _true(_split([a, b])), timeout=20,
+            await async_wait_until(lambda: _true(_split([a, b])), timeout=60,
                                    what="two nodes to agree")
         # b left cleanly (its row is gone): a sees it at its next heartbeat.
         await async_wait_until(lambda: _true(lambda: a.is_leader and a.members == ("a",)
-                                             and a.owned == tuple(TARGETS)), timeout=20,
+                                             and a.owned == tuple(TARGETS)), timeout=60,
                                what="a to take over b's targets and leadership")
 
 
 async def test_the_leader_fails_over_when_its_connection_is_closed(
         pg_config: StoreConfig, pg_url: str) -> None:
     async with running_node(pg_config, "a") as (a, _), running_node(pg_config, "b") as (b, _):
-        await async_wait_until(lambda: _true(_split([a, b])), timeout=20,
+        await async_wait_until(lambda: _true(_split([a, b])), timeout=60,
                                what="two nodes to agree")
         leader, other = (a, b) if a.is_leader else (b, a)
         seen: list[bool] = []
@@ -104,9 +104,9 @@ async def test_the_leader_fails_over_when_its_connection_is_closed(
         finally:
             await conn.close()
         await async_wait_until(lambda: _true(lambda: not leader.is_leader or other.is_leader),
-                               timeout=20, what="the leader to notice its lost connection")
+                               timeout=60, what="the leader to notice its lost connection")
         await async_wait_until(lambda: _true(lambda: sum((a.is_leader, b.is_leader)) == 1),
-                               timeout=20, what="one leader again")
+                               timeout=60, what="one leader again")
         assert False in seen
         # Ownership did not move: both are still members.
         assert a.members == b.members == ("a", "b")
@@ -124,18 +124,18 @@ async def test_a_node_cut_off_from_the_database_fences_itself(pg_config: StoreCo
     try:
         async with running_node(via_proxy, "cut") as (cut, applied), \
                 running_node(pg_config, "ok") as (ok, _):
-            await async_wait_until(lambda: _true(_split([cut, ok])), timeout=20,
+            await async_wait_until(lambda: _true(_split([cut, ok])), timeout=60,
                                    what="two nodes to agree")
             first_epoch = cut.epoch
             await (proxy.cut() if failure == "cut" else proxy.freeze())
             await async_wait_until(lambda: _true(lambda: cut.fenced and not cut.is_leader
-                                                 and cut.owned == ()), timeout=20,
+                                                 and cut.owned == ()), timeout=60,
                                    what="the cut-off node to fence itself")
             assert applied[-1] == ()
             assert not cut.is_leader
             assert cut.view().members == 0
             await async_wait_until(lambda: _true(lambda: ok.owned == tuple(TARGETS)
-                                                 and ok.is_leader), timeout=20,
+                                                 and ok.is_leader), timeout=60,
                                    what="the other node to take everything over")
             # Its old epoch is refused from now on: the others may have acted on it.
             assert first_epoch is not None
@@ -144,7 +144,7 @@ async def test_a_node_cut_off_from_the_database_fences_itself(pg_config: StoreCo
             if failure == "freeze":
                 return  # a hung server never comes back in this test
             await proxy.restore()
-            await async_wait_until(lambda: _true(_split([cut, ok])), timeout=20,
+            await async_wait_until(lambda: _true(_split([cut, ok])), timeout=60,
                                    what="the node to rejoin after the cut")
             assert cut.epoch is not None
             assert cut.epoch.incarnation > first_epoch.incarnation
@@ -185,7 +185,7 @@ async def test_a_newcomer_takes_no_target_before_the_others_let_go(
             await node.start()
             stack.push_async_callback(node.stop)
             nodes.append(node)
-            await async_wait_until(lambda: _true(_split(nodes)), timeout=20,
+            await async_wait_until(lambda: _true(_split(nodes)), timeout=60,
                                    what=f"{name} to take its share")
         assert overlaps == []
         # Alone, "a" owned everything at once; "b" and "c" joined while others were live:

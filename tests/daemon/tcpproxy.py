@@ -68,6 +68,15 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        # A cut or freeze that came while the upstream connection was being opened
+        # applies to this connection too; pumping it would let one connection escape.
+        if self._server is None:
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
+        if self._frozen:
+            self._held.update((writer, up_writer))
+            return
         self._writers.update((writer, up_writer))
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pump(src, dst))
