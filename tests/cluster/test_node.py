@@ -225,12 +225,12 @@ async def test_targets_of_a_lapsed_member_come_with_its_expiry_a_leaver_s_do_not
             for name, lease in (("c", 60.0), ("b", 2.0)):
                 epoch, _ = await table.join(name, lease)
                 await async_wait_until(
-                    functools.partial(_sees, node, name), timeout=20, what=f"a to see {name}")
+                    functools.partial(_sees, node, name), timeout=60, what=f"a to see {name}")
                 if name == "c":
                     c = epoch
             owned_by_b = set(assign(TARGETS, ["a", "b", "c"])["b"])
             await async_wait_until(lambda: _true(lambda: node.members == ("a", "c")),
-                                   timeout=20, what="b's lease to run out")
+                                   timeout=60, what="b's lease to run out")
             row = {m.instance_id: m for m in await table.members()}["b"]
             owned, taken = seen[-1]
             # What "a" gains of b's targets (c gains the rest), each with b's expiry.
@@ -243,7 +243,7 @@ async def test_targets_of_a_lapsed_member_come_with_its_expiry_a_leaver_s_do_not
             assert node.taken_over == {}  # only while the listener runs
             assert await table.leave(c)
             await async_wait_until(lambda: _true(lambda: node.members == ("a",)),
-                                   timeout=20, what="a to see c leave")
+                                   timeout=60, what="a to see c leave")
             owned, taken = seen[-1]
             assert owned == tuple(TARGETS)
             assert taken == {}
