@@ -9,6 +9,15 @@ scheduler maps the grid to its monotonic clock with that offset and keeps runnin
 monotonic clock. A new owner then polls a target at its next slot, one interval after the
 old owner's poll at the same place, not at once.
 
+**The catch-up.** A target taken over from a member whose lease *ran out* (killed,
+paused, cut off: its row stays, not live) is polled at once if its most recent slot came
+after that lease's expiry (``heartbeat_at + lease_seconds`` on the database's clock): the
+member had fenced itself or was dead by then, so nobody polled that slot
+(:func:`taken_from_lapsed`, :func:`netguard.daemon.scheduler.missed_since`). Its last
+poll was at a slot before the expiry, so the catch-up comes at least one interval after
+it. A target whose last slot came before the expiry waits for its next slot, as does one
+handed over by a clean leave (the row is deleted: the leaver polled until then).
+
 **The settle.** When an instance joins, the others keep polling the targets it gains
 until their next heartbeat shows them the newcomer. :class:`Settle` holds those targets
 back until every other live member has provably applied that heartbeat's ownership: its
@@ -21,11 +30,12 @@ then has fenced itself).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from netguard.cluster.members import Beat, ClockSample
+from netguard.cluster.members import Beat, ClockSample, Lapse
+from netguard.cluster.rendezvous import owner
 
 CLOCK_SAMPLES = 16
 """Heartbeats whose clock readings are kept; the one with the shortest round trip wins."""
@@ -63,6 +73,36 @@ def grid_epoch(offset: float) -> float:
     :meth:`~netguard.daemon.scheduler.PollScheduler.align` takes): the scheduler's slots
     are this plus ``(phase + k) x interval``, the same database times everywhere."""
     return -offset
+
+
+def to_local(db_time: float, offset: float) -> float:
+    """A database time (Unix seconds) on the local monotonic clock."""
+    return db_time + grid_epoch(offset)
+
+
+def taken_from_lapsed(gained: Iterable[str], before: Sequence[str],
+                      lapsed: Iterable[Lapse]) -> dict[str, float]:
+    """The gained targets whose previous owner's lease ran out, with its expiry.
+
+    Args:
+        gained: Targets this instance owns now and did not before.
+        before: The live members before (who owned them).
+        lapsed: The registered members that are not live now. One that left cleanly has
+            no row, so its targets are not here: it polled them until it left.
+
+    Returns:
+        Target id -> the previous owner's lease expiry (Unix seconds, database clock).
+    """
+    expired = {lapse.instance_id: lapse.expired for lapse in lapsed
+               if lapse.instance_id in before}
+    if not expired:
+        return {}
+    out: dict[str, float] = {}
+    for target in gained:
+        previous = owner(target, before)
+        if previous is not None and previous in expired:
+            out[target] = expired[previous]
+    return out
 
 
 @dataclass(slots=True)

@@ -100,6 +100,22 @@ class Beat:
 
 
 @dataclass(frozen=True, slots=True)
+class Lapse:
+    """A registered member whose lease ran out (it died, or fenced itself); its row
+    stays until the same id joins again. A clean leave deletes the row: no lapse.
+
+    Attributes:
+        instance_id: The member.
+        expired: ``heartbeat_at + lease_seconds``, in Unix seconds on the database's
+            clock: from then on it polled nothing (it had fenced itself by then, if it
+            still ran).
+    """
+
+    instance_id: str
+    expired: float
+
+
+@dataclass(frozen=True, slots=True)
 class ClockSample:
     """The database's clock read against the local monotonic clock.
 
@@ -132,7 +148,9 @@ class Heartbeat:
         reason: Why a heartbeat was refused (``expired``, ``taken over``, ``missing``).
         at: The renewed ``heartbeat_at`` (database clock; ``None`` if not renewed).
         beats: The live members' registrations and last heartbeats, as read.
-        clock: The database clock read with the members (``None`` if none was live).
+        clock: The database clock read with the members (``None`` if none was
+            registered).
+        lapsed: The registered members that are not live, as read.
     """
 
     renewed: bool
@@ -141,6 +159,7 @@ class Heartbeat:
     at: datetime | None = None
     beats: tuple[Beat, ...] = ()
     clock: ClockSample | None = None
+    lapsed: tuple[Lapse, ...] = ()
 
 
 def _member(row: RowMapping) -> Member:
@@ -210,10 +229,11 @@ class MemberTable:
                 "UPDATE cluster_member SET heartbeat_at = now() "  # noqa: S608 (constants)
                 f"WHERE instance_id = :fence_instance AND incarnation = :fence_incarnation "
                 f"AND {_LIVE} RETURNING heartbeat_at"), epoch.params())).first()
-            beats, clock = await self._beats(conn)
+            beats, lapsed, clock = await self._beats(conn)
             members = tuple(b.instance_id for b in beats)
             if row is not None:
-                return Heartbeat(True, members, at=row[0], beats=beats, clock=clock)
+                return Heartbeat(True, members, at=row[0], beats=beats, clock=clock,
+                                 lapsed=lapsed)
             row = (await conn.execute(text("SELECT incarnation FROM cluster_member "
                                            "WHERE instance_id = :i"),
                                       {"i": epoch.instance_id})).first()
@@ -223,21 +243,26 @@ class MemberTable:
             reason = "taken over"
         else:
             reason = "expired"
-        return Heartbeat(False, members, reason, beats=beats, clock=clock)
+        return Heartbeat(False, members, reason, beats=beats, clock=clock, lapsed=lapsed)
 
     async def _beats(self, conn: AsyncConnection
-                     ) -> tuple[tuple[Beat, ...], ClockSample | None]:
+                     ) -> tuple[tuple[Beat, ...], tuple[Lapse, ...], ClockSample | None]:
         before = self._monotonic()
+        # Every row, not only the live ones: a lapsed member's expiry tells the one that
+        # takes over its targets which of their slots it certainly missed.
         rows = (await conn.execute(text(
-            "SELECT instance_id, joined_at, heartbeat_at, "  # noqa: S608 (constants)
-            "EXTRACT(EPOCH FROM clock_timestamp()) AS clock FROM cluster_member "
-            f"WHERE {_LIVE} ORDER BY instance_id"))).mappings().all()
+            f"SELECT instance_id, joined_at, heartbeat_at, ({_LIVE}) AS live, "  # noqa: S608 (constants)
+            "EXTRACT(EPOCH FROM heartbeat_at + make_interval(secs => lease_seconds)) "
+            "AS expired, EXTRACT(EPOCH FROM clock_timestamp()) AS clock "
+            "FROM cluster_member ORDER BY instance_id"))).mappings().all()
         after = self._monotonic()
         beats = tuple(Beat(str(r["instance_id"]), r["joined_at"], r["heartbeat_at"])
-                      for r in rows)
+                      for r in rows if r["live"])
+        lapsed = tuple(Lapse(str(r["instance_id"]), float(r["expired"]))
+                       for r in rows if not r["live"])
         clock = None if not rows else ClockSample(
             float(rows[0]["clock"]), (before + after) / 2, after - before)
-        return beats, clock
+        return beats, lapsed, clock
 
     async def leave(self, epoch: Epoch) -> bool:
         """Remove ``epoch``'s registration (a clean stop): its targets move at once.

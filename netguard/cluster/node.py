@@ -8,7 +8,9 @@
    (:mod:`netguard.cluster.rendezvous`); tell the owner listener when they change. After
    a (re)join it gains nothing until the others have let go of its targets
    (:class:`~netguard.cluster.handover.Settle`). The heartbeat also reads the database's
-   clock (:attr:`ClusterNode.clock`), which places the poll grid;
+   clock (:attr:`ClusterNode.clock`), which places the poll grid, and the members whose
+   lease ran out: the listener finds the targets gained from them, with their expiry, in
+   :attr:`ClusterNode.taken_over` (the catch-up);
 3. take or keep the leader lock (:mod:`netguard.cluster.leader`); tell the leader
    listeners when leadership changes.
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from netguard.cluster.config import ClusterConfig
-from netguard.cluster.handover import ClockOffset, Settle
+from netguard.cluster.handover import ClockOffset, Settle, taken_from_lapsed
 from netguard.cluster.leader import LeaderLock
 from netguard.cluster.members import Epoch, Heartbeat, MemberTable
 from netguard.cluster.rendezvous import owned_by
@@ -108,6 +110,8 @@ class ClusterNode:
         self.rejoins = 0
         self.clock = ClockOffset()
         self.settle: Settle | None = None  # while a newcomer waits for the others
+        # While the owner listener runs: gained targets whose owner's lease ran out.
+        self.taken_over: Mapping[str, float] = {}
         self._fresh = False  # joined; the next renewed heartbeat starts the settle
 
     # -- the API the daemon uses --------------------------------------------------------
@@ -236,9 +240,15 @@ class ClusterNode:
         if beat.members != self.members:
             log.info("cluster members changed", extra={
                 "members": ",".join(beat.members), "before": ",".join(self.members)})
-        self.members = beat.members
+        before, self.members = self.members, beat.members
         self.clock.add(beat.clock)
-        await self._set_owned(self._may_own(beat))
+        owned = self._may_own(beat)
+        self.taken_over = taken_from_lapsed(set(owned) - set(self.owned), before,
+                                            beat.lapsed)
+        try:
+            await self._set_owned(owned)
+        finally:
+            self.taken_over = {}
         try:
             leader = await self._bounded(self._lock.try_acquire(), started)
         except TimeoutError:

@@ -16,7 +16,8 @@ and applies what it decides:
   new owner reports what it finds.
 - **Poll grid.** The scheduler's slots sit on the database's clock
   (:mod:`netguard.cluster.handover`): a new owner polls a target one interval after the
-  old owner's poll at the same place.
+  old owner's poll at the same place; but a target taken over from a member whose lease
+  ran out, and whose last slot came after that expiry, is polled at once (the catch-up).
 - **Leadership.** The daemon runs the ticket sweep and the IoT sweep only while
   :attr:`ClusterRole.is_leader`, and the outbox delivers only then (the services'
   ``leader_gate`` follows the leadership; decision 18).
@@ -39,7 +40,7 @@ from dataclasses import replace
 from types import TracebackType
 
 from netguard.cluster.fence import EpochFence
-from netguard.cluster.handover import grid_epoch
+from netguard.cluster.handover import grid_epoch, to_local
 from netguard.cluster.leader import LeaderLock, leader_engine
 from netguard.cluster.members import Epoch, MemberTable
 from netguard.cluster.node import ClusterNode, ClusterView
@@ -183,8 +184,11 @@ class ClusterRole:
         if probes is None:
             return  # the intake alone: it only leads (or not)
         offset = self.node.clock.offset
+        catch_up: dict[str, float] = {}
         if offset is not None:
             self._scheduler.align(grid_epoch(offset))
+            catch_up = {t: to_local(expired, offset)
+                        for t, expired in self.node.taken_over.items()}
         # Read before the switch: between the probes' switch and the scheduler's nothing
         # may wait, or the scheduler would start polls of targets the probes dropped. At
         # the first switch the probes hold every configured target, none polled yet and
@@ -200,7 +204,11 @@ class ClusterRole:
                 log.info("continued the active faults of targets taken over",
                          extra={"faults": restored, "targets": len(seeded)})
         # In the same step as the probes' switch: no poll of a given-up target starts.
-        self._scheduler.update_targets(targets)
+        caught = self._scheduler.update_targets(targets, catch_up=catch_up)
+        if catch_up:
+            log.info("took over targets of a member whose lease ran out; polling now those "
+                     "whose last slot came after its expiry",
+                     extra={"targets": len(catch_up), "catching_up": caught})
 
     async def _stored_faults(self, targets: set[str]) -> list[ActiveFault]:
         """The faults the store holds active for the targets about to be taken over."""

@@ -10,6 +10,9 @@ In a cluster (:meth:`PollScheduler.align`) the phases sit on a grid shared by ev
 instance, on the database's clock (:mod:`netguard.cluster.handover`), and a target's
 first poll is at its next slot on that grid instead: a target taken over is polled one
 interval after its previous owner's poll at the same place, not twice within an interval.
+A target taken over from a member whose lease ran out is polled at once, within the
+first-poll spread, if its last slot came after that expiry (:func:`missed_since`):
+nobody polled that slot.
 
 One task sleeps until the next due poll on the event loop's clock, which is monotonic: a
 step of the wall clock neither stalls nor hurries polling. (APScheduler 3 computes run
@@ -35,7 +38,7 @@ import hashlib
 import heapq
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +90,25 @@ def next_slot(epoch: float, phase: float, interval: float, after: float) -> floa
     base = epoch + phase * interval
     k = math.floor((after - base) / interval) + 1
     return base + max(k, 0) * interval
+
+
+def missed_since(epoch: float, phase: float, interval: float, expiry: float,
+                 now: float) -> bool:
+    """Whether the target's most recent slot (at or before ``now``) came after ``expiry``.
+
+    The catch-up rule of a target taken over from a member whose lease ran out at
+    ``expiry`` (docs/scale-out.md, "Hand-over"): that member polled nothing after its
+    expiry, so a slot after it was certainly missed and the target is polled at once; a
+    slot before it may have been polled, and the target waits for its next slot.
+
+    Args:
+        epoch: Where the slots start (monotonic time, the cluster's grid).
+        phase: The target's place in its interval (:func:`phase_of`).
+        interval: Its interval in seconds.
+        expiry: The previous owner's lease expiry, on the same monotonic clock.
+        now: Monotonic time.
+    """
+    return next_slot(epoch, phase, interval, now) - interval > expiry
 
 
 @dataclass(slots=True)
@@ -160,29 +182,44 @@ class PollScheduler:
         self._wheel = loop.create_task(self._turn(), name=_WHEEL_TASK)
         log.info("scheduler started", extra={"targets": len(self._targets)})
 
-    def update_targets(self, targets: Sequence[ScheduledTarget]) -> None:
+    def update_targets(self, targets: Sequence[ScheduledTarget], *,
+                       catch_up: Mapping[str, float] | None = None) -> int:
         """Poll ``targets`` from now on: add new ones, drop removed ones, re-time the rest.
 
         A removed target's poll that is already running finishes; it is never polled
-        again. A new target's first poll is spread like at start. A target whose interval
-        changed moves to its next slot on the new interval.
+        again. A new target's first poll is spread like at start (on a cluster's grid: at
+        its next slot). A target whose interval changed moves to its next slot on the new
+        interval.
+
+        Args:
+            targets: What to poll from now on.
+            catch_up: On a cluster's grid, new targets taken over from a member whose
+                lease ran out, with that expiry (the loop's clock). One whose last slot
+                came after it was missed (:func:`missed_since`): its first poll comes
+                within the first-poll spread instead of at its next slot.
+
+        Returns:
+            How many new targets catch up.
         """
         self._targets = list(targets)
         if self._wake is None:
-            return
+            return 0
         now = asyncio.get_running_loop().time()
+        expiries = catch_up or {}
+        caught = 0
         wanted = {t.id: t for t in self._targets}
         for target_id in self._slots.keys() - wanted.keys():
             del self._slots[target_id]
         for target in self._targets:
             slot = self._slots.get(target.id)
             if slot is None:
-                self._add(target, now)
+                caught += self._add(target, now, expiries.get(target.id))
             elif slot.interval != target.interval_seconds:
                 slot.interval = target.interval_seconds
                 slot.generation += 1
                 self._push(self._next_slot(slot, now), target.id, slot)
         self._wake.set()
+        return caught
 
     def align(self, epoch: float) -> None:
         """Put every target's slots on a grid shared by a cluster, from now on.
@@ -234,14 +271,23 @@ class PollScheduler:
 
     # -- the wheel -------------------------------------------------------------------------
 
-    def _add(self, target: ScheduledTarget, now: float) -> None:
+    def _add(self, target: ScheduledTarget, now: float, expiry: float | None = None) -> bool:
+        """Queue a new target's first poll; whether it catches up a missed slot."""
         slot = _Slot(target.interval_seconds, phase_of(target.id), 0)
         self._slots[target.id] = slot
+        spread = now + slot.phase * min(self._spread, slot.interval)
+        caught = False
         if self._aligned:  # a cluster: the slot another instance may just have polled at
             first = self._next_slot(slot, now)
+            if expiry is not None and missed_since(self._epoch, slot.phase, slot.interval,
+                                                   expiry, now):
+                # Nobody polled its last slot: now (spread so that a dead member's
+                # targets do not all fire at once), unless its next slot comes sooner.
+                first, caught = min(first, spread), True
         else:
-            first = now + slot.phase * min(self._spread, slot.interval)
+            first = spread
         self._push(first, target.id, slot)
+        return caught
 
     def _push(self, due: float, target_id: str, slot: _Slot) -> None:
         self._seq += 1

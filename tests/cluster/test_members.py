@@ -26,6 +26,7 @@ async def test_members_join_heartbeat_and_leave(pg_store: Store) -> None:
     assert await table.epoch_current(a)
     assert await table.leave(a)
     assert await table.live() == ("b",)
+    assert (await table.heartbeat(b)).lapsed == ()  # a clean leave leaves no row
     assert not await table.epoch_current(a)
     assert not (await table.heartbeat(a)).renewed
     assert [m.instance_id for m in await table.members()] == ["b"]
@@ -34,7 +35,7 @@ async def test_members_join_heartbeat_and_leave(pg_store: Store) -> None:
 async def test_a_member_past_its_lease_is_gone_and_its_epoch_stale(pg_store: Store) -> None:
     table = MemberTable(pg_store.engine)
     short, _ = await table.join("short", 0.3)
-    await table.join("long", 60.0)
+    long, _ = await table.join("long", 60.0)
     await async_wait_until(lambda: _live_is(table, ("long",)), timeout=10,
                            what="the short lease to run out")
     assert not await table.epoch_current(short)
@@ -43,6 +44,11 @@ async def test_a_member_past_its_lease_is_gone_and_its_epoch_stale(pg_store: Sto
     rows = {m.instance_id: m for m in await table.members()}
     assert not rows["short"].live
     assert rows["short"].age_seconds >= 0.3
+    # A live member's heartbeat reads the lapsed one with its expiry (the catch-up's).
+    lapsed = (await table.heartbeat(long)).lapsed
+    assert [lapse.instance_id for lapse in lapsed] == ["short"]
+    assert lapsed[0].expired == pytest.approx(rows["short"].heartbeat_at.timestamp() + 0.3,
+                                              abs=1e-3)
     # Joining again is a new incarnation; the old epoch stays refused.
     again, previous = await table.join("short", 60.0)
     assert again.incarnation == short.incarnation + 1

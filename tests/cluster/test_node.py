@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -195,3 +196,56 @@ async def test_a_newcomer_takes_no_target_before_the_others_let_go(
         assert applied["c"][0] == ()
         assert all(n.settle is None for n in nodes)
         assert all(n.clock.offset is not None for n in nodes)
+
+
+async def _sees(node: ClusterNode, name: str) -> bool:
+    return name in node.members
+
+
+async def test_targets_of_a_lapsed_member_come_with_its_expiry_a_leaver_s_do_not(
+        pg_config: StoreConfig) -> None:
+    # "a" is a node; "b" and "c" are bare registrations. "b" stops heartbeating (as if
+    # killed): "a" gains its targets with b's lease expiry (the catch-up's input); "c"
+    # leaves cleanly: "a" gains its targets with none.
+    seen: list[tuple[tuple[str, ...], dict[str, float]]] = []
+    cluster = ClusterConfig(enabled=True, instance_id="a", heartbeat_seconds=0.3,
+                            lease_seconds=3.0)
+    async with Store(pg_config) as store:
+        table = MemberTable(store.engine)
+        node: ClusterNode
+
+        async def on_owned(owned: tuple[str, ...]) -> None:
+            seen.append((owned, dict(node.taken_over)))
+
+        node = ClusterNode(cluster, table, LeaderLock(leader_engine(pg_config, "a", 3.0)),
+                           TARGETS, on_owned=on_owned,
+                           timeout=pg_config.operation_timeout_seconds)
+        await node.start()
+        try:
+            for name, lease in (("c", 60.0), ("b", 2.0)):
+                epoch, _ = await table.join(name, lease)
+                await async_wait_until(
+                    functools.partial(_sees, node, name), timeout=60, what=f"a to see {name}")
+                if name == "c":
+                    c = epoch
+            owned_by_b = set(assign(TARGETS, ["a", "b", "c"])["b"])
+            await async_wait_until(lambda: _true(lambda: node.members == ("a", "c")),
+                                   timeout=60, what="b's lease to run out")
+            row = {m.instance_id: m for m in await table.members()}["b"]
+            owned, taken = seen[-1]
+            # What "a" gains of b's targets (c gains the rest), each with b's expiry.
+            gained = owned_by_b & set(assign(TARGETS, ["a", "c"])["a"])
+            assert gained
+            assert owned == tuple(assign(TARGETS, ["a", "c"])["a"])
+            assert set(taken) == gained
+            expiry = row.heartbeat_at.timestamp() + 2.0
+            assert all(v == pytest.approx(expiry, abs=1e-3) for v in taken.values())
+            assert node.taken_over == {}  # only while the listener runs
+            assert await table.leave(c)
+            await async_wait_until(lambda: _true(lambda: node.members == ("a",)),
+                                   timeout=60, what="a to see c leave")
+            owned, taken = seen[-1]
+            assert owned == tuple(TARGETS)
+            assert taken == {}
+        finally:
+            await node.stop()

@@ -67,6 +67,7 @@ from tests.cluster.estate import (
     ticket_actions,
     tickets,
 )
+from tests.daemon.runproc import json_log
 from tests.daemon.tcpproxy import TcpProxy
 from tests.support.servers import pg_database
 from tests.support.wait import wait_until
@@ -350,8 +351,15 @@ def test_sigkill_of_the_leader_is_taken_over_without_false_faults(estate: Estate
                        interval=0.5, what="the ticket sweep on a survivor")
     assert swept is not None
     gaps = estate.watch.handover_gaps(moved, None, killed)
+    # The survivors took every target of the victim over from a lapsed member (its row
+    # stays, not live): each with its expiry, polled at once if its slot came after it.
+    lapsed = [r for i in estate.live() for r in json_log(i.proc)
+              if r["msg"].startswith("took over targets of a member whose lease ran out")]
+    assert sum(r["targets"] for r in lapsed) == len(moved), lapsed
     print(f"\nkill -> survivors polled all {len(first)} of its answering targets: "
           f"{max(first.values()) - killed:.1f}s (lease {LEASE}s + interval {INTERVAL}s); "
+          f"caught up at once (slot after the victim's lease expiry): "
+          f"{sum(r['catching_up'] for r in lapsed)} of {len(moved)}; "
           f"kill -> ticket sweep on the new leader: {swept - killed:.1f}s; {_gaps(gaps)}")
     # The survivors only gain the victim's targets, and agree on who gains which.
     assert not [s.doubles() for s in estate.watch.since(killed) if s.doubles()]

@@ -270,3 +270,49 @@ def test_next_slot_is_on_the_grid_and_strictly_after() -> None:
         assert slot > after
         assert slot - after <= 10.0
         assert ((slot - 1.0 - 2.5) / 10.0) % 1 == 0
+
+
+async def test_targets_taken_from_a_dead_member_catch_up_a_missed_slot() -> None:
+    # On a cluster's grid (interval one hour), three targets are taken over at once:
+    # "missed" had a slot 1 s ago, after the dead member's lease expiry (2 s ago): polled
+    # at once. "kept" had its last slot before the expiry (the dead member may have polled
+    # it), and "left" came from a clean leave (no expiry): both wait for their slot,
+    # at least 15 minutes away.
+    loop = asyncio.get_running_loop()
+    polled: dict[str, float] = {}
+
+    async def poll(target_id: str) -> Result:
+        polled.setdefault(target_id, loop.time())
+        return Result(reachable=True)
+
+    now = loop.time()
+    epoch = now - 1.0 - phase_of("missed") * 3600  # missed's last slot: now - 1
+
+    def far(target_id: str) -> bool:
+        return scheduler_module.next_slot(epoch, phase_of(target_id), 3600, now) - now > 900
+    kept, left = [t for t in (f"other-{i}" for i in range(100)) if far(t)][:2]
+    sched = PollScheduler([], poll, jitter_seconds=0.5)
+    sched.align(epoch)
+    sched.start()
+    try:
+        expiry = now - 2.0
+        caught = sched.update_targets(
+            [Target("missed", 3600), Target(kept, 3600), Target(left, 3600)],
+            catch_up={"missed": expiry, kept: expiry})
+        assert caught == 1
+        await async_wait_until(lambda: _ready("missed" in polled), what="the catch-up poll")
+    finally:
+        await sched.stop(1.0)
+    # Well before its next slot (an hour after the missed one).
+    assert polled["missed"] < scheduler_module.next_slot(epoch, phase_of("missed"), 3600,
+                                                         now)
+    assert kept not in polled
+    assert left not in polled
+
+
+def test_the_catch_up_rule_on_the_scheduler_s_grid() -> None:
+    # Slots at 2.5 + 10k; the previous owner's lease ran out at 14.
+    rule = scheduler_module.missed_since
+    assert not rule(0.0, 0.25, 10.0, 14.0, 20.0)   # last slot 12.5: it may have polled
+    assert rule(0.0, 0.25, 10.0, 14.0, 22.5)       # 22.5 > 14: nobody did
+    assert rule(0.0, 0.25, 10.0, 11.0, 14.0)       # 12.5 > 11
