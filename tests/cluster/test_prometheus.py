@@ -187,8 +187,10 @@ def _settled(prom: str, instances: list[Instance]) -> bool:
     if sorted(float(r["value"][1]) for r in up) != [1.0] * len(instances):
         return False
     exported: dict[str, set[str]] = {}
+    # Polled by their owner: a target taken over reads "not polled yet" (up 0) until the
+    # new owner's first slot, up to an interval later (docs/scale-out.md, Limits).
     for row in _query(prom, "netguard_target_last_success_timestamp_seconds > 0"
-                            " or netguard_target_up == 0"):
+                            f' or netguard_target_up{{target="{DEAD}"}} == 0'):
         exported.setdefault(row["metric"]["instance"], set()).add(row["metric"]["target"])
     by_port = {f"127.0.0.1:{i.port}": set(shares[i.name]) for i in instances}
     if exported != by_port:
