@@ -19,10 +19,10 @@ import logging
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from netguard.store.config import StoreConfig
+from netguard.store.lockconn import lock_engine
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,8 @@ _ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 def leader_engine(config: StoreConfig, instance_id: str, lease_seconds: float) -> AsyncEngine:
     """An engine for the leader's own connection: no pool (closing it releases the lock),
     autocommit (an idle session, not an idle transaction), the lease as idle timeout."""
-    statement_ms = int(config.statement_timeout_seconds * 1000)
-    return create_async_engine(
-        config.sqlalchemy_url(), poolclass=NullPool, isolation_level="AUTOCOMMIT",
-        connect_args={"timeout": config.connect_timeout_seconds,
-                      "command_timeout": config.statement_timeout_seconds,
-                      "server_settings": {
-                          "statement_timeout": str(statement_ms),
-                          "idle_session_timeout": str(max(1, int(lease_seconds * 1000))),
-                          "application_name": f"{LEADER_APPLICATION_PREFIX}{instance_id}"}})
+    return lock_engine(config, f"{LEADER_APPLICATION_PREFIX}{instance_id}",
+                       {"idle_session_timeout": str(max(1, int(lease_seconds * 1000)))})
 
 
 class LeaderLock:

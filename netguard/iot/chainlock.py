@@ -30,11 +30,11 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from netguard.errors import StoreError
 from netguard.store.config import StoreConfig
+from netguard.store.lockconn import lock_engine
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,7 @@ class ChainLock:
         self._start_wait = start_wait
         self._monotonic = monotonic
         me = f"{CHAIN_APPLICATION_PREFIX}{socket.gethostname()}:{os.getpid()}"
-        statement_ms = int(config.statement_timeout_seconds * 1000)
-        self._engine: AsyncEngine = create_async_engine(
-            config.sqlalchemy_url(), poolclass=NullPool, isolation_level="AUTOCOMMIT",
-            connect_args={"timeout": config.connect_timeout_seconds,
-                          "command_timeout": config.statement_timeout_seconds,
-                          "server_settings": {
-                              "statement_timeout": str(statement_ms),
-                              # PostgreSQL keeps 63 bytes of it.
-                              "application_name": me[:63]}})
+        self._engine: AsyncEngine = lock_engine(config, me)
         self._idle_ms = max(1, int(idle_timeout * 1000))
         self._conn: AsyncConnection | None = None
 
